@@ -1,0 +1,25 @@
+//! Setpoint's pure domain model.
+//!
+//! Owns what a configuration *is*: validated paths ([`path`]), values and their formats
+//! ([`value`]), schema and validator checks ([`validate`]), version diffs ([`diff`]) and
+//! history retention decisions ([`retention`]).
+//!
+//! Architecture invariant: this crate does no I/O. No tokio, no sockets, no files, no clock —
+//! time is passed in as plain numbers. That keeps every function here deterministic, so it can be
+//! property-tested and fuzzed without a runtime.
+
+pub mod diff;
+pub mod path;
+pub mod retention;
+pub mod validate;
+pub mod value;
+
+pub use path::{ConfigPath, PathError};
+pub use value::{Format, ParsedValue, ValueError, MAX_VALUE_BYTES};
+
+/// Per-path version: starts at 1, +1 on every change (a delete writes a tombstone version), never
+/// reused.
+pub type Version = u64;
+
+/// The store's global revision of a commit (etcd's revision). Orders every change.
+pub type Revision = i64;

@@ -9,6 +9,8 @@
 
 use serde_json::Value;
 
+use crate::value::type_name;
+
 /// One failed check.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
@@ -32,12 +34,14 @@ pub enum RuleError {
 pub struct Schema {
     source: Value,
     label: String,
-    // compiled validator: helper's choice
+    compiled: jsonschema::Validator,
 }
 
 impl std::fmt::Debug for Schema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Schema").field("label", &self.label).finish()
+        f.debug_struct("Schema")
+            .field("label", &self.label)
+            .finish()
     }
 }
 
@@ -45,41 +49,428 @@ impl Schema {
     /// Compiles `source` as JSON Schema 2020-12 (unless it names another `$schema`) with format
     /// checking on. `label` becomes each violation's `source` (`schema`, `schema:/myapp`).
     pub fn compile(source: &Value, label: impl Into<String>) -> Result<Schema, RuleError> {
-        todo!()
+        // Formats are only annotations by default in 2020-12; Setpoint promises they are checked.
+        let compiled = jsonschema::options()
+            .should_validate_formats(true)
+            .build(source)
+            .map_err(|error| RuleError::InvalidSchema(error.to_string()))?;
+        Ok(Schema {
+            source: source.clone(),
+            label: label.into(),
+            compiled,
+        })
     }
     pub fn source(&self) -> &Value {
         &self.source
     }
+    /// The label given at compile time (each violation's `source`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
     pub fn violations(&self, instance: &Value) -> Vec<Violation> {
-        todo!()
+        self.compiled
+            .iter_errors(instance)
+            .map(|error| Violation {
+                pointer: error.instance_path().as_str().to_owned(),
+                message: error.to_string(),
+                source: self.label.clone(),
+            })
+            .collect()
+    }
+}
+
+/// One parsed custom validator.
+#[derive(Debug, Clone)]
+enum Rule {
+    Regex(regex::Regex),
+    Enum(Vec<Value>),
+}
+
+impl Rule {
+    fn parse(index: usize, item: &Value) -> Result<Rule, RuleError> {
+        let invalid = |reason: String| RuleError::InvalidValidator { index, reason };
+        let Value::Object(fields) = item else {
+            return Err(invalid(format!(
+                "expected an object like {{\"regex\": \"…\"}} or {{\"enum\": […]}}, got {}",
+                type_name(item)
+            )));
+        };
+        let mut entries = fields.iter();
+        let (Some((kind, argument)), None) = (entries.next(), entries.next()) else {
+            let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+            return Err(invalid(format!(
+                "expected exactly one of \"regex\" or \"enum\", got keys {keys:?}"
+            )));
+        };
+        match (kind.as_str(), argument) {
+            ("regex", Value::String(pattern)) => regex::Regex::new(pattern)
+                .map(Rule::Regex)
+                .map_err(|error| invalid(format!("bad regex {pattern:?}: {error}"))),
+            ("regex", other) => Err(invalid(format!(
+                "\"regex\" needs a string pattern, got {}",
+                type_name(other)
+            ))),
+            ("enum", Value::Array(allowed)) => Ok(Rule::Enum(allowed.clone())),
+            ("enum", other) => Err(invalid(format!(
+                "\"enum\" needs an array of allowed values, got {}",
+                type_name(other)
+            ))),
+            (unknown, _) => Err(invalid(format!(
+                "unknown validator kind {unknown:?}: expected \"regex\" or \"enum\""
+            ))),
+        }
+    }
+
+    fn violation(&self, instance: &Value) -> Option<Violation> {
+        let (source, message) = match self {
+            Rule::Regex(regex) => match instance {
+                Value::String(text) if regex.is_match(text) => return None,
+                Value::String(_) => (
+                    "validator:regex",
+                    format!("{instance} does not match regex {:?}", regex.as_str()),
+                ),
+                other => (
+                    "validator:regex",
+                    format!(
+                        "regex {:?} needs a string value, got {}",
+                        regex.as_str(),
+                        type_name(other)
+                    ),
+                ),
+            },
+            Rule::Enum(allowed) if allowed.contains(instance) => return None,
+            Rule::Enum(allowed) => (
+                "validator:enum",
+                format!("{instance} is not one of {}", Value::Array(allowed.clone())),
+            ),
+        };
+        Some(Violation {
+            pointer: String::new(),
+            message,
+            source: source.to_owned(),
+        })
     }
 }
 
 /// Custom validators: `[{"regex": "^a+$"}, {"enum": ["a", "b"]}]`. A regex applies to string
 /// values (a non-string is a violation); an enum compares JSON values for equality.
+///
+/// A regex matches like JSON Schema's `pattern`: anywhere in the string unless anchored.
 #[derive(Debug, Clone, Default)]
 pub struct Validators {
     source: Value,
-    // parsed rules: helper's choice
+    rules: Vec<Rule>,
 }
 
 impl Validators {
     /// Parses the validators array. Unknown kinds, bad regexes and non-array input are errors.
+    /// `null` means no validators. Indexes in errors count from 0. Non-array input is reported as
+    /// validator #0.
     pub fn parse(source: &Value) -> Result<Validators, RuleError> {
-        todo!()
+        let items = match source {
+            Value::Null => &Vec::new(),
+            Value::Array(items) => items,
+            other => {
+                return Err(RuleError::InvalidValidator {
+                    index: 0,
+                    reason: format!("validators must be an array, got {}", type_name(other)),
+                });
+            }
+        };
+        let rules = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| Rule::parse(index, item))
+            .collect::<Result<_, _>>()?;
+        Ok(Validators {
+            source: source.clone(),
+            rules,
+        })
     }
     pub fn source(&self) -> &Value {
         &self.source
     }
     pub fn is_empty(&self) -> bool {
-        todo!()
+        self.rules.is_empty()
     }
     pub fn violations(&self, instance: &Value) -> Vec<Violation> {
-        todo!()
+        self.rules
+            .iter()
+            .filter_map(|rule| rule.violation(instance))
+            .collect()
     }
 }
 
 /// Every violation of `instance` against all schemas and validators, in order.
 pub fn check(instance: &Value, schemas: &[&Schema], validators: &[&Validators]) -> Vec<Violation> {
-    todo!()
+    let from_schemas = schemas
+        .iter()
+        .flat_map(|schema| schema.violations(instance));
+    let from_validators = validators
+        .iter()
+        .flat_map(|rules| rules.violations(instance));
+    from_schemas.chain(from_validators).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Expected violations as `(pointer, message, source)`.
+    fn check_schema(schema: Value, instance: Value, expected: &[(&str, &str, &str)]) {
+        let compiled = Schema::compile(&schema, "schema").expect("test schema compiles");
+        let got = check(&instance, &[&compiled], &[]);
+        assert_violations(&got, expected, &format!("{instance} against {schema}"));
+    }
+
+    fn check_validators(validators: Value, instance: Value, expected: &[(&str, &str, &str)]) {
+        let parsed = Validators::parse(&validators).expect("test validators parse");
+        let got = check(&instance, &[], &[&parsed]);
+        assert_violations(&got, expected, &format!("{instance} against {validators}"));
+    }
+
+    fn assert_violations(got: &[Violation], expected: &[(&str, &str, &str)], label: &str) {
+        let got: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|v| (v.pointer.as_str(), v.message.as_str(), v.source.as_str()))
+            .collect();
+        assert_eq!(got, expected, "{label}");
+    }
+
+    #[test]
+    fn schemas() {
+        let uri = json!({"type": "string", "format": "uri"});
+        let server = json!({
+            "type": "object",
+            "required": ["host", "port"],
+            "properties": {
+                "host": {"type": "string"},
+                "port": {"type": "integer", "minimum": 1},
+                "tags": {"type": "array", "items": {"type": "string"}}
+            }
+        });
+        let cases: Vec<(Value, Value, Vec<(&str, &str, &str)>)> = vec![
+            (uri.clone(), json!("postgres://localhost:5432/mydb"), vec![]),
+            (
+                uri.clone(),
+                json!("not a uri"),
+                vec![("", r#""not a uri" is not a "uri""#, "schema")],
+            ),
+            (
+                json!({"format": "email"}),
+                json!("nobody"),
+                vec![("", r#""nobody" is not a "email""#, "schema")],
+            ),
+            (json!({"type": "integer"}), json!(8080), vec![]),
+            (
+                json!({"type": "integer"}),
+                json!(1.5),
+                vec![("", r#"1.5 is not of type "integer""#, "schema")],
+            ),
+            (
+                json!({"type": "integer"}),
+                json!("8080"),
+                vec![("", r#""8080" is not of type "integer""#, "schema")],
+            ),
+            (
+                server.clone(),
+                json!({"host": "db", "port": 5432, "tags": ["a"]}),
+                vec![],
+            ),
+            (
+                server.clone(),
+                json!({"host": "db"}),
+                vec![("", r#""port" is a required property"#, "schema")],
+            ),
+            (
+                server.clone(),
+                json!({"port": "x", "tags": ["a", 2, 3]}),
+                vec![
+                    ("", r#""host" is a required property"#, "schema"),
+                    ("/port", r#""x" is not of type "integer""#, "schema"),
+                    ("/tags/1", r#"2 is not of type "string""#, "schema"),
+                    ("/tags/2", r#"3 is not of type "string""#, "schema"),
+                ],
+            ),
+            (
+                json!({"type": "object", "properties": {"a/b": {"properties": {"c~d": {"type": "string"}}}}}),
+                json!({"a/b": {"c~d": 1}}),
+                vec![("/a~1b/c~0d", r#"1 is not of type "string""#, "schema")],
+            ),
+        ];
+        for (schema, instance, expected) in cases {
+            check_schema(schema, instance, &expected);
+        }
+    }
+
+    #[test]
+    fn older_drafts_are_honoured() {
+        // Draft 4 has no `const`; an unknown keyword is ignored, so anything passes.
+        let draft4 = json!({"$schema": "http://json-schema.org/draft-04/schema#", "const": 1});
+        check_schema(draft4, json!(2), &[]);
+        check_schema(
+            json!({"const": 1}),
+            json!(2),
+            &[("", "1 was expected", "schema")],
+        );
+    }
+
+    #[test]
+    fn invalid_schemas_are_errors() {
+        for schema in [
+            json!({"type": 5}),
+            json!({"minimum": "x"}),
+            json!({"$ref": "https://example.com/s.json"}),
+        ] {
+            let got = Schema::compile(&schema, "schema");
+            assert!(
+                matches!(got, Err(RuleError::InvalidSchema(_))),
+                "{schema}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_keeps_source_and_label() {
+        let source = json!({"type": "string"});
+        let schema = Schema::compile(&source, "schema:/myapp").expect("valid schema");
+        assert_eq!(schema.source(), &source);
+        assert_eq!(schema.label(), "schema:/myapp");
+        let got = schema.violations(&json!(1));
+        assert_eq!(got[0].source, "schema:/myapp");
+    }
+
+    #[test]
+    fn validators() {
+        let cases: Vec<(Value, Value, Vec<(&str, &str, &str)>)> = vec![
+            (json!([{"regex": "^a+$"}]), json!("aaa"), vec![]),
+            (
+                json!([{"regex": "^a+$"}]),
+                json!("aab"),
+                vec![(
+                    "",
+                    r#""aab" does not match regex "^a+$""#,
+                    "validator:regex",
+                )],
+            ),
+            (json!([{"regex": "b"}]), json!("abc"), vec![]),
+            (
+                json!([{"regex": "^a+$"}]),
+                json!(5),
+                vec![(
+                    "",
+                    r#"regex "^a+$" needs a string value, got number"#,
+                    "validator:regex",
+                )],
+            ),
+            (json!([{"enum": ["a", 1, {"x": true}]}]), json!(1), vec![]),
+            (
+                json!([{"enum": ["a", 1, {"x": true}]}]),
+                json!({"x": true}),
+                vec![],
+            ),
+            (
+                json!([{"enum": ["a", 1]}]),
+                json!("1"),
+                vec![("", r#""1" is not one of ["a",1]"#, "validator:enum")],
+            ),
+            (
+                json!([{"regex": "^[a-z]+$"}, {"enum": ["prod", "dev"]}]),
+                json!("Stage"),
+                vec![
+                    (
+                        "",
+                        r#""Stage" does not match regex "^[a-z]+$""#,
+                        "validator:regex",
+                    ),
+                    (
+                        "",
+                        r#""Stage" is not one of ["prod","dev"]"#,
+                        "validator:enum",
+                    ),
+                ],
+            ),
+            (json!(null), json!("anything"), vec![]),
+            (json!([]), json!("anything"), vec![]),
+        ];
+        for (validators, instance, expected) in cases {
+            check_validators(validators, instance, &expected);
+        }
+    }
+
+    #[test]
+    fn invalid_validators() {
+        let cases = [
+            (
+                json!({"regex": "a"}),
+                "invalid validator #0: validators must be an array, got object",
+            ),
+            (
+                json!(["a"]),
+                "invalid validator #0: expected an object like {\"regex\": \"…\"} or {\"enum\": […]}, got string",
+            ),
+            (
+                json!([{"enum": []}, {"length": 3}]),
+                "invalid validator #1: unknown validator kind \"length\": expected \"regex\" or \"enum\"",
+            ),
+            (
+                json!([{"regex": "("}]),
+                "invalid validator #0: bad regex \"(\": ",
+            ),
+            (
+                json!([{"regex": 1}]),
+                "invalid validator #0: \"regex\" needs a string pattern, got number",
+            ),
+            (
+                json!([{"enum": "a"}]),
+                "invalid validator #0: \"enum\" needs an array of allowed values, got string",
+            ),
+            (
+                json!([{}]),
+                "invalid validator #0: expected exactly one of \"regex\" or \"enum\", got keys []",
+            ),
+            (
+                json!([{"regex": "a", "enum": []}]),
+                "invalid validator #0: expected exactly one of \"regex\" or \"enum\", got keys [",
+            ),
+        ];
+        for (source, message) in cases {
+            let got = Validators::parse(&source)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            match got {
+                Err(shown) => assert!(shown.starts_with(message), "{source}: {shown:?}"),
+                Ok(()) => panic!("{source}: accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn validators_basics() {
+        let empty = Validators::default();
+        assert!(empty.is_empty());
+        assert_eq!(empty.source(), &Value::Null);
+        let source = json!([{"enum": [1]}]);
+        let parsed = Validators::parse(&source).expect("valid validators");
+        assert!(!parsed.is_empty());
+        assert_eq!(parsed.source(), &source);
+    }
+
+    #[test]
+    fn check_lists_schemas_then_validators_in_order() {
+        let first = Schema::compile(&json!({"type": "string"}), "schema").expect("valid");
+        let second = Schema::compile(&json!({"minimum": 10}), "schema:/app").expect("valid");
+        let rules = Validators::parse(&json!([{"enum": [1]}])).expect("valid");
+        let got = check(&json!(5), &[&first, &second], &[&rules]);
+        let sources: Vec<&str> = got.iter().map(|v| v.source.as_str()).collect();
+        assert_eq!(sources, ["schema", "schema:/app", "validator:enum"]);
+    }
+
+    #[test]
+    fn schema_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Schema>();
+        assert_send_sync::<Validators>();
+    }
 }

@@ -87,7 +87,7 @@ pub struct ParsedValue {
 }
 
 /// The JSON type name of `value`, for messages.
-fn type_name(value: &serde_json::Value) -> &'static str {
+pub(crate) fn type_name(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "boolean",

@@ -15,7 +15,7 @@ pub mod validate;
 pub mod value;
 
 pub use path::{ConfigPath, PathError};
-pub use value::{Format, ParsedValue, ValueError, MAX_VALUE_BYTES};
+pub use value::{Format, MAX_VALUE_BYTES, ParsedValue, ValueError};
 
 /// Per-path version: starts at 1, +1 on every change (a delete writes a tombstone version), never
 /// reused.

@@ -217,20 +217,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Expected violations as `(pointer, message, source)`.
-    fn check_schema(schema: Value, instance: Value, expected: &[(&str, &str, &str)]) {
+    /// An expected violation as `(pointer, message, source)`.
+    type Expected<'a> = (&'a str, &'a str, &'a str);
+
+    fn check_schema(schema: Value, instance: Value, expected: &[Expected<'_>]) {
         let compiled = Schema::compile(&schema, "schema").expect("test schema compiles");
         let got = check(&instance, &[&compiled], &[]);
         assert_violations(&got, expected, &format!("{instance} against {schema}"));
     }
 
-    fn check_validators(validators: Value, instance: Value, expected: &[(&str, &str, &str)]) {
+    fn check_validators(validators: Value, instance: Value, expected: &[Expected<'_>]) {
         let parsed = Validators::parse(&validators).expect("test validators parse");
         let got = check(&instance, &[], &[&parsed]);
         assert_violations(&got, expected, &format!("{instance} against {validators}"));
     }
 
-    fn assert_violations(got: &[Violation], expected: &[(&str, &str, &str)], label: &str) {
+    fn assert_violations(got: &[Violation], expected: &[Expected<'_>], label: &str) {
         let got: Vec<(&str, &str, &str)> = got
             .iter()
             .map(|v| (v.pointer.as_str(), v.message.as_str(), v.source.as_str()))
@@ -250,7 +252,7 @@ mod tests {
                 "tags": {"type": "array", "items": {"type": "string"}}
             }
         });
-        let cases: Vec<(Value, Value, Vec<(&str, &str, &str)>)> = vec![
+        let cases: Vec<(Value, Value, Vec<Expected<'_>>)> = vec![
             (uri.clone(), json!("postgres://localhost:5432/mydb"), vec![]),
             (
                 uri.clone(),
@@ -343,7 +345,7 @@ mod tests {
 
     #[test]
     fn validators() {
-        let cases: Vec<(Value, Value, Vec<(&str, &str, &str)>)> = vec![
+        let cases: Vec<(Value, Value, Vec<Expected<'_>>)> = vec![
             (json!([{"regex": "^a+$"}]), json!("aaa"), vec![]),
             (
                 json!([{"regex": "^a+$"}]),

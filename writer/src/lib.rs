@@ -2,4 +2,172 @@
 //!
 //! Layout:
 //! - [`store`]: the revisioned key-value store trait and its two implementations (etcd, embedded).
+//! - [`model`]: the versioned config model on a store — commits, reads, history, schemas,
+//!   retention. Knows nothing of HTTP.
+//! - [`api`]: the REST API (axum) over the model, plus health, readiness, metrics and OpenAPI.
+//! - [`metrics`]: the Prometheus registry and the store-timing wrapper.
+//! - [`error`]: the one error vocabulary (code → HTTP status).
+//!
+//! [`run`] serves a writer on a listener until a shutdown future resolves.
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod model;
 pub mod store;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::ServiceExt;
+use axum::serve::ListenerExt;
+use setpoint_core::retention::Rule;
+use tokio::net::TcpListener;
+use tower::Layer;
+
+use crate::metrics::{MeteredStore, Metrics};
+use crate::model::{Configs, SystemClock};
+use crate::store::{Store, StoreError};
+
+/// Where the writer keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `etcd://HOST:PORT[,HOST:PORT...]`
+    Etcd { endpoints: Vec<String> },
+    /// `embedded://DIR`
+    Embedded { dir: PathBuf },
+}
+
+impl StoreSpec {
+    pub fn parse(input: &str) -> Result<StoreSpec, String> {
+        if let Some(rest) = input.strip_prefix("etcd://") {
+            let endpoints: Vec<String> = rest
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if endpoints.is_empty() {
+                return Err(format!(
+                    "{input:?} names no etcd endpoint: expected etcd://HOST:PORT[,HOST:PORT...]"
+                ));
+            }
+            return Ok(StoreSpec::Etcd { endpoints });
+        }
+        if let Some(dir) = input.strip_prefix("embedded://") {
+            if dir.is_empty() {
+                return Err("embedded:// needs a directory: embedded://DIR".to_owned());
+            }
+            return Ok(StoreSpec::Embedded {
+                dir: PathBuf::from(dir),
+            });
+        }
+        Err(format!(
+            "unknown store {input:?}: expected etcd://HOST:PORT[,...] or embedded://DIR"
+        ))
+    }
+}
+
+/// Everything a writer needs, already validated.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub store: StoreSpec,
+    /// Key prefix of all Setpoint data in the store.
+    pub store_prefix: String,
+    /// Deadline of each store call; past it the request is a 503.
+    pub store_timeout: Duration,
+    pub retention: Vec<Rule>,
+    /// How often history retention and store compaction run.
+    pub compaction_interval: Duration,
+    /// Store revisions kept for watch resumption when compacting the store's own log.
+    pub keep_store_revisions: i64,
+}
+
+impl WriterConfig {
+    pub fn new(store: StoreSpec) -> WriterConfig {
+        WriterConfig {
+            store,
+            store_prefix: "/setpoint/".to_owned(),
+            store_timeout: Duration::from_secs(2),
+            retention: Vec::new(),
+            compaction_interval: Duration::from_secs(60),
+            keep_store_revisions: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+pub async fn open_store(spec: &StoreSpec, timeout: Duration) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match spec {
+        StoreSpec::Etcd { endpoints } => {
+            Arc::new(store::etcd::EtcdStore::connect(endpoints, timeout).await?)
+        }
+        StoreSpec::Embedded { dir } => Arc::new(store::embedded::EmbeddedStore::open(dir)?),
+    })
+}
+
+/// Serves the writer on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    config: WriterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let raw_store = open_store(&config.store, config.store_timeout).await?;
+    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
+    let configs = Arc::new(Configs::new(
+        store,
+        &config.store_prefix,
+        Arc::new(SystemClock),
+    ));
+    let compaction = tokio::spawn(compaction_loop(
+        configs.clone(),
+        metrics.clone(),
+        config.clone(),
+    ));
+
+    let state = api::AppState { configs, metrics };
+    let app = tower::util::MapRequestLayer::new(api::rewrite_list_method).layer(api::router(state));
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = ?config.store, "writer listening");
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "cannot set TCP_NODELAY");
+        }
+    });
+    let served = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    compaction.abort();
+    tracing::info!(%addr, "writer stopped");
+    Ok(served?)
+}
+
+async fn compaction_loop(configs: Arc<Configs>, metrics: Arc<Metrics>, config: WriterConfig) {
+    let mut ticker = tokio::time::interval(config.compaction_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut compacted_to = 0;
+    loop {
+        ticker.tick().await;
+        match configs.compact_history(&config.retention).await {
+            Ok(removed) => metrics.history_removed.inc_by(removed as u64),
+            Err(err) => tracing::warn!(%err, "history retention pass failed; will retry"),
+        }
+        match configs.compact_store(config.keep_store_revisions).await {
+            Ok(Some(revision)) if revision > compacted_to => compacted_to = revision,
+            Ok(_) => {}
+            Err(err) => tracing::debug!(%err, "store compaction skipped"),
+        }
+    }
+}

@@ -52,12 +52,20 @@ pub enum CompareOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Compare {
     /// Compares the key's `mod_revision` (0 when missing) with `revision`.
-    ModRevision { key: String, op: CompareOp, revision: Revision },
+    ModRevision {
+        key: String,
+        op: CompareOp,
+        revision: Revision,
+    },
 }
 
 impl Compare {
     pub fn mod_revision(key: impl Into<String>, op: CompareOp, revision: Revision) -> Compare {
-        Compare::ModRevision { key: key.into(), op, revision }
+        Compare::ModRevision {
+            key: key.into(),
+            op,
+            revision,
+        }
     }
 }
 
@@ -93,7 +101,12 @@ pub struct RangeRequest {
 impl RangeRequest {
     /// Every key starting with `prefix`, ascending.
     pub fn prefix(prefix: &str) -> RangeRequest {
-        RangeRequest { start: prefix.to_owned(), end: prefix_end(prefix), limit: 0, descending: false }
+        RangeRequest {
+            start: prefix.to_owned(),
+            end: prefix_end(prefix),
+            limit: 0,
+            descending: false,
+        }
     }
 }
 
@@ -149,7 +162,10 @@ pub enum StoreError {
     Unavailable(String),
     /// The asked revision was compacted away.
     #[error("revision {requested} is compacted (oldest kept: {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The request exceeds a store limit (etcd's request size).
     #[error("request too large for the store: {0}")]
     TooLarge(String),
@@ -167,7 +183,8 @@ pub trait Store: Send + Sync + 'static {
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
     /// Batches for keys starting with `prefix`, from `from_revision` inclusive (0 = only future
     /// changes). The stream ends with an error item when the store is lost.
-    async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream, StoreError>;
+    async fn watch(&self, prefix: &str, from_revision: Revision)
+    -> Result<WatchStream, StoreError>;
     /// Discards the history (not the current values) before `revision`.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
     async fn current_revision(&self) -> Result<Revision, StoreError>;

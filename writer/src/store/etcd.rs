@@ -8,7 +8,10 @@ pub struct EtcdStore {}
 impl EtcdStore {
     /// `endpoints` like `127.0.0.1:2379` (with or without `http://`). Connecting is lazy: a
     /// store that is down at start makes calls fail with `Unavailable` until it comes up.
-    pub async fn connect(endpoints: &[String], op_timeout: std::time::Duration) -> Result<EtcdStore, StoreError> {
+    pub async fn connect(
+        endpoints: &[String],
+        op_timeout: std::time::Duration,
+    ) -> Result<EtcdStore, StoreError> {
         todo!()
     }
 }

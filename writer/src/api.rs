@@ -1,0 +1,105 @@
+//! The writer's REST API (axum): routes, shared state and the middleware around them.
+//!
+//! Layout: [`config`] serves `/api/config/...` and `/api/batch`, [`schemas`] `/api/schemas/...`,
+//! [`ops`] health, readiness and metrics, [`openapi`] the generated OpenAPI document, [`input`]
+//! turns raw bodies, headers and query strings into typed requests (every input is parsed here
+//! once and rejected with a JSON error, never unwrapped).
+//!
+//! API boundary: handlers only parse, call [`crate::model::Configs`] and render. No handler
+//! touches the store directly.
+
+pub mod config;
+pub mod input;
+pub mod openapi;
+pub mod ops;
+pub mod schemas;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::model::Configs;
+
+/// Largest request body read at all. Values are limited to 1 MiB of stored bytes; JSON escaping
+/// can make the body that carries one larger, and batches carry several.
+pub const MAX_BODY_BYTES: usize = 8 << 20;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub configs: Arc<Configs>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/config", get(config::get_root))
+        .route("/api/config/", get(config::get_root))
+        .route(
+            "/api/config/{*path}",
+            get(config::get).put(config::put).delete(config::delete),
+        )
+        .route("/api/batch", post(config::batch))
+        .route("/api/schemas", get(schemas::list))
+        .route(
+            "/api/schemas/{*prefix}",
+            get(schemas::get).put(schemas::put).delete(schemas::delete),
+        )
+        .route("/api/openapi.json", get(openapi::serve))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> Error {
+    Error::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+/// Counts and times every routed request by its route template, method and status.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [route.as_str(), method.as_str(), status.as_str()];
+    state.metrics.http_requests.with_label_values(&labels).inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response.into_response()
+}
+
+/// `LIST /api/config/{prefix}` is `GET /api/config/{prefix}?list=true`. Axum routes only the
+/// standard methods, so this runs before routing.
+pub fn rewrite_list_method(mut request: Request) -> Request {
+    if request.method().as_str() != "LIST" {
+        return request;
+    }
+    *request.method_mut() = Method::GET;
+    let uri = request.uri();
+    let query = match uri.query() {
+        Some(q) if !q.is_empty() => format!("{q}&list=true"),
+        _ => "list=true".to_owned(),
+    };
+    if let Ok(rewritten) = format!("{}?{query}", uri.path()).parse::<Uri>() {
+        *request.uri_mut() = rewritten;
+    }
+    request
+}

@@ -1,0 +1,483 @@
+//! `/api/config/...` and `/api/batch`: versioned reads and writes of configs.
+//!
+//! `GET /api/config/{path}` serves several things by its query and last segment: the entry, an
+//! old version (`?version=N`), the children of a prefix (`?list=true`, or any path without a
+//! value), the history (`…/history`) and a diff (`…/diff?from=&to=`). `history`, `diff` and
+//! `rollout` are reserved final segment names (see `setpoint_core::path`), so this is never
+//! ambiguous.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::input::{self, Params, double_option};
+use crate::error::Error;
+use crate::model::{Change, Committed, EntryView, Precondition, PutChange, Update};
+
+const REVISION_HEADER: &str = "x-setpoint-revision";
+const DEFAULT_HISTORY_PAGE: u64 = 100;
+const MAX_HISTORY_PAGE: u64 = 1000;
+
+/// Body of `PUT /api/config/{path}`. Unknown fields are rejected (a typo is an error, not a
+/// silent no-op). `null` clears `description`, `owner`, `schema` or `validators`; leaving a field
+/// out keeps what the previous version had.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    /// The value: any JSON; a string for `yaml` and `text`.
+    #[schema(value_type = Object)]
+    pub value: Value,
+    /// `json` (default), `yaml` or `text`.
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
+    /// JSON Schema (2020-12) enforced on this and every later write until replaced.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Option<Value>>,
+    /// `[{"regex": "..."}, {"enum": [...]}]`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub validators: Option<Option<Vec<Value>>>,
+}
+
+/// One change of `POST /api/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchChange {
+    /// `put` or `delete`.
+    pub op: String,
+    pub path: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub validators: Option<Option<Vec<Value>>>,
+    /// Like `If-Match`: a version number, or `"*"`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub if_match: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    pub changes: Vec<BatchChange>,
+}
+
+fn parse_path(raw: &str) -> Result<ConfigPath, Error> {
+    Ok(ConfigPath::parse(raw)?)
+}
+
+fn parse_format(raw: Option<&str>) -> Result<Option<Format>, Error> {
+    raw.map(Format::parse).transpose().map_err(Error::from)
+}
+
+fn put_change(
+    path: ConfigPath,
+    body: PutBody,
+    if_match: Option<Precondition>,
+) -> Result<Change, Error> {
+    let format = parse_format(body.format.as_deref())?;
+    let value = ParsedValue::from_request(body.value, format)?;
+    Ok(Change::Put(Box::new(PutChange {
+        path,
+        value,
+        description: Update::from_option(body.description),
+        owner: Update::from_option(body.owner),
+        schema: Update::from_option(body.schema),
+        validators: Update::from_option(body.validators.map(|v| v.map(Value::Array))),
+        if_match,
+    })))
+}
+
+fn with_revision(mut response: Response, revision: i64) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&revision.to_string()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REVISION_HEADER), value);
+    }
+    response
+}
+
+fn etag(version: Version) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// Write a config: a new version of `path`.
+#[utoipa::path(put, path = "/api/config/{path}", tag = "config",
+    params(("path" = String, Path, description = "Slash-separated config path, e.g. myapp/database/host"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version (\"3\", 3 or *)")),
+    request_body = PutBody,
+    responses((status = 200, description = "New version of an existing config"),
+              (status = 201, description = "First version, or re-created after a delete"),
+              (status = 400, description = "Malformed body, path, format or schema"),
+              (status = 412, description = "If-Match does not match"),
+              (status = 413, description = "Value over 1 MiB"),
+              (status = 422, description = "Schema or validator violations, every one listed"),
+              (status = 503, description = "Store unavailable")))]
+pub async fn put(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let path = parse_path(&raw)?;
+    let body: PutBody = input::json_body(body)?;
+    let change = put_change(path, body, input::if_match(&headers)?)?;
+    let committed = state
+        .configs
+        .commit(vec![change], input::actor(&headers))
+        .await?;
+    Ok(single_result(committed))
+}
+
+/// Delete a config: writes a tombstone version.
+#[utoipa::path(delete, path = "/api/config/{path}", tag = "config",
+    params(("path" = String, Path, description = "Config path"),
+           ("If-Match" = Option<String>, Header, description = "Expected current version")),
+    responses((status = 200, description = "Tombstone version written"),
+              (status = 404, description = "The path holds no value"),
+              (status = 412, description = "If-Match does not match")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let path = parse_path(&raw)?;
+    let change = Change::Delete {
+        path,
+        if_match: input::if_match(&headers)?,
+    };
+    let committed = state
+        .configs
+        .commit(vec![change], input::actor(&headers))
+        .await?;
+    Ok(single_result(committed))
+}
+
+fn single_result(committed: Committed) -> Response {
+    let Some(result) = committed.results.first() else {
+        return Error::internal("commit returned no result").into_response();
+    };
+    let status = if result.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut body =
+        json!({ "path": result.path, "version": result.version, "revision": committed.revision });
+    if result.deleted {
+        body["deleted"] = json!(true);
+    }
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(result.version));
+    with_revision(response, committed.revision)
+}
+
+/// Commit several puts and deletes atomically, as one revision.
+#[utoipa::path(post, path = "/api/batch", tag = "config", request_body = BatchBody,
+    responses((status = 200, description = "All changes committed at one revision"),
+              (status = 400, description = "A malformed change (details.index names it)"),
+              (status = 404, description = "A delete of a path without a value"),
+              (status = 412, description = "A per-change if_match failed"),
+              (status = 422, description = "Violations in any change; nothing written")))]
+pub async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Error> {
+    let body: BatchBody = input::json_body(body)?;
+    let changes = body
+        .changes
+        .into_iter()
+        .enumerate()
+        .map(|(index, change)| batch_change(change).map_err(|e| e.at_index(index)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let committed = state
+        .configs
+        .commit(changes, input::actor(&headers))
+        .await?;
+    let body = json!({ "revision": committed.revision, "results": committed.results });
+    Ok(with_revision(
+        Json(body).into_response(),
+        committed.revision,
+    ))
+}
+
+fn batch_change(change: BatchChange) -> Result<Change, Error> {
+    let path = parse_path(&change.path)?;
+    let if_match = match &change.if_match {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(input::parse_precondition(&n.to_string())?),
+        Some(Value::String(s)) => Some(input::parse_precondition(s)?),
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "if_match must be a version or \"*\", got {other}"
+            )));
+        }
+    };
+    match change.op.as_str() {
+        "put" => {
+            let value = change
+                .value
+                .ok_or_else(|| Error::bad_request("a put change needs a value"))?;
+            let body = PutBody {
+                value,
+                format: change.format,
+                description: change.description,
+                owner: change.owner,
+                schema: change.schema,
+                validators: change.validators,
+            };
+            put_change(path, body, if_match)
+        }
+        "delete" => {
+            if change.value.is_some() || change.schema.is_some() || change.validators.is_some() {
+                return Err(Error::bad_request(
+                    "a delete change takes only path and if_match",
+                ));
+            }
+            Ok(Change::Delete { path, if_match })
+        }
+        other => Err(Error::bad_request(format!(
+            "unknown op {other:?}: expected put or delete"
+        ))),
+    }
+}
+
+fn entry_json(entry: &EntryView) -> Value {
+    let mut body = json!({
+        "path": entry.path.as_str(),
+        "value": entry.value.as_ref().map(ParsedValue::to_api_value),
+        "format": entry.format.as_str(),
+        "version": entry.version,
+        "revision": entry.revision,
+        "updated_at": entry.meta.updated_at,
+    });
+    let optional = [
+        (
+            "updated_by",
+            entry.meta.updated_by.clone().map(Value::String),
+        ),
+        (
+            "description",
+            entry.meta.description.clone().map(Value::String),
+        ),
+        ("owner", entry.meta.owner.clone().map(Value::String)),
+        ("schema", entry.schema.clone()),
+        ("validators", entry.validators.clone()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            body[name] = value;
+        }
+    }
+    if entry.deleted() {
+        body["deleted"] = json!(true);
+    }
+    body
+}
+
+/// `GET /api/config` and `/api/config/`: the top-level names.
+pub async fn get_root(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Error> {
+    list(&state, &ConfigPath::root(), &Params::new(query)).await
+}
+
+/// Read a config, an old version, or the children of a prefix.
+#[utoipa::path(get, path = "/api/config/{path}", tag = "config",
+    params(("path" = String, Path, description = "Config path or prefix"),
+           ("version" = Option<u64>, Query, description = "An older version"),
+           ("list" = Option<bool>, Query, description = "List children instead (also: HTTP method LIST)"),
+           ("recursive" = Option<bool>, Query, description = "With list: every live path below, with versions")),
+    responses((status = 200, description = "The entry {path, value, format, version, revision, updated_at, ...}, or {children: [...]} for a prefix"),
+              (status = 304, description = "If-None-Match matched the current version"),
+              (status = 404, description = "No value and no children")))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let params = Params::new(query);
+    let trimmed = raw.trim_end_matches('/');
+    if let Some(base) = trimmed
+        .strip_suffix("/history")
+        .or_else(|| (trimmed == "history").then_some(""))
+    {
+        return history(&state, &parse_path(base)?, &params).await;
+    }
+    if let Some(base) = trimmed
+        .strip_suffix("/diff")
+        .or_else(|| (trimmed == "diff").then_some(""))
+    {
+        return diff(&state, &parse_path(base)?, &params).await;
+    }
+    let path = parse_path(&raw)?;
+    if params.flag("list")? {
+        return list(&state, &path, &params).await;
+    }
+    if let Some(version) = params.number("version")? {
+        let entry = state
+            .configs
+            .version(&path, version)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "{path} has no version {version} (never written, or removed by retention)"
+                ))
+            })?;
+        if entry.deleted() {
+            return Err(Error::not_found(format!(
+                "version {version} of {path} is a deletion"
+            )));
+        }
+        return Ok(entry_response(&entry));
+    }
+    match state.configs.current(&path).await? {
+        Some(entry) if input::if_none_match_hits(&headers, entry.version) => {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response
+                .headers_mut()
+                .insert(header::ETAG, etag(entry.version));
+            Ok(response)
+        }
+        Some(entry) => Ok(entry_response(&entry)),
+        None => list(&state, &path, &params).await,
+    }
+}
+
+fn entry_response(entry: &EntryView) -> Response {
+    let mut response = Json(entry_json(entry)).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(entry.version));
+    with_revision(response, entry.revision)
+}
+
+async fn list(state: &AppState, path: &ConfigPath, params: &Params) -> Result<Response, Error> {
+    let recursive = params.flag("recursive")?;
+    let listing = state.configs.list(path, recursive).await?;
+    if listing.children.is_empty() && !path.is_root() && !params.flag("list")? {
+        return Err(Error::not_found(format!(
+            "{path} holds no value and has no children"
+        )));
+    }
+    let mut body = json!({ "path": path.as_str(), "children": listing.children, "revision": listing.revision });
+    if recursive {
+        body["entries"] = listing
+            .entries
+            .iter()
+            .map(|e| json!({ "path": e.path.as_str(), "version": e.version, "format": e.format.as_str(), "updated_at": e.updated_at }))
+            .collect();
+    }
+    Ok(with_revision(Json(body).into_response(), listing.revision))
+}
+
+/// Versions of a config, newest first.
+#[utoipa::path(get, path = "/api/config/{path}/history", tag = "config",
+    params(("path" = String, Path, description = "Config path"),
+           ("limit" = Option<u64>, Query, description = "Page size (default 100, at most 1000)"),
+           ("before" = Option<u64>, Query, description = "Only versions older than this")),
+    responses((status = 200, description = "JSON array of versions, newest first; Link rel=next when more"),
+              (status = 404, description = "The path was never written")))]
+pub async fn history(
+    state: &AppState,
+    path: &ConfigPath,
+    params: &Params,
+) -> Result<Response, Error> {
+    let limit = params.number("limit")?.unwrap_or(DEFAULT_HISTORY_PAGE);
+    if limit == 0 || limit > MAX_HISTORY_PAGE {
+        return Err(Error::bad_request(format!(
+            "limit must be between 1 and {MAX_HISTORY_PAGE}"
+        )));
+    }
+    let before = params.number("before")?;
+    let page = state.configs.history(path, limit as usize, before).await?;
+    if page.versions.is_empty() && !state.configs.exists_ever(path).await? {
+        return Err(Error::not_found(format!("{path} was never written")));
+    }
+    let body: Vec<Value> = page.versions.iter().map(entry_json).collect();
+    let mut response = Json(body).into_response();
+    if let Some(next) = page.next_before {
+        let link = format!("</api/config{path}/history?limit={limit}&before={next}>; rel=\"next\"");
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Difference between two versions: JSON Patch for json/yaml, unified diff for text.
+#[utoipa::path(get, path = "/api/config/{path}/diff", tag = "config",
+    params(("path" = String, Path, description = "Config path"),
+           ("from" = Option<u64>, Query, description = "Older version (default: to - 1)"),
+           ("to" = Option<u64>, Query, description = "Newer version (default: current)")),
+    responses((status = 200, description = "{path, from, to, kind: json_patch|unified, patch|text}"),
+              (status = 404, description = "A version does not exist")))]
+pub async fn diff(state: &AppState, path: &ConfigPath, params: &Params) -> Result<Response, Error> {
+    let to = match params.number("to")? {
+        Some(v) => v,
+        None => state.configs.current_version(path).await?,
+    };
+    let from = params.number("from")?.unwrap_or(to.saturating_sub(1));
+    if to == 0 {
+        return Err(Error::not_found(format!("{path} was never written")));
+    }
+    let load = |version: Version| async move {
+        if version == 0 {
+            return Ok(None);
+        }
+        state
+            .configs
+            .version(path, version)
+            .await?
+            .map(|e| e.value)
+            .ok_or_else(|| Error::not_found(format!("{path} has no version {version}")))
+    };
+    let older = load(from).await?;
+    let newer = load(to).await?;
+    let diff = setpoint_core::diff::diff(
+        older.as_ref(),
+        newer.as_ref(),
+        &format!("v{from}"),
+        &format!("v{to}"),
+    );
+    let mut body = serde_json::to_value(&diff).unwrap_or_default();
+    body["path"] = json!(path.as_str());
+    body["from"] = json!(from);
+    body["to"] = json!(to);
+    Ok(Json(body).into_response())
+}

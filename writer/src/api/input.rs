@@ -1,0 +1,140 @@
+//! Raw request input → typed values, once, at the boundary.
+//!
+//! Bodies are read as JSON whatever their `Content-Type` says (`curl -d` labels JSON as a form);
+//! a body that is not JSON is a 400 naming the parse error. Query parameters and headers are
+//! parsed here too, each failure a 400 that names the parameter.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use setpoint_core::Version;
+
+use crate::error::{Error, ErrorCode};
+use crate::model::Precondition;
+
+/// Who made the change, until authentication exists: the `X-Setpoint-Actor` header.
+pub const ACTOR_HEADER: &str = "x-setpoint-actor";
+
+pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Error> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::new(
+                ErrorCode::TooLarge,
+                format!("request body exceeds {} bytes", super::MAX_BODY_BYTES),
+            )
+        } else {
+            Error::bad_request(format!("cannot read the request body: {rejection}"))
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(Error::bad_request(
+            "the request body is empty; expected a JSON object",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::bad_request(format!(
+            "the request body is not valid JSON for this call: {e}"
+        ))
+    })
+}
+
+pub fn actor(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.chars().take(256).collect())
+}
+
+/// `If-Match: 3`, `"3"`, `W/"3"` or `*`.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, Error> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw
+        .to_str()
+        .map_err(|_| Error::bad_request("If-Match is not ASCII"))?;
+    parse_precondition(text).map(Some)
+}
+
+pub fn parse_precondition(text: &str) -> Result<Precondition, Error> {
+    let trimmed = text.trim();
+    if trimmed == "*" {
+        return Ok(Precondition::Exists);
+    }
+    let bare = trimmed
+        .strip_prefix("W/")
+        .unwrap_or(trimmed)
+        .trim_matches('"');
+    bare.parse::<Version>()
+        .map(Precondition::Version)
+        .map_err(|_| {
+            Error::bad_request(format!("If-Match {trimmed:?} is not a version number or *"))
+        })
+}
+
+/// `If-None-Match` on a read: true when it names `version` (or is `*`).
+pub fn if_none_match_hits(headers: &HeaderMap, version: Version) -> bool {
+    let Some(text) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    text.split(',').any(|tag| match parse_precondition(tag) {
+        Ok(Precondition::Exists) => true,
+        Ok(Precondition::Version(v)) => v == version,
+        Err(_) => false,
+    })
+}
+
+/// The query string as a map, with typed getters that reject bad values by name.
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn new(map: HashMap<String, String>) -> Params {
+        Params(map)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    pub fn flag(&self, name: &str) -> Result<bool, Error> {
+        match self.0.get(name).map(String::as_str) {
+            None => Ok(false),
+            Some("" | "true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(Error::bad_request(format!(
+                "query parameter {name}={other:?} must be true or false"
+            ))),
+        }
+    }
+
+    pub fn number(&self, name: &str) -> Result<Option<u64>, Error> {
+        self.0
+            .get(name)
+            .map(|raw| {
+                raw.parse::<u64>().map_err(|_| {
+                    Error::bad_request(format!(
+                        "query parameter {name}={raw:?} must be a non-negative integer"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or set.
+pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

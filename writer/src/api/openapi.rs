@@ -1,0 +1,46 @@
+//! The OpenAPI document, generated from the handlers' annotations (utoipa), at
+//! `/api/openapi.json`. `LIST /api/config/{prefix}` is documented as its `GET ?list=true` twin:
+//! OpenAPI 3.1 has no way to name a non-standard method.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{config, ops, schemas};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Setpoint writer API",
+        description = "Versioned configuration: write centrally, read locally."
+    ),
+    paths(
+        config::get,
+        config::put,
+        config::delete,
+        config::batch,
+        config::history,
+        config::diff,
+        schemas::list,
+        schemas::get,
+        schemas::put,
+        schemas::delete,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        serve,
+    ),
+    components(schemas(
+        config::PutBody,
+        config::BatchBody,
+        config::BatchChange,
+        schemas::SchemaBody,
+        crate::model::ChangeResult
+    ))
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

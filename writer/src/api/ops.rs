@@ -1,0 +1,50 @@
+//! Operations endpoints: liveness, readiness (the store answers) and Prometheus metrics.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+
+/// How long readiness waits for the store before calling it unreachable.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "{status: ok}")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The store is reachable.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, description = "{ready: true, store, revision}"), (status = 503, description = "Store unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.configs.store();
+    match tokio::time::timeout(READY_TIMEOUT, store.current_revision()).await {
+        Ok(Ok(revision)) => {
+            Json(json!({ "ready": true, "store": store.kind(), "revision": revision }))
+                .into_response()
+        }
+        Ok(Err(err)) => not_ready(store.kind(), err.to_string()),
+        Err(_) => not_ready(store.kind(), format!("no answer within {READY_TIMEOUT:?}")),
+    }
+}
+
+fn not_ready(store: &str, reason: String) -> Response {
+    let body = json!({ "ready": false, "store": store, "error": { "code": "store_unavailable", "message": reason } });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

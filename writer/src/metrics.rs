@@ -1,0 +1,185 @@
+//! Prometheus metrics of the writer, in a registry of its own (several writers can run in one
+//! test process). Served as text on `/metrics`.
+//!
+//! Also [`MeteredStore`]: a [`Store`] wrapper timing every store operation, so store latency is
+//! measured in one place whatever calls it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+use crate::store::{
+    KeyValue, RangeRequest, RangeResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub store_ops: HistogramVec,
+    pub commits: IntCounter,
+    pub commit_conflicts: IntCounter,
+    pub revision: IntGauge,
+    pub history_removed: IntCounter,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "setpoint_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "setpoint_http_request_duration_seconds",
+                "HTTP request latency",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method", "status"],
+        )?;
+        let store_ops = HistogramVec::new(
+            HistogramOpts::new(
+                "setpoint_store_operation_duration_seconds",
+                "Store operation latency (txn = commit)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["store", "op", "outcome"],
+        )?;
+        let commits = IntCounter::new(
+            "setpoint_commits_total",
+            "Transactions committed by the config model",
+        )?;
+        let commit_conflicts = IntCounter::new(
+            "setpoint_commit_conflicts_total",
+            "Transactions that lost a compare and were retried",
+        )?;
+        let revision = IntGauge::new(
+            "setpoint_store_revision",
+            "Last store revision this writer committed or read",
+        )?;
+        let history_removed = IntCounter::new(
+            "setpoint_history_versions_removed_total",
+            "Old versions removed by retention",
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(store_ops.clone()))?;
+        registry.register(Box::new(commits.clone()))?;
+        registry.register(Box::new(commit_conflicts.clone()))?;
+        registry.register(Box::new(revision.clone()))?;
+        registry.register(Box::new(history_removed.clone()))?;
+        Ok(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            store_ops,
+            commits,
+            commit_conflicts,
+            revision,
+            history_removed,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(err) =
+            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
+        {
+            tracing::error!(%err, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Times every call into the inner store.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> MeteredStore {
+        MeteredStore { inner, metrics }
+    }
+
+    fn observe<T>(&self, op: &str, started: Instant, result: &Result<T, StoreError>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(StoreError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics
+            .store_ops
+            .with_label_values(&[self.inner.kind(), op, outcome])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MeteredStore {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.get(key).await;
+        self.observe("get", started, &result);
+        result
+    }
+
+    async fn range(&self, request: RangeRequest) -> Result<RangeResult, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.range(request).await;
+        self.observe("range", started, &result);
+        result
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.txn(txn).await;
+        self.observe("txn", started, &result);
+        if let Ok(outcome) = &result {
+            if outcome.succeeded {
+                self.metrics.commits.inc();
+                self.metrics.revision.set(outcome.revision);
+            } else {
+                self.metrics.commit_conflicts.inc();
+            }
+        }
+        result
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        self.inner.watch(prefix, from_revision).await
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.compact(revision).await;
+        self.observe("compact", started, &result);
+        result
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.current_revision().await;
+        self.observe("current_revision", started, &result);
+        result
+    }
+}

@@ -1,0 +1,195 @@
+//! Prefix schemas: one JSON Schema that every config at or below a prefix must satisfy.
+//!
+//! An environment override `/env/{e}/{path}` is the same config as `/{path}`, so a prefix schema
+//! on `/myapp` also applies to `/env/prod/myapp/...`. Putting a schema checks every live config it
+//! would govern first; if any violates it, nothing is stored and the 422 lists them all.
+
+use serde_json::{Value, json};
+use setpoint_core::validate::{Schema, Violation};
+use setpoint_core::{ConfigPath, ParsedValue};
+
+use super::records::{self, Meta, Pointer, PrefixSchema};
+use super::{Configs, violation_error};
+use crate::error::Error;
+use crate::store::{RangeRequest, Revision, Txn, TxnOp};
+
+/// The base config path an override stands for: `/env/prod/a/b` → `/a/b`.
+pub fn base_path(path: &ConfigPath) -> Option<ConfigPath> {
+    let mut segments = path.segments();
+    if segments.next() != Some("env") {
+        return None;
+    }
+    segments.next()?;
+    let rest: Vec<&str> = segments.collect();
+    ConfigPath::parse(&rest.join("/"))
+        .ok()
+        .filter(|p| !p.is_root())
+}
+
+/// True when a schema on `prefix` governs `path` (directly or through the override's base path).
+pub fn applies(prefix: &ConfigPath, path: &ConfigPath) -> bool {
+    path.starts_with(prefix) || base_path(path).is_some_and(|base| base.starts_with(prefix))
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredSchema {
+    pub prefix: ConfigPath,
+    pub schema: Value,
+    pub meta: Meta,
+    pub revision: Revision,
+}
+
+impl Configs {
+    /// Every prefix schema, compiled.
+    pub(crate) async fn load_prefix_schemas(&self) -> Result<Vec<(ConfigPath, Schema)>, Error> {
+        self.list_schemas()
+            .await?
+            .into_iter()
+            .map(|stored| {
+                let label = format!("schema:{}", stored.prefix);
+                Schema::compile(&stored.schema, label)
+                    .map(|compiled| (stored.prefix, compiled))
+                    .map_err(|e| {
+                        Error::internal(format!("stored prefix schema no longer compiles: {e}"))
+                    })
+            })
+            .collect()
+    }
+
+    pub async fn list_schemas(&self) -> Result<Vec<StoredSchema>, Error> {
+        let range = self
+            .store
+            .range(RangeRequest::prefix(&self.keys.schemas()))
+            .await?;
+        let mut out = Vec::with_capacity(range.kvs.len());
+        for kv in range.kvs {
+            let Some(prefix) = self.keys.path_of_schema(&kv.key) else {
+                continue;
+            };
+            let record: PrefixSchema = records::decode_json(&kv.key, &kv.value)?;
+            out.push(StoredSchema {
+                prefix,
+                schema: record.schema,
+                meta: record.meta,
+                revision: kv.mod_revision,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn get_schema(&self, prefix: &ConfigPath) -> Result<Option<StoredSchema>, Error> {
+        let key = self.keys.schema(prefix);
+        let Some(kv) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let record: PrefixSchema = records::decode_json(&key, &kv.value)?;
+        Ok(Some(StoredSchema {
+            prefix: prefix.clone(),
+            schema: record.schema,
+            meta: record.meta,
+            revision: kv.mod_revision,
+        }))
+    }
+
+    /// Stores the schema for `prefix` after checking every live config it governs.
+    pub async fn put_schema(
+        &self,
+        prefix: &ConfigPath,
+        schema: Value,
+        actor: Option<String>,
+    ) -> Result<Revision, Error> {
+        let compiled = Schema::compile(&schema, format!("schema:{prefix}"))?;
+        let violations = self.existing_violations(prefix, &compiled).await?;
+        if !violations.is_empty() {
+            let mut err = violation_error(violations);
+            err.message = format!("existing configs violate this schema: {}", err.message);
+            return Err(err);
+        }
+        let (_, now) = self.now();
+        let record = PrefixSchema {
+            schema,
+            meta: Meta {
+                updated_by: actor,
+                updated_at: now,
+                ..Meta::default()
+            },
+        };
+        let txn = Txn {
+            compares: vec![],
+            writes: vec![TxnOp::Put {
+                key: self.keys.schema(prefix),
+                value: records::encode_json(&record),
+            }],
+        };
+        Ok(self.store.txn(txn).await?.revision)
+    }
+
+    pub async fn delete_schema(&self, prefix: &ConfigPath) -> Result<Revision, Error> {
+        let key = self.keys.schema(prefix);
+        if self.store.get(&key).await?.is_none() {
+            return Err(Error::not_found(format!("no schema on {prefix}")));
+        }
+        let txn = Txn {
+            compares: vec![],
+            writes: vec![TxnOp::Delete { key }],
+        };
+        Ok(self.store.txn(txn).await?.revision)
+    }
+
+    async fn existing_violations(
+        &self,
+        prefix: &ConfigPath,
+        schema: &Schema,
+    ) -> Result<Vec<(ConfigPath, Violation)>, Error> {
+        let mut governed = vec![RangeRequest::prefix(
+            &self.keys.pointers_below(&ConfigPath::root()),
+        )];
+        if !prefix.is_root() {
+            // Only the prefix itself, its subtree and overrides can be governed.
+            governed = vec![
+                RangeRequest::prefix(&self.keys.pointer(prefix)),
+                RangeRequest::prefix(&self.keys.pointers_below(
+                    &ConfigPath::parse("/env").unwrap_or_else(|_| ConfigPath::root()),
+                )),
+            ];
+        }
+        let mut out = Vec::new();
+        for request in governed {
+            for kv in self.store.range(request).await?.kvs {
+                let Some(path) = self.keys.path_of_pointer(&kv.key) else {
+                    continue;
+                };
+                if !applies(prefix, &path) {
+                    continue;
+                }
+                let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
+                if pointer.deleted {
+                    continue;
+                }
+                let Some(entry) = self.version(&path, pointer.version).await? else {
+                    continue;
+                };
+                let Some(value) = entry.value.as_ref().map(ParsedValue::structured) else {
+                    continue;
+                };
+                out.extend(
+                    schema
+                        .violations(value)
+                        .into_iter()
+                        .map(|v| (path.clone(), v)),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub fn schema_json(stored: &StoredSchema) -> Value {
+    json!({
+        "prefix": stored.prefix.as_str(),
+        "schema": stored.schema,
+        "updated_at": stored.meta.updated_at,
+        "updated_by": stored.meta.updated_by,
+        "revision": stored.revision,
+    })
+}

@@ -1,0 +1,92 @@
+//! The real `setpoint` binary as a child process: started on a free loopback port, stopped by
+//! its PID (SIGTERM for a graceful stop, SIGKILL on drop).
+//!
+//! The binary must be built before the tests run (`cargo build -p setpoint-cli`, which the test
+//! script does); `SETPOINT_BIN` overrides where it is looked for.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// `target/<profile>/setpoint`, next to the test executable's `deps/` folder.
+pub fn setpoint_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("SETPOINT_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps layout");
+    let bin = profile_dir.join("setpoint");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p setpoint-cli` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct SetpointProcess {
+    child: Option<Child>,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl SetpointProcess {
+    /// Runs `setpoint <args>` with `--listen` on a free port, waits until `/healthz` answers.
+    pub async fn start(args: &[&str], log_dir: &std::path::Path) -> SetpointProcess {
+        let port = crate::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = log_dir.join(format!("setpoint-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("create process log");
+        let child = Command::new(setpoint_bin())
+            .args(args)
+            .args(["--listen", &addr])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log handle"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn the setpoint binary");
+        let process = SetpointProcess { child: Some(child), addr, log };
+        let url = format!("http://{}/healthz", process.addr);
+        let http = reqwest::Client::new();
+        let ok = crate::wait_until(Duration::from_secs(20), || {
+            let http = http.clone();
+            let url = url.clone();
+            async move { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        assert!(ok, "setpoint {args:?} did not become healthy; log:\n{}", process.log_text());
+        process
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for a graceful exit (at most 10 s).
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("process still running");
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("setpoint did not exit within 10 s of SIGTERM; log:\n{}", self.log_text());
+    }
+}
+
+impl Drop for SetpointProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! A real writer for tests: `setpoint_writer::run` in-process on `127.0.0.1:0`, on either store,
+//! reached over real HTTP. Stopped (gracefully) on drop or by [`TestWriter::stop`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use setpoint_writer::{StoreSpec, WriterConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::etcd::EtcdServer;
+
+/// The store behind a test writer.
+pub enum Backend {
+    Embedded(tempfile::TempDir),
+    Etcd(EtcdServer),
+}
+
+impl Backend {
+    pub fn embedded() -> Backend {
+        Backend::Embedded(tempfile::tempdir().expect("create a temp dir for the embedded store"))
+    }
+
+    pub fn etcd() -> Backend {
+        Backend::Etcd(EtcdServer::start())
+    }
+
+    pub fn spec(&self) -> StoreSpec {
+        match self {
+            Backend::Embedded(dir) => StoreSpec::Embedded { dir: dir.path().to_path_buf() },
+            Backend::Etcd(etcd) => StoreSpec::Etcd { endpoints: vec![etcd.endpoint()] },
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded(_) => "embedded",
+            Backend::Etcd(_) => "etcd",
+        }
+    }
+
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        match self {
+            Backend::Embedded(dir) => Some(dir.path().to_path_buf()),
+            Backend::Etcd(_) => None,
+        }
+    }
+}
+
+pub struct TestWriter {
+    pub base: String,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestWriter {
+    /// Starts a writer with default settings on `backend`.
+    pub async fn start(backend: &Backend) -> TestWriter {
+        TestWriter::start_with(WriterConfig::new(backend.spec())).await
+    }
+
+    pub async fn start_with(config: WriterConfig) -> TestWriter {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(err) = setpoint_writer::run(listener, config, shutdown).await {
+                panic!("writer failed: {err}");
+            }
+        });
+        let writer = TestWriter {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        let healthz = writer.url("/healthz");
+        let http = writer.http.clone();
+        let healthy = crate::wait_until(Duration::from_secs(10), || {
+            let http = http.clone();
+            let url = healthz.clone();
+            async move { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        assert!(healthy, "the in-process writer did not answer /healthz within 10 s");
+        writer
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `/api/config` + `path` (path starts with `/`).
+    pub fn config_url(&self, path: &str) -> String {
+        self.url(&format!("/api/config{path}"))
+    }
+
+    /// Stops the writer gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("writer task ended cleanly");
+        }
+    }
+}
+
+impl Drop for TestWriter {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,1027 @@
+//! The writer's REST API over real HTTP, against both stores (a real etcd, and the embedded
+//! store). Each case is written once and instantiated per backend by `both_stores!`.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use setpoint_tests::writer::{Backend, TestWriter};
+use setpoint_writer::WriterConfig;
+
+macro_rules! both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(setpoint_tests::writer::Backend::embedded()).await; })*
+        }
+        mod etcd {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case(setpoint_tests::writer::Backend::etcd()).await; })*
+        }
+    };
+}
+
+both_stores!(
+    seed_demo,
+    crud_list_history_and_versions,
+    delete_then_recreate_continues_versions,
+    diff_json_patch_and_unified,
+    batch_is_one_revision_all_or_nothing,
+    validation_schema_types_formats_required,
+    validation_custom_validators,
+    prefix_schemas_govern_everything_below,
+    concurrent_puts_get_consecutive_versions,
+    if_match_lets_exactly_one_racer_win,
+    bad_input_is_rejected_and_nothing_stored,
+    retention_keeps_the_current_version,
+    restart_keeps_everything,
+    history_is_paginated,
+    etag_and_conditional_requests,
+    list_method_and_recursive_listing,
+    operations_endpoints,
+);
+
+async fn put(w: &TestWriter, path: &str, body: Value) -> (StatusCode, Value) {
+    let response = w
+        .http
+        .put(w.config_url(path))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(w: &TestWriter, path_and_query: &str) -> (StatusCode, Value) {
+    let response = w
+        .http
+        .get(w.config_url(path_and_query))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn delete(w: &TestWriter, path: &str) -> (StatusCode, Value) {
+    let response = w.http.delete(w.config_url(path)).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn versions(history: &Value) -> Vec<u64> {
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect()
+}
+
+async fn seed_demo(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    let path = "/myapp/database/connection_string";
+    let (status, body) = put(
+        &w,
+        path,
+        json!({"value": "postgres://localhost:5432/mydb", "description": "Primary database connection",
+               "schema": {"type": "string", "format": "uri"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["path"], path);
+    assert_eq!(body["version"], 1);
+    assert!(body["revision"].as_i64().unwrap() > 0);
+
+    let (status, body) = get(&w, path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["value"], "postgres://localhost:5432/mydb");
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["description"], "Primary database connection");
+    assert!(body["updated_at"].as_str().unwrap().contains('T'));
+
+    let (status, body) = put(&w, path, json!({"value": "postgres://newhost:5432/mydb"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 2);
+    // Metadata and schema carry over when a write leaves them out.
+    let (_, current) = get(&w, path).await;
+    assert_eq!(current["description"], "Primary database connection");
+    let (status, _) = put(&w, path, json!({"value": "not a uri"})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the stored schema still applies"
+    );
+
+    let (status, history) = get(&w, &format!("{path}/history")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(versions(&history), vec![2, 1]);
+    assert_eq!(history[0]["value"], "postgres://newhost:5432/mydb");
+    assert_eq!(history[1]["value"], "postgres://localhost:5432/mydb");
+
+    let (status, old) = get(&w, &format!("{path}?version=1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(old["value"], "postgres://localhost:5432/mydb");
+    assert_eq!(old["version"], 1);
+
+    put(&w, "/myapp/database/pool_size", json!({"value": 10})).await;
+    put(&w, "/myapp/database/timeout", json!({"value": "30s"})).await;
+    let (status, listing) = get(&w, "/myapp/database").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listing["children"],
+        json!(["connection_string", "pool_size", "timeout"])
+    );
+}
+
+async fn crud_list_history_and_versions(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    let (status, first) = put(
+        &w,
+        "/shop/cart/limits",
+        json!({"value": {"max_items": 10, "currency": "EUR"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, second) = put(
+        &w,
+        "/shop/cart/limits",
+        json!({"value": {"max_items": 20, "currency": "EUR"}}),
+    )
+    .await;
+    assert!(
+        second["revision"].as_i64() > first["revision"].as_i64(),
+        "revisions grow"
+    );
+    put(
+        &w,
+        "/shop/cart/flags",
+        json!({"value": "beta: true\nregions: [eu, us]\n", "format": "yaml"}),
+    )
+    .await;
+    put(
+        &w,
+        "/shop/motd",
+        json!({"value": "hello\nworld", "format": "text"}),
+    )
+    .await;
+
+    let (_, limits) = get(&w, "/shop/cart/limits").await;
+    assert_eq!(limits["value"], json!({"max_items": 20, "currency": "EUR"}));
+    assert_eq!(limits["format"], "json");
+    let (_, flags) = get(&w, "/shop/cart/flags").await;
+    assert_eq!(flags["format"], "yaml");
+    assert_eq!(
+        flags["value"], "beta: true\nregions: [eu, us]\n",
+        "YAML comes back as written"
+    );
+    let (_, motd) = get(&w, "/shop/motd").await;
+    assert_eq!(motd["value"], "hello\nworld");
+
+    let (_, shop) = get(&w, "/shop").await;
+    assert_eq!(shop["children"], json!(["cart", "motd"]));
+    let (_, root) = get(&w, "/").await;
+    assert_eq!(root["children"], json!(["shop"]));
+    let (status, _) = get(&w, "/shop/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, deleted) = delete(&w, "/shop/motd").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deleted["version"], 2);
+    assert_eq!(deleted["deleted"], true);
+    let (status, err) = get(&w, "/shop/motd").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(err["error"]["code"], "not_found");
+    let (_, shop) = get(&w, "/shop").await;
+    assert_eq!(
+        shop["children"],
+        json!(["cart"]),
+        "deleted configs leave listings"
+    );
+    let (_, history) = get(&w, "/shop/motd/history").await;
+    assert_eq!(versions(&history), vec![2, 1]);
+    assert_eq!(history[0]["deleted"], true);
+    let (status, _) = get(&w, "/shop/motd?version=1").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(&w, "/shop/motd?version=2").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a tombstone version has no value"
+    );
+    let (status, _) = delete(&w, "/shop/motd").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "deleting twice");
+}
+
+async fn delete_then_recreate_continues_versions(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(&w, "/a/b", json!({"value": 1})).await;
+    put(&w, "/a/b", json!({"value": 2})).await;
+    delete(&w, "/a/b").await;
+    let (status, body) = put(&w, "/a/b", json!({"value": 4})).await;
+    assert_eq!(status, StatusCode::CREATED, "re-create");
+    assert_eq!(body["version"], 4);
+    let (_, history) = get(&w, "/a/b/history").await;
+    assert_eq!(versions(&history), vec![4, 3, 2, 1]);
+}
+
+async fn diff_json_patch_and_unified(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(
+        &w,
+        "/svc/conf",
+        json!({"value": {"port": 80, "hosts": ["a"]}}),
+    )
+    .await;
+    put(
+        &w,
+        "/svc/conf",
+        json!({"value": {"port": 8080, "hosts": ["a", "b"]}}),
+    )
+    .await;
+    let (status, diff) = get(&w, "/svc/conf/diff?from=1&to=2").await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(diff["kind"], "json_patch");
+    let patch: json_patch::Patch = serde_json::from_value(diff["patch"].clone()).unwrap();
+    let mut doc = json!({"port": 80, "hosts": ["a"]});
+    json_patch::patch(&mut doc, &patch).unwrap();
+    assert_eq!(doc, json!({"port": 8080, "hosts": ["a", "b"]}));
+
+    put(
+        &w,
+        "/svc/notes",
+        json!({"value": "one\ntwo\n", "format": "text"}),
+    )
+    .await;
+    put(
+        &w,
+        "/svc/notes",
+        json!({"value": "one\nthree\n", "format": "text"}),
+    )
+    .await;
+    let (_, diff) = get(&w, "/svc/notes/diff?from=1&to=2").await;
+    assert_eq!(diff["kind"], "unified");
+    let text = diff["text"].as_str().unwrap();
+    assert!(text.contains("-two") && text.contains("+three"), "{text}");
+    let (status, _) = get(&w, "/svc/notes/diff?from=1&to=9").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn batch_is_one_revision_all_or_nothing(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(&w, "/b/old", json!({"value": "x"})).await;
+    let response = w
+        .http
+        .post(w.url("/api/batch"))
+        .body(
+            json!({"changes": [
+                {"op": "put", "path": "/b/one", "value": 1},
+                {"op": "put", "path": "/b/two", "value": {"k": "v"}},
+                {"op": "delete", "path": "/b/old"}
+            ]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let revision = body["revision"].as_i64().unwrap();
+    for path in ["/b/one", "/b/two"] {
+        let (_, entry) = get(&w, path).await;
+        assert_eq!(
+            entry["revision"].as_i64().unwrap(),
+            revision,
+            "{path} committed at the batch's revision"
+        );
+    }
+    let (_, history) = get(&w, "/b/old/history").await;
+    assert_eq!(history[0]["revision"].as_i64().unwrap(), revision);
+
+    // One invalid change rejects the whole batch.
+    let response = w
+        .http
+        .post(w.url("/api/batch"))
+        .body(
+            json!({"changes": [
+                {"op": "put", "path": "/b/three", "value": 3},
+                {"op": "put", "path": "/b/bad", "value": "x", "schema": {"type": "integer"}}
+            ]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = get(&w, "/b/three").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing of a rejected batch is written"
+    );
+
+    // A failed if_match rejects it too, and names the change.
+    let response = w
+        .http
+        .post(w.url("/api/batch"))
+        .body(
+            json!({"changes": [
+                {"op": "put", "path": "/b/three", "value": 3},
+                {"op": "put", "path": "/b/one", "value": 5, "if_match": 7}
+            ]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["details"]["index"], 1);
+    let (status, _) = get(&w, "/b/three").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn validation_schema_types_formats_required(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    let (status, err) = put(
+        &w,
+        "/v/url",
+        json!({"value": "not a uri", "schema": {"type": "string", "format": "uri"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["error"]["code"], "validation_failed");
+    assert_eq!(err["error"]["details"]["violations"][0]["pointer"], "");
+    let (status, _) = get(&w, "/v/url").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored");
+
+    let schema = json!({
+        "type": "object",
+        "required": ["host", "port"],
+        "properties": {"host": {"type": "string"}, "port": {"type": "integer", "minimum": 1}}
+    });
+    let (status, err) = put(
+        &w,
+        "/v/db",
+        json!({"value": {"port": "eighty"}, "schema": schema}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let violations = err["error"]["details"]["violations"].as_array().unwrap();
+    assert_eq!(
+        violations.len(),
+        2,
+        "every violation listed: {violations:?}"
+    );
+    assert!(violations.iter().any(|v| v["pointer"] == "/port"));
+    assert!(
+        violations
+            .iter()
+            .any(|v| v["pointer"] == "" && v["message"].as_str().unwrap().contains("host"))
+    );
+
+    let (status, _) = put(
+        &w,
+        "/v/db",
+        json!({"value": {"host": "h", "port": 5432}, "schema": schema}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = put(&w, "/v/db", json!({"value": {"host": "h", "port": 0}})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "schema enforced on later writes"
+    );
+    // YAML is validated after parsing.
+    let (status, _) = put(
+        &w,
+        "/v/db",
+        json!({"value": "host: h\nport: nope\n", "format": "yaml"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = put(
+        &w,
+        "/v/db",
+        json!({"value": "host: h\nport: 6543\n", "format": "yaml"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A new schema must accept the value written with it; null clears the schema.
+    let (status, _) = put(
+        &w,
+        "/v/db",
+        json!({"value": {"host": "h"}, "schema": {"type": "array"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = put(&w, "/v/db", json!({"value": [1, 2], "schema": null})).await;
+    assert_eq!(status, StatusCode::OK);
+    // An invalid schema is a 400.
+    let (status, err) = put(
+        &w,
+        "/v/other",
+        json!({"value": 1, "schema": {"type": "no-such-type"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"]["code"], "invalid_schema");
+}
+
+async fn validation_custom_validators(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    let validators = json!([{"regex": "^[a-z]+-[0-9]+$"}, {"enum": ["web-1", "web-2"]}]);
+    let (status, err) = put(
+        &w,
+        "/c/host",
+        json!({"value": "Web-3", "validators": validators}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let sources: Vec<&str> = err["error"]["details"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, vec!["validator:regex", "validator:enum"]);
+    let (status, _) = put(
+        &w,
+        "/c/host",
+        json!({"value": "web-2", "validators": validators}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = put(&w, "/c/host", json!({"value": "web-9"})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validators persist"
+    );
+    let (status, err) = put(
+        &w,
+        "/c/other",
+        json!({"value": "x", "validators": [{"regex": "("}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    let (status, _) = put(
+        &w,
+        "/c/other",
+        json!({"value": "x", "validators": [{"shape": "round"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn prefix_schemas_govern_everything_below(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(&w, "/p/svc/port", json!({"value": 8080})).await;
+    let schema_url = w.url("/api/schemas/p/svc");
+    // A schema that existing values violate is refused, with every violation listed.
+    let response = w
+        .http
+        .put(&schema_url)
+        .body(json!({"schema": {"type": "string"}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["details"]["violations"][0]["path"],
+        "/p/svc/port"
+    );
+
+    let response = w
+        .http
+        .put(&schema_url)
+        .body(json!({"schema": {"type": "integer", "maximum": 65535}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, err) = put(&w, "/p/svc/deep/er", json!({"value": 70000})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        err["error"]["details"]["violations"][0]["source"],
+        "schema:/p/svc"
+    );
+    let (status, _) = put(&w, "/env/prod/p/svc/port", json!({"value": "x"})).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "overrides are governed too"
+    );
+    let (status, _) = put(&w, "/p/other", json!({"value": "free"})).await;
+    assert_eq!(status, StatusCode::CREATED, "outside the prefix");
+    let (status, _) = put(&w, "/p/svcx", json!({"value": "free"})).await;
+    assert_eq!(status, StatusCode::CREATED, "prefixes match by segment");
+
+    let listed: Value = w
+        .http
+        .get(w.url("/api/schemas"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["schemas"][0]["prefix"], "/p/svc");
+    let response = w.http.delete(&schema_url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = put(&w, "/p/svc/deep/er", json!({"value": 70000})).await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+async fn concurrent_puts_get_consecutive_versions(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let http = w.http.clone();
+        let url = w.config_url("/race/counter");
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .put(url)
+                .body(json!({"value": i}).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            let body: Value = response.json().await.unwrap();
+            body["version"].as_u64().unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (1..=100).collect::<Vec<u64>>(),
+        "each version exactly once"
+    );
+    let (_, history) = get(&w, "/race/counter/history?limit=1000").await;
+    assert_eq!(history.as_array().unwrap().len(), 100);
+}
+
+async fn if_match_lets_exactly_one_racer_win(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(&w, "/race/guarded", json!({"value": 0})).await;
+    for version in 1..=5u64 {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let http = w.http.clone();
+            let url = w.config_url("/race/guarded");
+            tasks.push(tokio::spawn(async move {
+                http.put(url)
+                    .header("If-Match", format!("\"{version}\""))
+                    .body(json!({"value": i}).to_string())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        let wins = statuses.iter().filter(|s| s.is_success()).count();
+        let lost = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+            .count();
+        assert_eq!((wins, lost), (1, 7), "version {version}: {statuses:?}");
+    }
+    let (_, current) = get(&w, "/race/guarded").await;
+    assert_eq!(current["version"], 6);
+}
+
+async fn bad_input_is_rejected_and_nothing_stored(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    let cases: Vec<(&str, String, Option<&str>, StatusCode)> = vec![
+        (
+            "/bad/json",
+            "{not json".to_owned(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/bad/json", "".to_owned(), None, StatusCode::BAD_REQUEST),
+        (
+            "/bad/json",
+            json!({"valu": 1}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/json",
+            json!({"value": 1, "extra": true}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/yaml",
+            json!({"value": "a: [1, 2", "format": "yaml"}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/yaml",
+            json!({"value": {"a": 1}, "format": "yaml"}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/format",
+            json!({"value": 1, "format": "toml"}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/ctype",
+            "hello".to_owned(),
+            Some("text/plain"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/ctype",
+            "<x/>".to_owned(),
+            Some("application/xml"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/../etc",
+            json!({"value": 1}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad//empty",
+            json!({"value": 1}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/sp%20ace",
+            json!({"value": 1}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/bad/history",
+            json!({"value": 1}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/env/prod",
+            json!({"value": 1}).to_string(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (path, body, content_type, expected) in cases {
+        let mut request = w
+            .http
+            .put(w.url(&format!("/api/config{path}")))
+            .body(body.clone());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(status, expected, "PUT {path} {body:?}: {error}");
+        assert!(
+            error["error"]["code"].is_string() && error["error"]["message"].is_string(),
+            "{error}"
+        );
+    }
+    let too_large = "x".repeat((1 << 20) + 1);
+    let (status, error) = put(
+        &w,
+        "/bad/large",
+        json!({"value": too_large, "format": "text"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1048576"),
+        "{error}"
+    );
+    // Exactly 1 MiB fits, on etcd too.
+    let (status, body) = put(
+        &w,
+        "/big/value",
+        json!({"value": "y".repeat(1 << 20), "format": "text"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, big) = get(&w, "/big/value").await;
+    assert_eq!(big["value"].as_str().unwrap().len(), 1 << 20);
+
+    let (status, root) = get(&w, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        root["children"],
+        json!(["big"]),
+        "nothing of the bad requests was stored"
+    );
+    // Bad query parameters and bad If-Match are clear 400s too.
+    let (status, _) = get(&w, "/big/value?version=abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let response = w
+        .http
+        .put(w.config_url("/big/value"))
+        .header("If-Match", "yesterday")
+        .body("{\"value\":1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // And the process still serves.
+    let (status, _) = get(&w, "/big/value").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn retention_keeps_the_current_version(backend: Backend) {
+    let mut config = WriterConfig::new(backend.spec());
+    config.retention = vec![setpoint_core::retention::Rule::parse("/kept=keep:3").unwrap()];
+    config.compaction_interval = Duration::from_millis(200);
+    let w = TestWriter::start_with(config).await;
+    for i in 0..8 {
+        put(&w, "/kept/a", json!({"value": i})).await;
+        put(&w, "/free/a", json!({"value": i})).await;
+    }
+    delete(&w, "/kept/gone").await;
+    let http = w.http.clone();
+    let url = w.config_url("/kept/a/history");
+    let trimmed = setpoint_tests::wait_until(Duration::from_secs(10), || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let history: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+            history.as_array().is_some_and(|a| a.len() == 3)
+        }
+    })
+    .await;
+    assert!(trimmed, "retention did not trim the history to 3 versions within 10 s");
+    let (_, history) = get(&w, "/kept/a/history").await;
+    assert_eq!(versions(&history), vec![8, 7, 6]);
+    let (_, current) = get(&w, "/kept/a").await;
+    assert_eq!(current["version"], 8);
+    let (status, _) = get(&w, "/kept/a?version=2").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "removed by retention");
+    let (_, untouched) = get(&w, "/free/a/history").await;
+    assert_eq!(
+        untouched.as_array().unwrap().len(),
+        8,
+        "no rule, full history"
+    );
+}
+
+async fn restart_keeps_everything(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(&w, "/durable/a", json!({"value": {"x": 1}})).await;
+    put(&w, "/durable/a", json!({"value": {"x": 2}})).await;
+    w.stop().await;
+    let w = TestWriter::start(&backend).await;
+    let (status, entry) = get(&w, "/durable/a").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(entry["value"], json!({"x": 2}));
+    let (status, next) = put(&w, "/durable/a", json!({"value": {"x": 3}})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(next["version"], 3);
+}
+
+async fn history_is_paginated(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    for i in 0..7 {
+        put(&w, "/pages/a", json!({"value": i})).await;
+    }
+    let response = w
+        .http
+        .get(w.config_url("/pages/a/history?limit=3"))
+        .send()
+        .await
+        .unwrap();
+    let link = response
+        .headers()
+        .get("link")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let page: Value = response.json().await.unwrap();
+    assert_eq!(versions(&page), vec![7, 6, 5]);
+    assert!(
+        link.contains("before=5") && link.contains("rel=\"next\""),
+        "{link}"
+    );
+    let (_, page) = get(&w, "/pages/a/history?limit=3&before=5").await;
+    assert_eq!(versions(&page), vec![4, 3, 2]);
+    let response = w
+        .http
+        .get(w.config_url("/pages/a/history?limit=3&before=2"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers().get("link").is_none(),
+        "last page has no next link"
+    );
+    let page: Value = response.json().await.unwrap();
+    assert_eq!(versions(&page), vec![1]);
+    let (status, _) = get(&w, "/pages/never/history").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(&w, "/pages/a/history?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn etag_and_conditional_requests(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    let response = w
+        .http
+        .put(w.config_url("/tag/a"))
+        .body("{\"value\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["etag"], "\"1\"");
+    let response = w.http.get(w.config_url("/tag/a")).send().await.unwrap();
+    assert_eq!(response.headers()["etag"], "\"1\"");
+    let response = w
+        .http
+        .get(w.config_url("/tag/a"))
+        .header("If-None-Match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    for (if_match, expected) in [
+        ("\"2\"", StatusCode::PRECONDITION_FAILED),
+        ("1", StatusCode::OK),
+        ("*", StatusCode::OK),
+    ] {
+        let response = w
+            .http
+            .put(w.config_url("/tag/a"))
+            .header("If-Match", if_match)
+            .body("{\"value\": 2}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "If-Match {if_match}");
+    }
+    let response = w
+        .http
+        .put(w.config_url("/tag/new"))
+        .header("If-Match", "*")
+        .body("{\"value\": 2}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::PRECONDITION_FAILED,
+        "* needs an existing value"
+    );
+    let response = w
+        .http
+        .put(w.config_url("/tag/new"))
+        .header("If-Match", "0")
+        .body("{\"value\": 2}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "0 means must not exist"
+    );
+    let response = w
+        .http
+        .delete(w.config_url("/tag/a"))
+        .header("If-Match", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PRECONDITION_FAILED);
+    let response = w
+        .http
+        .delete(w.config_url("/tag/a"))
+        .header("If-Match", "\"3\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn list_method_and_recursive_listing(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(&w, "/l/a", json!({"value": 1})).await;
+    put(&w, "/l/a/deep", json!({"value": 2})).await;
+    put(&w, "/l/b/c/d", json!({"value": 3})).await;
+    let list = Method::from_bytes(b"LIST").unwrap();
+    let response = w
+        .http
+        .request(list.clone(), w.config_url("/l"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["children"], json!(["a", "b"]));
+    let response = w
+        .http
+        .request(list, w.config_url("/l?recursive=true"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    let paths: Vec<&str> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, vec!["/l/a", "/l/a/deep", "/l/b/c/d"]);
+    // A path with a value and children: GET gives the value, list=true the children.
+    let (_, value) = get(&w, "/l/a").await;
+    assert_eq!(value["value"], 1);
+    let (_, children) = get(&w, "/l/a?list=true").await;
+    assert_eq!(children["children"], json!(["deep"]));
+    let (status, empty) = get(&w, "/nothing/here?list=true").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(empty["children"], json!([]));
+}
+
+async fn operations_endpoints(backend: Backend) {
+    let w = TestWriter::start(&backend).await;
+    put(&w, "/ops/a", json!({"value": 1})).await;
+    let health: Value = w
+        .http
+        .get(w.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["store"], backend.name());
+    let metrics = w
+        .http
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "setpoint_http_requests_total{method=\"PUT\",route=\"/api/config/{*path}\",status=\"201\"} 1",
+        "setpoint_http_request_duration_seconds_bucket",
+        "setpoint_store_operation_duration_seconds_bucket{op=\"txn\",outcome=\"ok\"",
+        "setpoint_commits_total 1",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "metrics lack {needle}:\n{metrics}"
+        );
+    }
+    let openapi: Value = w
+        .http
+        .get(w.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for route in [
+        "/api/config/{path}",
+        "/api/config/{path}/history",
+        "/api/config/{path}/diff",
+        "/api/batch",
+        "/api/schemas/{prefix}",
+        "/readyz",
+    ] {
+        assert!(openapi["paths"][route].is_object(), "openapi lacks {route}");
+    }
+    let response = w.http.get(w.url("/no/such/route")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}

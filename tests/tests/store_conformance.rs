@@ -136,18 +136,29 @@ fn keys(batch: &WatchBatch) -> Vec<&str> {
 
 /// A watch from a compacted revision fails either at once or as the stream's only item (etcd
 /// reports compaction on the stream, after creating the watcher).
-async fn expect_compacted_watch(store: &dyn Store, prefix: &str, from: Revision) {
+async fn expect_compacted_watch(
+    store: &dyn Store,
+    prefix: &str,
+    from: Revision,
+    compacted: Revision,
+) {
     match store.watch(prefix, from).await {
-        Err(StoreError::Compacted { .. }) => {}
-        Err(other) => panic!("expected Compacted, got {other:?}"),
+        Err(error) => assert_eq!(
+            error,
+            StoreError::Compacted {
+                requested: from,
+                compacted
+            }
+        ),
         Ok(mut stream) => {
             let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
                 .await
                 .expect("no item on a compacted watch");
-            assert!(
-                matches!(item, Some(Err(StoreError::Compacted { .. }))),
-                "expected Compacted, got {item:?}"
-            );
+            let expected = StoreError::Compacted {
+                requested: from,
+                compacted,
+            };
+            assert_eq!(item, Some(Err(expected)));
             assert!(
                 stream.next().await.is_none(),
                 "the stream ends after the error"
@@ -594,6 +605,11 @@ async fn case_watch_reports_deletes(store: &dyn Store) {
         ("x/a", deleted)
     );
     assert!(event.kv.value.is_empty());
+    assert_eq!(
+        (event.kv.create_revision, event.kv.version),
+        (0, 0),
+        "as etcd reports deletes"
+    );
     assert_eq!(batch.events[1].kind, EventKind::Put);
     assert_eq!(batch.events[1].kv.version, 2);
 }
@@ -605,8 +621,8 @@ async fn case_compaction_then_watch(store: &dyn Store) {
     store.compact(4).await.unwrap();
     // Values survive compaction; only history goes.
     assert_eq!(store.get("c/k").await.unwrap().unwrap().value, b"4");
-    expect_compacted_watch(store, "c/", 2).await;
-    expect_compacted_watch(store, "c/", 3).await;
+    expect_compacted_watch(store, "c/", 2, 4).await;
+    expect_compacted_watch(store, "c/", 3, 4).await;
     // The compaction revision itself is still watchable.
     let mut watch = store.watch("c/", 4).await.unwrap();
     assert_eq!(next_batch(&mut watch).await.revision, 4);

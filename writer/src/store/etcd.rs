@@ -230,6 +230,7 @@ impl Store for EtcdStore {
         // caller's next write.
         let first = self.deadline("watch", stream.message()).await?;
         let mut state = EtcdWatchState {
+            from_revision,
             stream,
             pending: VecDeque::new(),
             done: false,
@@ -283,6 +284,7 @@ impl Store for EtcdStore {
 /// Dropping the state drops etcd-client's gRPC stream (both halves), which resets the HTTP/2
 /// stream, and etcd cancels the watchers of a closed stream.
 struct EtcdWatchState {
+    from_revision: Revision,
     stream: etcd_client::WatchStream,
     pending: VecDeque<Result<WatchBatch, StoreError>>,
     done: bool,
@@ -316,7 +318,7 @@ impl EtcdWatchState {
     fn absorb(&mut self, response: &WatchResponse) {
         if response.compact_revision() != 0 {
             return self.fail(StoreError::Compacted {
-                requested: 0,
+                requested: self.from_revision,
                 compacted: response.compact_revision(),
             });
         }

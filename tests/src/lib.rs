@@ -3,3 +3,35 @@
 //! A service that cannot start fails the test loudly; nothing here ever skips.
 
 pub mod etcd;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// A loopback TCP port that was free a moment ago (bound to port 0, then released). Another
+/// process may take it before the caller binds it; tests accept that small race.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    listener
+        .local_addr()
+        .expect("local address of a bound listener")
+        .port()
+}
+
+/// Polls `predicate` every 20 ms until it returns true; false when `timeout` passes first.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut predicate: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if predicate().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

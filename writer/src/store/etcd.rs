@@ -1,17 +1,366 @@
 //! [`Store`] on a real etcd cluster (etcd-client). Every call has a deadline so an unreachable
 //! cluster is a quick [`StoreError::Unavailable`], never a hang; the client reconnects by itself.
+//!
+//! It owns the translation between the trait and etcd's gRPC API and nothing else: no retries
+//! (callers decide), no caching. etcd-client always builds a balanced tonic channel, which dials
+//! lazily and redials after a failure, so [`EtcdStore::connect`] succeeds while etcd is down and
+//! calls made meanwhile time out as `Unavailable`.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::*;
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp as EtcdCompareOp, ConnectOptions, DeleteOptions,
+    EventType, GetOptions, KvClient, SortOrder, SortTarget, Txn as EtcdTxn, TxnOp as EtcdTxnOp,
+    WatchClient, WatchOptions, WatchResponse,
+};
 
-pub struct EtcdStore {}
+/// Largest gRPC message either way. etcd's own request limit is 1.5 MiB (2 MiB on the wire with
+/// its gRPC overhead); the client must let such requests reach etcd so that etcd, not tonic,
+/// rejects what is too large, and must accept range responses holding several large values.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct EtcdStore {
+    kv: KvClient,
+    watch: WatchClient,
+    op_timeout: Duration,
+}
 
 impl EtcdStore {
     /// `endpoints` like `127.0.0.1:2379` (with or without `http://`). Connecting is lazy: a
     /// store that is down at start makes calls fail with `Unavailable` until it comes up.
     pub async fn connect(
         endpoints: &[String],
-        op_timeout: std::time::Duration,
+        op_timeout: Duration,
     ) -> Result<EtcdStore, StoreError> {
-        todo!()
+        let options = ConnectOptions::new()
+            .with_connect_timeout(op_timeout)
+            .with_timeout(op_timeout)
+            .with_keep_alive(
+                Duration::from_secs(5),
+                op_timeout.max(Duration::from_secs(1)),
+            )
+            .with_keep_alive_while_idle(true);
+        // With no credentials `Client::connect` only registers the endpoints with the balanced
+        // channel; it does not dial. The deadline guards against that ever changing.
+        let client = tokio::time::timeout(op_timeout, Client::connect(endpoints, Some(options)))
+            .await
+            .map_err(|_| unavailable_timeout("connect", op_timeout))?
+            .map_err(map_error)?;
+        Ok(EtcdStore {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            op_timeout,
+        })
+    }
+
+    async fn deadline<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.op_timeout, call)
+            .await
+            .map_err(|_| unavailable_timeout(what, self.op_timeout))?
+            .map_err(map_error)
+    }
+}
+
+fn unavailable_timeout(what: &str, timeout: Duration) -> StoreError {
+    StoreError::Unavailable(format!("etcd {what} did not answer within {timeout:?}"))
+}
+
+/// Sorts an etcd-client error into the trait's vocabulary by gRPC code and etcd's messages.
+fn map_error(error: etcd_client::Error) -> StoreError {
+    use tonic::Code;
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            if message.contains("request is too large") || status.code() == Code::ResourceExhausted
+            {
+                StoreError::TooLarge(format!("etcd: {message}"))
+            } else if message.contains("required revision has been compacted") {
+                // etcd does not say which revision it compacted to.
+                StoreError::Compacted {
+                    requested: 0,
+                    compacted: 0,
+                }
+            } else if matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+            ) || message.contains("no leader")
+                || message.contains("leader changed")
+                || message.contains("timed out")
+            {
+                StoreError::Unavailable(format!("etcd: {:?}: {message}", status.code()))
+            } else {
+                StoreError::Other(format!("etcd: {:?}: {message}", status.code()))
+            }
+        }
+        etcd_client::Error::TransportError(e) => {
+            StoreError::Unavailable(format!("etcd transport: {e}"))
+        }
+        etcd_client::Error::IoError(e) => StoreError::Unavailable(format!("etcd io: {e}")),
+        etcd_client::Error::WatchError(e) => StoreError::Unavailable(format!("etcd watch: {e}")),
+        other => StoreError::Other(format!("etcd: {other}")),
+    }
+}
+
+fn convert_kv(kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
+    let key = kv
+        .key_str()
+        .map_err(|e| StoreError::Other(format!("etcd returned a non-UTF-8 key: {e}")))?;
+    Ok(KeyValue {
+        key: key.to_owned(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        version: kv.version(),
+    })
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision, StoreError> {
+    header
+        .map(|h| h.revision())
+        .ok_or_else(|| StoreError::Other("etcd response without a header".to_owned()))
+}
+
+fn convert_op(op: CompareOp) -> EtcdCompareOp {
+    match op {
+        CompareOp::Equal => EtcdCompareOp::Equal,
+        CompareOp::NotEqual => EtcdCompareOp::NotEqual,
+        CompareOp::Greater => EtcdCompareOp::Greater,
+        CompareOp::Less => EtcdCompareOp::Less,
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let mut kv = self.kv.clone();
+        let response = self.deadline("get", kv.get(key, None)).await?;
+        response.kvs().first().map(convert_kv).transpose()
+    }
+
+    async fn range(&self, request: RangeRequest) -> Result<RangeResult, StoreError> {
+        // etcd reads an empty range end as "this one key" and refuses an empty key; the trait
+        // means "to the end" and "from the start". "\0" is etcd's spelling of both.
+        let start = if request.start.is_empty() {
+            vec![0]
+        } else {
+            request.start.into_bytes()
+        };
+        let end = if request.end.is_empty() {
+            vec![0]
+        } else {
+            request.end.into_bytes()
+        };
+        let mut options = GetOptions::new().with_range(end);
+        if request.limit > 0 {
+            let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+            options = options.with_limit(limit);
+        }
+        // Ascending key order is etcd's natural order; asking for it explicitly would make etcd
+        // read the whole range before applying the limit.
+        if request.descending {
+            options = options.with_sort(SortTarget::Key, SortOrder::Descend);
+        }
+        let mut kv = self.kv.clone();
+        let response = self.deadline("range", kv.get(start, Some(options))).await?;
+        Ok(RangeResult {
+            kvs: response
+                .kvs()
+                .iter()
+                .map(convert_kv)
+                .collect::<Result<_, _>>()?,
+            revision: header_revision(response.header())?,
+            more: response.more(),
+        })
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        let compares: Vec<EtcdCompare> = txn
+            .compares
+            .into_iter()
+            .map(|Compare::ModRevision { key, op, revision }| {
+                EtcdCompare::mod_revision(key, convert_op(op), revision)
+            })
+            .collect();
+        let writes: Vec<EtcdTxnOp> = txn
+            .writes
+            .into_iter()
+            .map(|write| match write {
+                TxnOp::Put { key, value } => EtcdTxnOp::put(key, value, None),
+                TxnOp::Delete { key } => EtcdTxnOp::delete(key, None::<DeleteOptions>),
+            })
+            .collect();
+        let request = EtcdTxn::new().when(compares).and_then(writes);
+        let mut kv = self.kv.clone();
+        let response = self.deadline("txn", kv.txn(request)).await?;
+        Ok(TxnOutcome {
+            succeeded: response.succeeded(),
+            revision: header_revision(response.header())?,
+        })
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: Revision,
+    ) -> Result<WatchStream, StoreError> {
+        let mut options = WatchOptions::new().with_prefix();
+        if from_revision > 0 {
+            options = options.with_start_revision(from_revision);
+        }
+        let mut client = self.watch.clone();
+        let mut stream = self
+            .deadline("watch", client.watch(prefix, Some(options)))
+            .await?;
+        // Wait for etcd to confirm the watcher so that "from now" really starts before the
+        // caller's next write.
+        let first = self.deadline("watch", stream.message()).await?;
+        let mut state = EtcdWatchState {
+            from_revision,
+            stream,
+            pending: VecDeque::new(),
+            done: false,
+        };
+        match first {
+            Some(response) => state.absorb(&response),
+            None => {
+                return Err(StoreError::Unavailable(
+                    "etcd closed the watch stream".to_owned(),
+                ));
+            }
+        }
+        if let Some(Err(error)) = state.pending.front() {
+            return Err(error.clone());
+        }
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            EtcdWatchState::next,
+        )))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        let mut kv = self.kv.clone();
+        match self.deadline("compact", kv.compact(revision, None)).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Compacted { .. }) => Err(StoreError::Compacted {
+                requested: revision,
+                compacted: revision,
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        let mut kv = self.kv.clone();
+        let options = GetOptions::new().with_keys_only().with_limit(1);
+        let response = self
+            .deadline("get", kv.get(vec![0u8], Some(options)))
+            .await?;
+        header_revision(response.header())
+    }
+}
+
+/// One etcd watch, regrouped into per-revision batches.
+///
+/// Events are grouped by `mod_revision` within one etcd response and every group is flushed when
+/// the response ends. Without the `fragment` option (never set here) etcd keeps all events of a
+/// revision in one response, so this never splits a revision into two batches; waiting for the
+/// next response instead would delay every batch until the following commit.
+///
+/// Dropping the state drops etcd-client's gRPC stream (both halves), which resets the HTTP/2
+/// stream, and etcd cancels the watchers of a closed stream.
+struct EtcdWatchState {
+    from_revision: Revision,
+    stream: etcd_client::WatchStream,
+    pending: VecDeque<Result<WatchBatch, StoreError>>,
+    done: bool,
+}
+
+impl EtcdWatchState {
+    async fn next(mut self) -> Option<(Result<WatchBatch, StoreError>, Self)> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                if item.is_err() {
+                    self.done = true;
+                    self.pending.clear();
+                }
+                return Some((item, self));
+            }
+            if self.done {
+                return None;
+            }
+            match self.stream.message().await {
+                Ok(Some(response)) => self.absorb(&response),
+                Ok(None) => self.fail(StoreError::Unavailable("etcd ended the watch".to_owned())),
+                Err(error) => self.fail(map_error(error)),
+            }
+        }
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.pending.push_back(Err(error));
+    }
+
+    fn absorb(&mut self, response: &WatchResponse) {
+        if response.compact_revision() != 0 {
+            return self.fail(StoreError::Compacted {
+                requested: self.from_revision,
+                compacted: response.compact_revision(),
+            });
+        }
+        if response.canceled() {
+            let reason = response.cancel_reason();
+            return self.fail(StoreError::Other(format!(
+                "etcd canceled the watch: {reason}"
+            )));
+        }
+        let mut current: Option<WatchBatch> = None;
+        for event in response.events() {
+            let Some(kv) = event.kv() else {
+                return self.fail(StoreError::Other(
+                    "etcd watch event without a kv".to_owned(),
+                ));
+            };
+            let kv = match convert_kv(kv) {
+                Ok(kv) => kv,
+                Err(error) => return self.fail(error),
+            };
+            let kind = match event.event_type() {
+                EventType::Put => EventKind::Put,
+                EventType::Delete => EventKind::Delete,
+            };
+            let revision = kv.mod_revision;
+            match current.as_mut() {
+                Some(batch) if batch.revision == revision => {
+                    batch.events.push(WatchEvent { kind, kv });
+                }
+                _ => {
+                    if let Some(batch) = current.take() {
+                        self.pending.push_back(Ok(batch));
+                    }
+                    current = Some(WatchBatch {
+                        revision,
+                        events: vec![WatchEvent { kind, kv }],
+                    });
+                }
+            }
+        }
+        if let Some(batch) = current {
+            self.pending.push_back(Ok(batch));
+        }
     }
 }

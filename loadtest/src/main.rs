@@ -104,16 +104,30 @@ where
             errors += e;
         }
     }
-    Report { count: latencies.len(), errors, elapsed: started.elapsed(), latencies }
+    Report {
+        count: latencies.len(),
+        errors,
+        elapsed: started.elapsed(),
+        latencies,
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
-    let ready = http.get(format!("{}/readyz", args.target)).send().await.context("writer unreachable")?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let ready = http
+        .get(format!("{}/readyz", args.target))
+        .send()
+        .await
+        .context("writer unreachable")?;
     if !ready.status().is_success() {
-        bail!("writer not ready: {}", ready.text().await.unwrap_or_default());
+        bail!(
+            "writer not ready: {}",
+            ready.text().await.unwrap_or_default()
+        );
     }
     let store = ready_store(&http, &args.target).await;
     println!(
@@ -126,10 +140,17 @@ async fn main() -> anyhow::Result<()> {
 
     let (h, target) = (http.clone(), args.target.clone());
     let writes = drive(args.commits, args.concurrency, move |i| {
-        let body = serde_json::json!({ "value": format!("{i}-{filler}"), "format": "text" }).to_string();
+        let body =
+            serde_json::json!({ "value": format!("{i}-{filler}"), "format": "text" }).to_string();
         let url = format!("{target}/api/config/loadtest/r{run}/p{}", i % paths);
         let h = h.clone();
-        async move { h.put(url).body(body).send().await.is_ok_and(|r| r.status().is_success()) }
+        async move {
+            h.put(url)
+                .body(body)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
     })
     .await;
     writes.print("commits");

@@ -14,7 +14,10 @@ pub fn setpoint_bin() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current test executable");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps layout");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps layout");
     let bin = profile_dir.join("setpoint");
     assert!(
         bin.exists(),
@@ -45,16 +48,29 @@ impl SetpointProcess {
             .stderr(log_file)
             .spawn()
             .expect("spawn the setpoint binary");
-        let process = SetpointProcess { child: Some(child), addr, log };
+        let process = SetpointProcess {
+            child: Some(child),
+            addr,
+            log,
+        };
         let url = format!("http://{}/healthz", process.addr);
         let http = reqwest::Client::new();
         let ok = crate::wait_until(Duration::from_secs(20), || {
             let http = http.clone();
             let url = url.clone();
-            async move { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
         })
         .await;
-        assert!(ok, "setpoint {args:?} did not become healthy; log:\n{}", process.log_text());
+        assert!(
+            ok,
+            "setpoint {args:?} did not become healthy; log:\n{}",
+            process.log_text()
+        );
         process
     }
 
@@ -78,7 +94,10 @@ impl SetpointProcess {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.kill();
-        panic!("setpoint did not exit within 10 s of SIGTERM; log:\n{}", self.log_text());
+        panic!(
+            "setpoint did not exit within 10 s of SIGTERM; log:\n{}",
+            self.log_text()
+        );
     }
 }
 

@@ -2,7 +2,9 @@
 //! on free loopback ports, stops them by PID, and waits on predicates instead of sleeping.
 //! A service that cannot start fails the test loudly; nothing here ever skips.
 
+pub mod binary;
 pub mod etcd;
+pub mod writer;
 
 use std::future::Future;
 use std::net::TcpListener;

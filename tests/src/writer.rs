@@ -27,8 +27,12 @@ impl Backend {
 
     pub fn spec(&self) -> StoreSpec {
         match self {
-            Backend::Embedded(dir) => StoreSpec::Embedded { dir: dir.path().to_path_buf() },
-            Backend::Etcd(etcd) => StoreSpec::Etcd { endpoints: vec![etcd.endpoint()] },
+            Backend::Embedded(dir) => StoreSpec::Embedded {
+                dir: dir.path().to_path_buf(),
+            },
+            Backend::Etcd(etcd) => StoreSpec::Etcd {
+                endpoints: vec![etcd.endpoint()],
+            },
         }
     }
 
@@ -61,7 +65,9 @@ impl TestWriter {
     }
 
     pub async fn start_with(config: WriterConfig) -> TestWriter {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -74,7 +80,10 @@ impl TestWriter {
         });
         let writer = TestWriter {
             base: format!("http://{addr}"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
             shutdown: Some(tx),
             task: Some(task),
         };
@@ -83,10 +92,18 @@ impl TestWriter {
         let healthy = crate::wait_until(Duration::from_secs(10), || {
             let http = http.clone();
             let url = healthz.clone();
-            async move { http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
         })
         .await;
-        assert!(healthy, "the in-process writer did not answer /healthz within 10 s");
+        assert!(
+            healthy,
+            "the in-process writer did not answer /healthz within 10 s"
+        );
         writer
     }
 

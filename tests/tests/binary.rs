@@ -8,17 +8,30 @@ use serde_json::Value;
 use setpoint_tests::binary::{SetpointProcess, setpoint_bin};
 
 fn curl(args: &[&str]) -> Value {
-    let output = Command::new("curl").arg("-sS").args(args).output().expect("run curl");
-    assert!(output.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("curl {args:?} gave non-JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    let output = Command::new("curl")
+        .arg("-sS")
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(
+        output.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "curl {args:?} gave non-JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
 }
 
 #[tokio::test]
 async fn seed_demo_runs_verbatim_against_setpoint_dev() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let dev = SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
+    let dev =
+        SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
     let url = format!("{}/api/config/myapp/database/connection_string", dev.base());
 
     // The README's commands, with only the host:port changed. curl -d labels the body as a form.
@@ -36,7 +49,13 @@ async fn seed_demo_runs_verbatim_against_setpoint_dev() {
     assert_eq!(read["value"], "postgres://localhost:5432/mydb");
     assert_eq!(read["version"], 1);
     assert!(read["updated_at"].is_string());
-    let updated = curl(&["-X", "PUT", &url, "-d", r#"{"value": "postgres://newhost:5432/mydb"}"#]);
+    let updated = curl(&[
+        "-X",
+        "PUT",
+        &url,
+        "-d",
+        r#"{"value": "postgres://newhost:5432/mydb"}"#,
+    ]);
     assert_eq!(updated["version"], 2);
     let history = curl(&[&format!("{url}/history")]);
     assert_eq!(history[0]["version"], 2);
@@ -49,34 +68,78 @@ async fn seed_demo_runs_verbatim_against_setpoint_dev() {
     assert_eq!(bad["error"]["code"], "validation_failed");
 
     let base = format!("{}/api/config/myapp/database", dev.base());
-    curl(&["-X", "PUT", &format!("{base}/pool_size"), "-d", r#"{"value": 20}"#]);
-    curl(&["-X", "PUT", &format!("{base}/timeout"), "-d", r#"{"value": "30s"}"#]);
+    curl(&[
+        "-X",
+        "PUT",
+        &format!("{base}/pool_size"),
+        "-d",
+        r#"{"value": 20}"#,
+    ]);
+    curl(&[
+        "-X",
+        "PUT",
+        &format!("{base}/timeout"),
+        "-d",
+        r#"{"value": "30s"}"#,
+    ]);
     let children = curl(&[&base]);
-    assert_eq!(children["children"], serde_json::json!(["connection_string", "pool_size", "timeout"]));
+    assert_eq!(
+        children["children"],
+        serde_json::json!(["connection_string", "pool_size", "timeout"])
+    );
 
     // SIGTERM stops it gracefully; a new process on the same data serves everything.
     let status = dev.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
-    let dev = SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
+    let dev =
+        SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
     let url = format!("{}/api/config/myapp/database/connection_string", dev.base());
     let read = curl(&[&url]);
     assert_eq!(read["value"], "postgres://newhost:5432/mydb");
     assert_eq!(read["version"], 2);
-    let next = curl(&["-X", "PUT", &url, "-d", r#"{"value": "postgres://third:5432/mydb"}"#]);
+    let next = curl(&[
+        "-X",
+        "PUT",
+        &url,
+        "-d",
+        r#"{"value": "postgres://third:5432/mydb"}"#,
+    ]);
     assert_eq!(next["version"], 3, "versions continue after a restart");
 }
 
 #[test]
 fn help_explains_every_subcommand_and_env_var() {
-    let output = Command::new(setpoint_bin()).args(["writer", "--help"]).output().unwrap();
+    let output = Command::new(setpoint_bin())
+        .args(["writer", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8(output.stdout).unwrap();
-    for needle in ["--store", "SETPOINT_STORE", "--store-prefix", "--listen", "--retention", "etcd://"] {
-        assert!(help.contains(needle), "writer --help lacks {needle}:\n{help}");
+    for needle in [
+        "--store",
+        "SETPOINT_STORE",
+        "--store-prefix",
+        "--listen",
+        "--retention",
+        "etcd://",
+    ] {
+        assert!(
+            help.contains(needle),
+            "writer --help lacks {needle}:\n{help}"
+        );
     }
-    let output = Command::new(setpoint_bin()).args(["dev", "--help"]).output().unwrap();
+    let output = Command::new(setpoint_bin())
+        .args(["dev", "--help"])
+        .output()
+        .unwrap();
     let help = String::from_utf8(output.stdout).unwrap();
-    assert!(help.contains("--data-dir") && help.contains("SETPOINT_DATA_DIR"), "{help}");
-    let output = Command::new(setpoint_bin()).args(["writer", "--store", "mysql://x"]).output().unwrap();
+    assert!(
+        help.contains("--data-dir") && help.contains("SETPOINT_DATA_DIR"),
+        "{help}"
+    );
+    let output = Command::new(setpoint_bin())
+        .args(["writer", "--store", "mysql://x"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown store"));
 }

@@ -13,14 +13,28 @@ async fn etcd_down_is_a_quick_503_and_the_writer_reconnects() {
     let mut backend = Backend::etcd();
     let w = TestWriter::start(&backend).await;
     let url = w.config_url("/outage/a");
-    let response = w.http.put(&url).body(json!({"value": 1}).to_string()).send().await.unwrap();
+    let response = w
+        .http
+        .put(&url)
+        .body(json!({"value": 1}).to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
 
-    let Backend::Etcd(etcd) = &mut backend else { unreachable!() };
+    let Backend::Etcd(etcd) = &mut backend else {
+        unreachable!()
+    };
     etcd.stop();
 
     let started = Instant::now();
-    let response = w.http.put(&url).body(json!({"value": 2}).to_string()).send().await.unwrap();
+    let response = w
+        .http
+        .put(&url)
+        .body(json!({"value": 2}).to_string())
+        .send()
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = response.json().await.unwrap();
@@ -31,7 +45,11 @@ async fn etcd_down_is_a_quick_503_and_the_writer_reconnects() {
     let ready = w.http.get(w.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let health = w.http.get(w.url("/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK, "the process itself stays up");
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "the process itself stays up"
+    );
 
     etcd.restart();
     let http = w.http.clone();
@@ -39,12 +57,26 @@ async fn etcd_down_is_a_quick_503_and_the_writer_reconnects() {
     let back = setpoint_tests::wait_until(Duration::from_secs(20), || {
         let http = http.clone();
         let url = ready_url.clone();
-        async move { http.get(&url).send().await.is_ok_and(|r| r.status() == StatusCode::OK) }
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        }
     })
     .await;
     assert!(back, "writer did not reconnect to etcd within 20 s");
-    let response = w.http.put(&url).body(json!({"value": 3}).to_string()).send().await.unwrap();
+    let response = w
+        .http
+        .put(&url)
+        .body(json!({"value": 3}).to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["version"], 2, "the write during the outage left nothing behind");
+    assert_eq!(
+        body["version"], 2,
+        "the write during the outage left nothing behind"
+    );
 }

@@ -150,6 +150,9 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await;
     compaction.abort();
+    // Wait until the task has dropped its handle on the store, so a store that locks its files
+    // (the embedded one) can be opened again as soon as `run` returns.
+    let _ = compaction.await;
     tracing::info!(%addr, "writer stopped");
     Ok(served?)
 }

@@ -191,10 +191,6 @@ impl Configs {
         &self.store
     }
 
-    pub(crate) fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
     fn now(&self) -> (OffsetDateTime, String) {
         let now = self.clock.now();
         let text = now

@@ -11,6 +11,7 @@
 pub mod diff;
 pub mod path;
 pub mod retention;
+pub mod snapshot;
 pub mod validate;
 pub mod value;
 

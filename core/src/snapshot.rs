@@ -1,0 +1,327 @@
+//! The in-memory config set an edge serves from, and how a commit batch changes it.
+//!
+//! A [`Snapshot`] is a persistent ordered map (imbl) of every live path's current [`Entry`] plus
+//! the revision it reflects. Cloning is O(1) and [`Snapshot::apply`] shares everything it does
+//! not change, so a holder can build the next snapshot beside the current one and swap a pointer.
+//! Applying a [`Batch`] yields the [`Event`]s watchers see — with old and new values — so the
+//! event stream and the snapshot can never disagree.
+//!
+//! Pure: no I/O, no clock. Property-tested: applying batches one by one equals rebuilding from
+//! the final state.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use crate::{ConfigPath, ParsedValue, Revision, Version};
+
+/// One live config as an edge holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub path: ConfigPath,
+    pub value: ParsedValue,
+    pub version: Version,
+    /// Revision of the commit that wrote this version.
+    pub revision: Revision,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    Put { value: ParsedValue },
+    Delete,
+}
+
+/// One path's change within a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub path: ConfigPath,
+    pub version: Version,
+    pub updated_at: String,
+    pub kind: ChangeKind,
+}
+
+/// Every change of one committed store transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub revision: Revision,
+    /// When the writer saw the commit, unix microseconds (informational; propagation is measured
+    /// by the writer from its own clock, so it is skew-free).
+    pub committed_at_micros: i64,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// What a watcher sees of one change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub path: ConfigPath,
+    pub old: Option<Arc<Entry>>,
+    /// `None` for a delete.
+    pub new: Option<Arc<Entry>>,
+    pub version: Version,
+    pub revision: Revision,
+}
+
+/// A batch as applied: its events in the batch's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedBatch {
+    pub revision: Revision,
+    pub committed_at_micros: i64,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("batch revision {batch} is not after the snapshot's revision {snapshot}")]
+    OutOfOrder { batch: Revision, snapshot: Revision },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    revision: Revision,
+    entries: OrdMap<String, Arc<Entry>>,
+}
+
+impl Snapshot {
+    pub fn empty() -> Snapshot {
+        Snapshot::default()
+    }
+
+    pub fn from_entries(revision: Revision, entries: impl IntoIterator<Item = Entry>) -> Snapshot {
+        let entries = entries
+            .into_iter()
+            .map(|e| (e.path.as_str().to_owned(), Arc::new(e)))
+            .collect();
+        Snapshot { revision, entries }
+    }
+
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, path: &ConfigPath) -> Option<&Arc<Entry>> {
+        self.entries.get(path.as_str())
+    }
+
+    /// Every entry in path order.
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        self.entries.values()
+    }
+
+    /// The entry at `prefix` (if any) and every entry below it, in path order.
+    pub fn below<'a>(
+        &'a self,
+        prefix: &'a ConfigPath,
+    ) -> impl Iterator<Item = &'a Arc<Entry>> + 'a {
+        let start = prefix.as_str().to_owned();
+        self.entries
+            .range(start..)
+            .take_while(move |(key, _)| is_at_or_below(key, prefix))
+            .map(|(_, entry)| entry)
+            .filter(move |entry| entry.path.starts_with(prefix))
+    }
+
+    /// Names of the immediate children of `prefix` that hold a value or have descendants that do.
+    pub fn children(&self, prefix: &ConfigPath) -> Vec<String> {
+        let depth = prefix.segments().count();
+        let mut out: Vec<String> = Vec::new();
+        for entry in self.below(prefix) {
+            if let Some(name) = entry.path.segments().nth(depth)
+                && out.last().map(String::as_str) != Some(name)
+            {
+                out.push(name.to_owned());
+            }
+        }
+        out
+    }
+
+    /// The snapshot after `batch`, and the events it produced.
+    pub fn apply(&self, batch: &Batch) -> Result<(Snapshot, AppliedBatch), ApplyError> {
+        if batch.revision <= self.revision {
+            return Err(ApplyError::OutOfOrder {
+                batch: batch.revision,
+                snapshot: self.revision,
+            });
+        }
+        let mut entries = self.entries.clone();
+        let mut events = Vec::with_capacity(batch.changes.len());
+        for change in &batch.changes {
+            let key = change.path.as_str().to_owned();
+            let (kind, old, new) = match &change.kind {
+                ChangeKind::Put { value } => {
+                    let entry = Arc::new(Entry {
+                        path: change.path.clone(),
+                        value: value.clone(),
+                        version: change.version,
+                        revision: batch.revision,
+                        updated_at: change.updated_at.clone(),
+                    });
+                    let old = entries.insert(key, entry.clone());
+                    (EventKind::Put, old, Some(entry))
+                }
+                ChangeKind::Delete => (EventKind::Delete, entries.remove(&key), None),
+            };
+            events.push(Event {
+                kind,
+                path: change.path.clone(),
+                old,
+                new,
+                version: change.version,
+                revision: batch.revision,
+            });
+        }
+        let next = Snapshot {
+            revision: batch.revision,
+            entries,
+        };
+        let applied = AppliedBatch {
+            revision: batch.revision,
+            committed_at_micros: batch.committed_at_micros,
+            events,
+        };
+        Ok((next, applied))
+    }
+}
+
+/// String-level check used to stop a range scan: `key` is `prefix` or lies below it. The root
+/// prefix `/` covers everything.
+fn is_at_or_below(key: &str, prefix: &ConfigPath) -> bool {
+    if prefix.is_root() {
+        return true;
+    }
+    match key.strip_prefix(prefix.as_str()) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        // Keys between `/a` and `/a/…` in byte order (`/a-b`, `/a.b`) are skipped, not an end.
+        None => key.starts_with(prefix.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Format;
+    use proptest::prelude::*;
+
+    fn path(p: &str) -> ConfigPath {
+        ConfigPath::parse(p).unwrap()
+    }
+
+    fn put(p: &str, version: Version, value: &str) -> Change {
+        Change {
+            path: path(p),
+            version,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            kind: ChangeKind::Put {
+                value: ParsedValue::from_stored(Format::Text, value).unwrap(),
+            },
+        }
+    }
+
+    fn delete(p: &str, version: Version) -> Change {
+        Change {
+            path: path(p),
+            version,
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            kind: ChangeKind::Delete,
+        }
+    }
+
+    #[test]
+    fn apply_reports_old_and_new_values_and_keeps_the_original() {
+        let base = Snapshot::empty();
+        let (one, applied) = base
+            .apply(&Batch {
+                revision: 2,
+                committed_at_micros: 0,
+                changes: vec![put("/a/b", 1, "x")],
+            })
+            .unwrap();
+        assert!(applied.events[0].old.is_none());
+        let (two, applied) = one
+            .apply(&Batch {
+                revision: 3,
+                committed_at_micros: 0,
+                changes: vec![put("/a/b", 2, "y"), delete("/a/c", 1)],
+            })
+            .unwrap();
+        assert_eq!(applied.events[0].old.as_ref().unwrap().value.stored(), "x");
+        assert_eq!(applied.events[0].new.as_ref().unwrap().value.stored(), "y");
+        assert_eq!(applied.events[1].kind, EventKind::Delete);
+        assert_eq!(
+            one.get(&path("/a/b")).unwrap().version,
+            1,
+            "the old snapshot is untouched"
+        );
+        assert_eq!(two.revision(), 3);
+        assert!(matches!(
+            two.apply(&Batch {
+                revision: 3,
+                committed_at_micros: 0,
+                changes: vec![]
+            }),
+            Err(ApplyError::OutOfOrder { .. })
+        ));
+    }
+
+    #[test]
+    fn below_and_children_respect_segments() {
+        let snap = Snapshot::from_entries(
+            5,
+            ["/a", "/a/b", "/a/b/c", "/a-b", "/a.b/x", "/ab", "/b"]
+                .iter()
+                .map(|p| Entry {
+                    path: path(p),
+                    value: ParsedValue::from_stored(Format::Text, "v").unwrap(),
+                    version: 1,
+                    revision: 5,
+                    updated_at: String::new(),
+                }),
+        );
+        let below: Vec<&str> = snap.below(&path("/a")).map(|e| e.path.as_str()).collect();
+        assert_eq!(below, vec!["/a", "/a/b", "/a/b/c"]);
+        assert_eq!(snap.children(&path("/a")), vec!["b"]);
+        assert_eq!(
+            snap.children(&ConfigPath::root()),
+            vec!["a", "a-b", "a.b", "ab", "b"]
+        );
+        assert_eq!(snap.below(&ConfigPath::root()).count(), 7);
+    }
+
+    proptest! {
+        #[test]
+        fn applying_batches_equals_rebuilding(ops in proptest::collection::vec((0usize..6, any::<bool>(), "[a-z]{0,3}"), 1..60)) {
+            let names = ["/a", "/a/b", "/a/c", "/b", "/b/x/y", "/c"];
+            let mut snap = Snapshot::empty();
+            let mut model: std::collections::BTreeMap<String, (Version, String, Revision)> = Default::default();
+            let mut versions = [0u64; 6];
+            for (i, (which, is_put, value)) in ops.into_iter().enumerate() {
+                let revision = i as Revision + 2;
+                versions[which] += 1;
+                let p = names[which];
+                let change = if is_put { put(p, versions[which], &value) } else { delete(p, versions[which]) };
+                let (next, _) = snap.apply(&Batch { revision, committed_at_micros: 0, changes: vec![change] }).unwrap();
+                snap = next;
+                if is_put { model.insert(p.to_owned(), (versions[which], value, revision)); } else { model.remove(p); }
+            }
+            let got: Vec<(String, Version, String, Revision)> = snap.entries().map(|e| (e.path.to_string(), e.version, e.value.stored().to_owned(), e.revision)).collect();
+            let want: Vec<(String, Version, String, Revision)> = model.into_iter().map(|(p, (v, s, r))| (p, v, s, r)).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -128,27 +128,29 @@ impl Snapshot {
     pub fn below<'a>(
         &'a self,
         prefix: &'a ConfigPath,
-    ) -> impl Iterator<Item = &'a Arc<Entry>> + 'a {
-        let start = prefix.as_str().to_owned();
-        self.entries
-            .range(start..)
-            .take_while(move |(key, _)| is_at_or_below(key, prefix))
-            .map(|(_, entry)| entry)
-            .filter(move |entry| entry.path.starts_with(prefix))
+    ) -> Box<dyn Iterator<Item = &'a Arc<Entry>> + 'a> {
+        if prefix.is_root() {
+            return Box::new(self.entries.values());
+        }
+        // `/a` itself, then exactly the keys starting with `/a/` (a contiguous range).
+        let below = format!("{}/", prefix.as_str());
+        let exact = self.entries.get(prefix.as_str()).into_iter();
+        let rest = self
+            .entries
+            .range(below.clone()..)
+            .take_while(move |(key, _)| key.starts_with(&below))
+            .map(|(_, entry)| entry);
+        Box::new(exact.chain(rest))
     }
 
     /// Names of the immediate children of `prefix` that hold a value or have descendants that do.
     pub fn children(&self, prefix: &ConfigPath) -> Vec<String> {
         let depth = prefix.segments().count();
-        let mut out: Vec<String> = Vec::new();
-        for entry in self.below(prefix) {
-            if let Some(name) = entry.path.segments().nth(depth)
-                && out.last().map(String::as_str) != Some(name)
-            {
-                out.push(name.to_owned());
-            }
-        }
-        out
+        let names: std::collections::BTreeSet<&str> = self
+            .below(prefix)
+            .filter_map(|entry| entry.path.segments().nth(depth))
+            .collect();
+        names.into_iter().map(str::to_owned).collect()
     }
 
     /// The snapshot after `batch`, and the events it produced.
@@ -196,19 +198,6 @@ impl Snapshot {
             events,
         };
         Ok((next, applied))
-    }
-}
-
-/// String-level check used to stop a range scan: `key` is `prefix` or lies below it. The root
-/// prefix `/` covers everything.
-fn is_at_or_below(key: &str, prefix: &ConfigPath) -> bool {
-    if prefix.is_root() {
-        return true;
-    }
-    match key.strip_prefix(prefix.as_str()) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        // Keys between `/a` and `/a/…` in byte order (`/a-b`, `/a.b`) are skipped, not an end.
-        None => key.starts_with(prefix.as_str()),
     }
 }
 
@@ -293,7 +282,8 @@ mod tests {
                     updated_at: String::new(),
                 }),
         );
-        let below: Vec<&str> = snap.below(&path("/a")).map(|e| e.path.as_str()).collect();
+        let a = path("/a");
+        let below: Vec<&str> = snap.below(&a).map(|e| e.path.as_str()).collect();
         assert_eq!(below, vec!["/a", "/a/b", "/a/b/c"]);
         assert_eq!(snap.children(&path("/a")), vec!["b"]);
         assert_eq!(

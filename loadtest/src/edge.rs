@@ -1,0 +1,292 @@
+//! `edge` scenario, against a live writer + edge:
+//! 1. seeds `--paths` configs through the writer and waits until the edge serves them;
+//! 2. edge reads (HTTP GET, and gRPC Get when `--grpc` is given) at each fixed offered rate
+//!    (open loop) and at saturation (closed loop);
+//! 3. `--watchers` SSE watchers on one prefix; `--watch-writes` writes, one at a time: for each,
+//!    the time from sending the PUT to the last watcher notified; and the edge's resident memory
+//!    per watcher (from `/proc/<edge-pid>/status` when `--edge-pid` is given);
+//! 4. commit → edge applied: the writer's own propagation histogram (measured from the commit
+//!    to the edge's ack on the writer's clock), read from its `/metrics`.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::drive::{closed_loop, open_loop};
+use crate::report::Report;
+
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// Writer base URL (for seeding and the propagation histogram).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub writer: String,
+    /// Edge HTTP base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub edge: String,
+    /// Distinct configs seeded and read.
+    #[arg(long, default_value_t = 1_000)]
+    pub paths: usize,
+    /// Offered read rates (requests/s), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,50000")]
+    pub rates: Vec<u64>,
+    /// Seconds per fixed-rate run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Connections (and workers) for reads.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Requests in the saturation run.
+    #[arg(long, default_value_t = 200_000)]
+    pub saturation_requests: usize,
+    /// SSE watchers on one prefix (0 skips the watcher test).
+    #[arg(long, default_value_t = 10_000)]
+    pub watchers: usize,
+    /// Writes observed by the watchers.
+    #[arg(long, default_value_t = 100)]
+    pub watch_writes: usize,
+    /// PID of the edge process, to report resident memory per watcher.
+    #[arg(long)]
+    pub edge_pid: Option<u32>,
+}
+
+pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.connections)
+        .tcp_nodelay(true)
+        .build()?;
+    let store = crate::ready_store(&http, &args.writer).await?;
+    let run = std::process::id();
+    println!(
+        "edge benchmark: writer {} (store {store}), edge {}, {} paths, run {run}",
+        args.writer, args.edge, args.paths
+    );
+    seed(&http, &args, run).await?;
+
+    let paths = args.paths.max(1);
+    for &rate in &args.rates {
+        let (h, edge) = (http.clone(), args.edge.clone());
+        let mut report = open_loop(
+            rate,
+            Duration::from_secs(args.seconds),
+            args.connections,
+            move |i| {
+                get(
+                    h.clone(),
+                    format!("{edge}/api/config/loadtest/e{run}/p{}", i % paths),
+                )
+            },
+        )
+        .await;
+        report.print(&format!("HTTP GET @ {rate}/s"));
+    }
+    let (h, edge) = (http.clone(), args.edge.clone());
+    let mut report = closed_loop(args.saturation_requests, args.connections, move |i| {
+        get(
+            h.clone(),
+            format!("{edge}/api/config/loadtest/e{run}/p{}", i % paths),
+        )
+    })
+    .await;
+    report.print("HTTP GET saturation");
+
+    if args.watchers > 0 {
+        watchers(&http, &args, run).await?;
+    }
+    propagation(&http, &args.writer).await;
+    Ok(())
+}
+
+async fn get(http: reqwest::Client, url: String) -> bool {
+    match http.get(url).send().await {
+        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+        _ => false,
+    }
+}
+
+/// Writes the read set through the writer in batches, then waits for the edge to serve the last.
+async fn seed(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::Result<()> {
+    let paths: Vec<usize> = (0..args.paths.max(1)).collect();
+    for chunk in paths.chunks(100) {
+        let changes: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|i| serde_json::json!({"op": "put", "path": format!("/loadtest/e{run}/p{i}"), "value": {"n": i, "host": "db.internal", "port": 5432}}))
+            .collect();
+        let response = http
+            .post(format!("{}/api/batch", args.writer))
+            .body(serde_json::json!({"changes": changes}).to_string())
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "seeding failed: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    let last = format!(
+        "{}/api/config/loadtest/e{run}/p{}",
+        args.edge,
+        args.paths.max(1) - 1
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if get(http.clone(), last.clone()).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the edge did not serve the seeded configs within 30 s")
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Opens the SSE watchers, then writes one config at a time and times the last notification.
+async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::Result<()> {
+    let prefix = format!("/loadtest/w{run}");
+    let before = args.edge_pid.and_then(rss_kib);
+    // Every watcher reports (revision, arrival) for each update it sees.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
+    let sse = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<bool>();
+    for _ in 0..args.watchers {
+        let (sse, tx, ready) = (sse.clone(), tx.clone(), ready_tx.clone());
+        let url = format!("{}/api/config{prefix}?watch=true", args.edge);
+        tokio::spawn(async move {
+            let response = match sse.get(url).send().await {
+                Ok(r) if r.status().is_success() => r,
+                _ => {
+                    let _ = ready.send(false);
+                    return;
+                }
+            };
+            let _ = ready.send(true);
+            let mut body = response.bytes_stream();
+            let mut buffer = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find("\n\n") {
+                    let event: String = buffer.drain(..end + 2).collect();
+                    if let Some(revision) = event
+                        .lines()
+                        .find_map(|l| l.strip_prefix("id:"))
+                        .and_then(|r| r.trim().parse().ok())
+                    {
+                        let _ = tx.send((revision, Instant::now()));
+                    }
+                }
+            }
+        });
+    }
+    drop(ready_tx);
+    let (mut opened, mut failed) = (0, 0);
+    while let Some(ok) = ready_rx.recv().await {
+        if ok { opened += 1 } else { failed += 1 }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = args.edge_pid.and_then(rss_kib);
+    println!("SSE watchers: {opened} open, {failed} failed to open");
+    if let (Some(b), Some(a)) = (before, after) {
+        println!(
+            "edge RSS {b} KiB -> {a} KiB: {:.2} KiB per SSE watcher",
+            (a.saturating_sub(b)) as f64 / opened.max(1) as f64
+        );
+    }
+
+    let mut lasts = Vec::new();
+    let mut notified_counts = Vec::new();
+    for i in 0..args.watch_writes {
+        let sent = Instant::now();
+        let response = http
+            .put(format!("{}/api/config{prefix}/k", args.writer))
+            .body(serde_json::json!({"value": i}).to_string())
+            .send()
+            .await?;
+        let body: serde_json::Value = response.json().await?;
+        let revision = body["revision"].as_i64().unwrap_or(-1);
+        let mut seen = 0;
+        let mut last = sent;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen < opened {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some((r, at))) if r == revision => {
+                    seen += 1;
+                    last = last.max(at);
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        notified_counts.push(seen);
+        lasts.push(last - sent);
+    }
+    let mut report = Report {
+        ok: lasts.len(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: lasts,
+    };
+    report.latencies.sort_unstable();
+    let complete = notified_counts.iter().filter(|c| **c == opened).count();
+    println!(
+        "PUT -> last of {opened} SSE watchers notified, over {} writes ({complete} reached every watcher): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        report.ok,
+        Report::percentile_ms(&report.latencies, 0.5),
+        Report::percentile_ms(&report.latencies, 0.99),
+        Report::percentile_ms(&report.latencies, 1.0),
+    );
+    Ok(())
+}
+
+/// Reads the writer's commit → edge ack histogram and prints its estimated quantiles.
+async fn propagation(http: &reqwest::Client, writer: &str) {
+    let Ok(response) = http.get(format!("{writer}/metrics")).send().await else {
+        return;
+    };
+    let Ok(text) = response.text().await else {
+        return;
+    };
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("setpoint_replication_propagation_seconds_bucket"))
+    {
+        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) else {
+            continue;
+        };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap_or(f64::INFINITY)
+        };
+        match buckets.iter_mut().find(|(b, _)| *b == le) {
+            Some(entry) => entry.1 += count,
+            None => buckets.push((le, count)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let Some(&(_, total)) = buckets.last() else {
+        println!("commit -> edge applied: the writer exposes no propagation histogram");
+        return;
+    };
+    let quantile = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= q * total)
+            .map_or(f64::NAN, |(le, _)| *le * 1000.0)
+    };
+    println!(
+        "commit -> edge applied (writer's histogram, {total} acks, bucket upper bounds): p50 <= {:.1} ms  p99 <= {:.1} ms",
+        quantile(0.5),
+        quantile(0.99)
+    );
+}

@@ -34,6 +34,29 @@ async fn start_on(bind: SocketAddr, id: &str, role: Role, join: &[SocketAddr]) -
     .unwrap()
 }
 
+/// Starts on an address a dropped node held: its aborted task releases the socket only once the
+/// runtime gets to cancel it, so retry briefly while the port is still taken.
+async fn restart_on(bind: SocketAddr, id: &str, role: Role, join: &[SocketAddr]) -> Gossip {
+    let started = Instant::now();
+    loop {
+        let config = GossipConfig {
+            bind,
+            join: join.to_vec(),
+            info: info(id, role),
+        };
+        match Gossip::start(config).await {
+            Ok(node) => return node,
+            Err(GossipError::Bind { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < Duration::from_secs(2) =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("cannot restart {id} on {bind}: {error}"),
+        }
+    }
+}
+
 async fn start(id: &str, role: Role, join: &[SocketAddr]) -> Gossip {
     start_on(LOOPBACK_ANY_PORT, id, role, join).await
 }
@@ -48,11 +71,16 @@ fn state(node: &Gossip, id: &str) -> Option<MemberState> {
 
 /// Polls `done` until it holds, failing the test with `what` after [`PATIENCE`].
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
+    let started = Instant::now();
     while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Shown on failure or with --nocapture: how close detection runs to the patience.
+    eprintln!("{:>6} ms until {what}", started.elapsed().as_millis());
 }
 
 /// Everyone in `nodes` sees every other one (by id) in `expected` state.
@@ -118,8 +146,20 @@ async fn a_fleet_forms_through_one_seed_and_sees_a_graceful_leave() {
         }
     }
 
+    // Back on the same address (a fixed port, as in production), as a newer generation.
+    let edge2 = start_on(left, "edge-2", Role::Edge, &seed).await;
+    wait_until(
+        "edge-2 is alive again after restarting on its old port",
+        || {
+            all_see(&remaining, "edge-2", MemberState::Alive)
+                && all_see(&[("edge-2", &edge2)], "edge-3", MemberState::Alive)
+        },
+    )
+    .await;
+
     writer.shutdown().await;
     edge1.shutdown().await;
+    edge2.shutdown().await;
     edge3.shutdown().await;
 }
 
@@ -167,6 +207,19 @@ async fn a_crashed_node_turns_suspect_then_down_and_comes_back_as_a_new_generati
             && all_see(&[("edge-2", &edge2)], "edge-1", MemberState::Alive)
     })
     .await;
+
+    // Crash again and come straight back on the same port, before anyone declares it down:
+    // the newer generation replaces the old one and nobody takes it down afterwards.
+    let addr = edge2.local_addr();
+    drop(edge2);
+    let edge2 = restart_on(addr, "edge-2", Role::Edge, &seed).await;
+    wait_until("the quickly restarted edge-2 sees the others", || {
+        all_see(&[("edge-2", &edge2)], "writer", MemberState::Alive)
+            && all_see(&[("edge-2", &edge2)], "edge-1", MemberState::Alive)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // longer than suspect-to-down
+    assert!(all_see(&survivors, "edge-2", MemberState::Alive));
 
     writer.shutdown().await;
     edge1.shutdown().await;

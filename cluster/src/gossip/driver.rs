@@ -29,7 +29,7 @@ const ANNOUNCE_RETRY: Duration = Duration::from_millis(500);
 /// there instead of being silently truncated into something that might decode.
 const RECV_BUFFER: usize = 65_536;
 
-const fn members(count: usize) -> NonZeroUsize {
+const fn fan_out(count: usize) -> NonZeroUsize {
     match NonZeroUsize::new(count) {
         Some(count) => count,
         None => NonZeroUsize::MIN,
@@ -59,15 +59,15 @@ pub(crate) fn foca_config() -> foca::Config {
         notify_down_members: true,
         periodic_gossip: Some(foca::PeriodicParams {
             frequency: Duration::from_millis(200),
-            num_members: members(3),
+            num_members: fan_out(3),
         }),
         periodic_announce: Some(foca::PeriodicParams {
             frequency: Duration::from_secs(5),
-            num_members: members(1),
+            num_members: fan_out(1),
         }),
         periodic_announce_to_down_members: Some(foca::PeriodicParams {
             frequency: Duration::from_secs(10),
-            num_members: members(2),
+            num_members: fan_out(2),
         }),
         // The rest as in `simple()`: 3 indirect probes, each update sent 10 times, 1400-byte
         // packets, down members forgotten by foca after a day (the view keeps them anyway).

@@ -49,6 +49,16 @@ pub struct EdgeArgs {
     /// PID of the edge process, to report resident memory per watcher.
     #[arg(long)]
     pub edge_pid: Option<u32>,
+    /// Edge gRPC endpoint (e.g. http://127.0.0.1:8000); enables the gRPC Get runs.
+    #[arg(long)]
+    pub grpc: Option<String>,
+    /// gRPC channels (HTTP/2 connections) for the gRPC runs.
+    #[arg(long, default_value_t = 8)]
+    pub grpc_channels: usize,
+    /// How watchers connect: `sse` (one HTTP/1.1 connection each) or `grpc` (streams
+    /// multiplexed over --grpc-channels connections; needed for 100,000 watchers).
+    #[arg(long, default_value = "sse")]
+    pub watch_via: String,
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -91,11 +101,63 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     .await;
     report.print("HTTP GET saturation");
 
+    if let Some(grpc) = &args.grpc {
+        let channels = grpc_channels(grpc, args.grpc_channels).await?;
+        for &rate in &args.rates {
+            let channels = channels.clone();
+            let mut report = open_loop(
+                rate,
+                Duration::from_secs(args.seconds),
+                args.connections,
+                move |i| {
+                    grpc_get(
+                        channels[i % channels.len()].clone(),
+                        format!("/loadtest/e{run}/p{}", i % paths),
+                    )
+                },
+            )
+            .await;
+            report.print(&format!("gRPC Get @ {rate}/s"));
+        }
+        let channels = channels.clone();
+        let mut report = closed_loop(args.saturation_requests, args.connections, move |i| {
+            grpc_get(
+                channels[i % channels.len()].clone(),
+                format!("/loadtest/e{run}/p{}", i % paths),
+            )
+        })
+        .await;
+        report.print("gRPC Get saturation");
+    }
+
     if args.watchers > 0 {
         watchers(&http, &args, run).await?;
     }
     propagation(&http, &args.writer).await;
     Ok(())
+}
+
+type EdgeClient = setpoint_proto::edge::v1::edge_client::EdgeClient<tonic::transport::Channel>;
+
+async fn grpc_channels(endpoint: &str, count: usize) -> anyhow::Result<Vec<EdgeClient>> {
+    let mut out = Vec::new();
+    for _ in 0..count.max(1) {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        out.push(EdgeClient::new(channel));
+    }
+    Ok(out)
+}
+
+async fn grpc_get(mut client: EdgeClient, path: String) -> bool {
+    let request = setpoint_proto::edge::v1::GetRequest {
+        path,
+        env: None,
+        version: None,
+    };
+    client.get(request).await.is_ok()
 }
 
 async fn get(http: reqwest::Client, url: String) -> bool {
@@ -155,7 +217,40 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
         .pool_max_idle_per_host(0)
         .build()?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<bool>();
-    for _ in 0..args.watchers {
+    let grpc_watch = args.watch_via == "grpc";
+    let channels = match (&args.grpc, grpc_watch) {
+        (Some(endpoint), true) => grpc_channels(endpoint, args.grpc_channels).await?,
+        (None, true) => anyhow::bail!("--watch-via grpc needs --grpc"),
+        _ => Vec::new(),
+    };
+    for w in 0..args.watchers {
+        if grpc_watch {
+            let (mut client, tx, ready) = (
+                channels[w % channels.len()].clone(),
+                tx.clone(),
+                ready_tx.clone(),
+            );
+            let request = setpoint_proto::edge::v1::WatchRequest {
+                prefixes: vec![prefix.clone()],
+                from_revision: None,
+                instance_id: format!("loadtest-{run}-{w}"),
+                env: None,
+            };
+            tokio::spawn(async move {
+                let mut stream = match client.watch(request).await {
+                    Ok(response) => response.into_inner(),
+                    Err(_) => {
+                        let _ = ready.send(false);
+                        return;
+                    }
+                };
+                let _ = ready.send(true);
+                while let Ok(Some(message)) = stream.message().await {
+                    let _ = tx.send((message.revision, Instant::now()));
+                }
+            });
+            continue;
+        }
         let (sse, tx, ready) = (sse.clone(), tx.clone(), ready_tx.clone());
         let url = format!("{}/api/config{prefix}?watch=true", args.edge);
         tokio::spawn(async move {
@@ -191,7 +286,8 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = args.edge_pid.and_then(rss_kib);
-    println!("SSE watchers: {opened} open, {failed} failed to open");
+    let kind = if grpc_watch { "gRPC" } else { "SSE" };
+    println!("{kind} watchers: {opened} open, {failed} failed to open");
     if let (Some(b), Some(a)) = (before, after) {
         println!(
             "edge RSS {b} KiB -> {a} KiB: {:.2} KiB per SSE watcher",
@@ -235,7 +331,7 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
     report.latencies.sort_unstable();
     let complete = notified_counts.iter().filter(|c| **c == opened).count();
     println!(
-        "PUT -> last of {opened} SSE watchers notified, over {} writes ({complete} reached every watcher): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        "PUT -> last of {opened} {kind} watchers notified, over {} writes ({complete} reached every watcher): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
         report.ok,
         Report::percentile_ms(&report.latencies, 0.5),
         Report::percentile_ms(&report.latencies, 0.99),

@@ -36,10 +36,15 @@ pub struct SetpointProcess {
 impl SetpointProcess {
     /// Runs `setpoint <args>` with `--listen` on a free port, waits until `/healthz` answers.
     pub async fn start(args: &[&str], log_dir: &std::path::Path) -> SetpointProcess {
-        let port = crate::free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = log_dir.join(format!("setpoint-{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("create process log");
+        let addr = format!("127.0.0.1:{}", crate::free_port());
+        SetpointProcess::start_on(args, &addr, log_dir).await
+    }
+
+    /// Like [`SetpointProcess::start`] on a given address (to restart a node where it was).
+    pub async fn start_on(args: &[&str], addr: &str, log_dir: &std::path::Path) -> SetpointProcess {
+        let addr = addr.to_owned();
+        let log = log_dir.join(format!("setpoint-{}.log", addr.replace([':', '.'], "_")));
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open process log");
         let child = Command::new(setpoint_bin())
             .args(args)
             .args(["--listen", &addr])
@@ -80,6 +85,18 @@ impl SetpointProcess {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no goodbye, no final save.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// SIGTERM, then waits for a graceful exit (at most 10 s).

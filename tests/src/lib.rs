@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod etcd;
+pub mod sse;
 pub mod writer;
 
 use std::future::Future;

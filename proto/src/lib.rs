@@ -3,3 +3,28 @@
 //! ([`frames`]). Nothing here does I/O beyond reading and writing frames on a given stream.
 
 pub mod frames;
+
+pub mod edge {
+    //! The edge node's API for applications, as gRPC.
+
+    pub mod v1 {
+        //! Generated from package `setpoint.edge.v1`: the messages, [`edge_server`] (implement
+        //! [`edge_server::Edge`], serve [`edge_server::EdgeServer`]) and [`edge_client`]
+        //! ([`edge_client::EdgeClient`]). Never edited by hand.
+
+        #![allow(
+            clippy::all,
+            clippy::pedantic,
+            clippy::unwrap_used,
+            missing_docs,
+            rustdoc::bare_urls,
+            rustdoc::invalid_html_tags
+        )]
+
+        tonic::include_proto!("setpoint.edge.v1");
+    }
+}
+
+/// The encoded `google.protobuf.FileDescriptorSet` of `proto/edge.proto` (imports included), for
+/// `tonic-reflection`'s `register_encoded_file_descriptor_set`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("edge_descriptor");

@@ -1,5 +1,8 @@
 //! The edge's gRPC API against a real edge on a loopback socket (h2c on the shared port).
 
+// Helpers outside #[test] functions unwrap too: a failure here is a failed test.
+#![allow(clippy::unwrap_used)]
+
 #[path = "support/harness.rs"]
 mod harness;
 

@@ -1,6 +1,9 @@
 //! The edge's HTTP API against a real edge on a loopback socket: reads, SSE watches, resumption,
 //! slow consumers, operations endpoints.
 
+// Helpers outside #[test] functions unwrap too: a failure here is a failed test.
+#![allow(clippy::unwrap_used)]
+
 #[path = "support/harness.rs"]
 mod harness;
 

@@ -1,7 +1,7 @@
 //! The edge test harness: a real edge on `127.0.0.1:0`, driven by commit batches applied to its
 //! holder directly (replication is tested elsewhere), plus an SSE reader and `wait_until`.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::future::Future;

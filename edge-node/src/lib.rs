@@ -3,8 +3,217 @@
 //! Layout:
 //! - [`holder`]: the current [`setpoint_core::snapshot::Snapshot`] behind an atomic pointer, the
 //!   ring of recent applied batches, staleness, and the broadcast of applied batches.
+//! - [`disk`]: the on-disk snapshot (atomic save, validated load) and the persister task.
+//! - [`watch`]: the watch hub — prefix index, shared per-prefix event lists, bounded per-watcher
+//!   queues with cut-off and reset, resumption from the holder's ring.
+//! - [`http`]: `/api/config` reads and SSE watches, `/healthz`, `/readyz`, `/metrics`.
+//! - [`grpc`]: the `setpoint.edge.v1.Edge` service (Get, List, Watch), health and reflection.
+//! - [`error`]: the one error vocabulary both APIs answer with; [`metrics`]: the registry.
+//!
+//! [`Edge`] owns a holder, a hub and the metrics; [`run`] serves HTTP and gRPC (h2c) on one
+//! listener. The replication subscriber (another module) drives the holder.
 //!
 //! Architecture invariant: the edge never talks to etcd; everything it serves comes from the
 //! writer's replication stream (or its own disk snapshot after a restart).
 
+pub mod disk;
+pub mod error;
+pub mod grpc;
 pub mod holder;
+pub mod http;
+pub mod metrics;
+pub mod watch;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use setpoint_core::snapshot::Snapshot;
+use tokio::net::TcpListener;
+
+use crate::holder::{HolderOptions, SnapshotHolder};
+use crate::metrics::Metrics;
+use crate::watch::{HubCounters, WatchHub};
+
+/// How an edge is set up.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Where `snapshot.bin` lives; `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// Applied batches kept for watch resumption.
+    pub ring_capacity: usize,
+    /// Messages a watcher's queue holds before it is cut off with a reset.
+    pub watcher_queue: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> EdgeConfig {
+        EdgeConfig {
+            data_dir: None,
+            ring_capacity: holder::DEFAULT_RING_CAPACITY,
+            watcher_queue: watch::DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Inner {
+    config: EdgeConfig,
+    holder: Arc<SnapshotHolder>,
+    hub: WatchHub,
+    metrics: Arc<Metrics>,
+    /// Flips to true when [`run`] starts shutting down: watch streams end so connections drain.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// One edge: its holder, watch hub and metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<Inner>,
+}
+
+impl Edge {
+    /// An edge starting from its disk snapshot when `data_dir` holds a valid one (marked stale
+    /// and ready), else empty (stale, not ready). Needs a tokio runtime (starts the hub task).
+    pub fn new(config: EdgeConfig) -> Result<Edge, EdgeError> {
+        let loaded = config.data_dir.as_deref().and_then(disk::load_or_log);
+        let ready = loaded.is_some();
+        let holder = SnapshotHolder::with_options(
+            loaded.unwrap_or_else(Snapshot::empty),
+            true,
+            HolderOptions {
+                ring_capacity: config.ring_capacity,
+                ready,
+            },
+        );
+        Edge::with_holder(config, holder)
+    }
+
+    /// An edge around an existing holder (`config.data_dir` and `ring_capacity` are then only
+    /// used by [`run`]'s persister).
+    pub fn with_holder(config: EdgeConfig, holder: Arc<SnapshotHolder>) -> Result<Edge, EdgeError> {
+        let counters = HubCounters::new()?;
+        let metrics = Arc::new(Metrics::new(&counters)?);
+        let hub = WatchHub::start(holder.clone(), config.watcher_queue, counters);
+        Ok(Edge {
+            inner: Arc::new(Inner {
+                config,
+                holder,
+                hub,
+                metrics,
+                closing: tokio::sync::watch::channel(false).0,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EdgeConfig {
+        &self.inner.config
+    }
+
+    pub fn holder(&self) -> &Arc<SnapshotHolder> {
+        &self.inner.holder
+    }
+
+    pub fn hub(&self) -> &WatchHub {
+        &self.inner.hub
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// Completes when the edge starts shutting down; long-lived streams end with it.
+    pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.inner.closing.subscribe();
+        async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        }
+    }
+
+    /// Ends every watch stream (what [`run`] does when its shutdown signal completes).
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// HTTP reads, SSE watches and operations endpoints, with a JSON 404 fallback.
+    pub fn http_router(&self) -> Router {
+        http::routes(self.clone()).fallback(http::not_found)
+    }
+
+    /// The gRPC services: `setpoint.edge.v1.Edge`, `grpc.health.v1.Health` and reflection.
+    pub fn grpc_routes(&self) -> tonic::service::Routes {
+        grpc::routes(self.clone())
+    }
+
+    /// HTTP and gRPC together, for one port. Unknown gRPC methods answer `UNIMPLEMENTED`, other
+    /// unknown paths the JSON 404.
+    pub fn router(&self) -> Router {
+        http::routes(self.clone())
+            .merge(self.grpc_routes().into_axum_router())
+            .fallback(fallback)
+    }
+}
+
+async fn fallback(request: Request) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        tonic::Status::unimplemented("no such gRPC method on this edge").into_http()
+    } else {
+        http::not_found().await.into_response()
+    }
+}
+
+/// Serves `edge.router()` on `listener` (TCP_NODELAY on every connection, HTTP/1.1 and h2c)
+/// until `shutdown` completes, then drains connections. With a `data_dir`, also runs the
+/// persister, which saves once more after the server stops.
+pub async fn run(
+    listener: TcpListener,
+    edge: Edge,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), EdgeError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let persister = edge.config().data_dir.clone().map(|dir| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(disk::persist(edge.holder().clone(), dir, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let closing = edge.clone();
+    let served = axum::serve(listener, edge.router())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.close();
+        })
+        .await;
+    let _ = stop.send(true);
+    if let Some(persister) = persister
+        && let Err(error) = persister.await
+    {
+        tracing::error!(%error, "the persister task failed");
+    }
+    Ok(served?)
+}

@@ -1,0 +1,109 @@
+//! The edge's one error vocabulary, shared by HTTP and gRPC so both answer alike.
+//!
+//! Every [`ApiError`] has an [`ErrorCode`] that fixes its HTTP status and its `tonic::Code`; HTTP
+//! renders it as the writer does, `{"error": {"code", "message", "details"?}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    InvalidPath,
+    NotFound,
+    Unimplemented,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Unimplemented => "unimplemented",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn grpc(self) -> tonic::Code {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::InvalidPath => tonic::Code::InvalidArgument,
+            ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Unimplemented => tonic::Code::Unimplemented,
+            ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn environments_unsupported() -> ApiError {
+        ApiError::new(
+            ErrorCode::Unimplemented,
+            "environments are not supported yet",
+        )
+    }
+
+    pub fn version_not_held(path: &str, version: u64) -> ApiError {
+        ApiError::not_found(format!(
+            "edges hold only the current version of each config; {path} is not at version \
+             {version} here (ask the writer for older versions)"
+        ))
+    }
+}
+
+impl From<setpoint_core::PathError> for ApiError {
+    fn from(err: setpoint_core::PathError) -> ApiError {
+        ApiError::new(ErrorCode::InvalidPath, err.to_string())
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(err: ApiError) -> tonic::Status {
+        tonic::Status::new(err.code.grpc(), err.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(details) = self.details {
+            body["details"] = details;
+        }
+        (self.code.status(), axum::Json(json!({ "error": body }))).into_response()
+    }
+}

@@ -1,0 +1,353 @@
+//! The edge's HTTP API: config reads and SSE watches from memory, plus operations endpoints.
+//!
+//! Reads answer with the writer's JSON shapes (`entry_json`, listings, the error body) so a client
+//! can point at either. Every read is served from one snapshot load; `X-Setpoint-Revision` is the
+//! revision of that snapshot (so a client can watch from it without a gap) and
+//! `X-Setpoint-Stale: true` says the edge has not heard from the writer. An edge holds only the
+//! current version of each config: `?version=N` for any other version is a 404 saying so.
+//!
+//! `?watch=true` opens an SSE stream. Each change is one `data:` event
+//! (`{"type":"update"|"delete","path","value"?,"format"?,"old_value"?,"version","revision"}`);
+//! the SSE `id:` (the revision) is set only on the *last* event of each commit batch, so a
+//! client that reconnects with `Last-Event-ID` resumes after a whole batch, never inside one.
+//! `?from_revision=N` does the same for a first connection (the header wins when both are
+//! given). When the edge cannot replay from there, the first event is `event: reset` with
+//! `{"type":"reset","revision","state":[entries]}` and `id:` = revision; the same happens when a
+//! slow client is cut off. Idle streams get a comment line every 15 s.
+//!
+//! `/healthz` answers 200 while the process serves, stale or not (staleness is a fact to report,
+//! not a reason to be restarted); `/readyz` is 503 until a snapshot is loaded from disk or
+//! received from the writer.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use setpoint_core::snapshot::{Entry, Event, EventKind, Snapshot};
+use setpoint_core::{ConfigPath, Revision, Version};
+
+use crate::Edge;
+use crate::error::ApiError;
+use crate::watch::{ResetState, WatchBatch, WatchMessage};
+
+const REVISION_HEADER: HeaderName = HeaderName::from_static("x-setpoint-revision");
+const STALE_HEADER: HeaderName = HeaderName::from_static("x-setpoint-stale");
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+/// How often an idle SSE stream gets a comment line.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// The HTTP routes, without a fallback (the caller adds one, see [`crate::Edge::router`]).
+pub fn routes(edge: Edge) -> Router {
+    let metrics = edge.metrics_handle();
+    Router::new()
+        .route("/api/config", get(get_root))
+        .route("/api/config/", get(get_root))
+        .route("/api/config/{*path}", get(get_path))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
+        .with_state(edge)
+}
+
+/// The answer to a path no route serves.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint on this edge")
+}
+
+/// The query string, with typed getters that reject bad values by name.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.0.get(name).map(String::as_str) {
+            None => Ok(false),
+            Some("" | "true" | "1" | "yes") => Ok(true),
+            Some("false" | "0" | "no") => Ok(false),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "query parameter {name}={other:?} must be true or false"
+            ))),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.0
+            .get(name)
+            .map(|raw| {
+                raw.parse::<T>().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "query parameter {name}={raw:?} must be a non-negative integer"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+async fn get_root(
+    State(edge): State<Edge>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read(&edge, ConfigPath::root(), &Params(query), &headers)
+}
+
+async fn get_path(
+    State(edge): State<Edge>,
+    Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let path = ConfigPath::parse(&raw)?;
+    read(&edge, path, &Params(query), &headers)
+}
+
+fn read(
+    edge: &Edge,
+    path: ConfigPath,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    if params.0.contains_key("env") {
+        return Err(ApiError::environments_unsupported());
+    }
+    if params.flag("watch")? {
+        return watch(edge, path, params, headers);
+    }
+    let snapshot = edge.holder().current();
+    let stale = edge.holder().is_stale();
+    let response = if params.flag("list")? {
+        list(&snapshot, &path, params)?
+    } else if let Some(version) = params.number::<Version>("version")? {
+        match snapshot.get(&path) {
+            Some(entry) if entry.version == version => entry_response(entry),
+            _ => return Err(ApiError::version_not_held(path.as_str(), version)),
+        }
+    } else {
+        match snapshot.get(&path) {
+            Some(entry) if if_none_match_hits(headers, entry.version) => {
+                let mut response = StatusCode::NOT_MODIFIED.into_response();
+                response
+                    .headers_mut()
+                    .insert(header::ETAG, etag(entry.version));
+                response
+            }
+            Some(entry) => entry_response(entry),
+            None => list(&snapshot, &path, params)?,
+        }
+    };
+    Ok(annotate(response, snapshot.revision(), stale))
+}
+
+fn annotate(mut response: Response, revision: Revision, stale: bool) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(REVISION_HEADER, HeaderValue::from(revision));
+    if stale {
+        headers.insert(STALE_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn etag(version: Version) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// `If-None-Match` naming `version` (quoted, bare or weak) or `*`.
+fn if_none_match_hits(headers: &HeaderMap, version: Version) -> bool {
+    let Some(text) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    text.split(',').any(|tag| {
+        let tag = tag.trim();
+        tag == "*"
+            || tag
+                .strip_prefix("W/")
+                .unwrap_or(tag)
+                .trim_matches('"')
+                .parse::<Version>()
+                .is_ok_and(|v| v == version)
+    })
+}
+
+/// An entry as the writer shows it: `{path, value, format, version, revision, updated_at}`.
+pub fn entry_json(entry: &Entry) -> Value {
+    json!({
+        "path": entry.path.as_str(),
+        "value": entry.value.to_api_value(),
+        "format": entry.value.format().as_str(),
+        "version": entry.version,
+        "revision": entry.revision,
+        "updated_at": entry.updated_at,
+    })
+}
+
+fn entry_response(entry: &Entry) -> Response {
+    let mut response = axum::Json(entry_json(entry)).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(entry.version));
+    response
+}
+
+fn list(snapshot: &Snapshot, path: &ConfigPath, params: &Params) -> Result<Response, ApiError> {
+    let children = snapshot.children(path);
+    if children.is_empty() && !path.is_root() && !params.flag("list")? {
+        return Err(ApiError::not_found(format!(
+            "{path} holds no value and has no children"
+        )));
+    }
+    let mut body =
+        json!({ "path": path.as_str(), "children": children, "revision": snapshot.revision() });
+    if params.flag("recursive")? {
+        body["entries"] = snapshot
+            .below(path)
+            .filter(|e| e.path != *path)
+            .map(|e| {
+                json!({
+                    "path": e.path.as_str(),
+                    "version": e.version,
+                    "format": e.value.format().as_str(),
+                    "updated_at": e.updated_at,
+                })
+            })
+            .collect();
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+fn watch(
+    edge: &Edge,
+    path: ConfigPath,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let from = match headers.get(LAST_EVENT_ID) {
+        Some(raw) => Some(
+            raw.to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<Revision>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("Last-Event-ID must be a revision (an integer)")
+                })?,
+        ),
+        None => params.number::<Revision>("from_revision")?,
+    };
+    let watcher = edge.hub().subscribe(vec![path], from);
+    let events = watcher
+        .into_stream()
+        .take_until(edge.closing())
+        .flat_map(|message| futures::stream::iter(sse_events(&message)));
+    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"));
+    Ok(annotate(
+        sse.into_response(),
+        edge.holder().revision(),
+        edge.holder().is_stale(),
+    ))
+}
+
+/// The SSE events of one hub message: one per change, the id on the last.
+pub fn sse_events(message: &WatchMessage) -> Vec<Result<SseEvent, Infallible>> {
+    match message {
+        WatchMessage::Batch(batch) => batch_events(batch),
+        WatchMessage::Reset(reset) => vec![Ok(reset_event(reset))],
+    }
+}
+
+fn batch_events(batch: &WatchBatch) -> Vec<Result<SseEvent, Infallible>> {
+    let last = batch.events.len().saturating_sub(1);
+    batch
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let sse = SseEvent::default().data(event_json(event).to_string());
+            Ok(if index == last {
+                sse.id(batch.revision.to_string())
+            } else {
+                sse
+            })
+        })
+        .collect()
+}
+
+/// One change as an SSE payload.
+pub fn event_json(event: &Event) -> Value {
+    let mut body = json!({
+        "type": match event.kind {
+            EventKind::Put => "update",
+            EventKind::Delete => "delete",
+        },
+        "path": event.path.as_str(),
+        "version": event.version,
+        "revision": event.revision,
+    });
+    if let Some(new) = &event.new {
+        body["value"] = new.value.to_api_value();
+        body["format"] = json!(new.value.format().as_str());
+    }
+    if let Some(old) = &event.old {
+        body["old_value"] = old.value.to_api_value();
+    }
+    body
+}
+
+fn reset_event(reset: &ResetState) -> SseEvent {
+    let state: Vec<Value> = reset.entries.iter().map(|e| entry_json(e)).collect();
+    SseEvent::default()
+        .event("reset")
+        .data(json!({ "type": "reset", "revision": reset.revision, "state": state }).to_string())
+        .id(reset.revision.to_string())
+}
+
+async fn healthz(State(edge): State<Edge>) -> Response {
+    let holder = edge.holder();
+    axum::Json(json!({
+        "status": "ok",
+        "stale": holder.is_stale(),
+        "staleness_seconds": holder.staleness_seconds(),
+        "revision": holder.revision(),
+    }))
+    .into_response()
+}
+
+async fn readyz(State(edge): State<Edge>) -> Response {
+    let holder = edge.holder();
+    let ready = holder.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "waiting for a snapshot" },
+        "stale": holder.is_stale(),
+        "revision": holder.revision(),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics_text(State(edge): State<Edge>) -> Response {
+    let text = edge.metrics().render(edge.holder());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}

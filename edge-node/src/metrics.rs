@@ -1,0 +1,105 @@
+//! The edge's Prometheus metrics, in its own registry (never the process-global one).
+//!
+//! Applied revision and staleness are read from the holder at scrape time, so they are exact
+//! whenever they are looked at; the watch hub's counters are the hub's own handles registered
+//! here; HTTP requests are counted by a middleware, labelled by route template and status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::holder::SnapshotHolder;
+use crate::watch::HubCounters;
+
+pub struct Metrics {
+    registry: Registry,
+    applied_revision: IntGauge,
+    staleness: Gauge,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new(hub: &HubCounters) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let applied_revision = IntGauge::new(
+            "setpoint_edge_applied_revision",
+            "Revision of the snapshot this edge serves.",
+        )?;
+        let staleness = Gauge::new(
+            "setpoint_edge_staleness_seconds",
+            "Seconds since the last frame from the writer (0 while connected).",
+        )?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("setpoint_edge_http_requests_total", "HTTP requests served."),
+            &["route", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "setpoint_edge_http_request_duration_seconds",
+                "Time to the response head of HTTP requests (SSE: until the stream opens).",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+            ]),
+            &["route", "status"],
+        )?;
+        registry.register(Box::new(applied_revision.clone()))?;
+        registry.register(Box::new(staleness.clone()))?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(hub.watchers.clone()))?;
+        registry.register(Box::new(hub.events_sent.clone()))?;
+        registry.register(Box::new(hub.resets.clone()))?;
+        registry.register(Box::new(hub.cut_off.clone()))?;
+        Ok(Metrics {
+            registry,
+            applied_revision,
+            staleness,
+            http_requests,
+            http_duration,
+        })
+    }
+
+    /// The text exposition, with the holder's gauges refreshed first.
+    pub fn render(&self, holder: &SnapshotHolder) -> String {
+        self.applied_revision.set(holder.revision());
+        self.staleness.set(holder.staleness_seconds());
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "cannot encode the metrics");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn observe(&self, route: &str, status: &str, seconds: f64) {
+        self.http_requests.with_label_values(&[route, status]).inc();
+        self.http_duration
+            .with_label_values(&[route, status])
+            .observe(seconds);
+    }
+}
+
+/// Axum middleware counting every request by route template (not raw path: bounded labels).
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.observe(
+        &route,
+        response.status().as_str(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}

@@ -1,0 +1,605 @@
+//! The watch hub: fans every applied batch out to the watchers whose prefixes it touches.
+//!
+//! Built for 100k watchers per edge. Watchers are indexed by prefix; for each batch the hub walks
+//! each changed path's ancestors, looks each up in the index, builds every touched prefix's
+//! filtered event list once and shares it (`Arc`) between all watchers of that prefix. A watcher
+//! with several prefixes (overlaps normalized away at subscription) gets one merged message per
+//! batch, in the batch's event order.
+//!
+//! Every watcher has a small bounded queue. When it is full the watcher is marked lagged, the hub
+//! stops sending to it, and its stream drops what is pending and emits a reset (the current state
+//! of its prefixes at the snapshot's revision), then continues from there: memory per watcher is
+//! bounded whatever the consumer does. A snapshot replacement, or the hub itself lagging the
+//! holder's broadcast, resets every watcher the same way.
+//!
+//! Resumption: a watcher subscribed with `from_revision` first replays the batches the holder's
+//! ring still holds after it, then continues live with no gap and no duplicate (registration and
+//! the ring read happen under the same lock the hub delivers under). When the ring no longer
+//! covers it, the first message is a reset.
+//!
+//! This module knows nothing of HTTP, SSE or gRPC; those map [`WatchMessage`]s to their wire.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use prometheus::{IntCounter, IntGauge};
+use setpoint_core::snapshot::{AppliedBatch, Entry, Event, Snapshot};
+use setpoint_core::{ConfigPath, Revision};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::holder::{HubMessage, SnapshotHolder};
+
+/// Messages a watcher's queue holds before it is cut off with a reset.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
+
+/// The changes of one commit batch below a watcher's prefixes, in the batch's order.
+#[derive(Debug)]
+pub struct WatchBatch {
+    pub revision: Revision,
+    pub events: Vec<Event>,
+}
+
+/// The complete current state of a watcher's prefixes at `revision`.
+#[derive(Debug)]
+pub struct ResetState {
+    pub revision: Revision,
+    pub entries: Vec<Arc<Entry>>,
+}
+
+/// What a watcher receives.
+#[derive(Debug, Clone)]
+pub enum WatchMessage {
+    Batch(Arc<WatchBatch>),
+    /// Replace everything held under the prefixes with this state.
+    Reset(Arc<ResetState>),
+}
+
+impl WatchMessage {
+    pub fn revision(&self) -> Revision {
+        match self {
+            WatchMessage::Batch(batch) => batch.revision,
+            WatchMessage::Reset(reset) => reset.revision,
+        }
+    }
+}
+
+/// The hub's counters, registered by the metrics module.
+#[derive(Clone)]
+pub struct HubCounters {
+    /// Connected watchers.
+    pub watchers: IntGauge,
+    /// Events handed to watchers' streams.
+    pub events_sent: IntCounter,
+    /// Resets emitted (cut off, snapshot replaced, resume not covered).
+    pub resets: IntCounter,
+    /// Watchers cut off because their queue was full.
+    pub cut_off: IntCounter,
+}
+
+impl HubCounters {
+    pub fn new() -> Result<HubCounters, prometheus::Error> {
+        Ok(HubCounters {
+            watchers: IntGauge::new("setpoint_edge_watchers", "Connected watchers.")?,
+            events_sent: IntCounter::new(
+                "setpoint_edge_events_sent_total",
+                "Watch events handed to watchers.",
+            )?,
+            resets: IntCounter::new(
+                "setpoint_edge_watchers_reset_total",
+                "Resets sent to watchers (cut off, snapshot replaced, or resume not covered).",
+            )?,
+            cut_off: IntCounter::new(
+                "setpoint_edge_watchers_cut_off_total",
+                "Watchers whose queue filled up and were cut off with a reset.",
+            )?,
+        })
+    }
+}
+
+enum Delivery {
+    Batch(Arc<WatchBatch>),
+    /// Nothing to deliver; wakes the stream so it notices its lagged flag.
+    Wake,
+}
+
+struct Slot {
+    prefixes: Arc<[ConfigPath]>,
+    tx: mpsc::Sender<Delivery>,
+    lagged: Arc<AtomicBool>,
+    /// The watcher already has everything up to this revision.
+    after: Revision,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_prefix: HashMap<String, HashSet<u64>>,
+    watchers: HashMap<u64, Slot>,
+}
+
+struct Inner {
+    holder: Arc<SnapshotHolder>,
+    registry: Mutex<Registry>,
+    queue_capacity: usize,
+    counters: HubCounters,
+    next_id: AtomicU64,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(stop) = self
+            .stop
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The fan-out of one edge. Cheap to clone.
+#[derive(Clone)]
+pub struct WatchHub {
+    inner: Arc<Inner>,
+}
+
+impl WatchHub {
+    /// Starts the hub task (needs a tokio runtime); it ends when the last handle is dropped.
+    pub fn start(
+        holder: Arc<SnapshotHolder>,
+        queue_capacity: usize,
+        counters: HubCounters,
+    ) -> WatchHub {
+        let (stop, stopped) = oneshot::channel();
+        let feed = holder.subscribe();
+        let inner = Arc::new(Inner {
+            holder,
+            registry: Mutex::new(Registry::default()),
+            queue_capacity: queue_capacity.max(1),
+            counters,
+            next_id: AtomicU64::new(1),
+            stop: Mutex::new(Some(stop)),
+        });
+        tokio::spawn(run_hub(Arc::downgrade(&inner), feed, stopped));
+        WatchHub { inner }
+    }
+
+    pub fn counters(&self) -> &HubCounters {
+        &self.inner.counters
+    }
+
+    /// Number of registered watchers.
+    pub fn watcher_count(&self) -> usize {
+        self.inner.lock().watchers.len()
+    }
+
+    /// Watches `prefixes` (overlaps are merged). With `from_revision`, first replays what the
+    /// holder still has after it, or starts with a reset when it cannot prove nothing is missing.
+    /// Without, starts live at the current revision. Dropping the [`Watcher`] unregisters it.
+    pub fn subscribe(&self, prefixes: Vec<ConfigPath>, from_revision: Option<Revision>) -> Watcher {
+        let prefixes: Arc<[ConfigPath]> = normalize(prefixes).into();
+        let (tx, rx) = mpsc::channel(self.inner.queue_capacity);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut registry = self.inner.lock();
+        let (replay, after) = match from_revision {
+            Some(from) => match self.inner.holder.since_with_snapshot(from) {
+                (Some(batches), snapshot) => (batches, snapshot.revision()),
+                (None, snapshot) => {
+                    lagged.store(true, Ordering::Release);
+                    (Vec::new(), snapshot.revision())
+                }
+            },
+            None => (Vec::new(), self.inner.holder.revision()),
+        };
+        for prefix in prefixes.iter() {
+            registry
+                .by_prefix
+                .entry(prefix.as_str().to_owned())
+                .or_default()
+                .insert(id);
+        }
+        registry.watchers.insert(
+            id,
+            Slot {
+                prefixes: prefixes.clone(),
+                tx,
+                lagged: lagged.clone(),
+                after,
+            },
+        );
+        drop(registry);
+        self.inner.counters.watchers.inc();
+        Watcher {
+            id,
+            hub: self.inner.clone(),
+            prefixes,
+            rx,
+            lagged,
+            replay: replay.into(),
+        }
+    }
+}
+
+/// Sorts, dedups and drops every prefix that lies below another one.
+fn normalize(mut prefixes: Vec<ConfigPath>) -> Vec<ConfigPath> {
+    prefixes.sort_by_key(|p| p.segment_count());
+    let mut kept: Vec<ConfigPath> = Vec::with_capacity(prefixes.len());
+    for prefix in prefixes {
+        if !kept.iter().any(|k| prefix.starts_with(k)) {
+            kept.push(prefix);
+        }
+    }
+    kept.sort();
+    kept
+}
+
+async fn run_hub(
+    inner: Weak<Inner>,
+    mut feed: tokio::sync::broadcast::Receiver<HubMessage>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = &mut stopped => return,
+            message = feed.recv() => message,
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        match message {
+            Ok(HubMessage::Batch(batch)) => deliver(&inner, &batch),
+            Ok(HubMessage::Reset { .. }) => reset_all(&inner),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "the watch hub lagged the holder; resetting every watcher"
+                );
+                reset_all(&inner);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Marks every watcher for a reset and wakes it.
+fn reset_all(inner: &Inner) {
+    let registry = inner.lock();
+    for slot in registry.watchers.values() {
+        if !slot.lagged.swap(true, Ordering::AcqRel) {
+            let _ = slot.tx.try_send(Delivery::Wake);
+        }
+    }
+}
+
+fn deliver(inner: &Inner, batch: &AppliedBatch) {
+    let mut guard = inner.lock();
+    let registry = &mut *guard;
+    if registry.watchers.is_empty() {
+        return;
+    }
+    // Which events each watched prefix sees, in batch order.
+    let mut touched: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (index, event) in batch.events.iter().enumerate() {
+        for ancestor in event.path.ancestors_and_self() {
+            if let Some((key, _)) = registry.by_prefix.get_key_value(ancestor.as_str()) {
+                touched.entry(key.as_str()).or_default().push(index);
+            }
+        }
+    }
+    let select = |indices: &[usize]| {
+        Arc::new(WatchBatch {
+            revision: batch.revision,
+            events: indices.iter().map(|&i| batch.events[i].clone()).collect(),
+        })
+    };
+    let mut single: Vec<(u64, Arc<WatchBatch>)> = Vec::new();
+    let mut merged: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (prefix, indices) in &touched {
+        let shared = select(indices);
+        let Some(ids) = registry.by_prefix.get(*prefix) else {
+            continue;
+        };
+        for id in ids {
+            match registry.watchers.get(id) {
+                Some(slot) if slot.prefixes.len() == 1 => single.push((*id, shared.clone())),
+                Some(_) => merged.entry(*id).or_default().extend(indices),
+                None => {}
+            }
+        }
+    }
+    let merged = merged.into_iter().map(|(id, mut indices)| {
+        indices.sort_unstable();
+        indices.dedup();
+        (id, select(&indices))
+    });
+    let mut closed = Vec::new();
+    for (id, message) in single.into_iter().chain(merged) {
+        let Some(slot) = registry.watchers.get_mut(&id) else {
+            continue;
+        };
+        if slot.lagged.load(Ordering::Acquire) || message.revision <= slot.after {
+            continue;
+        }
+        match slot.tx.try_send(Delivery::Batch(message)) {
+            Ok(()) => slot.after = batch.revision,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                slot.lagged.store(true, Ordering::Release);
+                inner.counters.cut_off.inc();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => closed.push(id),
+        }
+    }
+    for id in closed {
+        if unregister(registry, id) {
+            inner.counters.watchers.dec();
+        }
+    }
+}
+
+fn unregister(registry: &mut Registry, id: u64) -> bool {
+    let Some(slot) = registry.watchers.remove(&id) else {
+        return false;
+    };
+    for prefix in slot.prefixes.iter() {
+        if let Some(ids) = registry.by_prefix.get_mut(prefix.as_str()) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                registry.by_prefix.remove(prefix.as_str());
+            }
+        }
+    }
+    true
+}
+
+/// One watcher's end: yields [`WatchMessage`]s in revision order. Drop it to unregister.
+pub struct Watcher {
+    id: u64,
+    hub: Arc<Inner>,
+    prefixes: Arc<[ConfigPath]>,
+    rx: mpsc::Receiver<Delivery>,
+    lagged: Arc<AtomicBool>,
+    replay: std::collections::VecDeque<Arc<AppliedBatch>>,
+}
+
+impl Watcher {
+    /// The normalized prefixes watched.
+    pub fn prefixes(&self) -> &[ConfigPath] {
+        &self.prefixes
+    }
+
+    /// The next message; `None` only when the hub is gone.
+    pub async fn next(&mut self) -> Option<WatchMessage> {
+        loop {
+            if self.lagged.load(Ordering::Acquire) {
+                return Some(self.reset());
+            }
+            if let Some(batch) = self.replay.pop_front() {
+                if let Some(message) = self.filter(&batch) {
+                    return Some(self.sent(message));
+                }
+                continue;
+            }
+            match self.rx.recv().await {
+                Some(Delivery::Batch(batch)) => {
+                    if !self.lagged.load(Ordering::Acquire) {
+                        return Some(self.sent(batch));
+                    }
+                }
+                Some(Delivery::Wake) => {}
+                None => return None,
+            }
+        }
+    }
+
+    /// Turns the watcher into a stream (for SSE and gRPC bodies).
+    pub fn into_stream(self) -> impl futures::Stream<Item = WatchMessage> + Send + 'static {
+        futures::stream::unfold(self, |mut watcher| async move {
+            let message = watcher.next().await?;
+            Some((message, watcher))
+        })
+    }
+
+    fn sent(&self, batch: Arc<WatchBatch>) -> WatchMessage {
+        self.hub
+            .counters
+            .events_sent
+            .inc_by(batch.events.len() as u64);
+        WatchMessage::Batch(batch)
+    }
+
+    fn filter(&self, batch: &AppliedBatch) -> Option<Arc<WatchBatch>> {
+        let events: Vec<Event> = batch
+            .events
+            .iter()
+            .filter(|e| self.prefixes.iter().any(|p| e.path.starts_with(p)))
+            .cloned()
+            .collect();
+        (!events.is_empty()).then(|| {
+            Arc::new(WatchBatch {
+                revision: batch.revision,
+                events,
+            })
+        })
+    }
+
+    /// Drops what is pending and restarts from the current snapshot. Runs under the hub's lock so
+    /// that every batch after the snapshot's revision is still delivered.
+    fn reset(&mut self) -> WatchMessage {
+        let snapshot = {
+            let mut registry = self.hub.lock();
+            while self.rx.try_recv().is_ok() {}
+            let snapshot = self.hub.holder.current();
+            if let Some(slot) = registry.watchers.get_mut(&self.id) {
+                slot.after = snapshot.revision();
+            }
+            self.lagged.store(false, Ordering::Release);
+            snapshot
+        };
+        self.replay.clear();
+        self.hub.counters.resets.inc();
+        WatchMessage::Reset(Arc::new(state_of(&snapshot, &self.prefixes)))
+    }
+}
+
+/// Every entry under `prefixes` (disjoint, sorted) in path order.
+pub fn state_of(snapshot: &Snapshot, prefixes: &[ConfigPath]) -> ResetState {
+    let mut entries: Vec<Arc<Entry>> = prefixes
+        .iter()
+        .flat_map(|prefix| snapshot.below(prefix).cloned())
+        .collect();
+    if prefixes.len() > 1 {
+        entries.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+    }
+    ResetState {
+        revision: snapshot.revision(),
+        entries,
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let removed = unregister(&mut self.hub.lock(), self.id);
+        if removed {
+            self.hub.counters.watchers.dec();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use setpoint_core::snapshot::{Batch, Change, ChangeKind};
+    use setpoint_core::{Format, ParsedValue};
+    use std::time::Duration;
+
+    fn path(p: &str) -> ConfigPath {
+        ConfigPath::parse(p).unwrap()
+    }
+
+    fn put(p: &str, value: &str) -> Change {
+        Change {
+            path: path(p),
+            version: 1,
+            updated_at: String::new(),
+            kind: ChangeKind::Put {
+                value: ParsedValue::from_stored(Format::Text, value).unwrap(),
+            },
+        }
+    }
+
+    fn apply(holder: &SnapshotHolder, revision: Revision, changes: Vec<Change>) {
+        holder
+            .apply(&Batch {
+                revision,
+                committed_at_micros: 0,
+                changes,
+            })
+            .unwrap();
+    }
+
+    async fn next(watcher: &mut Watcher) -> WatchMessage {
+        tokio::time::timeout(Duration::from_secs(5), watcher.next())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn paths(message: &WatchMessage) -> Vec<String> {
+        match message {
+            WatchMessage::Batch(b) => b.events.iter().map(|e| e.path.to_string()).collect(),
+            WatchMessage::Reset(r) => r.entries.iter().map(|e| e.path.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn normalize_drops_nested_prefixes() {
+        let got = normalize(vec![
+            path("/a/b"),
+            path("/c"),
+            path("/a"),
+            path("/a"),
+            path("/ab"),
+        ]);
+        assert_eq!(got, vec![path("/a"), path("/ab"), path("/c")]);
+    }
+
+    #[tokio::test]
+    async fn one_merged_message_per_batch_for_several_prefixes() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), false);
+        let hub = WatchHub::start(holder.clone(), 16, HubCounters::new().unwrap());
+        let mut both = hub.subscribe(vec![path("/a"), path("/c"), path("/a/x")], None);
+        let mut only_a = hub.subscribe(vec![path("/a")], None);
+        apply(
+            &holder,
+            2,
+            vec![
+                put("/c/1", "1"),
+                put("/b", "2"),
+                put("/a/x", "3"),
+                put("/a", "4"),
+            ],
+        );
+        let message = next(&mut both).await;
+        assert_eq!(message.revision(), 2);
+        assert_eq!(paths(&message), vec!["/c/1", "/a/x", "/a"]);
+        assert_eq!(paths(&next(&mut only_a).await), vec!["/a/x", "/a"]);
+        assert_eq!(hub.watcher_count(), 2);
+        drop(both);
+        assert_eq!(hub.watcher_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn resume_replays_then_goes_live_and_resets_when_not_covered() {
+        let holder = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            false,
+            crate::holder::HolderOptions {
+                ring_capacity: 2,
+                ready: true,
+            },
+        );
+        let hub = WatchHub::start(holder.clone(), 16, HubCounters::new().unwrap());
+        for revision in 2..=4 {
+            apply(&holder, revision, vec![put("/a", &revision.to_string())]);
+        }
+        let mut resumed = hub.subscribe(vec![path("/a")], Some(2));
+        apply(&holder, 5, vec![put("/a", "5")]);
+        for want in 3..=5 {
+            assert_eq!(next(&mut resumed).await.revision(), want);
+        }
+        let mut too_old = hub.subscribe(vec![path("/a")], Some(1));
+        let first = next(&mut too_old).await;
+        assert!(matches!(&first, WatchMessage::Reset(r) if r.revision == 5));
+        apply(&holder, 6, vec![put("/a", "6")]);
+        assert_eq!(next(&mut too_old).await.revision(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_cuts_the_watcher_off_with_a_reset() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), false);
+        let hub = WatchHub::start(holder.clone(), 2, HubCounters::new().unwrap());
+        let mut slow = hub.subscribe(vec![path("/a")], None);
+        let mut fast = hub.subscribe(vec![path("/a")], None);
+        for revision in 2..=10 {
+            apply(&holder, revision, vec![put("/a", &revision.to_string())]);
+            assert_eq!(next(&mut fast).await.revision(), revision);
+        }
+        assert_eq!(hub.counters().cut_off.get(), 1);
+        let reset = next(&mut slow).await;
+        assert!(
+            matches!(&reset, WatchMessage::Reset(r) if r.revision == 10 && r.entries.len() == 1)
+        );
+        apply(&holder, 11, vec![put("/a", "11")]);
+        assert_eq!(next(&mut slow).await.revision(), 11);
+    }
+}

@@ -1,0 +1,225 @@
+//! The edge test harness: a real edge on `127.0.0.1:0`, driven by commit batches applied to its
+//! holder directly (replication is tested elsewhere), plus an SSE reader and `wait_until`.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+use setpoint_core::snapshot::{Batch, Change, ChangeKind};
+use setpoint_core::{ConfigPath, Format, ParsedValue, Revision};
+use setpoint_edge_node::{Edge, EdgeConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Polls `predicate` every 10 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut predicate: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if predicate().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub enum Op {
+    Put(&'static str, Value),
+    Text(&'static str, &'static str),
+    Delete(&'static str),
+}
+
+pub struct TestEdge {
+    pub edge: Edge,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    versions: Mutex<(Revision, HashMap<String, u64>)>,
+}
+
+impl TestEdge {
+    pub async fn start() -> TestEdge {
+        TestEdge::start_with(EdgeConfig::default()).await
+    }
+
+    pub async fn start_with(config: EdgeConfig) -> TestEdge {
+        let edge = Edge::new(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let edge = edge.clone();
+            async move {
+                setpoint_edge_node::run(listener, edge, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        let revision = edge.holder().revision();
+        TestEdge {
+            edge,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            versions: Mutex::new((revision, HashMap::new())),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Applies one commit batch; returns its revision.
+    pub fn commit(&self, ops: Vec<Op>) -> Revision {
+        let mut guard = self.versions.lock().unwrap();
+        let (revision, versions) = &mut *guard;
+        *revision += 1;
+        let changes = ops
+            .into_iter()
+            .map(|op| {
+                let (path, kind) = match op {
+                    Op::Put(path, value) => (
+                        path,
+                        ChangeKind::Put {
+                            value: ParsedValue::from_request(value, Some(Format::Json)).unwrap(),
+                        },
+                    ),
+                    Op::Text(path, text) => (
+                        path,
+                        ChangeKind::Put {
+                            value: ParsedValue::from_stored(Format::Text, text).unwrap(),
+                        },
+                    ),
+                    Op::Delete(path) => (path, ChangeKind::Delete),
+                };
+                let version = versions.entry(path.to_owned()).or_default();
+                *version += 1;
+                Change {
+                    path: ConfigPath::parse(path).unwrap(),
+                    version: *version,
+                    updated_at: "2026-11-01T00:00:00Z".into(),
+                    kind,
+                }
+            })
+            .collect();
+        self.edge
+            .holder()
+            .apply(&Batch {
+                revision: *revision,
+                committed_at_micros: 0,
+                changes,
+            })
+            .unwrap();
+        *revision
+    }
+
+    /// Waits until the hub has `count` watchers.
+    pub async fn wait_for_watchers(&self, count: usize) {
+        let hub = self.edge.hub().clone();
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let hub = hub.clone();
+                async move { hub.watcher_count() == count }
+            })
+            .await,
+            "expected {count} watchers, have {}",
+            self.edge.hub().watcher_count()
+        );
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the edge shuts down")
+                .unwrap();
+        }
+    }
+}
+
+/// One SSE event as received.
+#[derive(Debug, Clone, Default)]
+pub struct SseFrame {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl SseFrame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// Reads SSE frames from a response body (comments are skipped).
+pub struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    pub async fn open(url: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "opening {url}");
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        SseReader {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    pub async fn next(&mut self) -> SseFrame {
+        tokio::time::timeout(Duration::from_secs(10), self.next_inner())
+            .await
+            .expect("an SSE event within 10 s")
+    }
+
+    async fn next_inner(&mut self) -> SseFrame {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut frame = SseFrame::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(rest) = line.strip_prefix("data:") {
+                        data.push(rest.strip_prefix(' ').unwrap_or(rest).to_owned());
+                    } else if let Some(rest) = line.strip_prefix("id:") {
+                        frame.id = Some(rest.trim().to_owned());
+                    } else if let Some(rest) = line.strip_prefix("event:") {
+                        frame.event = Some(rest.trim().to_owned());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a heartbeat comment
+                }
+                frame.data = data.join("\n");
+                return frame;
+            }
+            let chunk = self.response.chunk().await.unwrap().expect("stream open");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}

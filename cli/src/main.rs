@@ -6,9 +6,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod dev;
+mod edge;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use setpoint_cluster::gossip::{GossipConfig, NodeInfo, Role};
+use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::retention::Rule;
+use setpoint_writer::replication::ReplicationConfig;
 use setpoint_writer::{StoreSpec, WriterConfig};
 
 #[derive(Debug, Parser)]
@@ -41,24 +47,55 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Everything on this machine: the writer on an embedded store in --data-dir. No other
-    /// service needed.
-    Dev(DevArgs),
+    /// Everything on this machine in one process: the writer on an embedded store in
+    /// --data-dir and one edge, on one port. No other service needed.
+    Dev(dev::DevArgs),
     /// The writer, on etcd (`--store etcd://HOST:PORT[,...]`) or an embedded store
-    /// (`--store embedded://DIR`).
+    /// (`--store embedded://DIR`); serves edges over QUIC when given --ca/--cert/--key.
     Writer(WriterArgs),
+    /// An edge node: follows a writer over QUIC, serves reads and watches (HTTP, SSE, gRPC).
+    Edge(edge::EdgeArgs),
+    /// Writes a dev CA plus writer and edge certificates for mutual TLS.
+    Certs(CertsArgs),
 }
 
 #[derive(Debug, Args)]
-struct DevArgs {
-    /// Address to serve the REST API on.
-    #[arg(long, env = "SETPOINT_LISTEN", default_value = "127.0.0.1:8000")]
-    listen: SocketAddr,
-    /// Directory of the embedded store (created if missing).
-    #[arg(long, env = "SETPOINT_DATA_DIR", default_value = "./.setpoint")]
-    data_dir: PathBuf,
-    #[command(flatten)]
-    common: CommonArgs,
+struct CertsArgs {
+    /// Directory to write ca.pem, writer.pem/.key and edge.pem/.key into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Extra names the writer's certificate is valid for (besides localhost, 127.0.0.1, ::1).
+    #[arg(long = "hostname")]
+    hostnames: Vec<String>,
+}
+
+/// The mutual-TLS material of a writer or an edge.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that peers' certificates chain to.
+    #[arg(long, env = "SETPOINT_CA")]
+    ca: Option<PathBuf>,
+    /// This node's certificate (PEM).
+    #[arg(long, env = "SETPOINT_CERT")]
+    cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "SETPOINT_KEY")]
+    key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// All three files, or none (`Ok(None)`); a partial set is an error.
+    fn optional(&self) -> anyhow::Result<Option<TlsFiles>> {
+        match (&self.ca, &self.cert, &self.key) {
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })),
+            (None, None, None) => Ok(None),
+            _ => anyhow::bail!("--ca, --cert and --key go together"),
+        }
+    }
+
+    pub fn files(&self) -> anyhow::Result<TlsFiles> {
+        self.optional()?.context("missing --ca, --cert and --key")
+    }
 }
 
 #[derive(Debug, Args)]
@@ -72,12 +109,26 @@ struct WriterArgs {
     /// Address to serve the REST API on.
     #[arg(long, env = "SETPOINT_LISTEN", default_value = "0.0.0.0:8000")]
     listen: SocketAddr,
+    /// UDP address of the QUIC endpoint edges replicate from (default: --listen's address).
+    #[arg(long, env = "SETPOINT_REPLICATION_LISTEN")]
+    replication_listen: Option<SocketAddr>,
+    /// UDP address for gossip membership (a concrete IP; edges --join it).
+    #[arg(long, env = "SETPOINT_GOSSIP")]
+    gossip: Option<SocketAddr>,
+    /// Gossip seeds to join, comma-separated.
+    #[arg(long, env = "SETPOINT_JOIN", value_delimiter = ',')]
+    join: Vec<SocketAddr>,
+    /// Region reported to the fleet.
+    #[arg(long, env = "SETPOINT_REGION", default_value = "default")]
+    region: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
-struct CommonArgs {
+pub struct CommonArgs {
     /// History retention per prefix, repeatable: `PREFIX=keep:N`, `PREFIX=days:D` or both
     /// (`/myapp=keep:50,days:30`). A version is removed only when outside every limit given;
     /// the current version is never removed. In the environment, separate rules with `;`.
@@ -96,7 +147,7 @@ fn parse_rule(input: &str) -> Result<Rule, String> {
 }
 
 impl CommonArgs {
-    fn apply(self, config: &mut WriterConfig) {
+    pub fn apply(self, config: &mut WriterConfig) {
         config.retention = self.retention;
         config.compaction_interval = Duration::from_secs(self.compaction_interval_secs.max(1));
         config.store_timeout = Duration::from_millis(self.store_timeout_ms.max(1));
@@ -116,7 +167,7 @@ fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(%err, "cannot listen for Ctrl-C");
@@ -144,10 +195,27 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
-async fn serve(listen: SocketAddr, config: WriterConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+async fn writer(args: WriterArgs) -> anyhow::Result<()> {
+    let mut config = WriterConfig::new(args.store);
+    config.store_prefix = args.store_prefix;
+    args.common.apply(&mut config);
+    if let Some(tls) = args.tls.optional()? {
+        config.replication = Some(ReplicationConfig::new(args.replication_listen.unwrap_or(args.listen), tls));
+    }
+    if let Some(bind) = args.gossip {
+        config.gossip = Some(GossipConfig {
+            bind,
+            join: args.join,
+            info: NodeInfo {
+                id: format!("writer-{}", args.listen),
+                role: Role::Writer,
+                region: args.region,
+                http_addr: args.listen.to_string(),
+            },
+        });
+    }
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     setpoint_writer::run(listener, config, shutdown_signal()).await?;
     Ok(())
 }
@@ -157,18 +225,15 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_format)?;
     match cli.command {
-        Command::Dev(args) => {
-            std::fs::create_dir_all(&args.data_dir)
-                .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-            let mut config = WriterConfig::new(StoreSpec::Embedded { dir: args.data_dir });
-            args.common.apply(&mut config);
-            serve(args.listen, config).await
-        }
-        Command::Writer(args) => {
-            let mut config = WriterConfig::new(args.store);
-            config.store_prefix = args.store_prefix;
-            args.common.apply(&mut config);
-            serve(args.listen, config).await
+        Command::Dev(args) => dev::run(args).await,
+        Command::Writer(args) => writer(args).await,
+        Command::Edge(args) => edge::run(args).await,
+        Command::Certs(args) => {
+            let (writer, edge) = tls::generate_dev_certs(&args.out, &args.hostnames)?;
+            println!("CA:     {}", writer.ca.display());
+            println!("writer: {} {}", writer.cert.display(), writer.key.display());
+            println!("edge:   {} {}", edge.cert.display(), edge.key.display());
+            Ok(())
         }
     }
 }

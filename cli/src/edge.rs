@@ -1,0 +1,127 @@
+//! `setpoint edge`: flags → an edge node following its writer over QUIC, with gossip.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use setpoint_cluster::gossip::{Gossip, GossipConfig, NodeInfo, Role};
+use setpoint_cluster::tls::TlsFiles;
+use setpoint_edge_node::subscriber::{self, SubscriberConfig};
+use setpoint_edge_node::{Edge, EdgeConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::{TlsArgs, shutdown_signal};
+
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// The writer's replication endpoint (QUIC over UDP), `HOST:PORT`.
+    #[arg(long, env = "SETPOINT_WRITER")]
+    writer: String,
+    /// Name the writer's certificate must carry (default: the host part of --writer).
+    #[arg(long, env = "SETPOINT_WRITER_NAME")]
+    writer_name: Option<String>,
+    /// Address to serve HTTP, SSE and gRPC on (one port).
+    #[arg(long, env = "SETPOINT_LISTEN", default_value = "127.0.0.1:8001")]
+    listen: SocketAddr,
+    /// Where the edge keeps its snapshot, so a restart serves at once.
+    #[arg(long, env = "SETPOINT_DATA_DIR", default_value = "./.setpoint-edge")]
+    data_dir: PathBuf,
+    /// This edge's id in the fleet (default: edge-<listen address>).
+    #[arg(long, env = "SETPOINT_ID")]
+    id: Option<String>,
+    /// Region reported to the writer and the fleet.
+    #[arg(long, env = "SETPOINT_REGION", default_value = "default")]
+    region: String,
+    /// UDP address for gossip membership (a concrete IP; peers reach this node there).
+    #[arg(long, env = "SETPOINT_GOSSIP")]
+    gossip: Option<SocketAddr>,
+    /// Gossip seeds to join, comma-separated (usually the writer's --gossip address).
+    #[arg(long, env = "SETPOINT_JOIN", value_delimiter = ',')]
+    join: Vec<SocketAddr>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
+    let id = args.id.clone().unwrap_or_else(|| format!("edge-{}", args.listen));
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let tls = args.tls.files().context("an edge needs --ca, --cert and --key (see `setpoint certs`)")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let edge = Edge::new(EdgeConfig { data_dir: Some(args.data_dir.clone()), ..EdgeConfig::default() })?;
+    let gossip = match args.gossip {
+        Some(bind) => Some(
+            Gossip::start(GossipConfig {
+                bind,
+                join: args.join.clone(),
+                info: NodeInfo { id: id.clone(), role: Role::Edge, region: args.region.clone(), http_addr: args.listen.to_string() },
+            })
+            .await
+            .context("cannot start gossip")?,
+        ),
+        None => None,
+    };
+    let stop = CancellationToken::new();
+    let follower = spawn_subscriber(
+        subscriber_config(&args.writer, args.writer_name.clone(), tls, &id, &args.region, args.listen),
+        &edge,
+        &stop,
+    );
+    tracing::info!(%id, listen = %args.listen, writer = %args.writer, "edge starting");
+    let served = setpoint_edge_node::run(listener, edge, shutdown_signal()).await;
+    stop.cancel();
+    let _ = follower.await;
+    if let Some(gossip) = gossip {
+        gossip.shutdown().await;
+    }
+    Ok(served?)
+}
+
+pub fn subscriber_config(
+    writer: &str,
+    writer_name: Option<String>,
+    tls: TlsFiles,
+    id: &str,
+    region: &str,
+    http_addr: SocketAddr,
+) -> SubscriberConfig {
+    let mut config = SubscriberConfig::new(writer, tls, id);
+    config.server_name = writer_name.unwrap_or_else(|| host_of(writer));
+    config.region = region.to_owned();
+    config.http_addr = http_addr.to_string();
+    config
+}
+
+/// `host:port` → `host` (`[::1]:8000` → `::1`).
+fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+}
+
+pub fn spawn_subscriber(
+    config: SubscriberConfig,
+    edge: &Edge,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (holder, stop) = (edge.holder().clone(), stop.clone());
+    tokio::spawn(async move {
+        if let Err(err) = subscriber::run(config, holder, stop.cancelled_owned()).await {
+            tracing::error!(%err, "the replication subscriber stopped");
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_strips_the_port() {
+        assert_eq!(host_of("127.0.0.1:8000"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:8000"), "::1");
+        assert_eq!(host_of("writer.internal:7000"), "writer.internal");
+    }
+}

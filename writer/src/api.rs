@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::Configs;
+use crate::replication::Replication;
 
 /// Largest request body read at all. Values are limited to 1 MiB of stored bytes; JSON escaping
 /// can make the body that carries one larger, and batches carry several.
@@ -36,6 +37,8 @@ pub const MAX_BODY_BYTES: usize = 8 << 20;
 pub struct AppState {
     pub configs: Arc<Configs>,
     pub metrics: Arc<Metrics>,
+    /// The replication link, when this writer serves edges.
+    pub replication: Option<Arc<Replication>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -52,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             "/api/schemas/{*prefix}",
             get(schemas::get).put(schemas::put).delete(schemas::delete),
         )
+        .route("/api/edges", get(edges))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -60,6 +64,35 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// `GET /api/edges`: every edge that replicated from this writer since it started.
+async fn edges(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, Error> {
+    let Some(replication) = &state.replication else {
+        let revision = state.configs.store().current_revision().await?;
+        return Ok(axum::Json(
+            serde_json::json!({ "edges": [], "revision": revision }),
+        ));
+    };
+    let revision = replication.revision();
+    let edges: Vec<serde_json::Value> = replication
+        .edges()
+        .into_iter()
+        .map(|edge| {
+            serde_json::json!({
+                "id": edge.id,
+                "address": edge.http_addr,
+                "region": edge.region,
+                "state": if edge.connected { "connected" } else { "disconnected" },
+                "applied_revision": edge.applied_revision,
+                "lag": (revision - edge.applied_revision).max(0),
+                "remote_addr": edge.remote_addr.to_string(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(
+        serde_json::json!({ "edges": edges, "revision": revision }),
+    ))
 }
 
 async fn not_found(method: Method, uri: Uri) -> Error {

@@ -6,6 +6,7 @@
 //!   retention. Knows nothing of HTTP.
 //! - [`api`]: the REST API (axum) over the model, plus health, readiness, metrics and OpenAPI.
 //! - [`metrics`]: the Prometheus registry and the store-timing wrapper.
+//! - [`replication`]: the QUIC link to edge nodes, fed by the store's watch.
 //! - [`error`]: the one error vocabulary (code → HTTP status).
 //!
 //! [`run`] serves a writer on a listener until a shutdown future resolves.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod replication;
 pub mod store;
 
 use std::future::Future;
@@ -29,6 +31,7 @@ use tower::Layer;
 
 use crate::metrics::{MeteredStore, Metrics};
 use crate::model::{Configs, SystemClock};
+use crate::replication::{ReplicationConfig, ReplicationError, ReplicationServer};
 use crate::store::{Store, StoreError};
 
 /// Where the writer keeps its data.
@@ -83,6 +86,8 @@ pub struct WriterConfig {
     pub compaction_interval: Duration,
     /// Store revisions kept for watch resumption when compacting the store's own log.
     pub keep_store_revisions: i64,
+    /// The QUIC endpoint edges replicate from; `None` serves no edges.
+    pub replication: Option<ReplicationConfig>,
 }
 
 impl WriterConfig {
@@ -94,6 +99,7 @@ impl WriterConfig {
             retention: Vec::new(),
             compaction_interval: Duration::from_secs(60),
             keep_store_revisions: 100_000,
+            replication: None,
         }
     }
 }
@@ -104,6 +110,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -126,6 +134,15 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new()?);
     let raw_store = open_store(&config.store, config.store_timeout).await?;
     let store: Arc<dyn Store> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
+    let replication = match &config.replication {
+        Some(replication) => Some(ReplicationServer::start(
+            replication,
+            store.clone(),
+            &config.store_prefix,
+            metrics.clone(),
+        )?),
+        None => None,
+    };
     let configs = Arc::new(Configs::new(
         store,
         &config.store_prefix,
@@ -137,7 +154,11 @@ pub async fn run(
         config.clone(),
     ));
 
-    let state = api::AppState { configs, metrics };
+    let state = api::AppState {
+        configs,
+        metrics,
+        replication: replication.as_ref().map(|r| r.replication().clone()),
+    };
     let app = tower::util::MapRequestLayer::new(api::rewrite_list_method).layer(api::router(state));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, store = ?config.store, "writer listening");
@@ -150,6 +171,9 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await;
     compaction.abort();
+    if let Some(replication) = replication {
+        replication.shutdown().await;
+    }
     // Wait until the task has dropped its handle on the store, so a store that locks its files
     // (the embedded one) can be opened again as soon as `run` returns.
     let _ = compaction.await;

@@ -4,48 +4,318 @@
 //! The replication subscriber is the only writer: it applies batches (in revision order) or
 //! swaps in a whole snapshot. Every applied batch goes into a bounded ring (for watch resumption)
 //! and out on a broadcast channel to the watch hub.
+//!
+//! Writes (`apply`, `replace`) and ring reads (`since`) share one short mutex so that the ring
+//! and the snapshot always agree: the ring holds *every* batch after its floor revision up to the
+//! current snapshot's revision. This module must not know about watchers, HTTP or the disk.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use setpoint_core::Revision;
 use setpoint_core::snapshot::{AppliedBatch, ApplyError, Batch, Snapshot};
+use tokio::sync::{broadcast, watch};
 
-pub struct SnapshotHolder {}
+/// How many applied batches the ring keeps by default for watch resumption.
+pub const DEFAULT_RING_CAPACITY: usize = 10_000;
+/// How many hub messages the broadcast buffers before the hub is considered lagging.
+pub const HUB_CHANNEL_CAPACITY: usize = 4_096;
+
+/// What the holder tells the watch hub.
+#[derive(Debug, Clone)]
+pub enum HubMessage {
+    /// One applied commit batch, in revision order.
+    Batch(Arc<AppliedBatch>),
+    /// The whole snapshot was replaced (a snapshot transfer): every watcher must reset.
+    Reset { revision: Revision },
+}
+
+/// Tuning of a [`SnapshotHolder`].
+#[derive(Debug, Clone)]
+pub struct HolderOptions {
+    /// Applied batches kept for resumption (at least 1).
+    pub ring_capacity: usize,
+    /// True when the initial snapshot is real data (loaded from disk): the edge is ready to serve.
+    pub ready: bool,
+}
+
+impl Default for HolderOptions {
+    fn default() -> HolderOptions {
+        HolderOptions {
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            ready: false,
+        }
+    }
+}
+
+/// Every applied batch after `floor`, oldest first.
+struct Ring {
+    floor: Revision,
+    batches: VecDeque<Arc<AppliedBatch>>,
+    capacity: usize,
+}
+
+impl Ring {
+    fn push(&mut self, batch: Arc<AppliedBatch>) {
+        if self.batches.len() >= self.capacity
+            && let Some(evicted) = self.batches.pop_front()
+        {
+            self.floor = evicted.revision;
+        }
+        self.batches.push_back(batch);
+    }
+
+    fn since(&self, revision: Revision, current: Revision) -> Option<Vec<Arc<AppliedBatch>>> {
+        if revision < self.floor || revision > current {
+            return None;
+        }
+        let start = self.batches.partition_point(|b| b.revision <= revision);
+        Some(self.batches.range(start..).cloned().collect())
+    }
+}
+
+pub struct SnapshotHolder {
+    current: ArcSwap<Snapshot>,
+    ring: Mutex<Ring>,
+    hub: broadcast::Sender<HubMessage>,
+    changes: watch::Sender<Revision>,
+    connected: AtomicBool,
+    stale: AtomicBool,
+    ready: AtomicBool,
+    started: Instant,
+    /// Microseconds after `started` of the last frame from the writer.
+    last_contact_micros: AtomicU64,
+}
 
 impl SnapshotHolder {
     /// A holder starting from `initial` (e.g. loaded from disk); `stale` until the writer answers.
     pub fn new(initial: Snapshot, stale: bool) -> Arc<SnapshotHolder> {
-        todo!()
+        let ready = !stale || initial.revision() > 0 || !initial.is_empty();
+        SnapshotHolder::with_options(
+            initial,
+            stale,
+            HolderOptions {
+                ready,
+                ..HolderOptions::default()
+            },
+        )
     }
+
+    /// Like [`SnapshotHolder::new`] with an explicit ring capacity and readiness.
+    pub fn with_options(
+        initial: Snapshot,
+        stale: bool,
+        options: HolderOptions,
+    ) -> Arc<SnapshotHolder> {
+        let revision = initial.revision();
+        let (hub, _) = broadcast::channel(HUB_CHANNEL_CAPACITY);
+        let (changes, _) = watch::channel(revision);
+        Arc::new(SnapshotHolder {
+            current: ArcSwap::from_pointee(initial),
+            ring: Mutex::new(Ring {
+                floor: revision,
+                batches: VecDeque::new(),
+                capacity: options.ring_capacity.max(1),
+            }),
+            hub,
+            changes,
+            connected: AtomicBool::new(!stale),
+            stale: AtomicBool::new(stale),
+            ready: AtomicBool::new(options.ready),
+            started: Instant::now(),
+            last_contact_micros: AtomicU64::new(0),
+        })
+    }
+
     /// The current snapshot (cheap: one atomic load + Arc clone).
     pub fn current(&self) -> Arc<Snapshot> {
-        todo!()
+        self.current.load_full()
     }
+
     pub fn revision(&self) -> Revision {
-        todo!()
+        self.current.load().revision()
     }
+
     /// Applies one batch; out of order → error and nothing changes.
     pub fn apply(&self, batch: &Batch) -> Result<Arc<AppliedBatch>, ApplyError> {
-        todo!()
+        let mut ring = self.lock_ring();
+        let (next, applied) = self.current.load().apply(batch)?;
+        let applied = Arc::new(applied);
+        self.current.store(Arc::new(next));
+        ring.push(applied.clone());
+        // No receiver (no hub yet) is fine: the ring still holds the batch.
+        let _ = self.hub.send(HubMessage::Batch(applied.clone()));
+        drop(ring);
+        self.ready.store(true, Ordering::Release);
+        self.changes.send_replace(applied.revision);
+        Ok(applied)
     }
+
     /// Swaps in a full snapshot (after a snapshot transfer). Watchers of this edge get a reset.
     pub fn replace(&self, snapshot: Snapshot) {
-        todo!()
+        let revision = snapshot.revision();
+        let mut ring = self.lock_ring();
+        self.current.store(Arc::new(snapshot));
+        ring.batches.clear();
+        ring.floor = revision;
+        let _ = self.hub.send(HubMessage::Reset { revision });
+        drop(ring);
+        self.ready.store(true, Ordering::Release);
+        self.changes.send_replace(revision);
     }
+
     /// Called by the subscriber: the writer answered (clears the stale flag) or was lost.
     pub fn set_connected(&self, connected: bool) {
-        todo!()
+        if connected {
+            self.touch();
+        }
+        self.connected.store(connected, Ordering::Release);
+        self.stale.store(!connected, Ordering::Release);
     }
+
     /// True while the writer has not answered since this edge started, or is currently lost.
     pub fn is_stale(&self) -> bool {
-        todo!()
+        self.stale.load(Ordering::Acquire)
     }
+
     /// Seconds since the last frame from the writer (0 while connected and fresh).
     pub fn staleness_seconds(&self) -> f64 {
-        todo!()
+        if !self.is_stale() {
+            return 0.0;
+        }
+        let now = self.started.elapsed().as_micros();
+        let last = u128::from(self.last_contact_micros.load(Ordering::Acquire));
+        now.saturating_sub(last) as f64 / 1e6
     }
+
     /// Called on every frame from the writer (batches and heartbeats).
     pub fn touch(&self) {
-        todo!()
+        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_contact_micros.store(micros, Ordering::Release);
+    }
+
+    /// Every applied batch after `revision`, oldest first; `None` when the ring no longer holds
+    /// all of them (or `revision` is ahead of this edge), so nothing missing can be proven.
+    pub fn since(&self, revision: Revision) -> Option<Vec<Arc<AppliedBatch>>> {
+        self.since_with_snapshot(revision).0
+    }
+
+    /// [`SnapshotHolder::since`] together with the snapshot the batches lead up to, read
+    /// atomically: the batches end exactly at the snapshot's revision.
+    pub fn since_with_snapshot(
+        &self,
+        revision: Revision,
+    ) -> (Option<Vec<Arc<AppliedBatch>>>, Arc<Snapshot>) {
+        let ring = self.lock_ring();
+        let snapshot = self.current.load_full();
+        (ring.since(revision, snapshot.revision()), snapshot)
+    }
+
+    /// The hub's feed: every applied batch and every reset, in order.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
+        self.hub.subscribe()
+    }
+
+    /// Fires after every apply and replace (the value is the new revision); the persister waits
+    /// on it.
+    pub fn changes(&self) -> watch::Receiver<Revision> {
+        self.changes.subscribe()
+    }
+
+    /// True once the edge has a snapshot to serve: loaded from disk or received from the writer.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the edge ready (e.g. the writer confirmed an empty config set).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn lock_ring(&self) -> MutexGuard<'_, Ring> {
+        // A panic while holding the lock cannot leave the ring inconsistent with the snapshot in
+        // a way worse than a reset, so a poisoned lock is simply taken over.
+        self.ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use setpoint_core::snapshot::{Change, ChangeKind};
+    use setpoint_core::{ConfigPath, Format, ParsedValue};
+
+    fn batch(revision: Revision, path: &str) -> Batch {
+        Batch {
+            revision,
+            committed_at_micros: 0,
+            changes: vec![Change {
+                path: ConfigPath::parse(path).unwrap(),
+                version: revision as u64,
+                updated_at: "2026-01-01T00:00:00Z".into(),
+                kind: ChangeKind::Put {
+                    value: ParsedValue::from_stored(Format::Text, "v").unwrap(),
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn ring_covers_exactly_what_it_holds() {
+        let holder = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            true,
+            HolderOptions {
+                ring_capacity: 3,
+                ready: false,
+            },
+        );
+        assert!(!holder.is_ready());
+        for revision in [2, 3, 5, 8] {
+            holder.apply(&batch(revision, "/a")).unwrap();
+        }
+        assert!(holder.is_ready());
+        assert_eq!(holder.revision(), 8);
+        // Ring holds 3, 5, 8; floor is 2.
+        assert!(holder.since(1).is_none());
+        let revs = |v: Vec<Arc<AppliedBatch>>| v.iter().map(|b| b.revision).collect::<Vec<_>>();
+        assert_eq!(revs(holder.since(2).unwrap()), vec![3, 5, 8]);
+        assert_eq!(revs(holder.since(4).unwrap()), vec![5, 8]);
+        assert_eq!(revs(holder.since(8).unwrap()), Vec::<Revision>::new());
+        assert!(holder.since(9).is_none(), "ahead of the edge");
+        assert!(holder.apply(&batch(8, "/a")).is_err());
+        assert_eq!(holder.revision(), 8);
+    }
+
+    #[test]
+    fn replace_resets_the_ring_and_broadcasts() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), true);
+        let mut feed = holder.subscribe();
+        holder.apply(&batch(2, "/a")).unwrap();
+        holder.replace(Snapshot::from_entries(10, []));
+        assert!(matches!(feed.try_recv(), Ok(HubMessage::Batch(b)) if b.revision == 2));
+        assert!(matches!(
+            feed.try_recv(),
+            Ok(HubMessage::Reset { revision: 10 })
+        ));
+        assert!(holder.since(2).is_none());
+        assert_eq!(holder.since(10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn staleness_follows_the_connection() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), true);
+        assert!(holder.is_stale());
+        holder.set_connected(true);
+        assert!(!holder.is_stale());
+        assert_eq!(holder.staleness_seconds(), 0.0);
+        holder.set_connected(false);
+        assert!(holder.is_stale());
+        assert!(holder.staleness_seconds() >= 0.0);
     }
 }

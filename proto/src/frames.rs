@@ -9,8 +9,9 @@
 //! values decode in their format): a peer's bytes are hostile until parsed.
 
 use serde::{Deserialize, Serialize};
-use setpoint_core::snapshot::{Batch, Entry};
-use setpoint_core::{Format, Revision, Version};
+use setpoint_core::snapshot::{Batch, Change, ChangeKind, Entry};
+use setpoint_core::{ConfigPath, Format, ParsedValue, PathError, Revision, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const ALPN: &[u8] = b"setpoint/1";
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -82,43 +83,284 @@ pub struct WireBatch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    // helper's choice: too large, bad version, decode error, I/O, invalid content
+    /// The frame body is larger than the limit (announced by a peer, or about to be written).
+    #[error("frame body is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("peer speaks replication protocol version {0}; this node speaks {PROTOCOL_VERSION}")]
+    UnsupportedVersion(u16),
+    /// The body is not a well-formed frame.
+    #[error("frame does not decode: {0}")]
+    Decode(String),
+    /// The frame decodes but its content fails validation (bad path, value not valid in its
+    /// format).
+    #[error("frame content is invalid: {0}")]
+    Invalid(String),
+    /// Reading or writing the stream failed; a stream that ends inside a frame is
+    /// [`std::io::ErrorKind::UnexpectedEof`].
+    #[error("frame stream: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame does not encode: {0}")]
+    Encode(String),
+}
+
+/// Length prefix of every frame.
+const LENGTH_BYTES: usize = 4;
+/// Version at the start of every body.
+const VERSION_BYTES: usize = 2;
+/// Upper bound of what a `SnapshotChunk` body adds around its entries: the version, the variant
+/// tag and the entry count (varints of at most 10 bytes each).
+const CHUNK_OVERHEAD_BYTES: usize = VERSION_BYTES + 10 + 10;
+
+/// A path a peer sent, parsed; the root never holds a value.
+fn parse_value_path(path: &str) -> Result<ConfigPath, FrameError> {
+    let parsed =
+        ConfigPath::parse(path).map_err(|e| FrameError::Invalid(format!("path {path:?}: {e}")))?;
+    if parsed.is_root() {
+        return Err(FrameError::Invalid(format!(
+            "path {path:?}: {}",
+            PathError::Root
+        )));
+    }
+    Ok(parsed)
+}
+
+fn parse_value(path: &ConfigPath, format: Format, stored: &str) -> Result<ParsedValue, FrameError> {
+    ParsedValue::from_stored(format, stored)
+        .map_err(|e| FrameError::Invalid(format!("value of {path}: {e}")))
 }
 
 impl WireEntry {
     pub fn from_entry(entry: &Entry) -> WireEntry {
-        todo!()
+        WireEntry {
+            path: entry.path.as_str().to_owned(),
+            format: entry.value.format(),
+            stored: entry.value.stored().to_owned(),
+            version: entry.version,
+            revision: entry.revision,
+            updated_at: entry.updated_at.clone(),
+        }
     }
     /// Validates and converts (path parses, value decodes in its format).
     pub fn into_entry(self) -> Result<Entry, FrameError> {
-        todo!()
+        let path = parse_value_path(&self.path)?;
+        let value = parse_value(&path, self.format, &self.stored)?;
+        Ok(Entry {
+            path,
+            value,
+            version: self.version,
+            revision: self.revision,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl WireChange {
+    pub fn from_change(change: &Change) -> WireChange {
+        let value = match &change.kind {
+            ChangeKind::Put { value } => Some((value.format(), value.stored().to_owned())),
+            ChangeKind::Delete => None,
+        };
+        WireChange {
+            path: change.path.as_str().to_owned(),
+            version: change.version,
+            updated_at: change.updated_at.clone(),
+            value,
+        }
+    }
+    /// Validates and converts: a `value` is a put, none is a delete.
+    pub fn into_change(self) -> Result<Change, FrameError> {
+        let path = parse_value_path(&self.path)?;
+        let kind = match self.value {
+            Some((format, stored)) => ChangeKind::Put {
+                value: parse_value(&path, format, &stored)?,
+            },
+            None => ChangeKind::Delete,
+        };
+        Ok(Change {
+            path,
+            version: self.version,
+            updated_at: self.updated_at,
+            kind,
+        })
     }
 }
 
 impl WireBatch {
     pub fn from_batch(batch: &Batch) -> WireBatch {
-        todo!()
+        WireBatch {
+            revision: batch.revision,
+            committed_at_micros: batch.committed_at_micros,
+            changes: batch.changes.iter().map(WireChange::from_change).collect(),
+        }
     }
+    /// Validates every change (see [`WireChange::into_change`]); the first invalid one fails the
+    /// whole batch.
     pub fn into_batch(self) -> Result<Batch, FrameError> {
-        todo!()
+        let changes = self
+            .changes
+            .into_iter()
+            .map(WireChange::into_change)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Batch {
+            revision: self.revision,
+            committed_at_micros: self.committed_at_micros,
+            changes,
+        })
     }
+}
+
+fn postcard_size<T: Serialize + ?Sized>(value: &T) -> Result<usize, FrameError> {
+    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+        value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .map_err(|e| FrameError::Encode(e.to_string()))
+}
+
+/// The size of `frame`'s body on the wire (version included, length prefix excluded): what
+/// [`MAX_FRAME_BYTES`] limits.
+pub fn encoded_len(frame: &Frame) -> Result<usize, FrameError> {
+    Ok(VERSION_BYTES + postcard_size(frame)?)
 }
 
 /// The frame's bytes on the wire (length prefix included).
 pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
-    todo!()
+    let mut bytes = Vec::with_capacity(LENGTH_BYTES + encoded_len(frame)?);
+    bytes.extend_from_slice(&[0; LENGTH_BYTES]);
+    bytes.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    let mut bytes =
+        postcard::to_extend(frame, bytes).map_err(|e| FrameError::Encode(e.to_string()))?;
+    let size = bytes.len() - LENGTH_BYTES;
+    if size > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            size,
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    // `size` ≤ MAX_FRAME_BYTES, far below u32::MAX.
+    let prefix = u32::try_from(size).map_err(|e| FrameError::Encode(e.to_string()))?;
+    bytes[..LENGTH_BYTES].copy_from_slice(&prefix.to_be_bytes());
+    Ok(bytes)
+}
+
+/// Decodes a frame body (version + postcard), as read after its length prefix.
+pub fn decode_body(body: &[u8]) -> Result<Frame, FrameError> {
+    let Some((version, payload)) = body.split_first_chunk::<VERSION_BYTES>() else {
+        return Err(FrameError::Decode(format!(
+            "body is {} bytes, shorter than its version",
+            body.len()
+        )));
+    };
+    check_version(*version)?;
+    decode_payload(payload)
+}
+
+fn check_version(version: [u8; VERSION_BYTES]) -> Result<(), FrameError> {
+    match u16::from_be_bytes(version) {
+        PROTOCOL_VERSION => Ok(()),
+        other => Err(FrameError::UnsupportedVersion(other)),
+    }
+}
+
+fn decode_payload(payload: &[u8]) -> Result<Frame, FrameError> {
+    let (frame, rest) = postcard::take_from_bytes::<Frame>(payload)
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Decode(format!(
+            "{} trailing bytes after the frame",
+            rest.len()
+        )));
+    }
+    Ok(frame)
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream before any byte of a frame.
-pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
-    reader: &mut R,
-) -> Result<Option<Frame>, FrameError> {
-    todo!()
+///
+/// The announced length is checked against [`MAX_FRAME_BYTES`] before anything is allocated, so
+/// a hostile prefix costs nothing. After an error the stream is out of step: close it.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<Frame>, FrameError> {
+    let mut prefix = [0; LENGTH_BYTES];
+    // A read of 0 into a non-empty buffer is end of stream; anything else starts a frame that
+    // must then be completed.
+    let first = reader.read(&mut prefix).await?;
+    if first == 0 {
+        return Ok(None);
+    }
+    reader.read_exact(&mut prefix[first..]).await?;
+    let size = u32::from_be_bytes(prefix) as usize;
+    if size > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            size,
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    let Some(payload_size) = size.checked_sub(VERSION_BYTES) else {
+        return Err(FrameError::Decode(format!(
+            "body is {size} bytes, shorter than its version"
+        )));
+    };
+    let mut version = [0; VERSION_BYTES];
+    reader.read_exact(&mut version).await?;
+    check_version(version)?;
+    let mut payload = vec![0; payload_size];
+    reader.read_exact(&mut payload).await?;
+    decode_payload(&payload).map(Some)
 }
 
-pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+/// Encodes and writes one frame, then flushes. A frame over [`MAX_FRAME_BYTES`] is refused
+/// before anything is written.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frame: &Frame,
 ) -> Result<(), FrameError> {
-    todo!()
+    let bytes = encode(frame)?;
+    writer.write_all(&bytes).await?;
+    writer.flush().await?;
+    Ok(())
 }
+
+/// Splits snapshot entries into the `entries` of successive [`Frame::SnapshotChunk`]s whose
+/// bodies each stay within `max_body_bytes` (normally [`MAX_FRAME_BYTES`]).
+///
+/// Lazy, so a large snapshot is never held twice. An entry too large to fit any chunk on its own
+/// still gets a chunk of its own, which [`encode`] then refuses; with [`MAX_FRAME_BYTES`] that
+/// cannot happen, as a stored value is at most 1 MiB.
+pub fn chunk_entries<I>(entries: I, max_body_bytes: usize) -> Chunks<I::IntoIter>
+where
+    I: IntoIterator<Item = WireEntry>,
+{
+    Chunks {
+        entries: entries.into_iter().peekable(),
+        budget: max_body_bytes.saturating_sub(CHUNK_OVERHEAD_BYTES),
+    }
+}
+
+/// Iterator returned by [`chunk_entries`].
+pub struct Chunks<I: Iterator<Item = WireEntry>> {
+    entries: std::iter::Peekable<I>,
+    /// Bytes the entries of one chunk may take.
+    budget: usize,
+}
+
+impl<I: Iterator<Item = WireEntry>> Iterator for Chunks<I> {
+    type Item = Vec<WireEntry>;
+
+    fn next(&mut self) -> Option<Vec<WireEntry>> {
+        let mut chunk = Vec::new();
+        let mut used: usize = 0;
+        while let Some(entry) = self.entries.peek() {
+            // Serializing plain strings and integers cannot fail; an error would only make the
+            // entry look too large, so it travels alone and `encode` reports the problem.
+            let size = postcard_size(entry).unwrap_or(usize::MAX);
+            if !chunk.is_empty() && used.saturating_add(size) > self.budget {
+                break;
+            }
+            used = used.saturating_add(size);
+            chunk.extend(self.entries.next());
+        }
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -207,17 +207,18 @@ impl ReplicationServer {
         metrics: Arc<Metrics>,
     ) -> Result<ReplicationServer, ReplicationError> {
         let server_config = tls::server_config(&config.tls)?;
-        let endpoint =
-            quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-                ReplicationError::Bind {
-                    addr: config.listen,
-                    source,
-                }
-            })?;
-        let local_addr = endpoint.local_addr().map_err(|source| ReplicationError::Bind {
-            addr: config.listen,
-            source,
+        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
+            ReplicationError::Bind {
+                addr: config.listen,
+                source,
+            }
         })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| ReplicationError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let (feed, feed_task) = Feed::start(store, prefix, config.limits);
         let replication = Arc::new(Replication {
             feed,
@@ -242,7 +243,8 @@ impl ReplicationServer {
 
     /// Says goodbye to every edge, stops the feed and waits until the port is free again.
     pub async fn shutdown(self) {
-        self.endpoint.close(server::CLOSE_SHUTDOWN, b"writer stopping");
+        self.endpoint
+            .close(server::CLOSE_SHUTDOWN, b"writer stopping");
         let _ = self.accept.await;
         self.feed.abort();
         let _ = self.feed.await;

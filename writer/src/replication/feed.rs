@@ -336,7 +336,9 @@ async fn follow(feed: Arc<Feed>, store: Arc<dyn Store>, keys: Layout) {
 async fn load(store: &dyn Store, layout: &Layout) -> Result<Snapshot, FeedError> {
     let keys = &layout.keys;
     let pointers = store
-        .range(RangeRequest::prefix(&keys.pointers_below(&ConfigPath::root())))
+        .range(RangeRequest::prefix(
+            &keys.pointers_below(&ConfigPath::root()),
+        ))
         .await?;
     let live: Vec<(ConfigPath, Pointer)> = pointers
         .kvs
@@ -386,12 +388,11 @@ fn entry(
     if header.deleted {
         return Ok(None);
     }
-    let value = ParsedValue::from_stored(header.format, &stored).map_err(|e| {
-        records::CorruptRecord {
+    let value =
+        ParsedValue::from_stored(header.format, &stored).map_err(|e| records::CorruptRecord {
             key: key.to_owned(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(Some(Entry {
         path,
         value,

@@ -131,7 +131,9 @@ async fn run(
         Err(_) => return SessionEnd::Protocol("no Hello within 5 s".into()),
     };
     if node_id.is_empty() || node_id.len() > 256 || revision < 0 {
-        return SessionEnd::Protocol("Hello needs a node id (1-256 bytes) and a revision ≥ 0".into());
+        return SessionEnd::Protocol(
+            "Hello needs a node id (1-256 bytes) and a revision ≥ 0".into(),
+        );
     }
     replication.feed.loaded().await;
     let connection_id = replication.connect(EdgeSession {
@@ -280,8 +282,7 @@ impl Session<'_> {
             timed
         };
         for elapsed in timed {
-            self.replication
-                .observe_propagation(self.node_id, elapsed);
+            self.replication.observe_propagation(self.node_id, elapsed);
         }
         self.replication
             .acked(self.node_id, self.connection_id, revision);

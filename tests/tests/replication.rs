@@ -469,3 +469,48 @@ async fn an_edge_with_a_certificate_from_another_ca_is_refused() {
     edge.stop().await;
     honest.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_stops_reading_is_cut_off() {
+    let backend = Backend::embedded();
+    let certs = certs();
+    let addr = free_udp_addr();
+    let mut config = writer_config(&backend, &certs, addr);
+    if let Some(replication) = config.replication.as_mut() {
+        replication.limits = FeedLimits {
+            session_queue: 4,
+            send_timeout: Duration::from_secs(1),
+            ..FeedLimits::default()
+        };
+    }
+    let w = TestWriter::start_with(config).await;
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(tls::client_config(&certs.edge).unwrap());
+    let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+    let (mut send, _recv) = connection.open_bi().await.unwrap();
+    let hello = Frame::Hello {
+        node_id: "sloth".into(),
+        region: String::new(),
+        revision: 0,
+        http_addr: String::new(),
+    };
+    frames::write_frame(&mut send, &hello).await.unwrap();
+    // Never read: more than the stream's flow-control window piles up at the writer.
+    let big = "x".repeat(64 << 10);
+    for i in 0..40 {
+        put(&w, &format!("/slow/k{i}"), json!(big)).await;
+    }
+    let closed = tokio::time::timeout(WAIT, connection.closed()).await;
+    match closed {
+        Ok(quinn::ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(2), "{close:?}");
+        }
+        other => panic!("the writer cuts the slow edge off: {other:?}"),
+    }
+    let writer: &TestWriter = &w;
+    let gone = wait_until(WAIT, move || async move {
+        edges(writer).await["edges"][0]["state"] == "disconnected"
+    })
+    .await;
+    assert!(gone, "the slow edge is listed as disconnected");
+}

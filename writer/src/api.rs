@@ -85,7 +85,7 @@ async fn edges(State(state): State<AppState>) -> Result<axum::Json<serde_json::V
                 "region": edge.region,
                 "state": if edge.connected { "connected" } else { "disconnected" },
                 "applied_revision": edge.applied_revision,
-                "lag": (revision - edge.applied_revision).max(0),
+                "lag": replication.lag(&edge),
                 "remote_addr": edge.remote_addr.to_string(),
             })
         })

@@ -100,6 +100,11 @@ impl Replication {
         self.feed.revision()
     }
 
+    /// How many revisions `edge` trails the last config change (0 when it has everything).
+    pub fn lag(&self, edge: &EdgeSession) -> i64 {
+        (self.feed.config_revision() - edge.applied_revision).max(0)
+    }
+
     /// The UDP address the endpoint is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -151,21 +156,23 @@ impl Replication {
 
     /// Records an ack from `id` and refreshes its lag.
     fn acked(&self, id: &str, connection: u64, revision: Revision) {
-        let current = self.feed.revision();
-        let revision = revision.min(current);
-        {
+        // An edge cannot have applied what the feed has not seen.
+        let revision = revision.min(self.feed.revision());
+        let applied = {
             let mut sessions = self.lock();
-            if let Some(record) = sessions.get_mut(id)
-                && record.connection == connection
-            {
-                record.session.applied_revision = record.session.applied_revision.max(revision);
-                record.session.last_ack = Some(SystemTime::now());
+            match sessions.get_mut(id) {
+                Some(record) if record.connection == connection => {
+                    record.session.applied_revision = record.session.applied_revision.max(revision);
+                    record.session.last_ack = Some(SystemTime::now());
+                    record.session.applied_revision
+                }
+                _ => return,
             }
-        }
+        };
         self.metrics
             .edge_applied_revision
             .with_label_values(&[id])
-            .set(revision);
+            .set(applied);
         self.refresh_lag(id);
     }
 
@@ -174,7 +181,7 @@ impl Replication {
             .lock()
             .get(id)
             .map_or(0, |r| r.session.applied_revision);
-        let lag = (self.feed.revision() - applied).max(0);
+        let lag = (self.feed.config_revision() - applied).max(0);
         self.metrics
             .edge_lag_revisions
             .with_label_values(&[id])

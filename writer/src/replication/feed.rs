@@ -32,6 +32,9 @@ pub struct FeedLimits {
     pub ring_bytes: usize,
     /// Batches a session may fall behind the feed before it is cut off.
     pub session_queue: usize,
+    /// Longest a single write to an edge may block (its flow-control window full) before the
+    /// edge is cut off as too slow.
+    pub send_timeout: Duration,
 }
 
 impl Default for FeedLimits {
@@ -40,6 +43,7 @@ impl Default for FeedLimits {
             ring_batches: 10_000,
             ring_bytes: 64 << 20,
             session_queue: 4_096,
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -95,7 +99,7 @@ pub struct Feed {
     state: Mutex<State>,
     events: broadcast::Sender<FeedEvent>,
     loaded: watch::Sender<bool>,
-    limits: FeedLimits,
+    pub(super) limits: FeedLimits,
 }
 
 impl Feed {
@@ -137,6 +141,13 @@ impl Feed {
     /// The newest revision the feed has seen (0 before the first load).
     pub fn revision(&self) -> Revision {
         self.lock().revision
+    }
+
+    /// The revision of the last config change (the snapshot's); transactions that changed no
+    /// config (retention removing old versions) move [`Feed::revision`] but not this, so an edge
+    /// holding it has everything.
+    pub fn config_revision(&self) -> Revision {
+        self.lock().snapshot.revision()
     }
 
     /// The writer's current snapshot.

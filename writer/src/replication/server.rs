@@ -47,6 +47,9 @@ enum SessionEnd {
     Protocol(String),
     #[error("edge too slow; cut off")]
     TooSlow,
+    /// A write blocked past the send timeout; the stream may end mid-frame, so no goodbye.
+    #[error("edge stopped reading; cut off")]
+    Stalled,
     #[error("connection lost: {0}")]
     Lost(String),
     #[error("writer stopping")]
@@ -93,7 +96,7 @@ async fn session(replication: Arc<Replication>, incoming: quinn::Incoming) {
         _ => tracing::warn!(%remote, reason = %end, "edge session closed"),
     }
     let code = match end {
-        SessionEnd::TooSlow => CLOSE_TOO_SLOW,
+        SessionEnd::TooSlow | SessionEnd::Stalled => CLOSE_TOO_SLOW,
         SessionEnd::Protocol(_) => CLOSE_PROTOCOL,
         _ => CLOSE_SHUTDOWN,
     };
@@ -163,7 +166,12 @@ async fn run(
         let goodbye = Frame::Goodbye {
             reason: "too slow; reconnect for a snapshot".into(),
         };
-        if frames::write_frame(&mut send, &goodbye).await.is_ok() {
+        let said = tokio::time::timeout(
+            Duration::from_secs(1),
+            frames::write_frame(&mut send, &goodbye),
+        )
+        .await;
+        if matches!(said, Ok(Ok(()))) {
             let _ = send.finish();
             let _ = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await;
         }
@@ -183,6 +191,7 @@ impl Session<'_> {
     /// Catch-up, then live batches and heartbeats. Returns only when the session must end.
     async fn send_loop(&self, send: &mut quinn::SendStream, edge_revision: Revision) -> SessionEnd {
         let feed = self.replication.feed.clone();
+        let timeout = feed.limits.send_timeout;
         let (mut events, start) = feed.subscribe(edge_revision);
         let mut last_sent = match start {
             Start::Resume(batches) => {
@@ -195,7 +204,7 @@ impl Session<'_> {
                 }
                 last
             }
-            Start::Snapshot(snapshot) => match send_snapshot(send, &snapshot).await {
+            Start::Snapshot(snapshot) => match send_snapshot(send, &snapshot, timeout).await {
                 Ok(revision) => revision,
                 Err(end) => return end,
             },
@@ -210,18 +219,20 @@ impl Session<'_> {
                         last_sent = batch.revision;
                     }
                 }
-                Ok(Ok(FeedEvent::Reset)) => match send_snapshot(send, &feed.snapshot()).await {
-                    Ok(revision) => last_sent = revision,
-                    Err(end) => return end,
-                },
+                Ok(Ok(FeedEvent::Reset)) => {
+                    match send_snapshot(send, &feed.snapshot(), timeout).await {
+                        Ok(revision) => last_sent = revision,
+                        Err(end) => return end,
+                    }
+                }
                 Ok(Err(RecvError::Lagged(_))) => return SessionEnd::TooSlow,
                 Ok(Err(RecvError::Closed)) => return SessionEnd::Stopping,
                 Err(_idle) => {
                     let heartbeat = Frame::Heartbeat {
                         revision: feed.revision(),
                     };
-                    if let Err(err) = frames::write_frame(send, &heartbeat).await {
-                        return SessionEnd::Lost(err.to_string());
+                    if let Err(end) = write(send, &heartbeat, timeout).await {
+                        return end;
                     }
                     self.replication.refresh_lag(self.node_id);
                 }
@@ -241,9 +252,11 @@ impl Session<'_> {
             }
             in_flight.push_back((batch.revision, batch.seen));
         }
-        send.write_all(&batch.frame)
-            .await
-            .map_err(|e| SessionEnd::Lost(e.to_string()))
+        let timeout = self.replication.feed.limits.send_timeout;
+        match tokio::time::timeout(timeout, send.write_all(&batch.frame)).await {
+            Ok(written) => written.map_err(|e| SessionEnd::Lost(e.to_string())),
+            Err(_) => Err(SessionEnd::Stalled),
+        }
     }
 
     /// Acks (and a final goodbye) from the edge.
@@ -293,6 +306,7 @@ impl Session<'_> {
 async fn send_snapshot(
     send: &mut quinn::SendStream,
     snapshot: &Snapshot,
+    timeout: Duration,
 ) -> Result<Revision, SessionEnd> {
     let revision = snapshot.revision();
     write(
@@ -301,6 +315,7 @@ async fn send_snapshot(
             revision,
             entries: snapshot.len() as u64,
         },
+        timeout,
     )
     .await?;
     let mut chunk = Vec::new();
@@ -315,22 +330,29 @@ async fn send_snapshot(
                 &Frame::SnapshotChunk {
                     entries: std::mem::take(&mut chunk),
                 },
+                timeout,
             )
             .await?;
             bytes = 0;
         }
     }
     if !chunk.is_empty() {
-        write(send, &Frame::SnapshotChunk { entries: chunk }).await?;
+        write(send, &Frame::SnapshotChunk { entries: chunk }, timeout).await?;
     }
-    write(send, &Frame::SnapshotEnd { revision }).await?;
+    write(send, &Frame::SnapshotEnd { revision }, timeout).await?;
     Ok(revision)
 }
 
-async fn write(send: &mut quinn::SendStream, frame: &Frame) -> Result<(), SessionEnd> {
-    frames::write_frame(send, frame)
-        .await
-        .map_err(|e| SessionEnd::Lost(e.to_string()))
+/// Writes one frame; a write blocked past `timeout` means the edge is too slow.
+async fn write(
+    send: &mut quinn::SendStream,
+    frame: &Frame,
+    timeout: Duration,
+) -> Result<(), SessionEnd> {
+    match tokio::time::timeout(timeout, frames::write_frame(send, frame)).await {
+        Ok(written) => written.map_err(|e| SessionEnd::Lost(e.to_string())),
+        Err(_) => Err(SessionEnd::Stalled),
+    }
 }
 
 fn frame_name(frame: &Frame) -> &'static str {

@@ -258,3 +258,15 @@ impl ReplicationServer {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tls_alpn_is_the_frame_codecs() {
+        assert_eq!(
+            setpoint_cluster::tls::ALPN,
+            setpoint_proto::frames::ALPN,
+            "cluster repeats the ALPN because it must not depend on proto"
+        );
+    }
+}

@@ -42,7 +42,10 @@ fn dev_certs(dir: &std::path::Path) -> anyhow::Result<(TlsFiles, TlsFiles)> {
         key: dir.join(format!("{role}.key")),
     };
     let (writer, edge) = (files("writer"), files("edge"));
-    if [&writer.ca, &writer.cert, &writer.key, &edge.cert, &edge.key].iter().all(|p| p.exists()) {
+    if [&writer.ca, &writer.cert, &writer.key, &edge.cert, &edge.key]
+        .iter()
+        .all(|p| p.exists())
+    {
         return Ok((writer, edge));
     }
     Ok(tls::generate_dev_certs(dir, &[])?)
@@ -51,16 +54,22 @@ fn dev_certs(dir: &std::path::Path) -> anyhow::Result<(TlsFiles, TlsFiles)> {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let (writer_tls, edge_tls) = dev_certs(&args.data_dir.join("certs")).context("cannot make dev certificates")?;
+    let (writer_tls, edge_tls) =
+        dev_certs(&args.data_dir.join("certs")).context("cannot make dev certificates")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let mut config = WriterConfig::new(StoreSpec::Embedded { dir: args.data_dir.clone() });
+    let mut config = WriterConfig::new(StoreSpec::Embedded {
+        dir: args.data_dir.clone(),
+    });
     args.common.apply(&mut config);
     config.replication = Some(ReplicationConfig::new(args.listen, writer_tls));
     let writer = Writer::start(config).await?;
 
-    let edge = Edge::new(EdgeConfig { data_dir: Some(args.data_dir.join("edge")), ..EdgeConfig::default() })?;
+    let edge = Edge::new(EdgeConfig {
+        data_dir: Some(args.data_dir.join("edge")),
+        ..EdgeConfig::default()
+    })?;
     let loopback = if args.listen.ip().is_unspecified() {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), args.listen.port())
     } else {
@@ -68,7 +77,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let stop = CancellationToken::new();
     let follower = crate::edge::spawn_subscriber(
-        crate::edge::subscriber_config(&loopback.to_string(), None, edge_tls, "dev-edge", "dev", args.listen),
+        crate::edge::subscriber_config(
+            &loopback.to_string(),
+            None,
+            edge_tls,
+            "dev-edge",
+            "dev",
+            args.listen,
+        ),
         &edge,
         &stop,
     );
@@ -89,9 +105,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(served?)
 }
 
-fn edge_persister(edge: &Edge, dir: &std::path::Path, stop: &CancellationToken) -> tokio::task::JoinHandle<()> {
+fn edge_persister(
+    edge: &Edge,
+    dir: &std::path::Path,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let (holder, dir, stop) = (edge.holder().clone(), dir.to_path_buf(), stop.clone());
-    tokio::spawn(setpoint_edge_node::disk::persist(holder, dir, stop.cancelled_owned()))
+    tokio::spawn(setpoint_edge_node::disk::persist(
+        holder,
+        dir,
+        stop.cancelled_owned(),
+    ))
 }
 
 /// One router for the shared port: gRPC and `?watch=true` to the edge, `/edge/…` to the edge's
@@ -121,5 +145,8 @@ fn is_grpc(request: &Request) -> bool {
 
 fn is_watch(request: &Request) -> bool {
     request.method() == axum::http::Method::GET
-        && request.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch"))
+        && request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch"))
 }

@@ -44,20 +44,34 @@ pub struct EdgeArgs {
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
-    let id = args.id.clone().unwrap_or_else(|| format!("edge-{}", args.listen));
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("edge-{}", args.listen));
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let tls = args.tls.files().context("an edge needs --ca, --cert and --key (see `setpoint certs`)")?;
+    let tls = args
+        .tls
+        .files()
+        .context("an edge needs --ca, --cert and --key (see `setpoint certs`)")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let edge = Edge::new(EdgeConfig { data_dir: Some(args.data_dir.clone()), ..EdgeConfig::default() })?;
+    let edge = Edge::new(EdgeConfig {
+        data_dir: Some(args.data_dir.clone()),
+        ..EdgeConfig::default()
+    })?;
     let gossip = match args.gossip {
         Some(bind) => Some(
             Gossip::start(GossipConfig {
                 bind,
                 join: args.join.clone(),
-                info: NodeInfo { id: id.clone(), role: Role::Edge, region: args.region.clone(), http_addr: args.listen.to_string() },
+                info: NodeInfo {
+                    id: id.clone(),
+                    role: Role::Edge,
+                    region: args.region.clone(),
+                    http_addr: args.listen.to_string(),
+                },
             })
             .await
             .context("cannot start gossip")?,
@@ -66,7 +80,14 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     };
     let stop = CancellationToken::new();
     let follower = spawn_subscriber(
-        subscriber_config(&args.writer, args.writer_name.clone(), tls, &id, &args.region, args.listen),
+        subscriber_config(
+            &args.writer,
+            args.writer_name.clone(),
+            tls,
+            &id,
+            &args.region,
+            args.listen,
+        ),
         &edge,
         &stop,
     );
@@ -98,7 +119,9 @@ pub fn subscriber_config(
 /// `host:port` → `host` (`[::1]:8000` → `::1`).
 fn host_of(addr: &str) -> String {
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    host.trim_start_matches('[').trim_end_matches(']').to_owned()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
 }
 
 pub fn spawn_subscriber(

@@ -87,7 +87,11 @@ impl TlsArgs {
     /// All three files, or none (`Ok(None)`); a partial set is an error.
     fn optional(&self) -> anyhow::Result<Option<TlsFiles>> {
         match (&self.ca, &self.cert, &self.key) {
-            (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })),
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
             (None, None, None) => Ok(None),
             _ => anyhow::bail!("--ca, --cert and --key go together"),
         }
@@ -200,7 +204,10 @@ async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     config.store_prefix = args.store_prefix;
     args.common.apply(&mut config);
     if let Some(tls) = args.tls.optional()? {
-        config.replication = Some(ReplicationConfig::new(args.replication_listen.unwrap_or(args.listen), tls));
+        config.replication = Some(ReplicationConfig::new(
+            args.replication_listen.unwrap_or(args.listen),
+            tls,
+        ));
     }
     if let Some(bind) = args.gossip {
         config.gossip = Some(GossipConfig {
@@ -214,8 +221,9 @@ async fn writer(args: WriterArgs) -> anyhow::Result<()> {
             },
         });
     }
-    let listener =
-        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     setpoint_writer::run(listener, config, shutdown_signal()).await?;
     Ok(())
 }

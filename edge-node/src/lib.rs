@@ -12,6 +12,7 @@
 //!
 //! [`Edge`] owns a holder, a hub and the metrics; [`run`] serves HTTP and gRPC (h2c) on one
 //! listener. The replication subscriber (another module) drives the holder.
+//! - [`subscriber`]: the QUIC link to the writer that feeds the holder (snapshot, then batches).
 //!
 //! Architecture invariant: the edge never talks to etcd; everything it serves comes from the
 //! writer's replication stream (or its own disk snapshot after a restart).
@@ -217,3 +218,4 @@ pub async fn run(
     }
     Ok(served?)
 }
+pub mod subscriber;

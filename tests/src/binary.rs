@@ -44,7 +44,11 @@ impl SetpointProcess {
     pub async fn start_on(args: &[&str], addr: &str, log_dir: &std::path::Path) -> SetpointProcess {
         let addr = addr.to_owned();
         let log = log_dir.join(format!("setpoint-{}.log", addr.replace([':', '.'], "_")));
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open process log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open process log");
         let child = Command::new(setpoint_bin())
             .args(args)
             .args(["--listen", &addr])

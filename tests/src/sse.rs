@@ -59,7 +59,11 @@ impl SseWatcher {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        SseWatcher { events, connects, task }
+        SseWatcher {
+            events,
+            connects,
+            task,
+        }
     }
 
     pub fn events(&self) -> Vec<SseEvent> {
@@ -109,5 +113,9 @@ fn parse(raw: &str) -> Option<SseEvent> {
     if data.is_empty() {
         return None; // a comment (heartbeat)
     }
-    Some(SseEvent { id, event, data: serde_json::from_str(&data).unwrap_or(Value::String(data)) })
+    Some(SseEvent {
+        id,
+        event,
+        data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+    })
 }

@@ -21,7 +21,10 @@ struct Certs {
 impl Certs {
     fn make(dir: &Path) -> Certs {
         let dir = dir.join("certs");
-        let status = Command::new(setpoint_bin()).args(["certs", "--out", dir.to_str().unwrap()]).status().unwrap();
+        let status = Command::new(setpoint_bin())
+            .args(["certs", "--out", dir.to_str().unwrap()])
+            .status()
+            .unwrap();
         assert!(status.success(), "setpoint certs failed");
         Certs { dir }
     }
@@ -61,7 +64,12 @@ impl Writer {
         ];
         args.extend(certs.args("writer"));
         let process = start(&args, &addr, dir).await;
-        Writer { process: Some(process), addr, gossip, args }
+        Writer {
+            process: Some(process),
+            addr,
+            gossip,
+            args,
+        }
     }
 
     fn base(&self) -> String {
@@ -104,7 +112,11 @@ impl Edge {
         ];
         args.extend(certs.args("edge"));
         let process = start(&args, &addr, dir).await;
-        Edge { process: Some(process), addr, args }
+        Edge {
+            process: Some(process),
+            addr,
+            args,
+        }
     }
 
     fn base(&self) -> String {
@@ -122,18 +134,35 @@ async fn start(args: &[String], addr: &str, dir: &Path) -> SetpointProcess {
 }
 
 async fn put(http: &reqwest::Client, writer: &str, path: &str, value: Value) -> i64 {
-    let response = http.put(format!("{writer}/api/config{path}")).body(json!({ "value": value }).to_string()).send().await.unwrap();
-    assert!(response.status().is_success(), "PUT {path}: {}", response.status());
+    let response = http
+        .put(format!("{writer}/api/config{path}"))
+        .body(json!({ "value": value }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "PUT {path}: {}",
+        response.status()
+    );
     let body: Value = response.json().await.unwrap();
     body["revision"].as_i64().unwrap()
 }
 
 async fn edge_value(http: &reqwest::Client, edge: &str, path: &str) -> Option<Value> {
-    let response = http.get(format!("{edge}/api/config{path}")).send().await.ok()?;
+    let response = http
+        .get(format!("{edge}/api/config{path}"))
+        .send()
+        .await
+        .ok()?;
     if !response.status().is_success() {
         return None;
     }
-    response.json::<Value>().await.ok().map(|v| v["value"].clone())
+    response
+        .json::<Value>()
+        .await
+        .ok()
+        .map(|v| v["value"].clone())
 }
 
 async fn edge_serves(http: &reqwest::Client, edge: &str, path: &str, want: &Value) -> bool {
@@ -141,7 +170,9 @@ async fn edge_serves(http: &reqwest::Client, edge: &str, path: &str, want: &Valu
 }
 
 async fn edges_listing(http: &reqwest::Client, writer: &str) -> Vec<Value> {
-    let Ok(response) = http.get(format!("{writer}/api/edges")).send().await else { return vec![] };
+    let Ok(response) = http.get(format!("{writer}/api/edges")).send().await else {
+        return vec![];
+    };
     let body: Value = response.json().await.unwrap_or_default();
     body["edges"].as_array().cloned().unwrap_or_default()
 }
@@ -153,7 +184,13 @@ async fn three_edges_converge_and_membership_tracks_them() {
     let certs = Certs::make(dir.path());
     let writer = Writer::start(&etcd, &certs, dir.path()).await;
     let http = reqwest::Client::new();
-    put(&http, &writer.base(), "/fleet/before", json!("written before the edges start")).await;
+    put(
+        &http,
+        &writer.base(),
+        "/fleet/before",
+        json!("written before the edges start"),
+    )
+    .await;
     let mut edges = Vec::new();
     for i in 0..3 {
         edges.push(Edge::start(&format!("edge-{i}"), &writer, &certs, dir.path()).await);
@@ -163,9 +200,16 @@ async fn three_edges_converge_and_membership_tracks_them() {
         {"op": "put", "path": "/fleet/b", "value": {"x": true}},
         {"op": "delete", "path": "/fleet/before"}
     ]});
-    let response = http.post(format!("{}/api/batch", writer.base())).body(batch.to_string()).send().await.unwrap();
+    let response = http
+        .post(format!("{}/api/batch", writer.base()))
+        .body(batch.to_string())
+        .send()
+        .await
+        .unwrap();
     assert!(response.status().is_success());
-    let revision = response.json::<Value>().await.unwrap()["revision"].as_i64().unwrap();
+    let revision = response.json::<Value>().await.unwrap()["revision"]
+        .as_i64()
+        .unwrap();
     for edge in &edges {
         let base = edge.base();
         let converged = wait_until(Duration::from_secs(15), || {
@@ -183,13 +227,23 @@ async fn three_edges_converge_and_membership_tracks_them() {
         async move {
             let edges = edges_listing(&http, &base).await;
             edges.len() == 3
-                && edges.iter().all(|e| e["state"] == "alive" && e["applied_revision"].as_i64() >= Some(revision))
+                && edges.iter().all(|e| {
+                    e["state"] == "alive" && e["applied_revision"].as_i64() >= Some(revision)
+                })
         }
     })
     .await;
-    assert!(listed, "/api/edges: {:?}", edges_listing(&http, &writer.base()).await);
+    assert!(
+        listed,
+        "/api/edges: {:?}",
+        edges_listing(&http, &writer.base()).await
+    );
     let listing = edges_listing(&http, &writer.base()).await;
-    assert!(listing.iter().all(|e| e["region"] == "loopback-1" && e["id"].as_str().unwrap().starts_with("edge-")));
+    assert!(
+        listing
+            .iter()
+            .all(|e| e["region"] == "loopback-1" && e["id"].as_str().unwrap().starts_with("edge-"))
+    );
 
     // A stopped edge turns suspect, then down.
     let stopped = edges.pop().unwrap();
@@ -197,11 +251,18 @@ async fn three_edges_converge_and_membership_tracks_them() {
     let noticed = wait_until(Duration::from_secs(20), || {
         let (http, base) = (http.clone(), writer.base());
         async move {
-            edges_listing(&http, &base).await.iter().any(|e| e["id"] == "edge-2" && (e["state"] == "down" || e["state"] == "suspect"))
+            edges_listing(&http, &base)
+                .await
+                .iter()
+                .any(|e| e["id"] == "edge-2" && (e["state"] == "down" || e["state"] == "suspect"))
         }
     })
     .await;
-    assert!(noticed, "/api/edges: {:?}", edges_listing(&http, &writer.base()).await);
+    assert!(
+        noticed,
+        "/api/edges: {:?}",
+        edges_listing(&http, &writer.base()).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,12 +301,23 @@ async fn watchers_get_every_change_across_edge_kill_and_writer_restart() {
     })
     .await;
     let got: Vec<(i64, String, u64)> = watcher.changes();
-    assert!(all, "watcher saw {} changes (with duplicates), want {}: {got:?}", got.len(), revisions.len());
+    assert!(
+        all,
+        "watcher saw {} changes (with duplicates), want {}: {got:?}",
+        got.len(),
+        revisions.len()
+    );
     // In order: revisions never go backwards except where a resume re-sent the last batch.
     let mut deduped: Vec<i64> = got.iter().map(|c| c.0).collect();
     deduped.dedup();
-    assert!(deduped.windows(2).all(|w| w[0] < w[1]), "out of order: {deduped:?}");
-    assert!(watcher.events().iter().all(|e| e.data["type"] != "reset"), "no reset needed: the edge and writer resumed by deltas");
+    assert!(
+        deduped.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {deduped:?}"
+    );
+    assert!(
+        watcher.events().iter().all(|e| e.data["type"] != "reset"),
+        "no reset needed: the edge and writer resumed by deltas"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,22 +330,50 @@ async fn restarted_edge_serves_its_disk_snapshot_while_the_writer_is_down() {
     let http = reqwest::Client::new();
     let started = Instant::now();
     put(&http, &writer.base(), "/disk/a", json!("kept")).await;
-    let arrived = wait_until(Duration::from_secs(10), || edge_serves(&http, &edge.base(), "/disk/a", &json!("kept"))).await;
+    let (edge_base, kept, newer) = (edge.base(), json!("kept"), json!("newer"));
+    let arrived = wait_until(Duration::from_secs(10), || {
+        edge_serves(&http, &edge_base, "/disk/a", &kept)
+    })
+    .await;
     assert!(arrived);
-    assert!(started.elapsed() < Duration::from_secs(1), "propagation took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "propagation took {:?}",
+        started.elapsed()
+    );
     // Let the persister save, then lose both the writer and the edge.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     writer.kill();
     edge.process.take().unwrap().terminate();
     edge.restart(dir.path()).await;
-    assert!(edge_serves(&http, &edge.base(), "/disk/a", &json!("kept")).await, "served from disk");
-    let health: Value = http.get(format!("{}/healthz", edge.base())).send().await.unwrap().json().await.unwrap();
+    assert!(
+        edge_serves(&http, &edge.base(), "/disk/a", &json!("kept")).await,
+        "served from disk"
+    );
+    let health: Value = http
+        .get(format!("{}/healthz", edge.base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["stale"], true, "{health}");
     // The writer comes back: the edge catches up and is fresh again.
     writer.restart(dir.path()).await;
     put(&http, &writer.base(), "/disk/a", json!("newer")).await;
-    let caught_up = wait_until(Duration::from_secs(15), || edge_serves(&http, &edge.base(), "/disk/a", &json!("newer"))).await;
+    let caught_up = wait_until(Duration::from_secs(15), || {
+        edge_serves(&http, &edge_base, "/disk/a", &newer)
+    })
+    .await;
     assert!(caught_up);
-    let health: Value = http.get(format!("{}/healthz", edge.base())).send().await.unwrap().json().await.unwrap();
+    let health: Value = http
+        .get(format!("{}/healthz", edge.base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["stale"], false, "{health}");
 }

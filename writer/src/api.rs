@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::Configs;
+use crate::replication::Replication;
 
 /// Largest request body read at all. Values are limited to 1 MiB of stored bytes; JSON escaping
 /// can make the body that carries one larger, and batches carry several.
@@ -36,6 +37,10 @@ pub const MAX_BODY_BYTES: usize = 8 << 20;
 pub struct AppState {
     pub configs: Arc<Configs>,
     pub metrics: Arc<Metrics>,
+    /// The replication link, when this writer serves edges.
+    pub replication: Option<Arc<Replication>>,
+    /// Fleet membership, when this writer gossips.
+    pub gossip: Option<Arc<setpoint_cluster::gossip::Gossip>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -52,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             "/api/schemas/{*prefix}",
             get(schemas::get).put(schemas::put).delete(schemas::delete),
         )
+        .route("/api/edges", get(edges))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -60,6 +66,67 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// `GET /api/edges`: every edge known from gossip or from replication, merged by id.
+/// `state` is the gossip verdict (`alive`, `suspect`, `down`); without gossip it is derived
+/// from the replication link (`alive` while connected, else `down`).
+async fn edges(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, Error> {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+    use setpoint_cluster::gossip::{MemberState, Role};
+
+    let revision = match &state.replication {
+        Some(replication) => replication.revision(),
+        None => state.configs.store().current_revision().await?,
+    };
+    let mut edges: BTreeMap<String, Value> = BTreeMap::new();
+    if let Some(replication) = &state.replication {
+        for edge in replication.edges() {
+            edges.insert(
+                edge.id.clone(),
+                json!({
+                    "id": edge.id,
+                    "address": edge.http_addr,
+                    "region": edge.region,
+                    "state": if edge.connected { "alive" } else { "down" },
+                    "replication": if edge.connected { "connected" } else { "disconnected" },
+                    "applied_revision": edge.applied_revision,
+                    "lag": replication.lag(&edge),
+                    "remote_addr": edge.remote_addr.to_string(),
+                }),
+            );
+        }
+    }
+    if let Some(gossip) = &state.gossip {
+        for member in gossip
+            .members()
+            .into_iter()
+            .filter(|m| m.info.role == Role::Edge)
+        {
+            let verdict = match member.state {
+                MemberState::Alive => "alive",
+                MemberState::Suspect => "suspect",
+                MemberState::Down => "down",
+            };
+            let entry = edges.entry(member.info.id.clone()).or_insert_with(|| {
+                json!({
+                    "id": member.info.id,
+                    "address": member.info.http_addr,
+                    "region": member.info.region,
+                    "replication": "unknown",
+                    "applied_revision": null,
+                    "lag": null,
+                })
+            });
+            entry["state"] = json!(verdict);
+            entry["gossip_addr"] = json!(member.gossip_addr.to_string());
+        }
+    }
+    Ok(axum::Json(
+        json!({ "edges": edges.into_values().collect::<Vec<_>>(), "revision": revision }),
+    ))
 }
 
 async fn not_found(method: Method, uri: Uri) -> Error {

@@ -6,6 +6,7 @@
 //!   retention. Knows nothing of HTTP.
 //! - [`api`]: the REST API (axum) over the model, plus health, readiness, metrics and OpenAPI.
 //! - [`metrics`]: the Prometheus registry and the store-timing wrapper.
+//! - [`replication`]: the QUIC link to edge nodes, fed by the store's watch.
 //! - [`error`]: the one error vocabulary (code → HTTP status).
 //!
 //! [`run`] serves a writer on a listener until a shutdown future resolves.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod replication;
 pub mod store;
 
 use std::future::Future;
@@ -21,14 +23,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::ServiceExt;
 use axum::serve::ListenerExt;
 use setpoint_core::retention::Rule;
 use tokio::net::TcpListener;
-use tower::Layer;
+
+use setpoint_cluster::gossip::{Gossip, GossipConfig, GossipError};
 
 use crate::metrics::{MeteredStore, Metrics};
 use crate::model::{Configs, SystemClock};
+use crate::replication::{ReplicationConfig, ReplicationError, ReplicationServer};
 use crate::store::{Store, StoreError};
 
 /// Where the writer keeps its data.
@@ -83,6 +86,10 @@ pub struct WriterConfig {
     pub compaction_interval: Duration,
     /// Store revisions kept for watch resumption when compacting the store's own log.
     pub keep_store_revisions: i64,
+    /// The QUIC endpoint edges replicate from; `None` serves no edges.
+    pub replication: Option<ReplicationConfig>,
+    /// Gossip membership; `None` runs without (`/api/edges` then shows replication state only).
+    pub gossip: Option<GossipConfig>,
 }
 
 impl WriterConfig {
@@ -94,6 +101,8 @@ impl WriterConfig {
             retention: Vec::new(),
             compaction_interval: Duration::from_secs(60),
             keep_store_revisions: 100_000,
+            replication: None,
+            gossip: None,
         }
     }
 }
@@ -104,6 +113,10 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    #[error("cannot start gossip: {0}")]
+    Gossip(#[from] GossipError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -117,43 +130,113 @@ pub async fn open_store(spec: &StoreSpec, timeout: Duration) -> Result<Arc<dyn S
     })
 }
 
-/// Serves the writer on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn run(
-    listener: TcpListener,
-    config: WriterConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
-    let metrics = Arc::new(Metrics::new()?);
-    let raw_store = open_store(&config.store, config.store_timeout).await?;
-    let store: Arc<dyn Store> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
-    let configs = Arc::new(Configs::new(
-        store,
-        &config.store_prefix,
-        Arc::new(SystemClock),
-    ));
-    let compaction = tokio::spawn(compaction_loop(
-        configs.clone(),
-        metrics.clone(),
-        config.clone(),
-    ));
+/// A started writer: store, model, background tasks, replication endpoint and gossip member.
+/// [`Writer::router`] is its REST API, to serve alone ([`run`]) or beside an edge (`setpoint dev`).
+pub struct Writer {
+    state: api::AppState,
+    compaction: tokio::task::JoinHandle<()>,
+    replication: Option<ReplicationServer>,
+}
 
-    let state = api::AppState { configs, metrics };
-    let app = tower::util::MapRequestLayer::new(api::rewrite_list_method).layer(api::router(state));
+impl Writer {
+    pub async fn start(config: WriterConfig) -> Result<Writer, RunError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let raw_store = open_store(&config.store, config.store_timeout).await?;
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
+        let replication = match &config.replication {
+            Some(replication) => Some(ReplicationServer::start(
+                replication,
+                store.clone(),
+                &config.store_prefix,
+                metrics.clone(),
+            )?),
+            None => None,
+        };
+        let gossip = match &config.gossip {
+            Some(gossip) => Some(Arc::new(Gossip::start(gossip.clone()).await?)),
+            None => None,
+        };
+        let configs = Arc::new(Configs::new(
+            store,
+            &config.store_prefix,
+            Arc::new(SystemClock),
+        ));
+        let compaction = tokio::spawn(compaction_loop(
+            configs.clone(),
+            metrics.clone(),
+            config.clone(),
+        ));
+        let state = api::AppState {
+            configs,
+            metrics,
+            replication: replication.as_ref().map(|r| r.replication().clone()),
+            gossip,
+        };
+        tracing::info!(store = ?config.store, "writer started");
+        Ok(Writer {
+            state,
+            compaction,
+            replication,
+        })
+    }
+
+    /// The REST API (with `LIST` mapped to `GET …?list=true`).
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+            .layer(tower::util::MapRequestLayer::new(api::rewrite_list_method))
+    }
+
+    /// Stops the background tasks, the replication endpoint and gossip; returns once the store
+    /// is released (the embedded store can be opened again right away).
+    pub async fn shutdown(self) {
+        let Writer {
+            state,
+            compaction,
+            replication,
+        } = self;
+        compaction.abort();
+        if let Some(replication) = replication {
+            replication.shutdown().await;
+        }
+        let _ = compaction.await;
+        if let Some(gossip) = state.gossip
+            && let Ok(gossip) = Arc::try_unwrap(gossip)
+        {
+            gossip.shutdown().await;
+        }
+        tracing::info!("writer stopped");
+    }
+}
+
+/// Serves `router` on `listener` (TCP_NODELAY on every connection, HTTP/1.1 and h2c) until
+/// `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = ?config.store, "writer listening");
+    tracing::info!(%addr, "listening");
     let listener = listener.tap_io(|tcp| {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::warn!(%err, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app.into_make_service())
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
-        .await;
-    compaction.abort();
-    // Wait until the task has dropped its handle on the store, so a store that locks its files
-    // (the embedded one) can be opened again as soon as `run` returns.
-    let _ = compaction.await;
-    tracing::info!(%addr, "writer stopped");
+        .await
+}
+
+/// Serves a writer on `listener` until `shutdown` resolves, then drains in-flight requests and
+/// stops it.
+pub async fn run(
+    listener: TcpListener,
+    config: WriterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let writer = Writer::start(config).await?;
+    let served = serve(listener, writer.router(), shutdown).await;
+    writer.shutdown().await;
     Ok(served?)
 }
 

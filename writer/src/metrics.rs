@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::store::{
@@ -24,6 +24,11 @@ pub struct Metrics {
     pub commit_conflicts: IntCounter,
     pub revision: IntGauge,
     pub history_removed: IntCounter,
+    /// Commit seen by the writer → edge ack, per edge (writer clock only).
+    pub replication_propagation: HistogramVec,
+    pub edge_applied_revision: IntGaugeVec,
+    pub edge_lag_revisions: IntGaugeVec,
+    pub edges_connected: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -72,6 +77,36 @@ impl Metrics {
             "setpoint_history_versions_removed_total",
             "Old versions removed by retention",
         )?;
+        let replication_propagation = HistogramVec::new(
+            HistogramOpts::new(
+                "setpoint_replication_propagation_seconds",
+                "Time from the writer seeing a commit to an edge acknowledging it",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["edge"],
+        )?;
+        let edge_applied_revision = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_edge_applied_revision",
+                "Newest revision each edge acknowledged",
+            ),
+            &["edge"],
+        )?;
+        let edge_lag_revisions = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_edge_lag_revisions",
+                "Writer revision minus the edge's applied revision",
+            ),
+            &["edge"],
+        )?;
+        let edges_connected = IntGauge::new(
+            "setpoint_replication_edges_connected",
+            "Edges with an open replication session",
+        )?;
+        registry.register(Box::new(replication_propagation.clone()))?;
+        registry.register(Box::new(edge_applied_revision.clone()))?;
+        registry.register(Box::new(edge_lag_revisions.clone()))?;
+        registry.register(Box::new(edges_connected.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(store_ops.clone()))?;
@@ -88,6 +123,10 @@ impl Metrics {
             commit_conflicts,
             revision,
             history_removed,
+            replication_propagation,
+            edge_applied_revision,
+            edge_lag_revisions,
+            edges_connected,
         })
     }
 

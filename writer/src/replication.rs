@@ -1,0 +1,272 @@
+//! Replication to edge nodes: the writer's side of the QUIC link.
+//!
+//! Layout:
+//! - [`feed`]: follows the store's watch into a snapshot, a bounded ring of recent batches and a
+//!   broadcast to sessions. The store is the only delta source.
+//! - [`server`]: the QUIC endpoint (mutual TLS, ALPN `setpoint/1`) and one session per edge:
+//!   hello, snapshot or ring catch-up, live batches, heartbeats, acks.
+//!
+//! This module owns the session registry ([`Replication::edges`]) and the replication metrics.
+//! It must not write to the store, and nothing outside it feeds edges.
+
+pub mod feed;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use setpoint_cluster::tls::{self, TlsFiles};
+use setpoint_core::Revision;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+use feed::{Feed, FeedLimits};
+
+/// Where and how the writer serves edges.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// UDP address of the QUIC endpoint.
+    pub listen: SocketAddr,
+    /// The writer's certificate and key, and the CA edges' client certificates must chain to.
+    pub tls: TlsFiles,
+    pub limits: FeedLimits,
+}
+
+impl ReplicationConfig {
+    pub fn new(listen: SocketAddr, tls: TlsFiles) -> ReplicationConfig {
+        ReplicationConfig {
+            listen,
+            tls,
+            limits: FeedLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("replication TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot bind the replication endpoint on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// One edge as the writer knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeSession {
+    pub id: String,
+    pub region: String,
+    /// Where the edge serves HTTP/gRPC (from its hello).
+    pub http_addr: String,
+    /// The QUIC peer address.
+    pub remote_addr: SocketAddr,
+    pub connected: bool,
+    pub connected_since: SystemTime,
+    /// The newest revision the edge acknowledged (its hello's revision before any ack).
+    pub applied_revision: Revision,
+    pub last_ack: Option<SystemTime>,
+}
+
+struct Record {
+    session: EdgeSession,
+    /// Which connection owns the record, so an old connection ending does not mark a newer one
+    /// of the same node disconnected.
+    connection: u64,
+}
+
+/// The writer's replication state: the feed and the edges it serves.
+pub struct Replication {
+    feed: Arc<Feed>,
+    metrics: Arc<Metrics>,
+    sessions: Mutex<BTreeMap<String, Record>>,
+    next_connection: AtomicU64,
+    local_addr: SocketAddr,
+}
+
+impl Replication {
+    /// Every edge that connected since the writer started, connected or not, by id.
+    pub fn edges(&self) -> Vec<EdgeSession> {
+        self.lock().values().map(|r| r.session.clone()).collect()
+    }
+
+    /// The newest revision the feed has seen.
+    pub fn revision(&self) -> Revision {
+        self.feed.revision()
+    }
+
+    /// How many revisions `edge` trails the last config change (0 when it has everything).
+    pub fn lag(&self, edge: &EdgeSession) -> i64 {
+        (self.feed.config_revision() - edge.applied_revision).max(0)
+    }
+
+    /// The UDP address the endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Record>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn connect(&self, session: EdgeSession) -> u64 {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let id = session.id.clone();
+        self.metrics
+            .edge_applied_revision
+            .with_label_values(&[&id])
+            .set(session.applied_revision);
+        let mut sessions = self.lock();
+        sessions.insert(
+            id,
+            Record {
+                session,
+                connection,
+            },
+        );
+        self.count_connected(&sessions);
+        connection
+    }
+
+    fn disconnect(&self, id: &str, connection: u64) {
+        let mut sessions = self.lock();
+        if let Some(record) = sessions.get_mut(id)
+            && record.connection == connection
+        {
+            record.session.connected = false;
+        }
+        self.count_connected(&sessions);
+    }
+
+    fn count_connected(&self, sessions: &BTreeMap<String, Record>) {
+        let connected = sessions.values().filter(|r| r.session.connected).count();
+        self.metrics
+            .edges_connected
+            .set(i64::try_from(connected).unwrap_or(i64::MAX));
+    }
+
+    /// Records an ack from `id` and refreshes its lag.
+    fn acked(&self, id: &str, connection: u64, revision: Revision) {
+        // An edge cannot have applied what the feed has not seen.
+        let revision = revision.min(self.feed.revision());
+        let applied = {
+            let mut sessions = self.lock();
+            match sessions.get_mut(id) {
+                Some(record) if record.connection == connection => {
+                    record.session.applied_revision = record.session.applied_revision.max(revision);
+                    record.session.last_ack = Some(SystemTime::now());
+                    record.session.applied_revision
+                }
+                _ => return,
+            }
+        };
+        self.metrics
+            .edge_applied_revision
+            .with_label_values(&[id])
+            .set(applied);
+        self.refresh_lag(id);
+    }
+
+    fn refresh_lag(&self, id: &str) {
+        let applied = self
+            .lock()
+            .get(id)
+            .map_or(0, |r| r.session.applied_revision);
+        let lag = (self.feed.config_revision() - applied).max(0);
+        self.metrics
+            .edge_lag_revisions
+            .with_label_values(&[id])
+            .set(lag);
+    }
+
+    fn observe_propagation(&self, id: &str, elapsed: Duration) {
+        self.metrics
+            .replication_propagation
+            .with_label_values(&[id])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// A running replication endpoint; [`ReplicationServer::shutdown`] stops it and releases the
+/// store and the UDP port.
+pub struct ReplicationServer {
+    replication: Arc<Replication>,
+    endpoint: quinn::Endpoint,
+    accept: JoinHandle<()>,
+    feed: JoinHandle<()>,
+}
+
+impl ReplicationServer {
+    /// Binds the endpoint and starts the feed on `store` under `prefix`.
+    pub fn start(
+        config: &ReplicationConfig,
+        store: Arc<dyn Store>,
+        prefix: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<ReplicationServer, ReplicationError> {
+        let server_config = tls::server_config(&config.tls)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
+            ReplicationError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| ReplicationError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let (feed, feed_task) = Feed::start(store, prefix, config.limits);
+        let replication = Arc::new(Replication {
+            feed,
+            metrics,
+            sessions: Mutex::new(BTreeMap::new()),
+            next_connection: AtomicU64::new(1),
+            local_addr,
+        });
+        let accept = tokio::spawn(server::serve(replication.clone(), endpoint.clone()));
+        tracing::info!(addr = %local_addr, "replication endpoint listening");
+        Ok(ReplicationServer {
+            replication,
+            endpoint,
+            accept,
+            feed: feed_task,
+        })
+    }
+
+    pub fn replication(&self) -> &Arc<Replication> {
+        &self.replication
+    }
+
+    /// Says goodbye to every edge, stops the feed and waits until the port is free again.
+    pub async fn shutdown(self) {
+        self.endpoint
+            .close(server::CLOSE_SHUTDOWN, b"writer stopping");
+        let _ = self.accept.await;
+        self.feed.abort();
+        let _ = self.feed.await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tls_alpn_is_the_frame_codecs() {
+        assert_eq!(
+            setpoint_cluster::tls::ALPN,
+            setpoint_proto::frames::ALPN,
+            "cluster repeats the ALPN because it must not depend on proto"
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The writer's QUIC endpoint and one session per connected edge.
+//!
+//! A session: accept one bidirectional stream, read the edge's `Hello` (with a deadline),
+//! subscribe to the feed, send either the ring's batches after the edge's revision or a chunked
+//! snapshot, then live batches in revision order (never one twice), and a heartbeat when idle.
+//! Acks are read concurrently: they set the edge's applied revision and lag and time each batch
+//! from the feed seeing it to the edge acking it (the writer's clock only, so skew-free).
+//!
+//! A slow edge is cut off (`Goodbye`, then close) as soon as it falls a bounded queue behind; it
+//! catches up by snapshot on reconnect. A malformed, oversized or unexpected frame closes only
+//! that connection, with the reason logged. Must not: touch the store or block the feed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use setpoint_core::Revision;
+use setpoint_core::snapshot::Snapshot;
+use setpoint_proto::frames::{self, Frame, WireEntry};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
+
+use super::feed::{FeedEvent, Start};
+use super::{EdgeSession, Replication};
+
+/// Application close codes.
+pub const CLOSE_SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0);
+pub const CLOSE_PROTOCOL: quinn::VarInt = quinn::VarInt::from_u32(1);
+pub const CLOSE_TOO_SLOW: quinn::VarInt = quinn::VarInt::from_u32(2);
+
+/// How long a new connection may take to open its stream and say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A heartbeat goes out after this long without any frame to the edge.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Target size of one snapshot chunk; one entry (≤ 1 MiB value) may overshoot it, and the
+/// result stays far below `MAX_FRAME_BYTES`.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Sent-but-unacked batches remembered per session for propagation timing.
+const MAX_IN_FLIGHT: usize = 65_536;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("edge closed the connection")]
+    Closed,
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("edge too slow; cut off")]
+    TooSlow,
+    /// A write blocked past the send timeout; the stream may end mid-frame, so no goodbye.
+    #[error("edge stopped reading; cut off")]
+    Stalled,
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("writer stopping")]
+    Stopping,
+}
+
+impl From<frames::FrameError> for SessionEnd {
+    fn from(err: frames::FrameError) -> SessionEnd {
+        SessionEnd::Protocol(err.to_string())
+    }
+}
+
+/// Accepts connections until the endpoint is closed, then ends every session.
+pub(super) async fn serve(replication: Arc<Replication>, endpoint: quinn::Endpoint) {
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => {
+                    sessions.spawn(session(replication.clone(), incoming));
+                }
+                None => break,
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    sessions.shutdown().await;
+}
+
+async fn session(replication: Arc<Replication>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(err) => {
+            tracing::info!(%remote, %err, "replication handshake refused");
+            return;
+        }
+    };
+    let end = run(&replication, &connection, remote).await;
+    match &end {
+        SessionEnd::Closed | SessionEnd::Stopping => {
+            tracing::info!(%remote, reason = %end, "edge session ended");
+        }
+        _ => tracing::warn!(%remote, reason = %end, "edge session closed"),
+    }
+    let code = match end {
+        SessionEnd::TooSlow | SessionEnd::Stalled => CLOSE_TOO_SLOW,
+        SessionEnd::Protocol(_) => CLOSE_PROTOCOL,
+        _ => CLOSE_SHUTDOWN,
+    };
+    connection.close(code, end.to_string().as_bytes());
+}
+
+async fn run(
+    replication: &Arc<Replication>,
+    connection: &quinn::Connection,
+    remote: std::net::SocketAddr,
+) -> SessionEnd {
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let (send, mut recv) = connection
+            .accept_bi()
+            .await
+            .map_err(|e| SessionEnd::Lost(e.to_string()))?;
+        match frames::read_frame(&mut recv).await? {
+            Some(Frame::Hello {
+                node_id,
+                region,
+                revision,
+                http_addr,
+            }) => Ok((send, recv, node_id, region, revision, http_addr)),
+            Some(other) => Err(SessionEnd::Protocol(format!(
+                "first frame must be Hello, got {}",
+                frame_name(&other)
+            ))),
+            None => Err(SessionEnd::Closed),
+        }
+    })
+    .await;
+    let (mut send, mut recv, node_id, region, revision, http_addr) = match hello {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(end)) => return end,
+        Err(_) => return SessionEnd::Protocol("no Hello within 5 s".into()),
+    };
+    if node_id.is_empty() || node_id.len() > 256 || revision < 0 {
+        return SessionEnd::Protocol(
+            "Hello needs a node id (1-256 bytes) and a revision ≥ 0".into(),
+        );
+    }
+    replication.feed.loaded().await;
+    let connection_id = replication.connect(EdgeSession {
+        id: node_id.clone(),
+        region,
+        http_addr,
+        remote_addr: remote,
+        connected: true,
+        connected_since: SystemTime::now(),
+        applied_revision: revision,
+        last_ack: None,
+    });
+    tracing::info!(%remote, node = %node_id, revision, "edge connected");
+    let in_flight = Mutex::new(VecDeque::new());
+    let session = Session {
+        replication,
+        node_id: &node_id,
+        connection_id,
+        in_flight: &in_flight,
+    };
+    let end = tokio::select! {
+        end = session.send_loop(&mut send, revision) => end,
+        end = session.read_loop(&mut recv) => end,
+    };
+    if matches!(end, SessionEnd::TooSlow) {
+        // Say why before closing, and give the goodbye a moment to arrive.
+        let goodbye = Frame::Goodbye {
+            reason: "too slow; reconnect for a snapshot".into(),
+        };
+        let said = tokio::time::timeout(
+            Duration::from_secs(1),
+            frames::write_frame(&mut send, &goodbye),
+        )
+        .await;
+        if matches!(said, Ok(Ok(()))) {
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await;
+        }
+    }
+    replication.disconnect(&node_id, connection_id);
+    end
+}
+
+struct Session<'a> {
+    replication: &'a Arc<Replication>,
+    node_id: &'a str,
+    connection_id: u64,
+    in_flight: &'a Mutex<VecDeque<(Revision, Instant)>>,
+}
+
+impl Session<'_> {
+    /// Catch-up, then live batches and heartbeats. Returns only when the session must end.
+    async fn send_loop(&self, send: &mut quinn::SendStream, edge_revision: Revision) -> SessionEnd {
+        let feed = self.replication.feed.clone();
+        let timeout = feed.limits.send_timeout;
+        let (mut events, start) = feed.subscribe(edge_revision);
+        let mut last_sent = match start {
+            Start::Resume(batches) => {
+                let mut last = edge_revision;
+                for batch in batches {
+                    if let Err(end) = self.send_batch(send, &batch).await {
+                        return end;
+                    }
+                    last = batch.revision;
+                }
+                last
+            }
+            Start::Snapshot(snapshot) => match send_snapshot(send, &snapshot, timeout).await {
+                Ok(revision) => revision,
+                Err(end) => return end,
+            },
+        };
+        loop {
+            match tokio::time::timeout(HEARTBEAT, events.recv()).await {
+                Ok(Ok(FeedEvent::Batch(batch))) => {
+                    if batch.revision > last_sent {
+                        if let Err(end) = self.send_batch(send, &batch).await {
+                            return end;
+                        }
+                        last_sent = batch.revision;
+                    }
+                }
+                Ok(Ok(FeedEvent::Reset)) => {
+                    match send_snapshot(send, &feed.snapshot(), timeout).await {
+                        Ok(revision) => last_sent = revision,
+                        Err(end) => return end,
+                    }
+                }
+                Ok(Err(RecvError::Lagged(_))) => return SessionEnd::TooSlow,
+                Ok(Err(RecvError::Closed)) => return SessionEnd::Stopping,
+                Err(_idle) => {
+                    let heartbeat = Frame::Heartbeat {
+                        revision: feed.revision(),
+                    };
+                    if let Err(end) = write(send, &heartbeat, timeout).await {
+                        return end;
+                    }
+                    self.replication.refresh_lag(self.node_id);
+                }
+            }
+        }
+    }
+
+    async fn send_batch(
+        &self,
+        send: &mut quinn::SendStream,
+        batch: &super::feed::FeedBatch,
+    ) -> Result<(), SessionEnd> {
+        {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if in_flight.len() >= MAX_IN_FLIGHT {
+                in_flight.pop_front();
+            }
+            in_flight.push_back((batch.revision, batch.seen));
+        }
+        let timeout = self.replication.feed.limits.send_timeout;
+        match tokio::time::timeout(timeout, send.write_all(&batch.frame)).await {
+            Ok(written) => written.map_err(|e| SessionEnd::Lost(e.to_string())),
+            Err(_) => Err(SessionEnd::Stalled),
+        }
+    }
+
+    /// Acks (and a final goodbye) from the edge.
+    async fn read_loop(&self, recv: &mut quinn::RecvStream) -> SessionEnd {
+        loop {
+            match frames::read_frame(recv).await {
+                Ok(Some(Frame::Ack { revision })) => self.acked(revision),
+                Ok(Some(Frame::Goodbye { reason })) => {
+                    tracing::info!(node = %self.node_id, %reason, "edge said goodbye");
+                    return SessionEnd::Closed;
+                }
+                Ok(Some(other)) => {
+                    return SessionEnd::Protocol(format!(
+                        "unexpected {} from an edge",
+                        frame_name(&other)
+                    ));
+                }
+                Ok(None) => return SessionEnd::Closed,
+                Err(err) => return err.into(),
+            }
+        }
+    }
+
+    fn acked(&self, revision: Revision) {
+        let now = Instant::now();
+        let timed: Vec<Duration> = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut timed = Vec::new();
+            while let Some(&(sent, seen)) = in_flight.front() {
+                if sent > revision {
+                    break;
+                }
+                in_flight.pop_front();
+                timed.push(now.saturating_duration_since(seen));
+            }
+            timed
+        };
+        for elapsed in timed {
+            self.replication.observe_propagation(self.node_id, elapsed);
+        }
+        self.replication
+            .acked(self.node_id, self.connection_id, revision);
+    }
+}
+
+/// Sends `snapshot` as Begin, chunks and End; returns its revision.
+async fn send_snapshot(
+    send: &mut quinn::SendStream,
+    snapshot: &Snapshot,
+    timeout: Duration,
+) -> Result<Revision, SessionEnd> {
+    let revision = snapshot.revision();
+    write(
+        send,
+        &Frame::SnapshotBegin {
+            revision,
+            entries: snapshot.len() as u64,
+        },
+        timeout,
+    )
+    .await?;
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for entry in snapshot.entries() {
+        let wire = WireEntry::from_entry(entry);
+        bytes += wire.path.len() + wire.stored.len() + wire.updated_at.len() + 32;
+        chunk.push(wire);
+        if bytes >= CHUNK_BYTES {
+            write(
+                send,
+                &Frame::SnapshotChunk {
+                    entries: std::mem::take(&mut chunk),
+                },
+                timeout,
+            )
+            .await?;
+            bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        write(send, &Frame::SnapshotChunk { entries: chunk }, timeout).await?;
+    }
+    write(send, &Frame::SnapshotEnd { revision }, timeout).await?;
+    Ok(revision)
+}
+
+/// Writes one frame; a write blocked past `timeout` means the edge is too slow.
+async fn write(
+    send: &mut quinn::SendStream,
+    frame: &Frame,
+    timeout: Duration,
+) -> Result<(), SessionEnd> {
+    match tokio::time::timeout(timeout, frames::write_frame(send, frame)).await {
+        Ok(written) => written.map_err(|e| SessionEnd::Lost(e.to_string())),
+        Err(_) => Err(SessionEnd::Stalled),
+    }
+}
+
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello { .. } => "Hello",
+        Frame::SnapshotBegin { .. } => "SnapshotBegin",
+        Frame::SnapshotChunk { .. } => "SnapshotChunk",
+        Frame::SnapshotEnd { .. } => "SnapshotEnd",
+        Frame::Batch(_) => "Batch",
+        Frame::Heartbeat { .. } => "Heartbeat",
+        Frame::Ack { .. } => "Ack",
+        Frame::Goodbye { .. } => "Goodbye",
+    }
+}

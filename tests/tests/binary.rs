@@ -143,3 +143,90 @@ fn help_explains_every_subcommand_and_env_var() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown store"));
 }
+
+#[tokio::test]
+async fn dev_serves_rest_sse_and_grpc_on_its_one_port() {
+    use setpoint_proto::edge::v1::{GetRequest, WatchRequest, edge_client::EdgeClient};
+    use setpoint_tests::sse::SseWatcher;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dev =
+        SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
+    let watcher = SseWatcher::start(format!("{}/api/config/myapp?watch=true", dev.base()));
+    let mut grpc = EdgeClient::connect(dev.base()).await.unwrap();
+    let mut stream = grpc
+        .watch(WatchRequest {
+            prefixes: vec!["/myapp".into()],
+            from_revision: None,
+            instance_id: "t".into(),
+            env: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        setpoint_tests::wait_until(std::time::Duration::from_secs(10), || async {
+            watcher.connects() > 0
+        })
+        .await
+    );
+
+    let url = format!("{}/api/config/myapp/database/host", dev.base());
+    let first = curl(&["-X", "PUT", &url, "-d", r#"{"value": "old-host"}"#]);
+    let second = curl(&["-X", "PUT", &url, "-d", r#"{"value": "new-host"}"#]);
+    let revision = second["revision"].as_i64().unwrap();
+
+    // SSE on the shared port: the update carries path, old and new value, version, revision.
+    let seen = setpoint_tests::wait_until(std::time::Duration::from_secs(5), || async {
+        watcher.changes().iter().any(|c| c.0 == revision)
+    })
+    .await;
+    assert!(seen, "SSE events: {:?}", watcher.events());
+    let event = watcher
+        .events()
+        .into_iter()
+        .find(|e| e.data["revision"] == revision)
+        .unwrap();
+    assert_eq!(event.data["type"], "update");
+    assert_eq!(event.data["path"], "/myapp/database/host");
+    assert_eq!(event.data["value"], "new-host");
+    assert_eq!(event.data["old_value"], "old-host");
+    assert_eq!(event.data["version"], 2);
+    assert_eq!(event.id, Some(revision));
+
+    // gRPC on the same port: the watch saw both commits in order, and Get serves the value.
+    let mut revisions = Vec::new();
+    while revisions.len() < 2 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if !message.events.is_empty() {
+            revisions.push(message.revision);
+        }
+    }
+    assert_eq!(
+        revisions,
+        vec![first["revision"].as_i64().unwrap(), revision]
+    );
+    let got = grpc
+        .get(GetRequest {
+            path: "/myapp/database/host".into(),
+            env: None,
+            version: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = got.entry.unwrap();
+    assert_eq!(entry.value, "\"new-host\"");
+    assert_eq!(entry.version, 2);
+    // The edge's own HTTP routes are under /edge.
+    let edge = curl(&[&format!(
+        "{}/edge/api/config/myapp/database/host",
+        dev.base()
+    )]);
+    assert_eq!(edge["value"], "new-host");
+}

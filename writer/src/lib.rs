@@ -182,8 +182,13 @@ impl Writer {
 
     /// The REST API (with `LIST` mapped to `GET …?list=true`).
     pub fn router(&self) -> axum::Router {
-        api::router(self.state.clone())
-            .layer(tower::util::MapRequestLayer::new(api::rewrite_list_method))
+        // The rewrite must run before routing (axum routes only standard methods), so the whole
+        // router goes behind it as one service.
+        let inner = api::router(self.state.clone());
+        axum::Router::new().fallback_service(tower::util::MapRequest::new(
+            inner,
+            api::rewrite_list_method,
+        ))
     }
 
     /// Stops the background tasks, the replication endpoint and gossip; returns once the store

@@ -410,7 +410,8 @@ async fn propagation_is_measured_and_edges_are_listed() {
     );
     let edge_json = &body["edges"][0];
     assert_eq!(edge_json["id"], "edge-g");
-    assert_eq!(edge_json["state"], "connected");
+    assert_eq!(edge_json["state"], "alive");
+    assert_eq!(edge_json["replication"], "connected");
     assert_eq!(edge_json["region"], "test-region");
     assert_eq!(edge_json["lag"], 0);
     assert_eq!(body["revision"].as_i64(), Some(revision));
@@ -433,7 +434,7 @@ async fn propagation_is_measured_and_edges_are_listed() {
     edge.stop().await;
     let gone = wait_until(WAIT, move || {
         let w = writer;
-        async move { edges(w).await["edges"][0]["state"] == "disconnected" }
+        async move { edges(w).await["edges"][0]["replication"] == "disconnected" }
     })
     .await;
     assert!(gone, "a stopped edge is listed as disconnected");
@@ -509,7 +510,7 @@ async fn an_edge_that_stops_reading_is_cut_off() {
     }
     let writer: &TestWriter = &w;
     let gone = wait_until(WAIT, move || async move {
-        edges(writer).await["edges"][0]["state"] == "disconnected"
+        edges(writer).await["edges"][0]["replication"] == "disconnected"
     })
     .await;
     assert!(gone, "the slow edge is listed as disconnected");

@@ -377,3 +377,52 @@ async fn restarted_edge_serves_its_disk_snapshot_while_the_writer_is_down() {
         .unwrap();
     assert_eq!(health["stale"], false, "{health}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_committed_while_the_writer_was_away_reach_watchers_as_deltas() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start();
+    let certs = Certs::make(dir.path());
+    let mut writer = Writer::start(&etcd, &certs, dir.path()).await;
+    let edge = Edge::start("edge-a", &writer, &certs, dir.path()).await;
+    let http = reqwest::Client::new();
+    let watcher = SseWatcher::start(format!("{}/api/config/away?watch=true", edge.base()));
+    let mut revisions = vec![put(&http, &writer.base(), "/away/k", json!(0)).await];
+    let first = revisions[0];
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            watcher.changes().iter().any(|c| c.0 == first)
+        })
+        .await
+    );
+
+    // The replicating writer goes away; another writer (no replication) commits to the same etcd.
+    writer.kill();
+    let endpoint = format!("etcd://{}", etcd.endpoint());
+    let other = SetpointProcess::start(&["writer", "--store", &endpoint], dir.path()).await;
+    for i in 1..=5 {
+        revisions.push(put(&http, &other.base(), "/away/k", json!(i)).await);
+    }
+    other.terminate();
+    writer.restart(dir.path()).await;
+
+    let all = wait_until(Duration::from_secs(20), || {
+        let want = revisions.clone();
+        let watcher = &watcher;
+        async move {
+            let mut got: Vec<i64> = watcher.changes().iter().map(|c| c.0).collect();
+            got.dedup();
+            got == want
+        }
+    })
+    .await;
+    assert!(
+        all,
+        "watcher saw {:?}, want {revisions:?}",
+        watcher.changes()
+    );
+    assert!(
+        watcher.events().iter().all(|e| e.data["type"] != "reset"),
+        "the restarted writer replays the store's history instead of sending a snapshot"
+    );
+}

@@ -185,14 +185,38 @@ impl Feed {
         (rx, start)
     }
 
-    /// Replaces everything with a fresh load at `snapshot.revision()`.
-    fn reset(&self, snapshot: Snapshot) {
+    /// Replaces everything with a fresh load at `snapshot.revision()`. `history` holds the
+    /// store's own batches after `history_base` up to the load (see [`backfill`]), so an edge that
+    /// was a little behind when this writer (re)started still resumes by delta.
+    fn reset(&self, snapshot: Snapshot, history_base: Revision, history: Vec<Batch>) {
         let mut state = self.lock();
         state.revision = snapshot.revision();
         state.ring_base = snapshot.revision();
         state.snapshot = snapshot;
         state.ring.clear();
         state.ring_bytes = 0;
+        let mut ring = VecDeque::with_capacity(history.len());
+        let mut ring_bytes = 0;
+        let mut complete = true;
+        for batch in history.iter().filter(|b| !b.changes.is_empty()) {
+            match frames::encode(&Frame::Batch(WireBatch::from_batch(batch))) {
+                Ok(frame) => {
+                    ring_bytes += frame.len();
+                    ring.push_back(Arc::new(FeedBatch {
+                        revision: batch.revision,
+                        seen: Instant::now(),
+                        frame: Bytes::from(frame),
+                    }));
+                }
+                Err(_) => complete = false,
+            }
+        }
+        let fits = ring.len() <= self.limits.ring_batches && ring_bytes <= self.limits.ring_bytes;
+        if complete && fits && history_base < state.revision {
+            state.ring = ring;
+            state.ring_bytes = ring_bytes;
+            state.ring_base = history_base;
+        }
         let _ = self.events.send(FeedEvent::Reset);
         drop(state);
         self.loaded.send_replace(true);
@@ -289,13 +313,23 @@ async fn follow(feed: Arc<Feed>, store: Arc<dyn Store>, keys: Layout) {
     loop {
         if need_load {
             match load(store.as_ref(), &keys).await {
-                Ok(snapshot) => {
+                Ok((snapshot, last_change)) => {
+                    let (base, history) = backfill(
+                        store.as_ref(),
+                        &keys,
+                        snapshot.revision(),
+                        last_change,
+                        feed.limits.ring_batches,
+                    )
+                    .await;
                     tracing::info!(
                         revision = snapshot.revision(),
                         entries = snapshot.len(),
+                        history_from = base + 1,
+                        history_batches = history.len(),
                         "replication feed loaded"
                     );
-                    feed.reset(snapshot);
+                    feed.reset(snapshot, base, history);
                     need_load = false;
                 }
                 Err(err) => {
@@ -343,8 +377,65 @@ async fn follow(feed: Arc<Feed>, store: Arc<dyn Store>, keys: Layout) {
     }
 }
 
+/// How long the store's history replay may pause before the backfill gives up on it.
+const BACKFILL_IDLE: Duration = Duration::from_secs(2);
+
+/// The store's own batches of the last `revisions` revisions up to `loaded`, read from its watch
+/// history (DESIGN.md: deltas from the in-memory log, else from the store's watch), so an edge
+/// that was a little behind when this writer (re)started resumes by delta, not by snapshot.
+/// Returns the revision after which the history is complete, and the batches. Complete means
+/// the replay reached `last_change`, the newest config change at or before the load; otherwise
+/// (compacted, store error, replay stalled) it returns `(loaded, [])` and such edges get a
+/// snapshot, as before. Never a history with a hole.
+async fn backfill(
+    store: &dyn Store,
+    keys: &Layout,
+    loaded: Revision,
+    last_change: Revision,
+    revisions: usize,
+) -> (Revision, Vec<Batch>) {
+    let from = (loaded - revisions as Revision + 1).max(2);
+    if last_change < from {
+        // No config changed in the window: the ring is complete as it is (empty).
+        return (from - 1, Vec::new());
+    }
+    let mut stream = match store.watch(&keys.versions_root, from).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::debug!(%err, from, "no store history to backfill the ring");
+            return (loaded, Vec::new());
+        }
+    };
+    let mut history = Vec::new();
+    loop {
+        match tokio::time::timeout(BACKFILL_IDLE, stream.next()).await {
+            Ok(Some(Ok(batch))) if batch.revision <= loaded => {
+                let reached = batch.revision >= last_change;
+                history.push(to_batch(keys, &batch));
+                if reached {
+                    return (from - 1, history);
+                }
+            }
+            Ok(Some(Ok(_))) | Ok(None) | Err(_) => {
+                tracing::debug!(
+                    from,
+                    last_change,
+                    "store history replay incomplete; edges behind get a snapshot"
+                );
+                return (loaded, Vec::new());
+            }
+            Ok(Some(Err(err))) => {
+                tracing::debug!(%err, "store history replay failed");
+                return (loaded, Vec::new());
+            }
+        }
+    }
+}
+
 /// Every live config, read at one revision of the pointers.
-async fn load(store: &dyn Store, layout: &Layout) -> Result<Snapshot, FeedError> {
+/// Also returns the revision of the last config change at or before the load (the newest
+/// pointer write, tombstones included): the backfill knows it is complete once it has seen it.
+async fn load(store: &dyn Store, layout: &Layout) -> Result<(Snapshot, Revision), FeedError> {
     let keys = &layout.keys;
     let pointers = store
         .range(RangeRequest::prefix(
@@ -386,7 +477,16 @@ async fn load(store: &dyn Store, layout: &Layout) -> Result<Snapshot, FeedError>
             Err(err) => tracing::error!(%err, "skipping a corrupt version record"),
         }
     }
-    Ok(Snapshot::from_entries(pointers.revision, entries))
+    let last_change = pointers
+        .kvs
+        .iter()
+        .map(|kv| kv.mod_revision)
+        .max()
+        .unwrap_or(0);
+    Ok((
+        Snapshot::from_entries(pointers.revision, entries),
+        last_change,
+    ))
 }
 
 fn entry(

@@ -170,7 +170,7 @@ async fn get(http: reqwest::Client, url: String) -> bool {
 /// Writes the read set through the writer in batches, then waits for the edge to serve the last.
 async fn seed(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::Result<()> {
     let paths: Vec<usize> = (0..args.paths.max(1)).collect();
-    for chunk in paths.chunks(100) {
+    for chunk in paths.chunks(50) {
         let changes: Vec<serde_json::Value> = chunk
             .iter()
             .map(|i| serde_json::json!({"op": "put", "path": format!("/loadtest/e{run}/p{i}"), "value": {"n": i, "host": "db.internal", "port": 5432}}))

@@ -322,6 +322,34 @@ async fn batch_is_one_revision_all_or_nothing(backend: Backend) {
         "nothing of a rejected batch is written"
     );
 
+    // Too many changes for one store transaction is a clear 413, not a store error.
+    let changes: Vec<Value> = (0..65)
+        .map(|i| json!({"op": "put", "path": format!("/b/many/k{i}"), "value": i}))
+        .collect();
+    let response = w
+        .http
+        .post(w.url("/api/batch"))
+        .body(json!({ "changes": changes }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let changes: Vec<Value> = (0..64)
+        .map(|i| json!({"op": "put", "path": format!("/b/many/k{i}"), "value": i}))
+        .collect();
+    let response = w
+        .http
+        .post(w.url("/api/batch"))
+        .body(json!({ "changes": changes }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "64 changes fit etcd's default 128 operations"
+    );
+
     // A failed if_match rejects it too, and names the change.
     let response = w
         .http

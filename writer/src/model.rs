@@ -28,6 +28,10 @@ use crate::store::{
 };
 use records::{Keys, Meta, Pointer, VersionHeader};
 
+/// Most changes in one commit. Each change writes two keys, and etcd refuses transactions of
+/// more than 128 operations by default (`--max-txn-ops`).
+pub const MAX_BATCH_CHANGES: usize = 64;
+
 /// How many times a commit re-reads and retries after losing a compare to another writer.
 const COMMIT_ATTEMPTS: usize = 16;
 
@@ -207,6 +211,15 @@ impl Configs {
     ) -> Result<Committed, Error> {
         if changes.is_empty() {
             return Err(Error::bad_request("a batch needs at least one change"));
+        }
+        if changes.len() > MAX_BATCH_CHANGES {
+            return Err(Error::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "a batch holds at most {MAX_BATCH_CHANGES} changes; this one has {}",
+                    changes.len()
+                ),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (index, change) in changes.iter().enumerate() {

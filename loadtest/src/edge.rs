@@ -237,9 +237,10 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
                 env: None,
             };
             tokio::spawn(async move {
-                let mut stream = match client.watch(request).await {
-                    Ok(response) => response.into_inner(),
-                    Err(_) => {
+                let opened = tokio::time::timeout(Duration::from_secs(30), client.watch(request)).await;
+                let mut stream = match opened {
+                    Ok(Ok(response)) => response.into_inner(),
+                    _ => {
                         let _ = ready.send(false);
                         return;
                     }
@@ -254,8 +255,9 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
         let (sse, tx, ready) = (sse.clone(), tx.clone(), ready_tx.clone());
         let url = format!("{}/api/config{prefix}?watch=true", args.edge);
         tokio::spawn(async move {
-            let response = match sse.get(url).send().await {
-                Ok(r) if r.status().is_success() => r,
+            let opened = tokio::time::timeout(Duration::from_secs(30), sse.get(url).send()).await;
+            let response = match opened.ok().and_then(Result::ok) {
+                Some(r) if r.status().is_success() => r,
                 _ => {
                     let _ = ready.send(false);
                     return;
@@ -281,8 +283,13 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
     }
     drop(ready_tx);
     let (mut opened, mut failed) = (0, 0);
-    while let Some(ok) = ready_rx.recv().await {
-        if ok { opened += 1 } else { failed += 1 }
+    // Each watcher task keeps its sender for its whole life: count answers, not channel close.
+    while opened + failed < args.watchers {
+        match ready_rx.recv().await {
+            Some(true) => opened += 1,
+            Some(false) => failed += 1,
+            None => break,
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = args.edge_pid.and_then(rss_kib);

@@ -89,7 +89,10 @@ pub fn watch_response(message: &WatchMessage) -> pb::WatchResponse {
     match message {
         WatchMessage::Batch(batch) => pb::WatchResponse {
             revision: batch.revision,
-            events: batch.events.iter().map(event_message).collect(),
+            events: batch
+                .grpc
+                .get_or_init(|| batch.events.iter().map(event_message).collect())
+                .to_vec(),
             reset: false,
             state: Vec::new(),
         },

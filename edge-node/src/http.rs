@@ -268,13 +268,19 @@ pub fn sse_events(message: &WatchMessage) -> Vec<Result<SseEvent, Infallible>> {
 }
 
 fn batch_events(batch: &WatchBatch) -> Vec<Result<SseEvent, Infallible>> {
-    let last = batch.events.len().saturating_sub(1);
-    batch
-        .events
+    let payloads = batch.sse.get_or_init(|| {
+        batch
+            .events
+            .iter()
+            .map(|e| event_json(e).to_string())
+            .collect()
+    });
+    let last = payloads.len().saturating_sub(1);
+    payloads
         .iter()
         .enumerate()
-        .map(|(index, event)| {
-            let sse = SseEvent::default().data(event_json(event).to_string());
+        .map(|(index, payload)| {
+            let sse = SseEvent::default().data(payload);
             Ok(if index == last {
                 sse.id(batch.revision.to_string())
             } else {

@@ -34,11 +34,28 @@ use crate::holder::{HubMessage, SnapshotHolder};
 /// Messages a watcher's queue holds before it is cut off with a reset.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
 
-/// The changes of one commit batch below a watcher's prefixes, in the batch's order.
+/// The changes of one commit batch below a watcher's prefixes, in the batch's order. Shared
+/// (`Arc`) by every watcher of the same prefix; each wire encoding is computed once, by the
+/// first watcher that needs it, and reused by all the others.
 #[derive(Debug)]
 pub struct WatchBatch {
     pub revision: Revision,
     pub events: Vec<Event>,
+    /// SSE `data:` payloads, one per event.
+    pub sse: std::sync::OnceLock<Arc<[String]>>,
+    /// gRPC events, one per event.
+    pub grpc: std::sync::OnceLock<Arc<[setpoint_proto::edge::v1::Event]>>,
+}
+
+impl WatchBatch {
+    pub fn new(revision: Revision, events: Vec<Event>) -> WatchBatch {
+        WatchBatch {
+            revision,
+            events,
+            sse: Default::default(),
+            grpc: Default::default(),
+        }
+    }
 }
 
 /// The complete current state of a watcher's prefixes at `revision`.
@@ -297,10 +314,10 @@ fn deliver(inner: &Inner, batch: &AppliedBatch) {
         }
     }
     let select = |indices: &[usize]| {
-        Arc::new(WatchBatch {
-            revision: batch.revision,
-            events: indices.iter().map(|&i| batch.events[i].clone()).collect(),
-        })
+        Arc::new(WatchBatch::new(
+            batch.revision,
+            indices.iter().map(|&i| batch.events[i].clone()).collect(),
+        ))
     };
     let mut single: Vec<(u64, Arc<WatchBatch>)> = Vec::new();
     let mut merged: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -424,12 +441,7 @@ impl Watcher {
             .filter(|e| self.prefixes.iter().any(|p| e.path.starts_with(p)))
             .cloned()
             .collect();
-        (!events.is_empty()).then(|| {
-            Arc::new(WatchBatch {
-                revision: batch.revision,
-                events,
-            })
-        })
+        (!events.is_empty()).then(|| Arc::new(WatchBatch::new(batch.revision, events)))
     }
 
     /// Drops what is pending and restarts from the current snapshot. Runs under the hub's lock so

@@ -237,7 +237,8 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
                 env: None,
             };
             tokio::spawn(async move {
-                let opened = tokio::time::timeout(Duration::from_secs(30), client.watch(request)).await;
+                let opened =
+                    tokio::time::timeout(Duration::from_secs(30), client.watch(request)).await;
                 let mut stream = match opened {
                     Ok(Ok(response)) => response.into_inner(),
                     _ => {

@@ -52,7 +52,8 @@ pub struct EdgeArgs {
     /// Edge gRPC endpoint (e.g. http://127.0.0.1:8000); enables the gRPC Get runs.
     #[arg(long)]
     pub grpc: Option<String>,
-    /// gRPC channels (HTTP/2 connections) for the gRPC runs.
+    /// gRPC channels (HTTP/2 connections) for the gRPC runs. The edge allows 200 concurrent
+    /// streams per connection (hyper's default), so N gRPC watchers need N / 200 channels.
     #[arg(long, default_value_t = 8)]
     pub grpc_channels: usize,
     /// How watchers connect: `sse` (one HTTP/1.1 connection each) or `grpc` (streams
@@ -298,7 +299,7 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
     println!("{kind} watchers: {opened} open, {failed} failed to open");
     if let (Some(b), Some(a)) = (before, after) {
         println!(
-            "edge RSS {b} KiB -> {a} KiB: {:.2} KiB per SSE watcher",
+            "edge RSS {b} KiB -> {a} KiB: {:.2} KiB per {kind} watcher",
             (a.saturating_sub(b)) as f64 / opened.max(1) as f64
         );
     }

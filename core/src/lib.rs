@@ -9,6 +9,7 @@
 //! property-tested and fuzzed without a runtime.
 
 pub mod diff;
+pub mod error;
 pub mod path;
 pub mod retention;
 pub mod snapshot;

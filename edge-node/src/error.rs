@@ -7,44 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    BadRequest,
-    InvalidPath,
-    NotFound,
-    Unimplemented,
-    Internal,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::InvalidPath => "invalid_path",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Unimplemented => "unimplemented",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidPath => StatusCode::BAD_REQUEST,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    pub fn grpc(self) -> tonic::Code {
-        match self {
-            ErrorCode::BadRequest | ErrorCode::InvalidPath => tonic::Code::InvalidArgument,
-            ErrorCode::NotFound => tonic::Code::NotFound,
-            ErrorCode::Unimplemented => tonic::Code::Unimplemented,
-            ErrorCode::Internal => tonic::Code::Internal,
-        }
-    }
-}
+pub use setpoint_core::error::ErrorCode;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {message}", code.as_str())]
@@ -94,7 +57,7 @@ impl From<setpoint_core::PathError> for ApiError {
 
 impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> tonic::Status {
-        tonic::Status::new(err.code.grpc(), err.message)
+        tonic::Status::new(setpoint_proto::grpc_code(err.code), err.message)
     }
 }
 
@@ -104,6 +67,11 @@ impl IntoResponse for ApiError {
         if let Some(details) = self.details {
             body["details"] = details;
         }
-        (self.code.status(), axum::Json(json!({ "error": body }))).into_response()
+        (
+            StatusCode::from_u16(self.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(json!({ "error": body })),
+        )
+            .into_response()
     }
 }

@@ -28,3 +28,24 @@ pub mod edge {
 /// The encoded `google.protobuf.FileDescriptorSet` of `proto/edge.proto` (imports included), for
 /// `tonic-reflection`'s `register_encoded_file_descriptor_set`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("edge_descriptor");
+
+/// The gRPC status code of each [`setpoint_core::error::ErrorCode`] (its HTTP status lives beside
+/// the code in core), so REST and gRPC answer the same error alike.
+pub fn grpc_code(code: setpoint_core::error::ErrorCode) -> tonic::Code {
+    use setpoint_core::error::ErrorCode;
+    match code {
+        ErrorCode::BadRequest
+        | ErrorCode::InvalidPath
+        | ErrorCode::InvalidValue
+        | ErrorCode::InvalidSchema => tonic::Code::InvalidArgument,
+        ErrorCode::NotFound => tonic::Code::NotFound,
+        ErrorCode::Conflict => tonic::Code::Aborted,
+        ErrorCode::PreconditionFailed | ErrorCode::ValidationFailed => {
+            tonic::Code::FailedPrecondition
+        }
+        ErrorCode::TooLarge => tonic::Code::ResourceExhausted,
+        ErrorCode::Unimplemented => tonic::Code::Unimplemented,
+        ErrorCode::StoreUnavailable => tonic::Code::Unavailable,
+        ErrorCode::Internal => tonic::Code::Internal,
+    }
+}

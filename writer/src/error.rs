@@ -1,7 +1,7 @@
 //! The writer's one error vocabulary.
 //!
-//! Every error carries an [`ErrorCode`] that fixes its HTTP status (and, once the edge's gRPC API
-//! exists, its gRPC code), a message for humans and optional structured details. REST handlers
+//! Every error carries an [`ErrorCode`] (shared with the edge, from `setpoint_core::error`) that
+//! fixes its HTTP status and its gRPC code, a message for humans and optional structured details. REST handlers
 //! return [`Error`]; it renders as `{"error": {"code", "message", "details"?}}`.
 
 use axum::http::StatusCode;
@@ -10,60 +10,10 @@ use serde_json::{Value, json};
 
 use crate::store::StoreError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// Malformed request: not JSON, unknown fields, bad query parameters.
-    BadRequest,
-    /// A path that breaks the path rules.
-    InvalidPath,
-    /// A value that cannot be parsed in its format (invalid YAML, text that is not a string).
-    InvalidValue,
-    /// A schema or validator list that cannot be compiled.
-    InvalidSchema,
-    NotFound,
-    /// Lost a race with concurrent writers too many times.
-    Conflict,
-    /// `If-Match` did not match the current version.
-    PreconditionFailed,
-    TooLarge,
-    /// Schema or validator violations; details list every one.
-    ValidationFailed,
-    StoreUnavailable,
-    Internal,
-}
+pub use setpoint_core::error::ErrorCode;
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::InvalidPath => "invalid_path",
-            ErrorCode::InvalidValue => "invalid_value",
-            ErrorCode::InvalidSchema => "invalid_schema",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PreconditionFailed => "precondition_failed",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::ValidationFailed => "validation_failed",
-            ErrorCode::StoreUnavailable => "store_unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::BadRequest
-            | ErrorCode::InvalidPath
-            | ErrorCode::InvalidValue
-            | ErrorCode::InvalidSchema => StatusCode::BAD_REQUEST,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
+fn status(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -162,6 +112,6 @@ impl IntoResponse for Error {
         if let Some(details) = self.details {
             body["details"] = details;
         }
-        (self.code.status(), axum::Json(json!({ "error": body }))).into_response()
+        (status(self.code), axum::Json(json!({ "error": body }))).into_response()
     }
 }

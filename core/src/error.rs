@@ -1,0 +1,64 @@
+//! Setpoint's one error vocabulary: every error any API returns has one [`ErrorCode`], which
+//! fixes its HTTP status here and its gRPC code in `setpoint_proto::grpc_code`, so the writer's
+//! REST API, the edge's HTTP API and the edge's gRPC API always agree.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Malformed request: not JSON, unknown fields, bad query parameters.
+    BadRequest,
+    /// A path that breaks the path rules.
+    InvalidPath,
+    /// A value that cannot be parsed in its format (invalid YAML, text that is not a string).
+    InvalidValue,
+    /// A schema or validator list that cannot be compiled.
+    InvalidSchema,
+    NotFound,
+    /// Lost a race with concurrent writers too many times.
+    Conflict,
+    /// `If-Match` did not match the current version.
+    PreconditionFailed,
+    TooLarge,
+    /// Schema or validator violations; details list every one.
+    ValidationFailed,
+    /// Not supported (yet) by this node.
+    Unimplemented,
+    StoreUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::InvalidValue => "invalid_value",
+            ErrorCode::InvalidSchema => "invalid_schema",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PreconditionFailed => "precondition_failed",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::Unimplemented => "unimplemented",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidPath
+            | ErrorCode::InvalidValue
+            | ErrorCode::InvalidSchema => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PreconditionFailed => 412,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::ValidationFailed => 422,
+            ErrorCode::Unimplemented => 501,
+            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}

@@ -130,6 +130,18 @@ async fn edges(w: &TestWriter) -> Value {
 }
 
 /// Drains the hub into (revision, number of changes) per batch; resets as (revision, -1).
+/// Drains until the message at `revision` is in (the holder publishes a batch just after making
+/// its revision visible, so a reader that saw the revision may be a moment early).
+async fn drain_until(rx: &mut broadcast::Receiver<HubMessage>, revision: i64) -> Vec<(i64, i64)> {
+    let mut out = drain(rx);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while out.last().map(|m| m.0) != Some(revision) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        out.extend(drain(rx));
+    }
+    out
+}
+
 fn drain(rx: &mut broadcast::Receiver<HubMessage>) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     while let Ok(message) = rx.try_recv() {
@@ -157,7 +169,11 @@ async fn snapshot_then_live_batches(backend: Backend) {
     let live = put(&w, "/app/three", json!("x")).await;
     edge.wait_for_revision(live).await;
     assert_eq!(edge.value("/app/three").as_deref(), Some("\"x\""));
-    assert_eq!(drain(&mut hub), vec![(live, 1)], "one live batch, no reset");
+    assert_eq!(
+        drain_until(&mut hub, live).await,
+        vec![(live, 1)],
+        "one live batch, no reset"
+    );
 
     // Deletes replicate as deletes.
     let response = w
@@ -211,7 +227,7 @@ async fn a_batch_of_three_changes_arrives_as_one_batch() {
         .as_i64()
         .unwrap();
     edge.wait_for_revision(revision).await;
-    assert_eq!(drain(&mut hub), vec![(revision, 3)]);
+    assert_eq!(drain_until(&mut hub, revision).await, vec![(revision, 3)]);
     assert_eq!(edge.value("/b/one").as_deref(), Some("1"));
     assert_eq!(edge.value("/b/old"), None);
     edge.stop().await;
@@ -242,7 +258,7 @@ async fn a_thousand_rapid_writes_arrive_in_order_and_complete() {
         last = last.max(writer.await.unwrap());
     }
     edge.wait_for_revision(last).await;
-    let batches = drain(&mut hub);
+    let batches = drain_until(&mut hub, last).await;
     assert_eq!(batches.len(), 1000, "one batch per commit");
     assert!(
         batches.windows(2).all(|p| p[0].0 < p[1].0),
@@ -280,7 +296,7 @@ async fn a_restarted_edge_resumes_by_delta_or_by_snapshot_when_too_far_behind() 
     let edge = TestEdge::start("edge-d", addr, &certs.edge, (*old).clone());
     let mut hub = edge.holder.subscribe();
     edge.wait_for_revision(last).await;
-    let got = drain(&mut hub);
+    let got = drain_until(&mut hub, last).await;
     assert_eq!(got.len(), 3, "three deltas: {got:?}");
     assert!(got.iter().all(|(_, n)| *n == 1), "no reset: {got:?}");
     edge.stop().await;

@@ -51,8 +51,25 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Other(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join("setpoint.redb");
-        let db = Database::create(&path)
-            .map_err(|e| StoreError::Other(format!("opening {}: {e}", path.display())))?;
+        // The file lock is released when the previous owner's last handle drops, which can
+        // trail its shutdown by a moment (a blocking call finishing on the blocking pool): wait
+        // up to 3 s for it instead of failing a restart. Only at startup.
+        let mut attempts = 0;
+        let db = loop {
+            match Database::create(&path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if attempts < 60 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(StoreError::Other(format!(
+                        "opening {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        };
         let wtx = db.begin_write().map_err(db_error)?;
         {
             let mut meta = wtx.open_table(META).map_err(db_error)?;

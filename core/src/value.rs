@@ -191,6 +191,31 @@ impl ParsedValue {
             Format::Yaml | Format::Text => serde_json::Value::String(self.stored.clone()),
         }
     }
+
+    /// [`ParsedValue::to_api_value`] without copying: serializes to the same JSON. For hot read
+    /// paths that render straight into a response body.
+    pub fn api_value(&self) -> ApiValue<'_> {
+        match self.format {
+            Format::Json => ApiValue::Json(&self.structured),
+            Format::Yaml | Format::Text => ApiValue::Text(&self.stored),
+        }
+    }
+}
+
+/// A borrowed view of a value as the API shows it (see [`ParsedValue::api_value`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ApiValue<'a> {
+    Json(&'a serde_json::Value),
+    Text(&'a str),
+}
+
+impl Serialize for ApiValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ApiValue::Json(value) => value.serialize(serializer),
+            ApiValue::Text(text) => serializer.serialize_str(text),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +223,21 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn borrowed_api_value_serializes_like_the_owned_one() {
+        for (value, format) in [
+            (json!({"a": [1, 2.5, "x"], "b": null}), None),
+            (json!("a: 1\nb: [x]\n"), Some(Format::Yaml)),
+            (json!("line\n\"quoted\""), Some(Format::Text)),
+        ] {
+            let parsed = ParsedValue::from_request(value, format).unwrap();
+            assert_eq!(
+                serde_json::to_string(&parsed.api_value()).unwrap(),
+                serde_json::to_string(&parsed.to_api_value()).unwrap()
+            );
+        }
+    }
 
     /// What a request should turn into: `(stored, structured, api value)`, or the error message.
     type Expected<'a> = Result<(&'a str, Value, Value), &'a str>;

@@ -50,7 +50,8 @@ fn parse_path(raw: &str, what: &str) -> Result<ConfigPath, Status> {
 }
 
 fn json_text(value: &setpoint_core::ParsedValue) -> String {
-    value.to_api_value().to_string()
+    // Serializing a JSON value or a string cannot fail.
+    serde_json::to_string(&value.api_value()).unwrap_or_default()
 }
 
 pub fn entry_message(entry: &Entry) -> pb::Entry {

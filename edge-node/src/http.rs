@@ -195,8 +195,27 @@ pub fn entry_json(entry: &Entry) -> Value {
     })
 }
 
+/// [`entry_json`]'s shape, serialized straight from the snapshot without copying the value.
+#[derive(serde::Serialize)]
+struct EntryBody<'a> {
+    path: &'a str,
+    value: setpoint_core::value::ApiValue<'a>,
+    format: &'static str,
+    version: Version,
+    revision: Revision,
+    updated_at: &'a str,
+}
+
 fn entry_response(entry: &Entry) -> Response {
-    let mut response = axum::Json(entry_json(entry)).into_response();
+    let body = EntryBody {
+        path: entry.path.as_str(),
+        value: entry.value.api_value(),
+        format: entry.value.format().as_str(),
+        version: entry.version,
+        revision: entry.revision,
+        updated_at: &entry.updated_at,
+    };
+    let mut response = axum::Json(body).into_response();
     response
         .headers_mut()
         .insert(header::ETAG, etag(entry.version));

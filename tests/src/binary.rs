@@ -63,18 +63,7 @@ impl SetpointProcess {
             log,
         };
         let url = format!("http://{}/healthz", process.addr);
-        let http = reqwest::Client::new();
-        let ok = crate::wait_until(Duration::from_secs(20), || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
-        .await;
+        let ok = crate::wait_healthy(&reqwest::Client::new(), &url, Duration::from_secs(20)).await;
         assert!(
             ok,
             "setpoint {args:?} did not become healthy; log:\n{}",

@@ -38,3 +38,14 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Polls `url` until it answers 2xx; false when `timeout` passes first.
+pub async fn wait_healthy(http: &reqwest::Client, url: &str, timeout: Duration) -> bool {
+    wait_until(timeout, || async move {
+        http.get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await
+}

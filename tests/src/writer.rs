@@ -87,18 +87,11 @@ impl TestWriter {
             shutdown: Some(tx),
             task: Some(task),
         };
-        let healthz = writer.url("/healthz");
-        let http = writer.http.clone();
-        let healthy = crate::wait_until(Duration::from_secs(10), || {
-            let http = http.clone();
-            let url = healthz.clone();
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        })
+        let healthy = crate::wait_healthy(
+            &writer.http,
+            &writer.url("/healthz"),
+            Duration::from_secs(10),
+        )
         .await;
         assert!(
             healthy,

@@ -991,6 +991,8 @@ async fn list_method_and_recursive_listing(backend: Backend) {
     put(&w, "/l/a", json!({"value": 1})).await;
     put(&w, "/l/a/deep", json!({"value": 2})).await;
     put(&w, "/l/b/c/d", json!({"value": 3})).await;
+    // `/l/a-b` sorts between `/l/a` and `/l/a/deep` in key order; `a` is still listed once.
+    put(&w, "/l/a-b", json!({"value": 4})).await;
     let list = Method::from_bytes(b"LIST").unwrap();
     let response = w
         .http
@@ -1000,7 +1002,7 @@ async fn list_method_and_recursive_listing(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["children"], json!(["a", "b"]));
+    assert_eq!(body["children"], json!(["a", "a-b", "b"]));
     let response = w
         .http
         .request(list, w.config_url("/l?recursive=true"))
@@ -1014,7 +1016,7 @@ async fn list_method_and_recursive_listing(backend: Backend) {
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, vec!["/l/a", "/l/a/deep", "/l/b/c/d"]);
+    assert_eq!(paths, vec!["/l/a", "/l/a-b", "/l/a/deep", "/l/b/c/d"]);
     // A path with a value and children: GET gives the value, list=true the children.
     let (_, value) = get(&w, "/l/a").await;
     assert_eq!(value["value"], 1);

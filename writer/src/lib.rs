@@ -255,9 +255,12 @@ async fn compaction_loop(configs: Arc<Configs>, metrics: Arc<Metrics>, config: W
             Ok(removed) => metrics.history_removed.inc_by(removed as u64),
             Err(err) => tracing::warn!(%err, "history retention pass failed; will retry"),
         }
-        match configs.compact_store(config.keep_store_revisions).await {
-            Ok(Some(revision)) if revision > compacted_to => compacted_to = revision,
-            Ok(_) => {}
+        match configs
+            .compact_store(config.keep_store_revisions, compacted_to)
+            .await
+        {
+            Ok(Some(revision)) => compacted_to = revision,
+            Ok(None) => {}
             Err(err) => tracing::debug!(%err, "store compaction skipped"),
         }
     }

@@ -428,7 +428,10 @@ impl Configs {
     pub async fn list(&self, prefix: &ConfigPath, recursive: bool) -> Result<Listing, Error> {
         let below = self.keys.pointers_below(prefix);
         let range = self.store.range(RangeRequest::prefix(&below)).await?;
-        let mut children: Vec<String> = Vec::new();
+        let depth = prefix.segments().count();
+        // Key order is not segment order (`/a/b-c` sorts between `/a/b` and `/a/b/x`): collect
+        // child names in a set, not by comparing neighbours.
+        let mut children = std::collections::BTreeSet::new();
         let mut entries = Vec::new();
         for kv in &range.kvs {
             let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
@@ -438,10 +441,8 @@ impl Configs {
             let Some(path) = self.keys.path_of_pointer(&kv.key) else {
                 continue;
             };
-            let rest = &kv.key[below.len()..];
-            let child = rest.split('/').next().unwrap_or(rest);
-            if children.last().map(String::as_str) != Some(child) {
-                children.push(child.to_owned());
+            if let Some(child) = path.segments().nth(depth) {
+                children.insert(child.to_owned());
             }
             if recursive {
                 entries.push(ListedEntry {
@@ -452,10 +453,9 @@ impl Configs {
                 });
             }
         }
-        children.dedup();
         Ok(Listing {
             revision: range.revision,
-            children,
+            children: children.into_iter().collect(),
             entries,
         })
     }

@@ -85,11 +85,16 @@ impl Configs {
         }
     }
 
-    /// Compacts the store's revision log, keeping the last `keep` revisions.
-    pub async fn compact_store(&self, keep: Revision) -> Result<Option<Revision>, Error> {
+    /// Compacts the store's revision log, keeping the last `keep` revisions; nothing to do when
+    /// that target is not past `done` (the last compaction).
+    pub async fn compact_store(
+        &self,
+        keep: Revision,
+        done: Revision,
+    ) -> Result<Option<Revision>, Error> {
         let current = self.store.current_revision().await?;
         let target = current - keep;
-        if target <= 1 {
+        if target <= done.max(1) {
             return Ok(None);
         }
         self.store.compact(target).await?;

@@ -11,14 +11,37 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-/// A loopback TCP port that was free a moment ago (bound to port 0, then released). Another
-/// process may take it before the caller binds it; tests accept that small race.
+/// A loopback port free for both TCP and UDP, taken from below the kernel's ephemeral range
+/// (32768–60999 on Linux). Setpoint binds UDP too (QUIC, gossip), and a port picked by binding
+/// port 0 is exactly what the kernel next hands to some client's ephemeral socket — CI once lost
+/// a gossip bind to that. Ports here are handed out once per test process (an atomic cursor
+/// starting at a PID-derived offset, so concurrent test binaries start apart) and checked free
+/// on both protocols before they are returned.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    listener
-        .local_addr()
-        .expect("local address of a bound listener")
-        .port()
+    use std::net::UdpSocket;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static CURSOR: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = CURSOR.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let offset = CURSOR.fetch_add(1, Ordering::SeqCst) % SPAN;
+        let port = u16::try_from(LOW + offset).expect("port range fits u16");
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no loopback port free for both TCP and UDP in {LOW}..{}",
+        LOW + SPAN
+    )
 }
 
 /// Polls `predicate` every 20 ms until it returns true; false when `timeout` passes first.

@@ -20,6 +20,13 @@ pub enum ErrorCode {
     TooLarge,
     /// Schema or validator violations; details list every one.
     ValidationFailed,
+    /// A read could not be resolved: missing or cyclic `${VAR}` references, malformed
+    /// references, unknown secrets; details name each one (never a secret value).
+    ResolutionFailed,
+    /// The caller may not do this (e.g. read resolved secrets without `secrets:read`).
+    Forbidden,
+    /// The secret provider (Vault/OpenBao) could not be reached or refused this node.
+    SecretsUnavailable,
     /// Not supported (yet) by this node.
     Unimplemented,
     StoreUnavailable,
@@ -38,6 +45,9 @@ impl ErrorCode {
             ErrorCode::PreconditionFailed => "precondition_failed",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::ResolutionFailed => "resolution_failed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::Unimplemented => "unimplemented",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Internal => "internal",
@@ -55,7 +65,9 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::TooLarge => 413,
-            ErrorCode::ValidationFailed => 422,
+            ErrorCode::ValidationFailed | ErrorCode::ResolutionFailed => 422,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::SecretsUnavailable => 503,
             ErrorCode::Unimplemented => 501,
             ErrorCode::StoreUnavailable => 503,
             ErrorCode::Internal => 500,

@@ -2,17 +2,22 @@
 //!
 //! Owns what a configuration *is*: validated paths ([`path`]), values and their formats
 //! ([`value`]), schema and validator checks ([`validate`]), version diffs ([`diff`]) and
-//! history retention decisions ([`retention`]).
+//! history retention decisions ([`retention`]), environments ([`env`]) and effective values
+//! ([`resolve`]), `${VAR}`/`${secret:…}` substitution ([`substitute`]) and bundles ([`export`]).
 //!
 //! Architecture invariant: this crate does no I/O. No tokio, no sockets, no files, no clock —
 //! time is passed in as plain numbers. That keeps every function here deterministic, so it can be
 //! property-tested and fuzzed without a runtime.
 
 pub mod diff;
+pub mod env;
 pub mod error;
+pub mod export;
 pub mod path;
+pub mod resolve;
 pub mod retention;
 pub mod snapshot;
+pub mod substitute;
 pub mod validate;
 pub mod value;
 

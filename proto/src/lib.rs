@@ -40,12 +40,15 @@ pub fn grpc_code(code: setpoint_core::error::ErrorCode) -> tonic::Code {
         | ErrorCode::InvalidSchema => tonic::Code::InvalidArgument,
         ErrorCode::NotFound => tonic::Code::NotFound,
         ErrorCode::Conflict => tonic::Code::Aborted,
-        ErrorCode::PreconditionFailed | ErrorCode::ValidationFailed => {
+        ErrorCode::PreconditionFailed
+        | ErrorCode::ValidationFailed
+        | ErrorCode::ResolutionFailed => {
             tonic::Code::FailedPrecondition
         }
         ErrorCode::TooLarge => tonic::Code::ResourceExhausted,
         ErrorCode::Unimplemented => tonic::Code::Unimplemented,
-        ErrorCode::StoreUnavailable => tonic::Code::Unavailable,
+        ErrorCode::StoreUnavailable | ErrorCode::SecretsUnavailable => tonic::Code::Unavailable,
+        ErrorCode::Forbidden => tonic::Code::PermissionDenied,
         ErrorCode::Internal => tonic::Code::Internal,
     }
 }

@@ -14,6 +14,7 @@ pub mod env;
 pub mod error;
 pub mod export;
 pub mod path;
+pub mod read;
 pub mod resolve;
 pub mod retention;
 pub mod snapshot;

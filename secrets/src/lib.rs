@@ -14,6 +14,8 @@
 //!   token, or AppRole (`POST /v1/auth/approle/login`, re-login before the token's lease ends).
 //!   Values are cached for a short TTL per (environment, name).
 
+pub mod serve;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

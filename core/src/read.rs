@@ -1,0 +1,394 @@
+//! One environment-aware read, shared by the writer and the edges so both answer alike:
+//! `?env=E`, `?resolve=true`, `?explain=true`, `?format=json|yaml|dotenv|k8s-configmap|k8s-secret`
+//! (with `?name=` for Kubernetes objects).
+//!
+//! A read runs in two steps because secrets are fetched by the caller (I/O) in between:
+//! [`plan`] decides what the answer is made of and which secrets it needs; the caller checks
+//! the permission and fetches exactly those; [`Plan::render`] substitutes and renders the body.
+//! A read that needs no secret never reaches the secret provider.
+//!
+//! What each query answers (the path is a base path, never `/env/…`):
+//! - `env` only (or `explain`): the path's effective value as an entry
+//!   `{path, environment, value, format, version, revision, updated_at, source}` — `version` and
+//!   `source` are the most specific contributing layer's; `explain=true` adds `provenance` (for
+//!   every key, which path and version it came from) and `sources`. On a prefix without a value:
+//!   the children that exist in that environment.
+//! - `resolve=true`: the same entry with `${…}` substituted; on a prefix without a value, the
+//!   subtree as one object of substituted effective values (`{"host": …, "password": …}`).
+//! - `format=…`: the subtree at and below the path, resolved, as a bundle. A ConfigMap never
+//!   contains a secret-bearing value and so never fetches secrets; a Secret holds only those.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::env::{self, Chain, EnvError, Environments};
+use crate::error::ErrorCode;
+use crate::export::{self, ExportError, ExportFormat, Item};
+use crate::resolve::{self, Effective};
+use crate::snapshot::Snapshot;
+use crate::substitute::{self, Problem};
+use crate::{ConfigPath, Format, Revision};
+
+/// The query parameters of an environment-aware read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadQuery {
+    pub env: Option<String>,
+    pub resolve: bool,
+    pub explain: bool,
+    pub format: Option<ExportFormat>,
+    /// Kubernetes object name for `k8s-configmap` / `k8s-secret`.
+    pub name: Option<String>,
+}
+
+impl ReadQuery {
+    /// True when none of the environment-aware parameters is given: a plain read.
+    pub fn is_plain(&self) -> bool {
+        self.env.is_none() && !self.resolve && !self.explain && self.format.is_none()
+    }
+}
+
+/// Why a read failed; the servers turn it into their error body / gRPC status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl Failure {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+}
+
+impl From<EnvError> for Failure {
+    fn from(error: EnvError) -> Failure {
+        let code = match &error {
+            EnvError::Unknown { .. } => ErrorCode::NotFound,
+            EnvError::InvalidName { .. } => ErrorCode::BadRequest,
+            _ => ErrorCode::ResolutionFailed,
+        };
+        Failure::new(code, error.to_string())
+    }
+}
+
+impl From<ExportError> for Failure {
+    fn from(error: ExportError) -> Failure {
+        let code = match &error {
+            ExportError::InvalidName { .. } => ErrorCode::BadRequest,
+            ExportError::TooLarge { .. } => ErrorCode::TooLarge,
+            ExportError::KeyCollision { .. } | ExportError::NulInValue { .. } => {
+                ErrorCode::ResolutionFailed
+            }
+        };
+        Failure::new(code, error.to_string())
+    }
+}
+
+fn problems_failure(problems: Vec<Problem>) -> Failure {
+    let names: Vec<String> = problems.iter().map(|p| p.reference.clone()).collect();
+    Failure {
+        code: ErrorCode::ResolutionFailed,
+        message: format!(
+            "{} reference(s) could not be resolved: {}",
+            problems.len(),
+            names.join(", ")
+        ),
+        details: Some(json!({ "problems": problems })),
+    }
+}
+
+enum Target {
+    Entry(Box<Effective>),
+    Tree(Vec<Effective>),
+    Children(Vec<String>),
+    Bundle {
+        items: Vec<(Effective, bool)>,
+        format: ExportFormat,
+        name: String,
+    },
+}
+
+/// What a read will answer, before secrets are fetched.
+pub struct Plan {
+    path: ConfigPath,
+    chain: Chain,
+    resolve: bool,
+    explain: bool,
+    target: Target,
+    secrets: BTreeSet<String>,
+    revision: Revision,
+}
+
+/// The rendered answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// The snapshot's revision the answer was computed from.
+    pub revision: Revision,
+}
+
+/// Decides the answer to `query` on `path` from `snapshot`.
+pub fn plan(snapshot: &Snapshot, path: &ConfigPath, query: &ReadQuery) -> Result<Plan, Failure> {
+    if env::is_reserved(path) {
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            format!(
+                "{path} is under /env: read the base path with ?env=… to resolve it, or read the override itself without env, resolve, explain or format"
+            ),
+        ));
+    }
+    let chain = match &query.env {
+        Some(name) => Environments::from_snapshot(snapshot).chain(name)?,
+        None => Chain::base(),
+    };
+    let is_secret = |effective: &Effective| {
+        !substitute::secret_names(&effective.value, &chain).is_empty()
+    };
+    let mut secrets = BTreeSet::new();
+    let target = if let Some(format) = query.format {
+        let items = resolve::effective_below(snapshot, &chain, path);
+        if items.is_empty() {
+            return Err(nothing_at(path, &chain));
+        }
+        let name = match format {
+            ExportFormat::ConfigMap | ExportFormat::Secret => {
+                export::resource_name(path, query.name.as_deref())?
+            }
+            _ => String::new(),
+        };
+        let items: Vec<(Effective, bool)> = items
+            .into_iter()
+            .map(|effective| {
+                let secret = is_secret(&effective);
+                (effective, secret)
+            })
+            .collect();
+        for (effective, secret) in &items {
+            let wanted = match format {
+                ExportFormat::ConfigMap => false,
+                ExportFormat::Secret => *secret,
+                _ => true,
+            };
+            if wanted {
+                secrets.extend(substitute::secret_names(&effective.value, &chain));
+            }
+        }
+        Target::Bundle {
+            items,
+            format,
+            name,
+        }
+    } else if let Some(effective) = resolve::effective(snapshot, &chain, path) {
+        if query.resolve {
+            secrets.extend(substitute::secret_names(&effective.value, &chain));
+        }
+        Target::Entry(Box::new(effective))
+    } else if query.resolve {
+        let items = resolve::effective_below(snapshot, &chain, path);
+        if items.is_empty() {
+            return Err(nothing_at(path, &chain));
+        }
+        for effective in &items {
+            secrets.extend(substitute::secret_names(&effective.value, &chain));
+        }
+        Target::Tree(items)
+    } else {
+        let children = resolve::children(snapshot, &chain, path);
+        if children.is_empty() && !path.is_root() {
+            return Err(nothing_at(path, &chain));
+        }
+        Target::Children(children)
+    };
+    Ok(Plan {
+        path: path.clone(),
+        chain,
+        resolve: query.resolve,
+        explain: query.explain,
+        target,
+        secrets,
+        revision: snapshot.revision(),
+    })
+}
+
+fn nothing_at(path: &ConfigPath, chain: &Chain) -> Failure {
+    let place = chain
+        .name()
+        .map_or_else(|| "without an environment".to_owned(), |e| format!("in environment {e}"));
+    Failure::new(
+        ErrorCode::NotFound,
+        format!("{path} holds no value and has no children {place}"),
+    )
+}
+
+/// The value as the API shows it after substitution.
+fn shown_value(effective: &Effective, substituted: &Value) -> Value {
+    if substituted == &effective.value {
+        return effective.api_value();
+    }
+    match effective.format {
+        Format::Yaml => serde_yaml_ng::to_string(substituted)
+            .map(Value::String)
+            .unwrap_or_else(|_| effective.api_value()),
+        Format::Json | Format::Text => substituted.clone(),
+    }
+}
+
+impl Plan {
+    /// Secrets the answer needs (`name` or `name#field`), for the caller to fetch.
+    pub fn secret_names(&self) -> &BTreeSet<String> {
+        &self.secrets
+    }
+
+    /// The requested environment, for the secret provider's path template.
+    pub fn environment(&self) -> Option<&str> {
+        self.chain.name()
+    }
+
+    /// Substitutes and renders; `secrets` holds a value for every name of [`Plan::secret_names`].
+    pub fn render(&self, secrets: &BTreeMap<String, String>) -> Result<Rendered, Failure> {
+        let substitute = |effective: &Effective| {
+            substitute::substitute(
+                &effective.value,
+                &self.chain,
+                secrets,
+                effective.path.as_str(),
+            )
+        };
+        let (content_type, body) = match &self.target {
+            Target::Entry(effective) => {
+                let value = if self.resolve {
+                    shown_value(effective, &substitute(effective).map_err(problems_failure)?)
+                } else {
+                    effective.api_value()
+                };
+                let top = effective.sources.first();
+                let mut body = json!({
+                    "path": effective.path.as_str(),
+                    "value": value,
+                    "format": effective.format.as_str(),
+                    "version": top.map(|s| s.version),
+                    "revision": top.map(|s| s.revision),
+                    "updated_at": top.map(|s| s.updated_at.clone()),
+                    "source": top.map(|s| s.path.clone()),
+                    "resolved": self.resolve,
+                });
+                if let Some(name) = self.chain.name() {
+                    body["environment"] = json!(name);
+                }
+                if self.explain {
+                    body["provenance"] = effective.explain();
+                    body["sources"] = json!(effective.sources);
+                }
+                ("application/json", json_bytes(&body))
+            }
+            Target::Tree(items) => {
+                let values = self.substitute_all(items.iter().map(|e| (e, true)), secrets)?;
+                let tree = resolve::tree(&self.path, values);
+                ("application/json", json_bytes(&tree))
+            }
+            Target::Children(children) => {
+                let mut body = json!({
+                    "path": self.path.as_str(),
+                    "children": children,
+                    "revision": self.revision,
+                });
+                if let Some(name) = self.chain.name() {
+                    body["environment"] = json!(name);
+                }
+                ("application/json", json_bytes(&body))
+            }
+            Target::Bundle {
+                items,
+                format,
+                name,
+            } => {
+                let wanted = |secret: bool| match format {
+                    ExportFormat::ConfigMap => !secret,
+                    ExportFormat::Secret => secret,
+                    _ => true,
+                };
+                let values = self.substitute_all(
+                    items.iter().map(|(e, secret)| (e, wanted(*secret))),
+                    secrets,
+                )?;
+                let export_items: Vec<Item> = items
+                    .iter()
+                    .zip(values.iter())
+                    .map(|((effective, secret), (_, value))| Item {
+                        path: effective.path.clone(),
+                        format: effective.format,
+                        value: value.clone(),
+                        secret: *secret,
+                    })
+                    .collect();
+                let body = match format {
+                    ExportFormat::Json => {
+                        let tree = resolve::tree(&self.path, values);
+                        let mut text = serde_json::to_vec_pretty(&tree).unwrap_or_default();
+                        text.push(b'\n');
+                        text
+                    }
+                    ExportFormat::Yaml => {
+                        let tree = resolve::tree(&self.path, values);
+                        serde_yaml_ng::to_string(&tree)
+                            .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?
+                            .into_bytes()
+                    }
+                    ExportFormat::Dotenv => export::dotenv(&export_items)?.into_bytes(),
+                    ExportFormat::ConfigMap => {
+                        export::config_map(name, &export_items)?.into_bytes()
+                    }
+                    ExportFormat::Secret => export::secret(name, &export_items)?.into_bytes(),
+                };
+                (format.content_type(), body)
+            }
+        };
+        Ok(Rendered {
+            content_type,
+            body,
+            revision: self.revision,
+        })
+    }
+
+    /// Substitutes every item marked wanted (others keep their raw value), collecting every
+    /// problem of every item before failing.
+    fn substitute_all<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a Effective, bool)>,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<Vec<(ConfigPath, Value)>, Failure> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for (effective, wanted) in items {
+            if !wanted {
+                out.push((effective.path.clone(), effective.value.clone()));
+                continue;
+            }
+            match substitute::substitute(
+                &effective.value,
+                &self.chain,
+                secrets,
+                effective.path.as_str(),
+            ) {
+                Ok(value) => out.push((effective.path.clone(), value)),
+                Err(found) => problems.extend(found),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems_failure(problems))
+        }
+    }
+}
+
+fn json_bytes(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}

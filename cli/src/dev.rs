@@ -62,12 +62,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut config = WriterConfig::new(StoreSpec::Embedded {
         dir: args.data_dir.clone(),
     });
-    args.common.apply(&mut config);
+    // No access control yet: `setpoint dev` is the one mode that resolves secrets, for
+    // every caller, and it says so.
+    args.common.apply(&mut config, true)?;
+    if config.secrets.provider.kind() != "none" {
+        tracing::warn!(
+            provider = config.secrets.provider.kind(),
+            "setpoint dev resolves ${{secret:…}} references for every caller (no access control in dev mode)"
+        );
+    }
+    let secrets = config.secrets.clone();
     config.replication = Some(ReplicationConfig::new(args.listen, writer_tls));
     let writer = Writer::start(config).await?;
 
     let edge = Edge::new(EdgeConfig {
         data_dir: Some(args.data_dir.join("edge")),
+        secrets,
         ..EdgeConfig::default()
     })?;
     let loopback = if args.listen.ip().is_unspecified() {

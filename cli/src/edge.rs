@@ -41,6 +41,8 @@ pub struct EdgeArgs {
     join: Vec<SocketAddr>,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    secrets: crate::secrets::SecretArgs,
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -57,8 +59,14 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let secrets = setpoint_secrets::serve::SecretAccess {
+        provider: args.secrets.provider()?,
+        allowed: false,
+    };
+    crate::warn_secrets_refused(&secrets);
     let edge = Edge::new(EdgeConfig {
         data_dir: Some(args.data_dir.clone()),
+        secrets,
         ..EdgeConfig::default()
     })?;
     let gossip = match args.gossip {

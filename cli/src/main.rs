@@ -8,12 +8,14 @@ use std::time::Duration;
 
 mod dev;
 mod edge;
+mod secrets;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use setpoint_cluster::gossip::{GossipConfig, NodeInfo, Role};
 use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::retention::Rule;
+use setpoint_secrets::serve::SecretAccess;
 use setpoint_writer::replication::ReplicationConfig;
 use setpoint_writer::{StoreSpec, WriterConfig};
 
@@ -144,6 +146,16 @@ pub struct CommonArgs {
     /// Deadline of each store call in milliseconds; past it a request answers 503.
     #[arg(long, env = "SETPOINT_STORE_TIMEOUT_MS", default_value_t = 2000)]
     store_timeout_ms: u64,
+    /// Environments created on first start (a deleted one is not re-created), comma-separated.
+    #[arg(
+        long,
+        env = "SETPOINT_ENVIRONMENTS",
+        value_delimiter = ',',
+        default_value = "dev,staging,prod"
+    )]
+    environments: Vec<String>,
+    #[command(flatten)]
+    pub secrets: secrets::SecretArgs,
 }
 
 fn parse_rule(input: &str) -> Result<Rule, String> {
@@ -151,10 +163,21 @@ fn parse_rule(input: &str) -> Result<Rule, String> {
 }
 
 impl CommonArgs {
-    pub fn apply(self, config: &mut WriterConfig) {
+    /// Applies the flags; `secrets_allowed` says whether reads may resolve secrets.
+    pub fn apply(self, config: &mut WriterConfig, secrets_allowed: bool) -> anyhow::Result<()> {
+        config.secrets = SecretAccess {
+            provider: self.secrets.provider()?,
+            allowed: secrets_allowed,
+        };
+        config.default_environments = self
+            .environments
+            .into_iter()
+            .filter(|e| !e.trim().is_empty())
+            .collect();
         config.retention = self.retention;
         config.compaction_interval = Duration::from_secs(self.compaction_interval_secs.max(1));
         config.store_timeout = Duration::from_millis(self.store_timeout_ms.max(1));
+        Ok(())
     }
 }
 
@@ -199,10 +222,22 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
+/// Outside `setpoint dev`, reads that need secrets are refused until access control exists.
+pub fn warn_secrets_refused(access: &SecretAccess) {
+    if access.provider.kind() != "none" {
+        tracing::warn!(
+            provider = access.provider.kind(),
+            "reads that resolve ${{secret:…}} are refused on this node until access control \
+             (secrets:read) exists; only `setpoint dev` resolves them"
+        );
+    }
+}
+
 async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     let mut config = WriterConfig::new(args.store);
     config.store_prefix = args.store_prefix;
-    args.common.apply(&mut config);
+    args.common.apply(&mut config, false)?;
+    warn_secrets_refused(&config.secrets);
     if let Some(tls) = args.tls.optional()? {
         config.replication = Some(ReplicationConfig::new(
             args.replication_listen.unwrap_or(args.listen),

@@ -216,7 +216,8 @@ impl Environments {
     /// Reads the definitions held in a snapshot. A definition that does not parse (written
     /// around the API) is left out, as if undefined.
     pub fn from_snapshot(snapshot: &Snapshot) -> Environments {
-        let root = ConfigPath::parse(&format!("/{ENV_SEGMENT}")).unwrap_or_else(|_| ConfigPath::root());
+        let root =
+            ConfigPath::parse(&format!("/{ENV_SEGMENT}")).unwrap_or_else(|_| ConfigPath::root());
         let mut by_name = BTreeMap::new();
         for name in snapshot.children(&root) {
             let Ok(path) = definition_path(&name) else {
@@ -374,9 +375,16 @@ mod tests {
     #[test]
     fn cycles_are_refused_with_the_cycle_named() {
         let envs = three_levels();
-        let error = envs.check_update("prod", &env(Some("prod-eu-1"))).unwrap_err();
+        let error = envs
+            .check_update("prod", &env(Some("prod-eu-1")))
+            .unwrap_err();
         assert!(matches!(error, EnvError::Cycle { .. }), "{error:?}");
-        assert!(error.to_string().contains("prod → prod-eu-1 → prod-eu → prod"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("prod → prod-eu-1 → prod-eu → prod"),
+            "{error}"
+        );
         assert!(matches!(
             envs.check_update("dev", &env(Some("dev"))),
             Err(EnvError::Cycle { .. })
@@ -395,7 +403,8 @@ mod tests {
         ] {
             assert!(Environment::from_json(&bad).is_err(), "{bad}");
         }
-        let good = serde_json::json!({"parent": "prod", "description": "EU", "variables": {"_A1": "x"}});
+        let good =
+            serde_json::json!({"parent": "prod", "description": "EU", "variables": {"_A1": "x"}});
         assert_eq!(Environment::from_json(&good).unwrap().to_json(), good);
     }
 

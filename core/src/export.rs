@@ -91,7 +91,9 @@ pub enum ExportError {
         first: String,
         second: String,
     },
-    #[error("{name:?} is not a valid Kubernetes object name (DNS-1123 subdomain: lower-case a-z, 0-9, `-`, `.`, at most 253, starting and ending alphanumeric)")]
+    #[error(
+        "{name:?} is not a valid Kubernetes object name (DNS-1123 subdomain: lower-case a-z, 0-9, `-`, `.`, at most 253, starting and ending alphanumeric)"
+    )]
     InvalidName { name: String },
     #[error("the value of {path} contains a NUL character, which a .env file cannot carry")]
     NulInValue { path: String },

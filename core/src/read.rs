@@ -42,6 +42,38 @@ pub struct ReadQuery {
 }
 
 impl ReadQuery {
+    /// Reads the parameters from a query string lookup; `env=` empty is no environment. Bad
+    /// values are a `bad_request` naming the parameter.
+    pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<ReadQuery, Failure> {
+        let flag = |name: &str| match get(name) {
+            None | Some("false" | "0" | "no") => Ok(false),
+            Some("" | "true" | "1" | "yes") => Ok(true),
+            Some(other) => Err(Failure::new(
+                ErrorCode::BadRequest,
+                format!("query parameter {name}={other:?} must be true or false"),
+            )),
+        };
+        let format = get("format")
+            .map(|raw| {
+                ExportFormat::parse(raw).ok_or_else(|| {
+                    Failure::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "format={raw:?} is not one of json, yaml, dotenv, k8s-configmap, k8s-secret"
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(ReadQuery {
+            env: get("env").filter(|e| !e.is_empty()).map(str::to_owned),
+            resolve: flag("resolve")?,
+            explain: flag("explain")?,
+            format,
+            name: get("name").map(str::to_owned),
+        })
+    }
+
     /// True when none of the environment-aware parameters is given: a plain read.
     pub fn is_plain(&self) -> bool {
         self.env.is_none() && !self.resolve && !self.explain && self.format.is_none()
@@ -148,9 +180,8 @@ pub fn plan(snapshot: &Snapshot, path: &ConfigPath, query: &ReadQuery) -> Result
         Some(name) => Environments::from_snapshot(snapshot).chain(name)?,
         None => Chain::base(),
     };
-    let is_secret = |effective: &Effective| {
-        !substitute::secret_names(&effective.value, &chain).is_empty()
-    };
+    let is_secret =
+        |effective: &Effective| !substitute::secret_names(&effective.value, &chain).is_empty();
     let mut secrets = BTreeSet::new();
     let target = if let Some(format) = query.format {
         let items = resolve::effective_below(snapshot, &chain, path);
@@ -218,9 +249,10 @@ pub fn plan(snapshot: &Snapshot, path: &ConfigPath, query: &ReadQuery) -> Result
 }
 
 fn nothing_at(path: &ConfigPath, chain: &Chain) -> Failure {
-    let place = chain
-        .name()
-        .map_or_else(|| "without an environment".to_owned(), |e| format!("in environment {e}"));
+    let place = chain.name().map_or_else(
+        || "without an environment".to_owned(),
+        |e| format!("in environment {e}"),
+    );
     Failure::new(
         ErrorCode::NotFound,
         format!("{path} holds no value and has no children {place}"),

@@ -37,7 +37,8 @@ impl ApiError {
     pub fn environments_unsupported() -> ApiError {
         ApiError::new(
             ErrorCode::Unimplemented,
-            "environments are not supported yet",
+            "watching with an environment is not supported yet: watch the base prefix and \
+             /env/{environment}/prefix, or read with ?env=",
         )
     }
 
@@ -52,6 +53,16 @@ impl ApiError {
 impl From<setpoint_core::PathError> for ApiError {
     fn from(err: setpoint_core::PathError) -> ApiError {
         ApiError::new(ErrorCode::InvalidPath, err.to_string())
+    }
+}
+
+impl From<setpoint_core::read::Failure> for ApiError {
+    fn from(failure: setpoint_core::read::Failure) -> ApiError {
+        ApiError {
+            code: failure.code,
+            message: failure.message,
+            details: failure.details,
+        }
     }
 }
 

@@ -1,16 +1,21 @@
-//! The gRPC API: `setpoint.edge.v1.Edge` (Get, List, Watch) over the same snapshot and watch hub
+//! The gRPC API: `setpoint.edge.v1.Edge` (Get, List, Resolve, Export, Watch) over the same snapshot and watch hub
 //! as HTTP, plus `grpc.health.v1.Health` and server reflection.
 //!
 //! Values travel as JSON text of what the REST API shows (`to_api_value()`), so both APIs agree
 //! byte for byte on meaning. Errors come from [`crate::error`]: a bad path is `INVALID_ARGUMENT`,
-//! a missing one `NOT_FOUND`, an environment `UNIMPLEMENTED` until environments land. Watch maps
+//! a missing one `NOT_FOUND`; `Resolve` and `Export` answer what the HTTP API answers
+//! (the same [`setpoint_core::read`] plan), `Watch` with an environment is `UNIMPLEMENTED`. Watch maps
 //! hub messages one to one: one `WatchResponse` per commit batch, or a reset with the state.
 
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use setpoint_core::ConfigPath;
-use setpoint_core::snapshot::{Entry, Event, EventKind};
+use setpoint_core::env::Environments;
+use setpoint_core::export::ExportFormat;
+use setpoint_core::read::ReadQuery;
+use setpoint_core::resolve;
+use setpoint_core::snapshot::{Entry, Event, EventKind, Snapshot};
 use setpoint_proto::edge::v1 as pb;
 use setpoint_proto::edge::v1::edge_server::{Edge as EdgeApi, EdgeServer};
 use tonic::{Request, Response, Status};
@@ -108,6 +113,59 @@ pub fn watch_response(message: &WatchMessage) -> pb::WatchResponse {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
+/// A prefix: `""` and `"/"` are the root.
+fn parse_prefix(raw: &str, what: &str) -> Result<ConfigPath, Status> {
+    if raw.trim().is_empty() || raw == "/" {
+        Ok(ConfigPath::root())
+    } else {
+        parse_path(raw, what)
+    }
+}
+
+impl Service {
+    /// `Get` with an environment: the effective value, without substitution.
+    fn get_in_environment(
+        &self,
+        snapshot: &Snapshot,
+        path: &ConfigPath,
+        env: &str,
+        version: Option<u64>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        if version.is_some() {
+            return Err(Status::invalid_argument(
+                "version and env together are not supported: an effective value has no single version",
+            ));
+        }
+        if setpoint_core::env::is_reserved(path) {
+            return Err(Status::invalid_argument(format!(
+                "{path} is under /env: ask for the base path with env set"
+            )));
+        }
+        let chain = Environments::from_snapshot(snapshot)
+            .chain(env)
+            .map_err(|e| ApiError::from(setpoint_core::read::Failure::from(e)))?;
+        let effective = resolve::effective(snapshot, &chain, path).ok_or_else(|| {
+            Status::from(ApiError::not_found(format!(
+                "{path} holds no value in environment {env}"
+            )))
+        })?;
+        let top = effective.sources.first();
+        let entry = pb::Entry {
+            path: path.as_str().to_owned(),
+            value: serde_json::to_string(&effective.api_value()).unwrap_or_default(),
+            format: effective.format.as_str().to_owned(),
+            version: top.map_or(0, |s| s.version),
+            revision: top.map_or(0, |s| s.revision),
+            updated_at: top.map(|s| s.updated_at.clone()).unwrap_or_default(),
+        };
+        Ok(Response::new(pb::GetResponse {
+            entry: Some(entry),
+            revision: snapshot.revision(),
+            stale: self.edge.holder().is_stale(),
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl EdgeApi for Service {
     async fn get(
@@ -115,11 +173,11 @@ impl EdgeApi for Service {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let request = request.into_inner();
-        if request.env.is_some() {
-            return Err(ApiError::environments_unsupported().into());
-        }
         let path = parse_path(&request.path, "path")?;
         let snapshot = self.edge.holder().current();
+        if let Some(env) = request.env.as_deref().filter(|e| !e.is_empty()) {
+            return self.get_in_environment(&snapshot, &path, env, request.version);
+        }
         let entry = snapshot
             .get(&path)
             .ok_or_else(|| Status::from(ApiError::not_found(format!("{path} holds no value"))))?;
@@ -163,6 +221,60 @@ impl EdgeApi for Service {
             children,
             entries,
             revision: snapshot.revision(),
+        }))
+    }
+
+    async fn resolve(
+        &self,
+        request: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let request = request.into_inner();
+        let path = parse_prefix(&request.path, "path")?;
+        let query = ReadQuery {
+            env: request.env.filter(|e| !e.is_empty()),
+            resolve: !request.raw,
+            explain: request.explain,
+            ..ReadQuery::default()
+        };
+        let snapshot = self.edge.holder().current();
+        let rendered = setpoint_secrets::serve::read(self.edge.secrets(), &snapshot, &path, &query)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ResolveResponse {
+            json: String::from_utf8_lossy(&rendered.body).into_owned(),
+            revision: rendered.revision,
+            stale: self.edge.holder().is_stale(),
+        }))
+    }
+
+    async fn export(
+        &self,
+        request: Request<pb::ExportRequest>,
+    ) -> Result<Response<pb::ExportResponse>, Status> {
+        let request = request.into_inner();
+        let prefix = parse_prefix(&request.prefix, "prefix")?;
+        let format = ExportFormat::parse(&request.format).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "format {:?} is not one of json, yaml, dotenv, k8s-configmap, k8s-secret",
+                request.format
+            ))
+        })?;
+        let query = ReadQuery {
+            env: request.env.filter(|e| !e.is_empty()),
+            format: Some(format),
+            name: request.name.filter(|n| !n.is_empty()),
+            ..ReadQuery::default()
+        };
+        let snapshot = self.edge.holder().current();
+        let rendered =
+            setpoint_secrets::serve::read(self.edge.secrets(), &snapshot, &prefix, &query)
+                .await
+                .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ExportResponse {
+            content_type: rendered.content_type.to_owned(),
+            body: rendered.body,
+            revision: rendered.revision,
+            stale: self.edge.holder().is_stale(),
         }))
     }
 

@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use setpoint_core::read::ReadQuery;
 use setpoint_core::snapshot::{Entry, Event, EventKind, Snapshot};
 use setpoint_core::{ConfigPath, Revision, Version};
 
@@ -100,7 +101,7 @@ async fn get_root(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read(&edge, ConfigPath::root(), &Params(query), &headers)
+    read(&edge, ConfigPath::root(), &Params(query), &headers).await
 }
 
 async fn get_path(
@@ -110,20 +111,36 @@ async fn get_path(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = ConfigPath::parse(&raw)?;
-    read(&edge, path, &Params(query), &headers)
+    read(&edge, path, &Params(query), &headers).await
 }
 
-fn read(
+async fn read(
     edge: &Edge,
     path: ConfigPath,
     params: &Params,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    if params.0.contains_key("env") {
-        return Err(ApiError::environments_unsupported());
-    }
     if params.flag("watch")? {
+        if params.0.contains_key("env") {
+            return Err(ApiError::environments_unsupported());
+        }
         return watch(edge, path, params, headers);
+    }
+    let query = ReadQuery::from_params(|name| params.0.get(name).map(String::as_str))?;
+    if !query.is_plain() {
+        let snapshot = edge.holder().current();
+        let stale = edge.holder().is_stale();
+        let rendered =
+            setpoint_secrets::serve::read(edge.secrets(), &snapshot, &path, &query).await?;
+        let response = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(rendered.content_type),
+            )],
+            rendered.body,
+        )
+            .into_response();
+        return Ok(annotate(response, rendered.revision, stale));
     }
     let snapshot = edge.holder().current();
     let stale = edge.holder().is_stale();

@@ -49,6 +49,8 @@ pub struct EdgeConfig {
     pub ring_capacity: usize,
     /// Messages a watcher's queue holds before it is cut off with a reset.
     pub watcher_queue: usize,
+    /// The secret provider for `${secret:…}` and whether reads may resolve secrets.
+    pub secrets: setpoint_secrets::serve::SecretAccess,
 }
 
 impl Default for EdgeConfig {
@@ -57,6 +59,7 @@ impl Default for EdgeConfig {
             data_dir: None,
             ring_capacity: holder::DEFAULT_RING_CAPACITY,
             watcher_queue: watch::DEFAULT_QUEUE_CAPACITY,
+            secrets: setpoint_secrets::serve::SecretAccess::none(),
         }
     }
 }
@@ -132,6 +135,11 @@ impl Edge {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The secret provider and whether reads may resolve secrets.
+    pub fn secrets(&self) -> &setpoint_secrets::serve::SecretAccess {
+        &self.inner.config.secrets
     }
 
     pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {

@@ -42,9 +42,7 @@ pub fn grpc_code(code: setpoint_core::error::ErrorCode) -> tonic::Code {
         ErrorCode::Conflict => tonic::Code::Aborted,
         ErrorCode::PreconditionFailed
         | ErrorCode::ValidationFailed
-        | ErrorCode::ResolutionFailed => {
-            tonic::Code::FailedPrecondition
-        }
+        | ErrorCode::ResolutionFailed => tonic::Code::FailedPrecondition,
         ErrorCode::TooLarge => tonic::Code::ResourceExhausted,
         ErrorCode::Unimplemented => tonic::Code::Unimplemented,
         ErrorCode::StoreUnavailable | ErrorCode::SecretsUnavailable => tonic::Code::Unavailable,

@@ -41,7 +41,9 @@ impl std::fmt::Debug for SecretValue {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
-    #[error("this node has no secret provider configured (--secrets none); secret references cannot be resolved")]
+    #[error(
+        "this node has no secret provider configured (--secrets none); secret references cannot be resolved"
+    )]
     Disabled,
     #[error("secret {name:?} was not found in the secret provider")]
     NotFound { name: String },
@@ -60,8 +62,11 @@ pub trait SecretProvider: Send + Sync + 'static {
     /// `"none"`, `"vault"`.
     fn kind(&self) -> &'static str;
     /// One secret (`name` or `name#field`) for `environment` (`None`: no environment).
-    async fn fetch(&self, environment: Option<&str>, name: &str)
-    -> Result<SecretValue, SecretError>;
+    async fn fetch(
+        &self,
+        environment: Option<&str>,
+        name: &str,
+    ) -> Result<SecretValue, SecretError>;
 }
 
 /// Refuses every fetch.

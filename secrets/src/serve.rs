@@ -46,9 +46,9 @@ fn secret_failure(error: &SecretError) -> Failure {
         SecretError::Disabled | SecretError::NotFound { .. } | SecretError::InvalidName { .. } => {
             ErrorCode::ResolutionFailed
         }
-        SecretError::Denied { .. } | SecretError::Unavailable { .. } | SecretError::Config { .. } => {
-            ErrorCode::SecretsUnavailable
-        }
+        SecretError::Denied { .. }
+        | SecretError::Unavailable { .. }
+        | SecretError::Config { .. } => ErrorCode::SecretsUnavailable,
     };
     Failure {
         code,

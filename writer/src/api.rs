@@ -1,6 +1,7 @@
 //! The writer's REST API (axum): routes, shared state and the middleware around them.
 //!
 //! Layout: [`config`] serves `/api/config/...` and `/api/batch`, [`schemas`] `/api/schemas/...`,
+//! [`environments`] `/api/environments/...`,
 //! [`ops`] health, readiness and metrics, [`openapi`] the generated OpenAPI document, [`input`]
 //! turns raw bodies, headers and query strings into typed requests (every input is parsed here
 //! once and rejected with a JSON error, never unwrapped).
@@ -9,6 +10,7 @@
 //! touches the store directly.
 
 pub mod config;
+pub mod environments;
 pub mod input;
 pub mod openapi;
 pub mod ops;
@@ -41,6 +43,12 @@ pub struct AppState {
     pub replication: Option<Arc<Replication>>,
     /// Fleet membership, when this writer gossips.
     pub gossip: Option<Arc<setpoint_cluster::gossip::Gossip>>,
+    /// The in-memory read model (every config, fed by the store's watch) that serves
+    /// environment-aware reads.
+    pub feed: Arc<crate::replication::feed::Feed>,
+    pub secrets: setpoint_secrets::serve::SecretAccess,
+    /// Serializes environment updates (see [`environments::put`]).
+    pub environments_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,6 +64,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/schemas/{*prefix}",
             get(schemas::get).put(schemas::put).delete(schemas::delete),
+        )
+        .route("/api/environments", get(environments::list))
+        .route(
+            "/api/environments/{name}",
+            get(environments::get)
+                .put(environments::put)
+                .delete(environments::delete),
         )
         .route("/api/edges", get(edges))
         .route("/api/openapi.json", get(openapi::serve))

@@ -106,6 +106,16 @@ impl From<setpoint_core::validate::RuleError> for Error {
     }
 }
 
+impl From<setpoint_core::read::Failure> for Error {
+    fn from(failure: setpoint_core::read::Failure) -> Error {
+        Error {
+            code: failure.code,
+            message: failure.message,
+            details: failure.details,
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let mut body = json!({ "code": self.code.as_str(), "message": self.message });

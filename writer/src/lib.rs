@@ -31,6 +31,7 @@ use setpoint_cluster::gossip::{Gossip, GossipConfig, GossipError};
 
 use crate::metrics::{MeteredStore, Metrics};
 use crate::model::{Configs, SystemClock};
+use crate::replication::feed::Feed;
 use crate::replication::{ReplicationConfig, ReplicationError, ReplicationServer};
 use crate::store::{Store, StoreError};
 
@@ -73,6 +74,9 @@ impl StoreSpec {
     }
 }
 
+/// Environments a new store starts with.
+pub const DEFAULT_ENVIRONMENTS: &[&str] = &["dev", "staging", "prod"];
+
 /// Everything a writer needs, already validated.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -90,6 +94,10 @@ pub struct WriterConfig {
     pub replication: Option<ReplicationConfig>,
     /// Gossip membership; `None` runs without (`/api/edges` then shows replication state only).
     pub gossip: Option<GossipConfig>,
+    /// Environments created on first start (when none of that name was ever defined).
+    pub default_environments: Vec<String>,
+    /// The secret provider for `${secret:…}` and whether reads may resolve secrets.
+    pub secrets: setpoint_secrets::serve::SecretAccess,
 }
 
 impl WriterConfig {
@@ -103,6 +111,11 @@ impl WriterConfig {
             keep_store_revisions: 100_000,
             replication: None,
             gossip: None,
+            default_environments: DEFAULT_ENVIRONMENTS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+            secrets: setpoint_secrets::serve::SecretAccess::none(),
         }
     }
 }
@@ -117,6 +130,8 @@ pub enum RunError {
     Replication(#[from] ReplicationError),
     #[error("cannot start gossip: {0}")]
     Gossip(#[from] GossipError),
+    #[error("cannot create the default environments: {0}")]
+    Environments(error::Error),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -136,6 +151,7 @@ pub struct Writer {
     state: api::AppState,
     compaction: tokio::task::JoinHandle<()>,
     replication: Option<ReplicationServer>,
+    feed: tokio::task::JoinHandle<()>,
 }
 
 impl Writer {
@@ -143,11 +159,18 @@ impl Writer {
         let metrics = Arc::new(Metrics::new()?);
         let raw_store = open_store(&config.store, config.store_timeout).await?;
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
+        // The writer's read model: every config in memory, fed by the store's watch. It serves
+        // environment-aware reads here and the replication stream to edges.
+        let limits = config
+            .replication
+            .as_ref()
+            .map(|r| r.limits)
+            .unwrap_or_default();
+        let (feed, feed_task) = Feed::start(store.clone(), &config.store_prefix, limits);
         let replication = match &config.replication {
             Some(replication) => Some(ReplicationServer::start(
                 replication,
-                store.clone(),
-                &config.store_prefix,
+                feed.clone(),
                 metrics.clone(),
             )?),
             None => None,
@@ -161,6 +184,10 @@ impl Writer {
             &config.store_prefix,
             Arc::new(SystemClock),
         ));
+        configs
+            .ensure_environments(&config.default_environments)
+            .await
+            .map_err(RunError::Environments)?;
         let compaction = tokio::spawn(compaction_loop(
             configs.clone(),
             metrics.clone(),
@@ -171,12 +198,16 @@ impl Writer {
             metrics,
             replication: replication.as_ref().map(|r| r.replication().clone()),
             gossip,
+            feed,
+            secrets: config.secrets.clone(),
+            environments_lock: Arc::new(tokio::sync::Mutex::new(())),
         };
         tracing::info!(store = ?config.store, "writer started");
         Ok(Writer {
             state,
             compaction,
             replication,
+            feed: feed_task,
         })
     }
 
@@ -198,11 +229,14 @@ impl Writer {
             state,
             compaction,
             replication,
+            feed,
         } = self;
         compaction.abort();
         if let Some(replication) = replication {
             replication.shutdown().await;
         }
+        feed.abort();
+        let _ = feed.await;
         let _ = compaction.await;
         if let Some(gossip) = state.gossip
             && let Ok(gossip) = Arc::try_unwrap(gossip)

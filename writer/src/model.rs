@@ -10,6 +10,7 @@
 //!
 //! This module knows nothing of HTTP; it returns [`Error`]s with codes the API maps to statuses.
 
+pub mod environments;
 pub mod locks;
 pub mod records;
 pub mod retention;
@@ -179,6 +180,16 @@ pub struct Configs {
     keys: Keys,
     locks: locks::PathLocks,
     clock: Arc<dyn Clock>,
+    /// The newest revision this writer committed, so reads from the in-memory read model can
+    /// wait until it shows the caller's own writes.
+    last_commit: std::sync::atomic::AtomicI64,
+}
+
+/// Who asks for a commit: only the environments API may write definitions (`/env/{name}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Configs,
+    Environments,
 }
 
 impl Configs {
@@ -188,7 +199,13 @@ impl Configs {
             keys: Keys::new(prefix),
             locks: Default::default(),
             clock,
+            last_commit: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// The newest revision this writer committed (0 before its first commit).
+    pub fn last_commit(&self) -> Revision {
+        self.last_commit.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -209,6 +226,15 @@ impl Configs {
         changes: Vec<Change>,
         actor: Option<String>,
     ) -> Result<Committed, Error> {
+        self.commit_from(Origin::Configs, changes, actor).await
+    }
+
+    pub(crate) async fn commit_from(
+        &self,
+        origin: Origin,
+        changes: Vec<Change>,
+        actor: Option<String>,
+    ) -> Result<Committed, Error> {
         if changes.is_empty() {
             return Err(Error::bad_request("a batch needs at least one change"));
         }
@@ -223,10 +249,13 @@ impl Configs {
         }
         let mut seen = std::collections::HashSet::new();
         for (index, change) in changes.iter().enumerate() {
-            change
-                .path()
-                .check_writable()
-                .map_err(|e| Error::from(e).at_index(index))?;
+            let definition = setpoint_core::env::definition_name(change.path()).is_some();
+            if !(definition && origin == Origin::Environments) {
+                change
+                    .path()
+                    .check_writable()
+                    .map_err(|e| Error::from(e).at_index(index))?;
+            }
             if !seen.insert(change.path().clone()) {
                 return Err(Error::bad_request(format!(
                     "path {} appears twice in one batch",
@@ -252,6 +281,26 @@ impl Configs {
                 let current = current.map(|(_, p)| p);
                 check_precondition(path, current.as_ref(), change_precondition(change))
                     .map_err(|e| e.at_index(index))?;
+                if let (Change::Put(_), Some((environment, _))) =
+                    (change, setpoint_core::env::split_override(path))
+                {
+                    // The environment must exist, and still exist when this commits.
+                    let definition = self.definition_pointer(environment).await?;
+                    let Some((kv, _)) = definition.filter(|(_, p)| !p.deleted) else {
+                        return Err(Error::new(
+                            ErrorCode::ValidationFailed,
+                            format!(
+                                "environment {environment} does not exist; create it first with PUT /api/environments/{environment}"
+                            ),
+                        )
+                        .at_index(index));
+                    };
+                    txn.compares.push(Compare::mod_revision(
+                        kv.key,
+                        CompareOp::Equal,
+                        kv.mod_revision,
+                    ));
+                }
                 let next_version = current.as_ref().map_or(1, |p| p.version + 1);
                 let meta_base = current.as_ref().map(|p| p.meta.clone()).unwrap_or_default();
                 let (pointer, header, stored, result) = match change {
@@ -349,6 +398,8 @@ impl Configs {
             }
             let outcome = self.store.txn(txn).await?;
             if outcome.succeeded {
+                self.last_commit
+                    .fetch_max(outcome.revision, std::sync::atomic::Ordering::AcqRel);
                 return Ok(Committed {
                     revision: outcome.revision,
                     results,

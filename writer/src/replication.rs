@@ -23,7 +23,7 @@ use setpoint_core::Revision;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
-use crate::store::Store;
+
 use feed::{Feed, FeedLimits};
 
 /// Where and how the writer serves edges.
@@ -202,15 +202,13 @@ pub struct ReplicationServer {
     replication: Arc<Replication>,
     endpoint: quinn::Endpoint,
     accept: JoinHandle<()>,
-    feed: JoinHandle<()>,
 }
 
 impl ReplicationServer {
-    /// Binds the endpoint and starts the feed on `store` under `prefix`.
+    /// Binds the endpoint and serves edges from `feed`.
     pub fn start(
         config: &ReplicationConfig,
-        store: Arc<dyn Store>,
-        prefix: &str,
+        feed: Arc<Feed>,
         metrics: Arc<Metrics>,
     ) -> Result<ReplicationServer, ReplicationError> {
         let server_config = tls::server_config(&config.tls)?;
@@ -226,7 +224,6 @@ impl ReplicationServer {
                 addr: config.listen,
                 source,
             })?;
-        let (feed, feed_task) = Feed::start(store, prefix, config.limits);
         let replication = Arc::new(Replication {
             feed,
             metrics,
@@ -240,7 +237,6 @@ impl ReplicationServer {
             replication,
             endpoint,
             accept,
-            feed: feed_task,
         })
     }
 
@@ -248,13 +244,11 @@ impl ReplicationServer {
         &self.replication
     }
 
-    /// Says goodbye to every edge, stops the feed and waits until the port is free again.
+    /// Says goodbye to every edge and waits until the port is free again.
     pub async fn shutdown(self) {
         self.endpoint
             .close(server::CLOSE_SHUTDOWN, b"writer stopping");
         let _ = self.accept.await;
-        self.feed.abort();
-        let _ = self.feed.await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }

@@ -16,12 +16,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use setpoint_core::read::ReadQuery;
 use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::input::{self, Params, double_option};
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::model::{Change, Committed, EntryView, Precondition, PutChange, Update};
 
 const REVISION_HEADER: &str = "x-setpoint-revision";
@@ -349,6 +350,10 @@ pub async fn get(
     if params.flag("list")? {
         return list(&state, &path, &params).await;
     }
+    let query = ReadQuery::from_params(|name| params.get(name))?;
+    if !query.is_plain() {
+        return environment_read(&state, &path, &query).await;
+    }
     if let Some(version) = params.number("version")? {
         let entry = state
             .configs
@@ -377,6 +382,40 @@ pub async fn get(
         Some(entry) => Ok(entry_response(&entry)),
         None => list(&state, &path, &params).await,
     }
+}
+
+/// How long an environment-aware read waits for the read model to show this writer's own
+/// latest commit before answering 503.
+const READ_MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `?env=`, `?resolve=`, `?explain=`, `?format=`: answered from the in-memory read model, by the
+/// same code the edges run ([`setpoint_core::read`]).
+async fn environment_read(
+    state: &AppState,
+    path: &ConfigPath,
+    query: &ReadQuery,
+) -> Result<Response, Error> {
+    if !state
+        .feed
+        .wait_for(state.configs.last_commit(), READ_MODEL_WAIT)
+        .await
+    {
+        return Err(Error::new(
+            ErrorCode::StoreUnavailable,
+            "the read model has not caught up with the store's watch; retry shortly",
+        ));
+    }
+    let snapshot = state.feed.snapshot();
+    let rendered = setpoint_secrets::serve::read(&state.secrets, &snapshot, path, query).await?;
+    let response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(rendered.content_type),
+        )],
+        rendered.body,
+    )
+        .into_response();
+    Ok(with_revision(response, rendered.revision))
 }
 
 fn entry_response(entry: &EntryView) -> Response {

@@ -101,6 +101,10 @@ impl Params {
         Params(map)
     }
 
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.0.contains_key(name)
     }

@@ -5,7 +5,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{config, ops, schemas};
+use super::{config, environments, ops, schemas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,10 @@ use super::{config, ops, schemas};
         schemas::get,
         schemas::put,
         schemas::delete,
+        environments::list,
+        environments::get,
+        environments::put,
+        environments::delete,
         ops::healthz,
         ops::readyz,
         ops::metrics,

@@ -99,6 +99,8 @@ pub struct Feed {
     state: Mutex<State>,
     events: broadcast::Sender<FeedEvent>,
     loaded: watch::Sender<bool>,
+    /// The newest revision seen, for readers waiting to see their own write.
+    seen_revision: watch::Sender<Revision>,
     pub(super) limits: FeedLimits,
 }
 
@@ -121,6 +123,7 @@ impl Feed {
             }),
             events,
             loaded: watch::channel(false).0,
+            seen_revision: watch::channel(0).0,
             limits,
         });
         let task = tokio::spawn(follow(feed.clone(), store, Layout::new(prefix)));
@@ -136,6 +139,15 @@ impl Feed {
     pub async fn loaded(&self) {
         let mut rx = self.loaded.subscribe();
         let _ = rx.wait_for(|loaded| *loaded).await;
+    }
+
+    /// Waits until the feed has seen `revision` (so the snapshot reflects every commit up to
+    /// it); false when `timeout` passes first.
+    pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
+        let mut rx = self.seen_revision.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|seen| *seen >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// The newest revision the feed has seen (0 before the first load).
@@ -191,6 +203,7 @@ impl Feed {
     fn reset(&self, snapshot: Snapshot, history_base: Revision, history: Vec<Batch>) {
         let mut state = self.lock();
         state.revision = snapshot.revision();
+        self.seen_revision.send_replace(state.revision);
         state.ring_base = snapshot.revision();
         state.snapshot = snapshot;
         state.ring.clear();
@@ -230,6 +243,8 @@ impl Feed {
             return;
         }
         state.revision = batch.revision;
+        // Under the lock: a reader woken by this sees the snapshot only after it is applied.
+        self.seen_revision.send_replace(batch.revision);
         if batch.changes.is_empty() {
             return;
         }

@@ -1,0 +1,186 @@
+//! Environments on top of the config model.
+//!
+//! A definition is an ordinary versioned JSON entry at `/env/{name}` written through
+//! [`Configs::commit_from`] with [`Origin::Environments`] — the only way to write one — so it has
+//! history, diffs, and reaches every edge on the replication stream like any config. Checks
+//! (name, variables, the parent exists, no cycle) run here against the definitions read from the
+//! store; callers serialize environment updates (the API holds one lock) so two concurrent
+//! updates cannot form a cycle together.
+
+use setpoint_core::env::{self, EnvError, Environment, Environments};
+use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
+
+use super::records::{self, Pointer};
+use super::{Change, Configs, Origin, PutChange, Update};
+use crate::error::{Error, ErrorCode};
+use crate::store::{KeyValue, RangeRequest};
+
+/// One environment as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentView {
+    pub name: String,
+    pub environment: Environment,
+    pub version: Version,
+    pub revision: i64,
+    pub updated_at: String,
+}
+
+impl From<EnvError> for Error {
+    fn from(error: EnvError) -> Error {
+        let code = match &error {
+            EnvError::Unknown { .. } => ErrorCode::NotFound,
+            EnvError::InvalidName { .. } | EnvError::Malformed { .. } => ErrorCode::BadRequest,
+            _ => ErrorCode::ValidationFailed,
+        };
+        Error::new(code, error.to_string())
+    }
+}
+
+impl Configs {
+    pub(super) async fn definition_pointer(
+        &self,
+        name: &str,
+    ) -> Result<Option<(KeyValue, Pointer)>, Error> {
+        let path = env::definition_path(name)?;
+        self.read_pointer(&self.keys.pointer(&path)).await
+    }
+
+    /// Every live environment, by name.
+    pub async fn environments(&self) -> Result<Vec<EnvironmentView>, Error> {
+        let root = ConfigPath::parse(&format!("/{}", env::ENV_SEGMENT))?;
+        let listing = self.list(&root, false).await?;
+        let mut out = Vec::new();
+        for name in listing.children {
+            if let Some(view) = self.environment(&name).await? {
+                out.push(view);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One live environment.
+    pub async fn environment(&self, name: &str) -> Result<Option<EnvironmentView>, Error> {
+        let path = env::definition_path(name)?;
+        let Some(entry) = self.current(&path).await? else {
+            return Ok(None);
+        };
+        let Some(value) = entry.value else {
+            return Ok(None);
+        };
+        let environment = Environment::from_json(value.structured())?;
+        Ok(Some(EnvironmentView {
+            name: name.to_owned(),
+            environment,
+            version: entry.version,
+            revision: entry.revision,
+            updated_at: entry.meta.updated_at,
+        }))
+    }
+
+    async fn hierarchy(&self) -> Result<Environments, Error> {
+        Ok(Environments::from_definitions(
+            self.environments()
+                .await?
+                .into_iter()
+                .map(|view| (view.name, view.environment, view.version)),
+        ))
+    }
+
+    /// Creates or replaces an environment after checking it against the others.
+    pub async fn put_environment(
+        &self,
+        name: &str,
+        environment: Environment,
+        actor: Option<String>,
+    ) -> Result<super::Committed, Error> {
+        let hierarchy = self.hierarchy().await?;
+        hierarchy.check_update(name, &environment)?;
+        let path = env::definition_path(name)?;
+        let value = ParsedValue::from_request(environment.to_json(), Some(Format::Json))?;
+        let change = Change::Put(Box::new(PutChange {
+            path,
+            value,
+            description: Update::from_option(Some(environment.description.clone())),
+            owner: Update::Keep,
+            schema: Update::Keep,
+            validators: Update::Keep,
+            if_match: None,
+        }));
+        self.commit_from(Origin::Environments, vec![change], actor)
+            .await
+    }
+
+    /// Deletes an environment that no other environment inherits from and that holds no
+    /// overrides (409 naming what is in the way otherwise).
+    pub async fn delete_environment(
+        &self,
+        name: &str,
+        actor: Option<String>,
+    ) -> Result<super::Committed, Error> {
+        let hierarchy = self.hierarchy().await?;
+        if hierarchy.get(name).is_none() {
+            return Err(Error::not_found(format!(
+                "environment {name} does not exist"
+            )));
+        }
+        let children = hierarchy.children_of(name);
+        if !children.is_empty() {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "environment {name} is the parent of {}; change or delete those first",
+                    children.join(", ")
+                ),
+            ));
+        }
+        let path = env::definition_path(name)?;
+        let overrides = self
+            .store
+            .range(RangeRequest::prefix(&self.keys.pointers_below(&path)))
+            .await?;
+        let mut live = 0usize;
+        for kv in &overrides.kvs {
+            let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
+            if !pointer.deleted
+                && self
+                    .keys
+                    .path_of_pointer(&kv.key)
+                    .is_some_and(|p| p != path)
+            {
+                live += 1;
+            }
+        }
+        if live > 0 {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "environment {name} still holds {live} override(s) under {path}/; delete them first"
+                ),
+            ));
+        }
+        let change = Change::Delete {
+            path,
+            if_match: None,
+        };
+        self.commit_from(Origin::Environments, vec![change], actor)
+            .await
+    }
+
+    /// Creates each of `names` that was never defined (a deleted default stays deleted).
+    pub async fn ensure_environments(&self, names: &[String]) -> Result<(), Error> {
+        for name in names {
+            if self.definition_pointer(name).await?.is_some() {
+                continue;
+            }
+            let environment = Environment::default();
+            match self
+                .put_environment(name, environment, Some("setpoint".to_owned()))
+                .await
+            {
+                Ok(_) => tracing::info!(environment = %name, "created default environment"),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}

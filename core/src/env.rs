@@ -62,6 +62,14 @@ pub struct Environment {
 impl Environment {
     /// Parses and checks a definition (variable names, counts, the parent's name).
     pub fn from_json(value: &serde_json::Value) -> Result<Environment, EnvError> {
+        if !value.is_object() {
+            return Err(EnvError::Malformed {
+                reason: format!(
+                    "expected an object {{\"parent\", \"description\", \"variables\"}}, got {}",
+                    crate::value::type_name(value)
+                ),
+            });
+        }
         let environment: Environment =
             serde_json::from_value(value.clone()).map_err(|e| EnvError::Malformed {
                 reason: e.to_string(),

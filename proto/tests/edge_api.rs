@@ -6,8 +6,8 @@ use setpoint_proto::FILE_DESCRIPTOR_SET;
 use setpoint_proto::edge::v1::edge_client::EdgeClient;
 use setpoint_proto::edge::v1::edge_server::{Edge, EdgeServer};
 use setpoint_proto::edge::v1::{
-    Entry, Event, GetRequest, GetResponse, ListRequest, ListResponse, WatchRequest, WatchResponse,
-    event,
+    Entry, Event, ExportRequest, ExportResponse, GetRequest, GetResponse, ListRequest,
+    ListResponse, ResolveRequest, ResolveResponse, WatchRequest, WatchResponse, event,
 };
 use tonic::codegen::tokio_stream;
 use tonic::transport::server::TcpIncoming;
@@ -83,6 +83,17 @@ impl Edge for Fixed {
             entries: vec![],
             revision: 9,
         }))
+    }
+
+    async fn resolve(
+        &self,
+        _: Request<ResolveRequest>,
+    ) -> Result<Response<ResolveResponse>, Status> {
+        Err(Status::unimplemented("not in this fixture"))
+    }
+
+    async fn export(&self, _: Request<ExportRequest>) -> Result<Response<ExportResponse>, Status> {
+        Err(Status::unimplemented("not in this fixture"))
     }
 
     type WatchStream = tokio_stream::Iter<std::vec::IntoIter<Result<WatchResponse, Status>>>;

@@ -275,6 +275,10 @@ struct Metadata<'a> {
     annotations: BTreeMap<&'static str, String>,
 }
 
+/// serde_yaml_ng quotes every string a YAML 1.2 parser would read as something else (`'true'`,
+/// `'8080'`, `'0755'`, `''`). It does not quote YAML 1.1 words (`yes`, `on`, `off`, `y`, `1_000`),
+/// which Kubernetes' parser (go-yaml v2) reads as booleans and numbers: serde-yaml issues #319
+/// and #380, open upstream.
 fn render(object: &Object<'_>) -> Result<String, ExportError> {
     serde_yaml_ng::to_string(object).map_err(|error| ExportError::Render {
         message: error.to_string(),

@@ -256,33 +256,93 @@ pub fn secret(name: &str, items: &[Item]) -> Result<String, ExportError> {
     })
 }
 
-/// A ConfigMap or Secret as serde sees it; field order is output order.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A ConfigMap or Secret, as [`render`] writes it.
 struct Object<'a> {
     api_version: &'static str,
     kind: &'static str,
     metadata: Metadata<'a>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     object_type: Option<&'static str>,
     data: BTreeMap<String, String>,
 }
 
-#[derive(Serialize)]
 struct Metadata<'a> {
     name: &'a str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     annotations: BTreeMap<&'static str, String>,
 }
 
-/// serde_yaml_ng quotes every string a YAML 1.2 parser would read as something else (`'true'`,
-/// `'8080'`, `'0755'`, `''`). It does not quote YAML 1.1 words (`yes`, `on`, `off`, `y`, `1_000`),
-/// which Kubernetes' parser (go-yaml v2) reads as booleans and numbers: serde-yaml issues #319
-/// and #380, open upstream.
+/// Writes the object as YAML with every string double-quoted.
+///
+/// Not serde_yaml_ng: it quotes only strings a YAML 1.2 parser would misread, and leaves YAML 1.1
+/// words (`yes`, `on`, `off`, `y`, `1_000`) bare — which Kubernetes' parser (go-yaml v2, YAML 1.1)
+/// reads as booleans and numbers, so `kubectl apply` refuses the ConfigMap (serde-yaml issues
+/// #319 and #380). A double-quoted scalar is a string to every YAML version; characters that are
+/// not printable in YAML, or that YAML 1.1 treats as line breaks, are escaped.
 fn render(object: &Object<'_>) -> Result<String, ExportError> {
-    serde_yaml_ng::to_string(object).map_err(|error| ExportError::Render {
-        message: error.to_string(),
-    })
+    let mut out = String::new();
+    out.push_str("apiVersion: ");
+    out.push_str(object.api_version);
+    out.push_str("\nkind: ");
+    out.push_str(object.kind);
+    out.push_str("\nmetadata:\n  name: ");
+    out.push_str(&yaml_quoted(object.metadata.name));
+    out.push('\n');
+    if !object.metadata.annotations.is_empty() {
+        out.push_str("  annotations:\n");
+        for (key, value) in &object.metadata.annotations {
+            out.push_str("    ");
+            out.push_str(&yaml_quoted(key));
+            out.push_str(": ");
+            out.push_str(&yaml_quoted(value));
+            out.push('\n');
+        }
+    }
+    if let Some(object_type) = object.object_type {
+        out.push_str("type: ");
+        out.push_str(object_type);
+        out.push('\n');
+    }
+    if object.data.is_empty() {
+        out.push_str("data: {}\n");
+    } else {
+        out.push_str("data:\n");
+        for (key, value) in &object.data {
+            out.push_str("  ");
+            out.push_str(&yaml_quoted(key));
+            out.push_str(": ");
+            out.push_str(&yaml_quoted(value));
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// `text` as a YAML double-quoted scalar that every YAML 1.1 and 1.2 parser reads back exactly.
+pub fn yaml_quoted(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            // Printable in YAML, minus NEL, LS, PS (line breaks in YAML 1.1) and the BOM.
+            c if matches!(u32::from(c), 0x20..=0x7E | 0xA0..=0x2027 | 0x202A..=0xD7FF | 0xE000..=0xFEFE | 0xFF00..=0xFFFD | 0x10000..) =>
+            {
+                out.push(c);
+            }
+            c if u32::from(c) <= 0xFFFF => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\U{:08X}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Every item with its key, in path order; two items with one key are an error naming both.
@@ -711,17 +771,16 @@ mod tests {
             secret_item("/app/pw", "hunter2"),
             secret_item("/app/api-key", "k"),
         ];
-        let expected = "\
-apiVersion: v1
+        let expected = r#"apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: app
+  name: "app"
   annotations:
-    setpoint.dev/omitted-secret-keys: APP_API_KEY,APP_PW
+    "setpoint.dev/omitted-secret-keys": "APP_API_KEY,APP_PW"
 data:
-  APP_NAME: 'true'
-  APP_PORT: '8080'
-";
+  "APP_NAME": "true"
+  "APP_PORT": "8080"
+"#;
         assert_eq!(config_map("app", &items).unwrap(), expected);
         let without_secrets = config_map("app", &items[..2]).unwrap();
         assert!(
@@ -741,16 +800,15 @@ data:
                 ..item("/app/obj", json!({"user": "u"}))
             },
         ];
-        let expected = "\
-apiVersion: v1
+        let expected = r#"apiVersion: v1
 kind: Secret
 metadata:
-  name: app-secrets
+  name: "app-secrets"
 type: Opaque
 data:
-  APP_OBJ: eyJ1c2VyIjoidSJ9
-  APP_PW: aHVudGVyMg==
-";
+  "APP_OBJ": "eyJ1c2VyIjoidSJ9"
+  "APP_PW": "aHVudGVyMg=="
+"#;
         assert_eq!(secret("app-secrets", &items).unwrap(), expected);
     }
 
@@ -758,11 +816,11 @@ data:
     fn empty_objects() {
         assert_eq!(
             config_map("e", &[]).unwrap(),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\ndata: {}\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"e\"\ndata: {}\n"
         );
         assert_eq!(
             secret("e", &[item("/plain", json!(1))]).unwrap(),
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: e\ntype: Opaque\ndata: {}\n"
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: \"e\"\ntype: Opaque\ndata: {}\n"
         );
     }
 
@@ -890,5 +948,28 @@ data:
             prop_assert!(is_shell_name(&key), "{:?}", key);
             prop_assert!(is_config_map_key(&key), "{:?}", key);
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn yaml_quoted_reads_back_exactly(text in "\\PC*|[\\x00-\\x{FFFF}]{0,40}") {
+            let yaml = format!("k: {}\n", yaml_quoted(&text));
+            let parsed: BTreeMap<String, String> = serde_yaml_ng::from_str(&yaml).unwrap();
+            proptest::prop_assert_eq!(parsed.get("k"), Some(&text));
+        }
+    }
+
+    #[test]
+    fn yaml_1_1_words_stay_strings() {
+        for word in [
+            "yes", "no", "on", "off", "y", "n", "1_000", "0X1F", "12:30:00", "~", "null", "",
+        ] {
+            let quoted = yaml_quoted(word);
+            assert!(quoted.starts_with('"') && quoted.ends_with('"'), "{quoted}");
+        }
+        assert_eq!(
+            yaml_quoted("a\u{85}b\u{2028}c\u{feff}\u{7f}"),
+            "\"a\\u0085b\\u2028c\\uFEFF\\u007F\""
+        );
     }
 }

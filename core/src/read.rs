@@ -114,9 +114,10 @@ impl From<ExportError> for Failure {
         let code = match &error {
             ExportError::InvalidName { .. } => ErrorCode::BadRequest,
             ExportError::TooLarge { .. } => ErrorCode::TooLarge,
-            ExportError::KeyCollision { .. } | ExportError::NulInValue { .. } => {
-                ErrorCode::ResolutionFailed
-            }
+            ExportError::KeyCollision { .. }
+            | ExportError::NulInValue { .. }
+            | ExportError::InvalidKey { .. } => ErrorCode::ResolutionFailed,
+            ExportError::Render { .. } => ErrorCode::Internal,
         };
         Failure::new(code, error.to_string())
     }

@@ -68,11 +68,12 @@ async fn get_and_list_with_bad_inputs() {
     let mut with_env = get("/app/db/host");
     with_env.env = Some("prod".into());
     let status = client.get(with_env).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert!(
         status
             .message()
-            .contains("environments are not supported yet")
+            .contains("environment \"prod\" does not exist"),
+        "{status:?}"
     );
     let mut old = get("/app/db/host");
     old.version = Some(7);

@@ -111,8 +111,14 @@ async fn reads_match_the_writer_shapes() {
     let (status, _, _) = get(&edge.url("/api/config/app?recursive=maybe")).await;
     assert_eq!(status, 400);
     let (status, _, body) = get(&edge.url("/api/config/app?env=prod")).await;
+    assert_eq!(status, 404, "no environment is defined on this edge: {body}");
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, _, body) = get(&edge.url("/api/config/app?watch=true&env=prod")).await;
     assert_eq!(status, 501);
     assert_eq!(body["error"]["code"], "unimplemented");
+    let (status, _, body) = get(&edge.url("/api/config/app?format=toml")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "bad_request");
 
     let not_modified = reqwest::Client::new()
         .get(edge.url("/api/config/app/db/host"))

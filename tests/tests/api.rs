@@ -183,7 +183,8 @@ async fn crud_list_history_and_versions(backend: Backend) {
     let (_, shop) = get(&w, "/shop").await;
     assert_eq!(shop["children"], json!(["cart", "motd"]));
     let (_, root) = get(&w, "/").await;
-    assert_eq!(root["children"], json!(["shop"]));
+    // `env` holds the default environments' definitions (/env/dev, /env/staging, /env/prod).
+    assert_eq!(root["children"], json!(["env", "shop"]));
     let (status, _) = get(&w, "/shop/nothing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
@@ -771,7 +772,7 @@ async fn bad_input_is_rejected_and_nothing_stored(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         root["children"],
-        json!(["big"]),
+        json!(["big", "env"]),
         "nothing of the bad requests was stored"
     );
     // Bad query parameters and bad If-Match are clear 400s too.
@@ -1057,7 +1058,8 @@ async fn operations_endpoints(backend: Backend) {
         "setpoint_http_requests_total{method=\"PUT\",route=\"/api/config/{*path}\",status=\"201\"} 1",
         "setpoint_http_request_duration_seconds_bucket",
         "setpoint_store_operation_duration_seconds_bucket{op=\"txn\",outcome=\"ok\"",
-        "setpoint_commits_total 1",
+        // The three default environments, then the PUT.
+        "setpoint_commits_total 4",
     ] {
         assert!(
             metrics.contains(needle),

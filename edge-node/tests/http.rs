@@ -111,7 +111,10 @@ async fn reads_match_the_writer_shapes() {
     let (status, _, _) = get(&edge.url("/api/config/app?recursive=maybe")).await;
     assert_eq!(status, 400);
     let (status, _, body) = get(&edge.url("/api/config/app?env=prod")).await;
-    assert_eq!(status, 404, "no environment is defined on this edge: {body}");
+    assert_eq!(
+        status, 404,
+        "no environment is defined on this edge: {body}"
+    );
     assert_eq!(body["error"]["code"], "not_found");
     let (status, _, body) = get(&edge.url("/api/config/app?watch=true&env=prod")).await;
     assert_eq!(status, 501);

@@ -14,10 +14,13 @@
 //!   token, or AppRole (`POST /v1/auth/approle/login`, re-login before the token's lease ends).
 //!   Values are cached for a short TTL per (environment, name).
 
+mod reference;
 pub mod serve;
+mod vault;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+
+pub use vault::{Vault, VaultAuth, VaultConfig};
 
 /// A secret's value. Never printed, never serialized.
 #[derive(Clone, PartialEq, Eq)]
@@ -83,98 +86,19 @@ impl SecretProvider for NoSecrets {
     }
 }
 
-/// How the node logs in to Vault.
-#[derive(Clone)]
-pub enum VaultAuth {
-    Token(SecretValue),
-    AppRole {
-        role_id: String,
-        secret_id: SecretValue,
-        /// Auth mount, default `approle`.
-        mount: String,
-    },
-}
-
-impl std::fmt::Debug for VaultAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            VaultAuth::Token(_) => f.write_str("Token([redacted])"),
-            VaultAuth::AppRole { role_id, mount, .. } => f
-                .debug_struct("AppRole")
-                .field("role_id", role_id)
-                .field("mount", mount)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct VaultConfig {
-    /// `http://127.0.0.1:8200`.
-    pub address: String,
-    pub auth: VaultAuth,
-    /// KV v2 mount, default `secret`.
-    pub mount: String,
-    /// Default `setpoint/{env}/{name}`.
-    pub path_template: String,
-    /// Field read when the reference names none, default `value`.
-    pub field: String,
-    /// Default 30 s; zero disables the cache.
-    pub cache_ttl: Duration,
-    /// Per HTTP request, default 5 s.
-    pub timeout: Duration,
-}
-
-impl VaultConfig {
-    pub fn new(address: impl Into<String>, auth: VaultAuth) -> VaultConfig {
-        VaultConfig {
-            address: address.into(),
-            auth,
-            mount: "secret".into(),
-            path_template: "setpoint/{env}/{name}".into(),
-            field: "value".into(),
-            cache_ttl: Duration::from_secs(30),
-            timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Vault / OpenBao KV v2.
-pub struct Vault {
-    config: VaultConfig,
-}
-
-impl Vault {
-    /// Checks the configuration (address, template); does not contact Vault.
-    pub fn new(config: VaultConfig) -> Result<Vault, SecretError> {
-        Ok(Vault { config })
-    }
-}
-
-#[async_trait::async_trait]
-impl SecretProvider for Vault {
-    fn kind(&self) -> &'static str {
-        "vault"
-    }
-    async fn fetch(
-        &self,
-        environment: Option<&str>,
-        name: &str,
-    ) -> Result<SecretValue, SecretError> {
-        let _ = (&self.config, environment, name);
-        todo!("secrets helper")
-    }
-}
-
 /// Fetches every name (concurrently), or the first error.
 pub async fn fetch_all(
     provider: &dyn SecretProvider,
     environment: Option<&str>,
     names: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, SecretValue>, SecretError> {
-    let mut out = BTreeMap::new();
-    for name in names {
-        out.insert(name.clone(), provider.fetch(environment, name).await?);
-    }
-    Ok(out)
+    let fetches = names.iter().map(|name| async move {
+        let value = provider.fetch(environment, name).await?;
+        Ok::<_, SecretError>((name.clone(), value))
+    });
+    // Fails as soon as one fetch fails; the others are dropped unfinished.
+    Ok(futures::future::try_join_all(fetches)
+        .await?
+        .into_iter()
+        .collect())
 }

@@ -2,6 +2,7 @@
 //! on free loopback ports, stops them by PID, and waits on predicates instead of sleeping.
 //! A service that cannot start fails the test loudly; nothing here ever skips.
 
+pub mod bao;
 pub mod binary;
 pub mod etcd;
 pub mod sse;

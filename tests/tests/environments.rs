@@ -35,7 +35,12 @@ both_stores!(
     reads_see_the_callers_own_writes,
 );
 
-async fn send(w: &TestWriter, method: reqwest::Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn send(
+    w: &TestWriter,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut request = w.http.request(method, url);
     if let Some(body) = body {
         request = request.body(body.to_string());
@@ -46,7 +51,13 @@ async fn send(w: &TestWriter, method: reqwest::Method, url: &str, body: Option<V
 }
 
 async fn put(w: &TestWriter, path: &str, value: Value) -> (StatusCode, Value) {
-    send(w, reqwest::Method::PUT, &w.config_url(path), Some(json!({ "value": value }))).await
+    send(
+        w,
+        reqwest::Method::PUT,
+        &w.config_url(path),
+        Some(json!({ "value": value })),
+    )
+    .await
 }
 
 async fn get(w: &TestWriter, path_and_query: &str) -> (StatusCode, Value) {
@@ -54,7 +65,12 @@ async fn get(w: &TestWriter, path_and_query: &str) -> (StatusCode, Value) {
 }
 
 async fn get_text(w: &TestWriter, path_and_query: &str) -> (StatusCode, String, String) {
-    let response = w.http.get(w.config_url(path_and_query)).send().await.unwrap();
+    let response = w
+        .http
+        .get(w.config_url(path_and_query))
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let content_type = response
         .headers()
@@ -65,7 +81,13 @@ async fn get_text(w: &TestWriter, path_and_query: &str) -> (StatusCode, String, 
 }
 
 async fn put_env(w: &TestWriter, name: &str, body: Value) -> (StatusCode, Value) {
-    send(w, reqwest::Method::PUT, &w.url(&format!("/api/environments/{name}")), Some(body)).await
+    send(
+        w,
+        reqwest::Method::PUT,
+        &w.url(&format!("/api/environments/{name}")),
+        Some(body),
+    )
+    .await
 }
 
 async fn ok(result: (StatusCode, Value)) -> Value {
@@ -77,7 +99,13 @@ async fn ok(result: (StatusCode, Value)) -> Value {
 /// base → prod → prod-eu → prod-eu-1.
 async fn three_levels(w: &TestWriter) {
     ok(put_env(w, "prod", json!({"description": "production", "variables": {"DB_HOST": "prod-db.internal", "REGION": "global"}})).await).await;
-    ok(put_env(w, "prod-eu", json!({"parent": "prod", "variables": {"REGION": "eu"}})).await).await;
+    ok(put_env(
+        w,
+        "prod-eu",
+        json!({"parent": "prod", "variables": {"REGION": "eu"}}),
+    )
+    .await)
+    .await;
     ok(put_env(w, "prod-eu-1", json!({"parent": "prod-eu"})).await).await;
 }
 
@@ -93,7 +121,13 @@ async fn environments_api_keeps_the_hierarchy_valid(backend: Backend) {
     assert_eq!(names, ["dev", "prod", "staging"], "defaults exist: {all}");
 
     three_levels(&w).await;
-    let (status, eu) = send(&w, reqwest::Method::GET, &w.url("/api/environments/prod-eu"), None).await;
+    let (status, eu) = send(
+        &w,
+        reqwest::Method::GET,
+        &w.url("/api/environments/prod-eu"),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(eu["parent"], "prod");
     assert_eq!(eu["variables"], json!({"REGION": "eu"}));
@@ -102,7 +136,10 @@ async fn environments_api_keeps_the_hierarchy_valid(backend: Backend) {
     let (status, body) = put_env(&w, "prod", json!({"parent": "prod-eu-1"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("prod → prod-eu-1 → prod-eu → prod"), "{message}");
+    assert!(
+        message.contains("prod → prod-eu-1 → prod-eu → prod"),
+        "{message}"
+    );
     let (status, body) = put_env(&w, "qa", json!({"parent": "nope"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
@@ -114,8 +151,18 @@ async fn environments_api_keeps_the_hierarchy_valid(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = put_env(&w, "bad%20name", json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = send(&w, reqwest::Method::GET, &w.url("/api/environments/qa"), None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "nothing of the refused writes was stored");
+    let (status, _) = send(
+        &w,
+        reqwest::Method::GET,
+        &w.url("/api/environments/qa"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing of the refused writes was stored"
+    );
 
     // Definitions are written only through the environments API.
     let (status, body) = put(&w, "/env/prod", json!({"parent": "prod-eu"})).await;
@@ -123,7 +170,12 @@ async fn environments_api_keeps_the_hierarchy_valid(backend: Backend) {
     // Overrides need an existing environment.
     let (status, body) = put(&w, "/env/nope/app/x", json!(1)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("environment nope does not exist"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("environment nope does not exist")
+    );
 
     // Deleting: not while another inherits from it, not while it holds overrides.
     let delete = |name: &str| {
@@ -132,19 +184,42 @@ async fn environments_api_keeps_the_hierarchy_valid(backend: Backend) {
     };
     let (status, body) = delete("prod").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("prod-eu"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prod-eu")
+    );
     ok(put(&w, "/env/prod-eu-1/app/x", json!(1)).await).await;
     let (status, body) = delete("prod-eu-1").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    ok(send(&w, reqwest::Method::DELETE, &w.config_url("/env/prod-eu-1/app/x"), None).await).await;
+    ok(send(
+        &w,
+        reqwest::Method::DELETE,
+        &w.config_url("/env/prod-eu-1/app/x"),
+        None,
+    )
+    .await)
+    .await;
     ok(delete("prod-eu-1").await).await;
     let (status, _) = delete("prod-eu-1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A definition is a versioned entry: its history shows every change.
-    ok(put_env(&w, "prod-eu", json!({"parent": "prod", "variables": {"REGION": "eu-west"}})).await).await;
+    ok(put_env(
+        &w,
+        "prod-eu",
+        json!({"parent": "prod", "variables": {"REGION": "eu-west"}}),
+    )
+    .await)
+    .await;
     let (_, history) = get(&w, "/env/prod-eu/history").await;
-    let versions: Vec<u64> = history.as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    let versions: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
     assert_eq!(versions, [2, 1]);
 }
 
@@ -152,8 +227,20 @@ async fn overrides_resolve_over_three_levels(backend: Backend) {
     let w = TestWriter::start(&backend).await;
     three_levels(&w).await;
     ok(put(&w, "/app/db", json!({"host": "localhost", "pool": {"min": 1, "max": 5}, "tags": ["a", "b"], "debug": true})).await).await;
-    ok(put(&w, "/env/prod/app/db", json!({"host": "prod-db", "pool": {"max": 50}})).await).await;
-    ok(put(&w, "/env/prod-eu/app/db", json!({"pool": {"min": 2}, "tags": ["eu"], "debug": null})).await).await;
+    ok(put(
+        &w,
+        "/env/prod/app/db",
+        json!({"host": "prod-db", "pool": {"max": 50}}),
+    )
+    .await)
+    .await;
+    ok(put(
+        &w,
+        "/env/prod-eu/app/db",
+        json!({"pool": {"min": 2}, "tags": ["eu"], "debug": null}),
+    )
+    .await)
+    .await;
     ok(put(&w, "/app/timeout", json!(30)).await).await;
     ok(put(&w, "/env/prod-eu-1/app/timeout", json!(5)).await).await;
     ok(put(&w, "/app/feature", json!("on")).await).await;
@@ -169,15 +256,31 @@ async fn overrides_resolve_over_three_levels(backend: Backend) {
         }
     };
     // Side by side: every environment answers from the same data.
-    assert_eq!(value("dev", "/app/db").await, json!({"host": "localhost", "pool": {"min": 1, "max": 5}, "tags": ["a", "b"], "debug": true}));
-    assert_eq!(value("prod", "/app/db").await, json!({"host": "prod-db", "pool": {"min": 1, "max": 50}, "tags": ["a", "b"], "debug": true}));
-    assert_eq!(value("prod-eu", "/app/db").await, json!({"host": "prod-db", "pool": {"min": 2, "max": 50}, "tags": ["eu"]}));
-    assert_eq!(value("prod-eu-1", "/app/db").await, json!({"host": "prod-db", "pool": {"min": 2, "max": 50}, "tags": ["eu"]}));
+    assert_eq!(
+        value("dev", "/app/db").await,
+        json!({"host": "localhost", "pool": {"min": 1, "max": 5}, "tags": ["a", "b"], "debug": true})
+    );
+    assert_eq!(
+        value("prod", "/app/db").await,
+        json!({"host": "prod-db", "pool": {"min": 1, "max": 50}, "tags": ["a", "b"], "debug": true})
+    );
+    assert_eq!(
+        value("prod-eu", "/app/db").await,
+        json!({"host": "prod-db", "pool": {"min": 2, "max": 50}, "tags": ["eu"]})
+    );
+    assert_eq!(
+        value("prod-eu-1", "/app/db").await,
+        json!({"host": "prod-db", "pool": {"min": 2, "max": 50}, "tags": ["eu"]})
+    );
     assert_eq!(value("prod-eu-1", "/app/timeout").await, json!(5));
     assert_eq!(value("prod-eu", "/app/timeout").await, json!(30));
     assert_eq!(value("dev", "/app/feature").await, json!("on"));
     let (status, _) = get(&w, "/app/feature?env=staging").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "a null override removes the path in staging");
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a null override removes the path in staging"
+    );
     assert_eq!(value("prod-eu-1", "/app/only-in-prod").await, json!("p"));
     let (status, _) = get(&w, "/app/only-in-prod?env=dev").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -187,7 +290,10 @@ async fn overrides_resolve_over_three_levels(backend: Backend) {
     assert_eq!(entry["environment"], "prod-eu");
     assert_eq!(entry["source"], "/env/prod-eu/app/db");
     let provenance = &entry["provenance"];
-    assert_eq!(provenance["/host"]["path"], "/env/prod/app/db", "{provenance}");
+    assert_eq!(
+        provenance["/host"]["path"], "/env/prod/app/db",
+        "{provenance}"
+    );
     assert_eq!(provenance["/pool/min"]["path"], "/env/prod-eu/app/db");
     assert_eq!(provenance["/pool/max"]["path"], "/env/prod/app/db");
     assert_eq!(provenance["/tags"]["path"], "/env/prod-eu/app/db");
@@ -198,7 +304,10 @@ async fn overrides_resolve_over_three_levels(backend: Backend) {
 
     // Children of a prefix in an environment include paths that exist only as overrides.
     let (_, children) = get(&w, "/app?env=prod").await;
-    assert_eq!(children["children"], json!(["db", "feature", "only-in-prod", "timeout"]));
+    assert_eq!(
+        children["children"],
+        json!(["db", "feature", "only-in-prod", "timeout"])
+    );
     // Errors: unknown environment, an /env path with env.
     let (status, body) = get(&w, "/app/db?env=qa").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -206,7 +315,10 @@ async fn overrides_resolve_over_three_levels(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     // The raw override is still readable as itself.
     let (_, raw) = get(&w, "/env/prod/app/db").await;
-    assert_eq!(raw["value"], json!({"host": "prod-db", "pool": {"max": 50}}));
+    assert_eq!(
+        raw["value"],
+        json!({"host": "prod-db", "pool": {"max": 50}})
+    );
 }
 
 async fn variables_substitute_with_defaults_escapes_and_errors(backend: Backend) {
@@ -215,46 +327,84 @@ async fn variables_substitute_with_defaults_escapes_and_errors(backend: Backend)
     ok(put_env(&w, "prod-eu", json!({"parent": "prod", "variables": {"REGION": "eu", "URL": "postgres://${DB_HOST}:${PORT:5432}/${REGION}"}})).await).await;
     ok(put(&w, "/svc/url", json!("${URL}")).await).await;
     ok(put(&w, "/svc/literal", json!("$${NOT_A_VAR} and $$ and $5")).await).await;
-    ok(put(&w, "/svc/conf", json!({"region": "${REGION}", "port": "${PORT:8080}", "list": ["${REGION:none}"]})).await).await;
+    ok(put(
+        &w,
+        "/svc/conf",
+        json!({"region": "${REGION}", "port": "${PORT:8080}", "list": ["${REGION:none}"]}),
+    )
+    .await)
+    .await;
 
     let (status, url) = get(&w, "/svc/url?env=prod-eu-1&resolve=true").await;
     assert_eq!(status, StatusCode::OK, "{url}");
     assert_eq!(url["value"], "postgres://prod-db.internal:5432/eu");
     assert_eq!(url["resolved"], true);
     let (_, raw) = get(&w, "/svc/url?env=prod-eu-1").await;
-    assert_eq!(raw["value"], "${URL}", "without resolve the reference shows");
+    assert_eq!(
+        raw["value"], "${URL}",
+        "without resolve the reference shows"
+    );
     let (_, literal) = get(&w, "/svc/literal?env=prod&resolve=true").await;
     assert_eq!(literal["value"], "${NOT_A_VAR} and $$ and $5");
     let (_, conf) = get(&w, "/svc/conf?env=dev&resolve=true").await;
-    assert_eq!(conf["value"], json!({"region": "${REGION}", "port": "8080", "list": ["none"]}).as_object().map(|_| json!({"region": null, "port": "8080", "list": ["none"]})).unwrap_or_default().get("x").cloned().unwrap_or(conf["value"].clone()));
+    assert_eq!(
+        conf["value"],
+        json!({"region": "${REGION}", "port": "8080", "list": ["none"]})
+            .as_object()
+            .map(|_| json!({"region": null, "port": "8080", "list": ["none"]}))
+            .unwrap_or_default()
+            .get("x")
+            .cloned()
+            .unwrap_or(conf["value"].clone())
+    );
 
     // dev has no REGION: a 422 naming the variable and where it is used.
     let (status, body) = get(&w, "/svc?env=dev&resolve=true").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "resolution_failed");
     let problems = body["error"]["details"]["problems"].as_array().unwrap();
-    let references: Vec<&str> = problems.iter().map(|p| p["reference"].as_str().unwrap()).collect();
+    let references: Vec<&str> = problems
+        .iter()
+        .map(|p| p["reference"].as_str().unwrap())
+        .collect();
     assert!(references.contains(&"${REGION}"), "{body}");
     assert!(references.contains(&"${URL}"), "{body}");
-    assert!(problems.iter().any(|p| p["location"] == "/svc/conf#/region"), "{body}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["location"] == "/svc/conf#/region"),
+        "{body}"
+    );
 
     // The prefix as one object of resolved values.
     let (status, tree) = get(&w, "/svc?env=prod-eu&resolve=true").await;
     assert_eq!(status, StatusCode::OK, "{tree}");
-    assert_eq!(tree, json!({
-        "conf": {"region": "eu", "port": "8080", "list": ["eu"]},
-        "literal": "${NOT_A_VAR} and $$ and $5",
-        "url": "postgres://prod-db.internal:5432/eu",
-    }));
+    assert_eq!(
+        tree,
+        json!({
+            "conf": {"region": "eu", "port": "8080", "list": ["eu"]},
+            "literal": "${NOT_A_VAR} and $$ and $5",
+            "url": "postgres://prod-db.internal:5432/eu",
+        })
+    );
 
     // Cycles are named.
-    ok(put_env(&w, "staging", json!({"variables": {"A": "${B}", "B": "x${A}"}})).await).await;
+    ok(put_env(
+        &w,
+        "staging",
+        json!({"variables": {"A": "${B}", "B": "x${A}"}}),
+    )
+    .await)
+    .await;
     ok(put(&w, "/loop/v", json!("${A}")).await).await;
     let (status, body) = get(&w, "/loop/v?env=staging&resolve=true").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let text = body.to_string();
     assert!(text.contains("cycle"), "{text}");
-    assert!(text.contains("A → B → A") || text.contains("B → A → B"), "{text}");
+    assert!(
+        text.contains("A → B → A") || text.contains("B → A → B"),
+        "{text}"
+    );
 }
 
 /// Values a shell and YAML parser must carry exactly.
@@ -306,14 +456,21 @@ async fn bundles_round_trip_hostile_values(backend: Backend) {
         .env_clear()
         .output()
         .expect("bash must be installed: the .env round trip runs through it");
-    assert!(output.status.success(), "bash: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let read_back: Vec<String> = output
         .stdout
         .split(|b| *b == 0)
         .map(|v| String::from_utf8(v.to_vec()).unwrap())
         .collect();
     for (index, (key, value)) in expected.iter().enumerate() {
-        assert_eq!(&read_back[index], value, "{key} did not survive bash's source:\n{dotenv}");
+        assert_eq!(
+            &read_back[index], value,
+            "{key} did not survive bash's source:\n{dotenv}"
+        );
     }
 
     // A ConfigMap, parsed back.
@@ -325,7 +482,11 @@ async fn bundles_round_trip_hostile_values(backend: Backend) {
     assert_eq!(parsed["kind"], "ConfigMap");
     assert_eq!(parsed["metadata"]["name"], "myapp");
     for (key, value) in &expected {
-        assert_eq!(parsed["data"][key].as_str(), Some(value.as_str()), "{key} in\n{yaml}");
+        assert_eq!(
+            parsed["data"][key].as_str(),
+            Some(value.as_str()),
+            "{key} in\n{yaml}"
+        );
     }
     let (_, _, named) = get_text(&w, "/myapp?format=k8s-configmap&name=web.config").await;
     assert!(named.contains("name: \"web.config\""), "{named}");
@@ -353,12 +514,23 @@ async fn bundles_round_trip_hostile_values(backend: Backend) {
 async fn secret_references_are_refused_without_permission(backend: Backend) {
     let w = TestWriter::start(&backend).await;
     ok(put(&w, "/myapp/database/host", json!("db")).await).await;
-    ok(put(&w, "/myapp/database/password", json!("${secret:db-password}")).await).await;
+    ok(put(
+        &w,
+        "/myapp/database/password",
+        json!("${secret:db-password}"),
+    )
+    .await)
+    .await;
 
     let (status, body) = get(&w, "/myapp/database?env=prod&resolve=true").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "forbidden");
-    assert!(body["error"]["message"].as_str().unwrap().contains("db-password"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("db-password")
+    );
     // The raw read shows the reference; the ConfigMap leaves the secret out and says so.
     let (_, raw) = get(&w, "/myapp/database/password?env=prod").await;
     assert_eq!(raw["value"], "${secret:db-password}");
@@ -366,7 +538,10 @@ async fn secret_references_are_refused_without_permission(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{yaml}");
     assert!(yaml.contains("\"MYAPP_DATABASE_HOST\": \"db\""), "{yaml}");
     assert!(!yaml.contains("\"MYAPP_DATABASE_PASSWORD\":"), "{yaml}");
-    assert!(yaml.contains("setpoint.dev/omitted-secret-keys\": \"MYAPP_DATABASE_PASSWORD\""), "{yaml}");
+    assert!(
+        yaml.contains("setpoint.dev/omitted-secret-keys\": \"MYAPP_DATABASE_PASSWORD\""),
+        "{yaml}"
+    );
     let (status, _, _) = get_text(&w, "/myapp?env=prod&format=k8s-secret").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, _) = get_text(&w, "/myapp?env=prod&format=dotenv").await;
@@ -382,7 +557,13 @@ async fn secret_references_are_refused_without_permission(backend: Backend) {
     let w = TestWriter::start_with(config).await;
     let (status, body) = get(&w, "/myapp/database?env=prod&resolve=true").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("no secret provider"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no secret provider"),
+        "{body}"
+    );
 }
 
 async fn reads_see_the_callers_own_writes(backend: Backend) {

@@ -123,7 +123,8 @@ impl Feed {
             }),
             events,
             loaded: watch::channel(false).0,
-            seen_revision: watch::channel(0).0,
+            // -1 until the first load, so waiting for revision 0 waits for the load.
+            seen_revision: watch::channel(-1).0,
             limits,
         });
         let task = tokio::spawn(follow(feed.clone(), store, Layout::new(prefix)));

@@ -80,6 +80,13 @@ impl Writer {
         self.process.take().unwrap().kill();
     }
 
+    fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(SetpointProcess::log_text)
+            .unwrap_or_default()
+    }
+
     async fn restart(&mut self, dir: &Path) {
         self.process = Some(start(&self.args, &self.addr, dir).await);
     }
@@ -112,6 +119,23 @@ impl Edge {
         ];
         args.extend(certs.args("edge"));
         let process = start(&args, &addr, dir).await;
+        // Ready = holds a snapshot. A watcher opened before that would see the first snapshot
+        // arrive as a reset.
+        let ready_url = format!("http://{addr}/readyz");
+        let ready = wait_until(Duration::from_secs(20), || {
+            let url = ready_url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        assert!(
+            ready,
+            "edge {id} never became ready:\n{}",
+            process.log_text()
+        );
         Edge {
             process: Some(process),
             addr,
@@ -316,7 +340,8 @@ async fn watchers_get_every_change_across_edge_kill_and_writer_restart() {
     );
     assert!(
         watcher.events().iter().all(|e| e.data["type"] != "reset"),
-        "no reset needed: the edge and writer resumed by deltas"
+        "no reset needed: the edge and writer resumed by deltas; writer log:\n{}",
+        writer.log()
     );
 }
 
@@ -423,6 +448,8 @@ async fn changes_committed_while_the_writer_was_away_reach_watchers_as_deltas() 
     );
     assert!(
         watcher.events().iter().all(|e| e.data["type"] != "reset"),
-        "the restarted writer replays the store's history instead of sending a snapshot"
+        "the restarted writer replays the store's history instead of sending a snapshot; events {:?}\nwriter log:\n{}",
+        watcher.events(),
+        writer.log()
     );
 }

@@ -322,10 +322,18 @@ pub async fn get_root(
     params(("path" = String, Path, description = "Config path or prefix"),
            ("version" = Option<u64>, Query, description = "An older version"),
            ("list" = Option<bool>, Query, description = "List children instead (also: HTTP method LIST)"),
-           ("recursive" = Option<bool>, Query, description = "With list: every live path below, with versions")),
-    responses((status = 200, description = "The entry {path, value, format, version, revision, updated_at, ...}, or {children: [...]} for a prefix"),
+           ("recursive" = Option<bool>, Query, description = "With list: every live path below, with versions"),
+           ("env" = Option<String>, Query, description = "Environment: the effective value (overrides under /env/{env}/ and its ancestors merged over the base value)"),
+           ("explain" = Option<bool>, Query, description = "Add provenance: which path and version every key came from"),
+           ("resolve" = Option<bool>, Query, description = "Substitute ${VAR}, ${VAR:default} and ${secret:name}; on a prefix, the subtree as one object"),
+           ("format" = Option<String>, Query, description = "Bundle of the subtree: json, yaml, dotenv, k8s-configmap, k8s-secret"),
+           ("name" = Option<String>, Query, description = "Kubernetes object name for k8s-configmap / k8s-secret")),
+    responses((status = 200, description = "The entry {path, value, format, version, revision, updated_at, ...}, or {children: [...]} for a prefix; with format, the bundle"),
               (status = 304, description = "If-None-Match matched the current version"),
-              (status = 404, description = "No value and no children")))]
+              (status = 403, description = "The read needs secrets and this node may not resolve them"),
+              (status = 404, description = "No value and no children (in that environment)"),
+              (status = 422, description = "Unresolvable references: every one listed"),
+              (status = 503, description = "Store or secret provider unavailable")))]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -37,6 +37,8 @@ pub enum PathError {
         "path {path:?} is under the reserved `env` segment but is not `/env/{{environment}}/{{path}}`"
     )]
     IncompleteEnvOverride { path: String },
+    #[error("path {path:?} is in the reserved `_setpoint` namespace (system records)")]
+    SystemNamespace { path: String },
 }
 
 /// A validated path. `as_str()` is canonical: leading `/`, no trailing `/`, root is `/`.
@@ -197,6 +199,11 @@ impl ConfigPath {
         if RESERVED_NAMES.contains(&name) {
             return Err(PathError::ReservedName {
                 name: name.to_owned(),
+            });
+        }
+        if self.segments().next() == Some("_setpoint") {
+            return Err(PathError::SystemNamespace {
+                path: self.canonical.clone(),
             });
         }
         if self.segments().next() == Some("env") && self.segment_count() < 3 {

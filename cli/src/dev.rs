@@ -65,6 +65,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     // No access control yet: `setpoint dev` is the one mode that resolves secrets, for
     // every caller, and it says so.
     args.common.apply(&mut config, true)?;
+    config.auth_mode = setpoint_writer::AuthMode::AnonymousLoopback;
+    config.bootstrap_key_path = args.data_dir.join("admin.key");
     if config.secrets.provider.kind() != "none" {
         tracing::warn!(
             provider = config.secrets.provider.kind(),

@@ -127,6 +127,13 @@ struct WriterArgs {
     /// Region reported to the fleet.
     #[arg(long, env = "SETPOINT_REGION", default_value = "default")]
     region: String,
+    /// On a store without accounts, where the generated admin API key is written (mode 0600).
+    #[arg(
+        long,
+        env = "SETPOINT_BOOTSTRAP_KEY_FILE",
+        default_value = "setpoint-admin.key"
+    )]
+    bootstrap_key_file: std::path::PathBuf,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -156,6 +163,13 @@ pub struct CommonArgs {
     environments: Vec<String>,
     #[command(flatten)]
     pub secrets: secrets::SecretArgs,
+    /// On a store without accounts, take the admin's API key from this file (instead of
+    /// generating one).
+    #[arg(long, env = "SETPOINT_ADMIN_KEY_FILE")]
+    admin_key_file: Option<std::path::PathBuf>,
+    /// Serve /metrics without an API key.
+    #[arg(long, env = "SETPOINT_METRICS_PUBLIC")]
+    metrics_public: bool,
 }
 
 fn parse_rule(input: &str) -> Result<Rule, String> {
@@ -165,6 +179,8 @@ fn parse_rule(input: &str) -> Result<Rule, String> {
 impl CommonArgs {
     /// Applies the flags; `secrets_allowed` says whether reads may resolve secrets.
     pub fn apply(self, config: &mut WriterConfig, secrets_allowed: bool) -> anyhow::Result<()> {
+        config.admin_key_file = self.admin_key_file;
+        config.metrics_public = self.metrics_public;
         config.secrets = SecretAccess {
             provider: self.secrets.provider()?,
             allowed: secrets_allowed,
@@ -236,8 +252,9 @@ pub fn warn_secrets_refused(access: &SecretAccess) {
 async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     let mut config = WriterConfig::new(args.store);
     config.store_prefix = args.store_prefix;
-    args.common.apply(&mut config, false)?;
-    warn_secrets_refused(&config.secrets);
+    // Every caller needs a key here; `secrets:read` decides who may resolve secrets.
+    args.common.apply(&mut config, true)?;
+    config.bootstrap_key_path = args.bootstrap_key_file.clone();
     if let Some(tls) = args.tls.optional()? {
         config.replication = Some(ReplicationConfig::new(
             args.replication_listen.unwrap_or(args.listen),

@@ -435,6 +435,57 @@ impl Accounts {
     }
 }
 
+/// Counts failed authentications per source address in fixed windows; past `max` failures in a
+/// window the source is refused outright (429) until the window ends. Bounded: at most
+/// [`FailureLimiter::MAX_SOURCES`] sources are tracked (the oldest windows are dropped first).
+#[derive(Debug)]
+pub struct FailureLimiter {
+    max: u32,
+    window_secs: i64,
+    sources: std::sync::Mutex<HashMap<std::net::IpAddr, (u32, i64)>>,
+}
+
+impl FailureLimiter {
+    pub const MAX_SOURCES: usize = 10_000;
+
+    pub fn new(max: u32, window_secs: i64) -> FailureLimiter {
+        FailureLimiter {
+            max,
+            window_secs: window_secs.max(1),
+            sources: std::sync::Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, (u32, i64)>> {
+        self.sources.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when `source` has used up its failures in the current window.
+    pub fn is_blocked(&self, source: std::net::IpAddr, now: i64) -> bool {
+        self.lock()
+            .get(&source)
+            .is_some_and(|(count, start)| now - start < self.window_secs && *count >= self.max)
+    }
+
+    /// Counts one failure; returns the count in the current window.
+    pub fn record_failure(&self, source: std::net::IpAddr, now: i64) -> u32 {
+        let mut sources = self.lock();
+        if sources.len() >= FailureLimiter::MAX_SOURCES && !sources.contains_key(&source) {
+            let window = self.window_secs;
+            sources.retain(|_, (_, start)| now - *start < window);
+            if sources.len() >= FailureLimiter::MAX_SOURCES {
+                sources.clear();
+            }
+        }
+        let entry = sources.entry(source).or_insert((0, now));
+        if now - entry.1 >= self.window_secs {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.0
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -555,6 +606,21 @@ mod tests {
             accounts.authenticate(&key.token, 1_500),
             Err(AuthError::Revoked)
         );
+    }
+
+    #[test]
+    fn failures_are_limited_per_source_and_window() {
+        let limiter = FailureLimiter::new(3, 60);
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        for i in 1..=3 {
+            assert!(!limiter.is_blocked(a, 100));
+            assert_eq!(limiter.record_failure(a, 100), i);
+        }
+        assert!(limiter.is_blocked(a, 100));
+        assert!(!limiter.is_blocked(b, 100), "per source");
+        assert!(!limiter.is_blocked(a, 160), "a new window");
+        assert_eq!(limiter.record_failure(a, 160), 1);
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub enum ErrorCode {
     /// A read could not be resolved: missing or cyclic `${VAR}` references, malformed
     /// references, unknown secrets; details name each one (never a secret value).
     ResolutionFailed,
+    /// No valid API key (missing, unknown, expired, revoked).
+    Unauthenticated,
+    /// Too many failed attempts from this source; retry later.
+    TooManyRequests,
     /// The caller may not do this (e.g. read resolved secrets without `secrets:read`).
     Forbidden,
     /// The secret provider (Vault/OpenBao) could not be reached or refused this node.
@@ -47,6 +51,8 @@ impl ErrorCode {
             ErrorCode::ValidationFailed => "validation_failed",
             ErrorCode::ResolutionFailed => "resolution_failed",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::Unimplemented => "unimplemented",
             ErrorCode::StoreUnavailable => "store_unavailable",
@@ -67,6 +73,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::ValidationFailed | ErrorCode::ResolutionFailed => 422,
             ErrorCode::Forbidden => 403,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::SecretsUnavailable => 503,
             ErrorCode::Unimplemented => 501,
             ErrorCode::StoreUnavailable => 503,

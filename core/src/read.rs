@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use crate::auth::{Action, Grants};
 use crate::env::{self, Chain, EnvError, Environments};
 use crate::error::ErrorCode;
 use crate::export::{self, ExportError, ExportFormat, Item};
@@ -167,8 +168,22 @@ pub struct Rendered {
     pub revision: Revision,
 }
 
-/// Decides the answer to `query` on `path` from `snapshot`.
-pub fn plan(snapshot: &Snapshot, path: &ConfigPath, query: &ReadQuery) -> Result<Plan, Failure> {
+fn forbidden(message: String) -> Failure {
+    Failure::new(ErrorCode::Forbidden, message)
+}
+
+/// Decides the answer to `query` on `path` from `snapshot`, for a caller holding `grants`:
+/// subtrees and listings include only what the caller may read; secrets need `secrets:read` on
+/// every path whose value references one.
+pub fn plan(
+    snapshot: &Snapshot,
+    path: &ConfigPath,
+    query: &ReadQuery,
+    grants: &Grants,
+) -> Result<Plan, Failure> {
+    if !grants.can_read_somewhere_below(path) {
+        return Err(forbidden(format!("the caller may not read {path}")));
+    }
     if env::is_reserved(path) {
         return Err(Failure::new(
             ErrorCode::BadRequest,
@@ -184,8 +199,14 @@ pub fn plan(snapshot: &Snapshot, path: &ConfigPath, query: &ReadQuery) -> Result
     let is_secret =
         |effective: &Effective| !substitute::secret_names(&effective.value, &chain).is_empty();
     let mut secrets = BTreeSet::new();
+    let readable = |items: Vec<Effective>| -> Vec<Effective> {
+        items
+            .into_iter()
+            .filter(|e| grants.allows(&e.path, Action::Read) && !crate::auth::is_system(&e.path))
+            .collect()
+    };
     let target = if let Some(format) = query.format {
-        let items = resolve::effective_below(snapshot, &chain, path);
+        let items = readable(resolve::effective_below(snapshot, &chain, path));
         if items.is_empty() {
             return Err(nothing_at(path, &chain));
         }
@@ -217,13 +238,15 @@ pub fn plan(snapshot: &Snapshot, path: &ConfigPath, query: &ReadQuery) -> Result
             format,
             name,
         }
-    } else if let Some(effective) = resolve::effective(snapshot, &chain, path) {
+    } else if let Some(effective) =
+        resolve::effective(snapshot, &chain, path).filter(|_| grants.allows(path, Action::Read))
+    {
         if query.resolve {
             secrets.extend(substitute::secret_names(&effective.value, &chain));
         }
         Target::Entry(Box::new(effective))
     } else if query.resolve {
-        let items = resolve::effective_below(snapshot, &chain, path);
+        let items = readable(resolve::effective_below(snapshot, &chain, path));
         if items.is_empty() {
             return Err(nothing_at(path, &chain));
         }
@@ -232,12 +255,45 @@ pub fn plan(snapshot: &Snapshot, path: &ConfigPath, query: &ReadQuery) -> Result
         }
         Target::Tree(items)
     } else {
-        let children = resolve::children(snapshot, &chain, path);
+        let mut children = resolve::children(snapshot, &chain, path);
+        children.retain(|child| {
+            path.join(child)
+                .is_ok_and(|p| grants.can_read_somewhere_below(&p) && !crate::auth::is_system(&p))
+        });
         if children.is_empty() && !path.is_root() {
             return Err(nothing_at(path, &chain));
         }
         Target::Children(children)
     };
+    let unreadable: Vec<String> = match &target {
+        Target::Entry(effective) if !secrets.is_empty() => (!grants
+            .allows(&effective.path, Action::SecretsRead))
+        .then(|| effective.path.to_string())
+        .into_iter()
+        .collect(),
+        Target::Tree(items) => items
+            .iter()
+            .filter(|e| !substitute::secret_names(&e.value, &chain).is_empty())
+            .filter(|e| !grants.allows(&e.path, Action::SecretsRead))
+            .map(|e| e.path.to_string())
+            .collect(),
+        Target::Bundle { items, format, .. } if *format != ExportFormat::ConfigMap => items
+            .iter()
+            .filter(|(e, secret)| *secret && !grants.allows(&e.path, Action::SecretsRead))
+            .map(|(e, _)| e.path.to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !unreadable.is_empty() {
+        return Err(Failure {
+            code: ErrorCode::Forbidden,
+            message: format!(
+                "resolving secret references needs secrets:read on {}",
+                unreadable.join(", ")
+            ),
+            details: Some(json!({ "paths": unreadable })),
+        });
+    }
     Ok(Plan {
         path: path.clone(),
         chain,

@@ -237,9 +237,15 @@ impl EdgeApi for Service {
             ..ReadQuery::default()
         };
         let snapshot = self.edge.holder().current();
-        let rendered = setpoint_secrets::serve::read(self.edge.secrets(), &snapshot, &path, &query)
-            .await
-            .map_err(ApiError::from)?;
+        let rendered = setpoint_secrets::serve::read(
+            self.edge.secrets(),
+            &snapshot,
+            &path,
+            &query,
+            &setpoint_core::auth::Grants::all(),
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(Response::new(pb::ResolveResponse {
             json: String::from_utf8_lossy(&rendered.body).into_owned(),
             revision: rendered.revision,
@@ -266,10 +272,15 @@ impl EdgeApi for Service {
             ..ReadQuery::default()
         };
         let snapshot = self.edge.holder().current();
-        let rendered =
-            setpoint_secrets::serve::read(self.edge.secrets(), &snapshot, &prefix, &query)
-                .await
-                .map_err(ApiError::from)?;
+        let rendered = setpoint_secrets::serve::read(
+            self.edge.secrets(),
+            &snapshot,
+            &prefix,
+            &query,
+            &setpoint_core::auth::Grants::all(),
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(Response::new(pb::ExportResponse {
             content_type: rendered.content_type.to_owned(),
             body: rendered.body,

@@ -130,8 +130,14 @@ async fn read(
     if !query.is_plain() {
         let snapshot = edge.holder().current();
         let stale = edge.holder().is_stale();
-        let rendered =
-            setpoint_secrets::serve::read(edge.secrets(), &snapshot, &path, &query).await?;
+        let rendered = setpoint_secrets::serve::read(
+            edge.secrets(),
+            &snapshot,
+            &path,
+            &query,
+            &setpoint_core::auth::Grants::all(),
+        )
+        .await?;
         let response = (
             [(
                 header::CONTENT_TYPE,

@@ -47,6 +47,8 @@ pub fn grpc_code(code: setpoint_core::error::ErrorCode) -> tonic::Code {
         ErrorCode::Unimplemented => tonic::Code::Unimplemented,
         ErrorCode::StoreUnavailable | ErrorCode::SecretsUnavailable => tonic::Code::Unavailable,
         ErrorCode::Forbidden => tonic::Code::PermissionDenied,
+        ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
+        ErrorCode::TooManyRequests => tonic::Code::ResourceExhausted,
         ErrorCode::Internal => tonic::Code::Internal,
     }
 }

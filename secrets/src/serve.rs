@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use setpoint_core::ConfigPath;
+use setpoint_core::auth::Grants;
 use setpoint_core::error::ErrorCode;
 use setpoint_core::read::{self, Failure, ReadQuery, Rendered};
 use setpoint_core::snapshot::Snapshot;
@@ -63,8 +64,9 @@ pub async fn read(
     snapshot: &Snapshot,
     path: &ConfigPath,
     query: &ReadQuery,
+    grants: &Grants,
 ) -> Result<Rendered, Failure> {
-    let plan = read::plan(snapshot, path, query)?;
+    let plan = read::plan(snapshot, path, query, grants)?;
     let names = plan.secret_names();
     let mut values = BTreeMap::new();
     if !names.is_empty() {

@@ -51,9 +51,32 @@ impl Backend {
     }
 }
 
+/// The admin key every test writer bootstraps with (the same on every start, so a writer
+/// restarted on the same store still gets in). Test-only: derived from fixed bytes.
+pub fn test_admin_key() -> String {
+    setpoint_core::auth::new_key(&[42; 32], &[7; 9], 0, None).token
+}
+
+/// A client that sends `key` as `Authorization: Bearer`.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("header value"),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
 pub struct TestWriter {
     pub base: String,
+    /// Sends the admin key with every request.
     pub http: reqwest::Client,
+    /// Keeps the admin key file alive.
+    _key_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -64,7 +87,12 @@ impl TestWriter {
         TestWriter::start_with(WriterConfig::new(backend.spec())).await
     }
 
-    pub async fn start_with(config: WriterConfig) -> TestWriter {
+    pub async fn start_with(mut config: WriterConfig) -> TestWriter {
+        let key_dir = tempfile::tempdir().expect("temp dir for the admin key");
+        let key_file = key_dir.path().join("admin.key");
+        std::fs::write(&key_file, test_admin_key()).expect("write the admin key file");
+        config.admin_key_file = Some(key_file);
+        config.bootstrap_key_path = key_dir.path().join("generated.key");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -80,10 +108,8 @@ impl TestWriter {
         });
         let writer = TestWriter {
             base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("http client"),
+            http: client_with_key(&test_admin_key()),
+            _key_dir: key_dir,
             shutdown: Some(tx),
             task: Some(task),
         };

@@ -324,7 +324,7 @@ async fn batch_is_one_revision_all_or_nothing(backend: Backend) {
     );
 
     // Too many changes for one store transaction is a clear 413, not a store error.
-    let changes: Vec<Value> = (0..65)
+    let changes: Vec<Value> = (0..64)
         .map(|i| json!({"op": "put", "path": format!("/b/many/k{i}"), "value": i}))
         .collect();
     let response = w
@@ -335,7 +335,7 @@ async fn batch_is_one_revision_all_or_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let changes: Vec<Value> = (0..64)
+    let changes: Vec<Value> = (0..63)
         .map(|i| json!({"op": "put", "path": format!("/b/many/k{i}"), "value": i}))
         .collect();
     let response = w
@@ -348,7 +348,7 @@ async fn batch_is_one_revision_all_or_nothing(backend: Backend) {
     assert_eq!(
         response.status(),
         StatusCode::OK,
-        "64 changes fit etcd's default 128 operations"
+        "63 changes (and the audit record) fit etcd's default 128 operations"
     );
 
     // A failed if_match rejects it too, and names the change.
@@ -798,7 +798,8 @@ async fn raw_put(w: &TestWriter, target: &str, body: &str) -> u16 {
     let addr = w.base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "PUT {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "PUT {target} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        setpoint_tests::writer::test_admin_key(),
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -1058,8 +1059,8 @@ async fn operations_endpoints(backend: Backend) {
         "setpoint_http_requests_total{method=\"PUT\",route=\"/api/config/{*path}\",status=\"201\"} 1",
         "setpoint_http_request_duration_seconds_bucket",
         "setpoint_store_operation_duration_seconds_bucket{op=\"txn\",outcome=\"ok\"",
-        // The three default environments, then the PUT.
-        "setpoint_commits_total 4",
+        // The three default environments, the admin account, then the PUT.
+        "setpoint_commits_total 5",
     ] {
         assert!(
             metrics.contains(needle),

@@ -9,6 +9,8 @@
 //! API boundary: handlers only parse, call [`crate::model::Configs`] and render. No handler
 //! touches the store directly.
 
+pub mod accounts;
+pub mod auth;
 pub mod config;
 pub mod environments;
 pub mod input;
@@ -49,6 +51,7 @@ pub struct AppState {
     pub secrets: setpoint_secrets::serve::SecretAccess,
     /// Serializes environment updates (see [`environments::put`]).
     pub environments_lock: Arc<tokio::sync::Mutex<()>>,
+    pub auth: Arc<auth::AuthState>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -72,6 +75,20 @@ pub fn router(state: AppState) -> Router {
                 .put(environments::put)
                 .delete(environments::delete),
         )
+        .route("/api/accounts", get(accounts::list).post(accounts::create))
+        .route(
+            "/api/accounts/{id}",
+            get(accounts::get).delete(accounts::delete),
+        )
+        .route(
+            "/api/accounts/{id}/grants",
+            axum::routing::put(accounts::set_grants),
+        )
+        .route("/api/accounts/{id}/keys", post(accounts::rotate))
+        .route(
+            "/api/accounts/{id}/keys/{key}",
+            axum::routing::delete(accounts::revoke),
+        )
         .route("/api/edges", get(edges))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/healthz", get(ops::healthz))
@@ -79,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -86,7 +107,10 @@ pub fn router(state: AppState) -> Router {
 /// `GET /api/edges`: every edge known from gossip or from replication, merged by id.
 /// `state` is the gossip verdict (`alive`, `suspect`, `down`); without gossip it is derived
 /// from the replication link (`alive` while connected, else `down`).
-async fn edges(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, Error> {
+async fn edges(
+    State(state): State<AppState>,
+    _caller: auth::Caller,
+) -> Result<axum::Json<serde_json::Value>, Error> {
     use std::collections::BTreeMap;
 
     use serde_json::{Value, json};

@@ -12,6 +12,7 @@
 //! [`run`] serves a writer on a listener until a shutdown future resolves.
 
 pub mod api;
+pub mod audit;
 pub mod error;
 pub mod metrics;
 pub mod model;
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 
 use setpoint_cluster::gossip::{Gossip, GossipConfig, GossipError};
 
+pub use crate::api::auth::AuthMode;
 use crate::metrics::{MeteredStore, Metrics};
 use crate::model::{Configs, SystemClock};
 use crate::replication::feed::Feed;
@@ -98,6 +100,14 @@ pub struct WriterConfig {
     pub default_environments: Vec<String>,
     /// The secret provider for `${secret:…}` and whether reads may resolve secrets.
     pub secrets: setpoint_secrets::serve::SecretAccess,
+    /// Whether callers need a key ([`AuthMode::AnonymousLoopback`] only for `setpoint dev`).
+    pub auth_mode: AuthMode,
+    /// On a store without accounts: the admin's key is read from here (instead of generated).
+    pub admin_key_file: Option<PathBuf>,
+    /// On a store without accounts: where the generated admin key is written (mode 0600).
+    pub bootstrap_key_path: PathBuf,
+    /// Serve `/metrics` without a key.
+    pub metrics_public: bool,
 }
 
 impl WriterConfig {
@@ -116,6 +126,10 @@ impl WriterConfig {
                 .map(|e| (*e).to_owned())
                 .collect(),
             secrets: setpoint_secrets::serve::SecretAccess::none(),
+            auth_mode: AuthMode::Required,
+            admin_key_file: None,
+            bootstrap_key_path: PathBuf::from("setpoint-admin.key"),
+            metrics_public: false,
         }
     }
 }
@@ -132,6 +146,8 @@ pub enum RunError {
     Gossip(#[from] GossipError),
     #[error("cannot create the default environments: {0}")]
     Environments(error::Error),
+    #[error("cannot create the admin account: {0}")]
+    Bootstrap(error::Error),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -188,6 +204,16 @@ impl Writer {
             .ensure_environments(&config.default_environments)
             .await
             .map_err(RunError::Environments)?;
+        if let Some(location) = configs
+            .bootstrap_admin(config.admin_key_file.as_deref(), &config.bootstrap_key_path)
+            .await
+            .map_err(RunError::Bootstrap)?
+        {
+            tracing::info!(
+                file = %location.display(),
+                "created the admin account; its API key is in this file (readable by its owner only)"
+            );
+        }
         let compaction = tokio::spawn(compaction_loop(
             configs.clone(),
             metrics.clone(),
@@ -201,7 +227,17 @@ impl Writer {
             feed,
             secrets: config.secrets.clone(),
             environments_lock: Arc::new(tokio::sync::Mutex::new(())),
+            auth: Arc::new(api::auth::AuthState::new(
+                config.auth_mode,
+                config.metrics_public,
+            )),
         };
+        if config.auth_mode == AuthMode::AnonymousLoopback {
+            tracing::warn!(
+                "anonymous access from loopback addresses is allowed (setpoint dev): requests \
+                 without a key from 127.0.0.0/8 or ::1 get every right"
+            );
+        }
         tracing::info!(store = ?config.store, "writer started");
         Ok(Writer {
             state,
@@ -261,9 +297,12 @@ pub async fn serve(
             tracing::warn!(%err, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serves a writer on `listener` until `shutdown` resolves, then drains in-flight requests and

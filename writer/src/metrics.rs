@@ -29,6 +29,8 @@ pub struct Metrics {
     pub edge_applied_revision: IntGaugeVec,
     pub edge_lag_revisions: IntGaugeVec,
     pub edges_connected: IntGauge,
+    /// Refused authentications by reason (missing, unknown, expired, revoked, …).
+    pub auth_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -103,6 +105,14 @@ impl Metrics {
             "setpoint_replication_edges_connected",
             "Edges with an open replication session",
         )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "setpoint_auth_failures_total",
+                "Refused authentications by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(replication_propagation.clone()))?;
         registry.register(Box::new(edge_applied_revision.clone()))?;
         registry.register(Box::new(edge_lag_revisions.clone()))?;
@@ -127,6 +137,7 @@ impl Metrics {
             edge_applied_revision,
             edge_lag_revisions,
             edges_connected,
+            auth_failures,
         })
     }
 

@@ -10,6 +10,7 @@
 //!
 //! This module knows nothing of HTTP; it returns [`Error`]s with codes the API maps to statuses.
 
+pub mod accounts;
 pub mod environments;
 pub mod locks;
 pub mod records;
@@ -23,15 +24,16 @@ use setpoint_core::validate::{self, Schema, Validators, Violation};
 use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 use time::OffsetDateTime;
 
+use crate::audit;
 use crate::error::{Error, ErrorCode};
 use crate::store::{
     Compare, CompareOp, KeyValue, RangeRequest, Revision, Store, Txn, TxnOp, prefix_end,
 };
 use records::{Keys, Meta, Pointer, VersionHeader};
 
-/// Most changes in one commit. Each change writes two keys, and etcd refuses transactions of
-/// more than 128 operations by default (`--max-txn-ops`).
-pub const MAX_BATCH_CHANGES: usize = 64;
+/// Most changes in one commit. Each change writes two keys, the commit one audit record, and
+/// etcd refuses transactions of more than 128 operations by default (`--max-txn-ops`).
+pub const MAX_BATCH_CHANGES: usize = 63;
 
 /// How many times a commit re-reads and retries after losing a compare to another writer.
 const COMMIT_ATTEMPTS: usize = 16;
@@ -183,13 +185,53 @@ pub struct Configs {
     /// The newest revision this writer committed, so reads from the in-memory read model can
     /// wait until it shows the caller's own writes.
     last_commit: std::sync::atomic::AtomicI64,
+    audit: audit::AuditLog,
 }
 
-/// Who asks for a commit: only the environments API may write definitions (`/env/{name}`).
+/// Who asked for a change: `updated_by` of what it writes, and the audit record's actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The account id (or, for anonymous loopback callers in `setpoint dev`, the
+    /// `X-Setpoint-Actor` name if given).
+    pub name: Option<String>,
+    /// `X-Request-Id` if the caller sent one, else generated.
+    pub request_id: String,
+    /// The caller's address.
+    pub source: Option<String>,
+}
+
+impl Actor {
+    /// The writer itself (bootstrap, default environments).
+    pub fn system() -> Actor {
+        Actor {
+            name: Some("setpoint".to_owned()),
+            request_id: "startup".to_owned(),
+            source: None,
+        }
+    }
+}
+
+/// Who asks for a commit: only the environments API may write definitions (`/env/{name}`),
+/// only the accounts API the system namespace (`/_setpoint/…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
     Configs,
     Environments,
+    System,
+}
+
+impl Origin {
+    /// The audit action of a put or delete from this origin.
+    fn action(self, delete: bool) -> &'static str {
+        match (self, delete) {
+            (Origin::Configs, false) => "config.put",
+            (Origin::Configs, true) => "config.delete",
+            (Origin::Environments, false) => "environment.put",
+            (Origin::Environments, true) => "environment.delete",
+            (Origin::System, false) => "account.put",
+            (Origin::System, true) => "account.delete",
+        }
+    }
 }
 
 impl Configs {
@@ -200,12 +242,17 @@ impl Configs {
             locks: Default::default(),
             clock,
             last_commit: std::sync::atomic::AtomicI64::new(0),
+            audit: audit::AuditLog::new(prefix),
         }
     }
 
     /// The newest revision this writer committed (0 before its first commit).
     pub fn last_commit(&self) -> Revision {
         self.last_commit.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn audit(&self) -> &audit::AuditLog {
+        &self.audit
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -221,11 +268,7 @@ impl Configs {
     }
 
     /// Commits `changes` as one transaction (one revision), or nothing.
-    pub async fn commit(
-        &self,
-        changes: Vec<Change>,
-        actor: Option<String>,
-    ) -> Result<Committed, Error> {
+    pub async fn commit(&self, changes: Vec<Change>, actor: &Actor) -> Result<Committed, Error> {
         self.commit_from(Origin::Configs, changes, actor).await
     }
 
@@ -233,7 +276,7 @@ impl Configs {
         &self,
         origin: Origin,
         changes: Vec<Change>,
-        actor: Option<String>,
+        actor: &Actor,
     ) -> Result<Committed, Error> {
         if changes.is_empty() {
             return Err(Error::bad_request("a batch needs at least one change"));
@@ -250,7 +293,10 @@ impl Configs {
         let mut seen = std::collections::HashSet::new();
         for (index, change) in changes.iter().enumerate() {
             let definition = setpoint_core::env::definition_name(change.path()).is_some();
-            if !(definition && origin == Origin::Environments) {
+            let system = setpoint_core::auth::is_system(change.path());
+            let allowed_special = (definition && origin == Origin::Environments)
+                || (system && origin == Origin::System);
+            if !allowed_special {
                 change
                     .path()
                     .check_writable()
@@ -312,7 +358,7 @@ impl Configs {
                         };
                         let meta = Meta {
                             updated_at: now.clone(),
-                            updated_by: actor.clone(),
+                            updated_by: actor.name.clone(),
                             ..meta_base
                         };
                         let pointer = Pointer {
@@ -351,7 +397,7 @@ impl Configs {
                         let meta = Meta {
                             description: put.description.clone().apply(meta_base.description),
                             owner: put.owner.clone().apply(meta_base.owner),
-                            updated_by: actor.clone(),
+                            updated_by: actor.name.clone(),
                             updated_at: now.clone(),
                         };
                         let pointer = Pointer {
@@ -396,6 +442,8 @@ impl Configs {
             if !violations.is_empty() {
                 return Err(violation_error(violations));
             }
+            txn.writes
+                .push(self.audit_write(origin, &results, actor, &now));
             let outcome = self.store.txn(txn).await?;
             if outcome.succeeded {
                 self.last_commit
@@ -411,6 +459,60 @@ impl Configs {
             ErrorCode::Conflict,
             "too many concurrent writers on these paths; retry the request",
         ))
+    }
+
+    /// Writes one audit record on its own (a denied or refused attempt).
+    pub async fn record_alone(&self, actor: &Actor, event: &audit::Event<'_>) -> Result<(), Error> {
+        let (_, now) = self.now();
+        let txn = Txn {
+            compares: vec![],
+            writes: vec![self.audit.write(actor, event, &now)],
+        };
+        self.store.txn(txn).await?;
+        Ok(())
+    }
+
+    /// One audit record for the whole commit: a single change names its path and versions; a
+    /// batch lists every change in `detail`.
+    fn audit_write(
+        &self,
+        origin: Origin,
+        results: &[ChangeResult],
+        actor: &Actor,
+        now: &str,
+    ) -> crate::store::TxnOp {
+        let before = |r: &ChangeResult| (r.version > 1).then(|| r.version - 1);
+        let event = match results {
+            [single] => audit::Event {
+                action: origin.action(single.deleted),
+                path: Some(single.path.as_str()),
+                version_before: before(single),
+                version_after: Some(single.version),
+                outcome: audit::Outcome::Ok,
+                detail: None,
+            },
+            many => audit::Event {
+                action: "config.batch",
+                path: None,
+                version_before: None,
+                version_after: None,
+                outcome: audit::Outcome::Ok,
+                detail: Some(
+                    json!(
+                        many.iter()
+                            .map(|r| json!({
+                                "op": if r.deleted { "delete" } else { "put" },
+                                "path": r.path,
+                                "version_before": before(r),
+                                "version_after": r.version,
+                            }))
+                            .collect::<Vec<_>>()
+                    )
+                    .to_string(),
+                ),
+            },
+        };
+        self.audit.write(actor, &event, now)
     }
 
     async fn read_pointer(&self, key: &str) -> Result<Option<(KeyValue, Pointer)>, Error> {

@@ -21,9 +21,11 @@ use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::auth::Caller;
 use super::input::{self, Params, double_option};
 use crate::error::{Error, ErrorCode};
 use crate::model::{Change, Committed, EntryView, Precondition, PutChange, Update};
+use setpoint_core::auth::Action;
 
 const REVISION_HEADER: &str = "x-setpoint-revision";
 const DEFAULT_HISTORY_PAGE: u64 = 100;
@@ -146,17 +148,16 @@ fn etag(version: Version) -> HeaderValue {
               (status = 503, description = "Store unavailable")))]
 pub async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
+    caller.require(&state, &path, Action::Write).await?;
     let body: PutBody = input::json_body(body)?;
     let change = put_change(path, body, input::if_match(&headers)?)?;
-    let committed = state
-        .configs
-        .commit(vec![change], input::actor(&headers))
-        .await?;
+    let committed = state.configs.commit(vec![change], &caller.actor).await?;
     Ok(single_result(committed))
 }
 
@@ -169,18 +170,17 @@ pub async fn put(
               (status = 412, description = "If-Match does not match")))]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
+    caller.require(&state, &path, Action::Delete).await?;
     let change = Change::Delete {
         path,
         if_match: input::if_match(&headers)?,
     };
-    let committed = state
-        .configs
-        .commit(vec![change], input::actor(&headers))
-        .await?;
+    let committed = state.configs.commit(vec![change], &caller.actor).await?;
     Ok(single_result(committed))
 }
 
@@ -214,7 +214,7 @@ fn single_result(committed: Committed) -> Response {
               (status = 422, description = "Violations in any change; nothing written")))]
 pub async fn batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let body: BatchBody = input::json_body(body)?;
@@ -224,10 +224,17 @@ pub async fn batch(
         .enumerate()
         .map(|(index, change)| batch_change(change).map_err(|e| e.at_index(index)))
         .collect::<Result<Vec<_>, _>>()?;
-    let committed = state
-        .configs
-        .commit(changes, input::actor(&headers))
-        .await?;
+    for (index, change) in changes.iter().enumerate() {
+        let action = match change {
+            Change::Put(_) => Action::Write,
+            Change::Delete { .. } => Action::Delete,
+        };
+        caller
+            .require(&state, change.path(), action)
+            .await
+            .map_err(|e| e.at_index(index))?;
+    }
+    let committed = state.configs.commit(changes, &caller.actor).await?;
     let body = json!({ "revision": committed.revision, "results": committed.results });
     Ok(with_revision(
         Json(body).into_response(),
@@ -312,9 +319,10 @@ fn entry_json(entry: &EntryView) -> Value {
 /// `GET /api/config` and `/api/config/`: the top-level names.
 pub async fn get_root(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Error> {
-    list(&state, &ConfigPath::root(), &Params::new(query)).await
+    list(&state, &caller, &ConfigPath::root(), &Params::new(query)).await
 }
 
 /// Read a config, an old version, or the children of a prefix.
@@ -336,6 +344,7 @@ pub async fn get_root(
               (status = 503, description = "Store or secret provider unavailable")))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -346,21 +355,29 @@ pub async fn get(
         .strip_suffix("/history")
         .or_else(|| (trimmed == "history").then_some(""))
     {
-        return history(&state, &parse_path(base)?, &params).await;
+        let path = parse_path(base)?;
+        caller.require(&state, &path, Action::Read).await?;
+        return history(&state, &path, &params).await;
     }
     if let Some(base) = trimmed
         .strip_suffix("/diff")
         .or_else(|| (trimmed == "diff").then_some(""))
     {
-        return diff(&state, &parse_path(base)?, &params).await;
+        let path = parse_path(base)?;
+        caller.require(&state, &path, Action::Read).await?;
+        return diff(&state, &path, &params).await;
     }
     let path = parse_path(&raw)?;
     if params.flag("list")? {
-        return list(&state, &path, &params).await;
+        return list(&state, &caller, &path, &params).await;
     }
     let query = ReadQuery::from_params(|name| params.get(name))?;
     if !query.is_plain() {
-        return environment_read(&state, &path, &query).await;
+        return environment_read(&state, &caller, &path, &query).await;
+    }
+    if !caller.may(&path, Action::Read) {
+        // A prefix the caller can read below still lists what it may see.
+        return list(&state, &caller, &path, &params).await;
     }
     if let Some(version) = params.number("version")? {
         let entry = state
@@ -388,7 +405,7 @@ pub async fn get(
             Ok(response)
         }
         Some(entry) => Ok(entry_response(&entry)),
-        None => list(&state, &path, &params).await,
+        None => list(&state, &caller, &path, &params).await,
     }
 }
 
@@ -400,6 +417,7 @@ const READ_MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// same code the edges run ([`setpoint_core::read`]).
 async fn environment_read(
     state: &AppState,
+    caller: &Caller,
     path: &ConfigPath,
     query: &ReadQuery,
 ) -> Result<Response, Error> {
@@ -414,7 +432,26 @@ async fn environment_read(
         ));
     }
     let snapshot = state.feed.snapshot();
-    let rendered = setpoint_secrets::serve::read(&state.secrets, &snapshot, path, query).await?;
+    let rendered = setpoint_secrets::serve::read(
+        &state.secrets,
+        &snapshot,
+        path,
+        query,
+        &caller.principal.grants,
+    )
+    .await;
+    let rendered = match rendered {
+        Err(failure) if failure.code == ErrorCode::Forbidden => {
+            let action = if query.resolve || query.format.is_some() {
+                Action::SecretsRead
+            } else {
+                Action::Read
+            };
+            let _ = caller.deny(state, path, action).await;
+            return Err(failure.into());
+        }
+        other => other?,
+    };
     let response = (
         [(
             header::CONTENT_TYPE,
@@ -434,9 +471,31 @@ fn entry_response(entry: &EntryView) -> Response {
     with_revision(response, entry.revision)
 }
 
-async fn list(state: &AppState, path: &ConfigPath, params: &Params) -> Result<Response, Error> {
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    path: &ConfigPath,
+    params: &Params,
+) -> Result<Response, Error> {
+    let grants = &caller.principal.grants;
+    if !grants.can_read_somewhere_below(path) {
+        return Err(caller.deny(state, path, Action::Read).await);
+    }
     let recursive = params.flag("recursive")?;
-    let listing = state.configs.list(path, recursive).await?;
+    let mut listing = state.configs.list(path, recursive).await?;
+    // Only what the caller may read, or read something below; system records are reached
+    // through /api/accounts, never listed.
+    listing.children.retain(|child| {
+        path.join(child).is_ok_and(|p| {
+            grants.can_read_somewhere_below(&p) && !setpoint_core::auth::is_system(&p)
+        })
+    });
+    listing
+        .entries
+        .retain(|e| !setpoint_core::auth::is_system(&e.path));
+    listing
+        .entries
+        .retain(|e| grants.allows(&e.path, Action::Read));
     if listing.children.is_empty() && !path.is_root() && !params.flag("list")? {
         return Err(Error::not_found(format!(
             "{path} holds no value and has no children"

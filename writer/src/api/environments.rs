@@ -7,14 +7,15 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use setpoint_core::env::Environment;
 
 use super::AppState;
+use super::auth::Caller;
 use super::input;
 use crate::error::Error;
 use crate::model::environments::EnvironmentView;
+use setpoint_core::auth::Action;
 
 /// The body of `PUT /api/environments/{name}` (documentation; parsed as
 /// [`setpoint_core::env::Environment`]).
@@ -43,7 +44,7 @@ fn view_json(view: &EnvironmentView) -> Value {
 /// Every environment.
 #[utoipa::path(get, path = "/api/environments", tag = "environments",
     responses((status = 200, description = "{environments: [{name, parent, description, variables, version, revision, updated_at}]}")))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, Error> {
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, Error> {
     let all = state.configs.environments().await?;
     Ok(Json(
         json!({ "environments": all.iter().map(view_json).collect::<Vec<_>>() }),
@@ -55,6 +56,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, Error> {
     responses((status = 200, description = "The environment"), (status = 404, description = "No such environment")))]
 pub async fn get(
     State(state): State<AppState>,
+    _caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let view = state
@@ -74,10 +76,12 @@ pub async fn get(
               (status = 422, description = "Unknown parent, a cycle, or an invalid variable name")))]
 pub async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
+    let definition = setpoint_core::env::definition_path(&name)?;
+    caller.require(&state, &definition, Action::Admin).await?;
     let body: Value = input::json_body(body)?;
     let environment = Environment::from_json(&body)?;
     // One environment update at a time: two concurrent updates could each pass the cycle
@@ -85,7 +89,7 @@ pub async fn put(
     let _serialized = state.environments_lock.lock().await;
     let committed = state
         .configs
-        .put_environment(&name, environment, input::actor(&headers))
+        .put_environment(&name, environment, &caller.actor)
         .await?;
     let version = committed.results.first().map_or(0, |r| r.version);
     Ok(Json(
@@ -101,13 +105,15 @@ pub async fn put(
               (status = 409, description = "Other environments inherit from it, or it holds overrides")))]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Error> {
+    let definition = setpoint_core::env::definition_path(&name)?;
+    caller.require(&state, &definition, Action::Admin).await?;
     let _serialized = state.environments_lock.lock().await;
     let committed = state
         .configs
-        .delete_environment(&name, input::actor(&headers))
+        .delete_environment(&name, &caller.actor)
         .await?;
     Ok(Json(
         json!({ "name": name, "revision": committed.revision }),

@@ -4,16 +4,17 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use setpoint_core::ConfigPath;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::auth::Caller;
 use super::input;
 use crate::error::Error;
 use crate::model::schemas::schema_json;
+use setpoint_core::auth::Action;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,8 +26,14 @@ pub struct SchemaBody {
 
 /// Every prefix schema.
 #[utoipa::path(get, path = "/api/schemas", tag = "schemas", responses((status = 200, description = "{schemas: [...]}")))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, Error> {
-    let all = state.configs.list_schemas().await?;
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, Error> {
+    let mut all = state.configs.list_schemas().await?;
+    all.retain(|stored| {
+        caller
+            .principal
+            .grants
+            .can_read_somewhere_below(&stored.prefix)
+    });
     Ok(Json(
         json!({ "schemas": all.iter().map(schema_json).collect::<Vec<_>>() }),
     ))
@@ -37,9 +44,11 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, Error> {
     responses((status = 200, description = "The schema"), (status = 404, description = "No schema on this prefix")))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let prefix = ConfigPath::parse(&raw)?;
+    caller.require(&state, &prefix, Action::Read).await?;
     let stored = state
         .configs
         .get_schema(&prefix)
@@ -56,15 +65,16 @@ pub async fn get(
               (status = 422, description = "Existing configs violate it; every violation listed")))]
 pub async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Error> {
     let prefix = ConfigPath::parse(&raw)?;
+    caller.require(&state, &prefix, Action::Admin).await?;
     let body: SchemaBody = input::json_body(body)?;
     let revision = state
         .configs
-        .put_schema(&prefix, body.schema, input::actor(&headers))
+        .put_schema(&prefix, body.schema, &caller.actor)
         .await?;
     Ok(Json(
         json!({ "prefix": prefix.as_str(), "revision": revision }),
@@ -76,10 +86,12 @@ pub async fn put(
     responses((status = 200, description = "{prefix, revision}"), (status = 404, description = "No schema on this prefix")))]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Error> {
     let prefix = ConfigPath::parse(&raw)?;
-    let revision = state.configs.delete_schema(&prefix).await?;
+    caller.require(&state, &prefix, Action::Admin).await?;
+    let revision = state.configs.delete_schema(&prefix, &caller.actor).await?;
     Ok(Json(
         json!({ "prefix": prefix.as_str(), "revision": revision }),
     ))

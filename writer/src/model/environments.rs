@@ -11,7 +11,7 @@ use setpoint_core::env::{self, EnvError, Environment, Environments};
 use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 
 use super::records::{self, Pointer};
-use super::{Change, Configs, Origin, PutChange, Update};
+use super::{Actor, Change, Configs, Origin, PutChange, Update};
 use crate::error::{Error, ErrorCode};
 use crate::store::{KeyValue, RangeRequest};
 
@@ -91,7 +91,7 @@ impl Configs {
         &self,
         name: &str,
         environment: Environment,
-        actor: Option<String>,
+        actor: &Actor,
     ) -> Result<super::Committed, Error> {
         let hierarchy = self.hierarchy().await?;
         hierarchy.check_update(name, &environment)?;
@@ -115,7 +115,7 @@ impl Configs {
     pub async fn delete_environment(
         &self,
         name: &str,
-        actor: Option<String>,
+        actor: &Actor,
     ) -> Result<super::Committed, Error> {
         let hierarchy = self.hierarchy().await?;
         if hierarchy.get(name).is_none() {
@@ -174,7 +174,7 @@ impl Configs {
             }
             let environment = Environment::default();
             match self
-                .put_environment(name, environment, Some("setpoint".to_owned()))
+                .put_environment(name, environment, &Actor::system())
                 .await
             {
                 Ok(_) => tracing::info!(environment = %name, "created default environment"),

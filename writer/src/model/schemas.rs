@@ -96,7 +96,7 @@ impl Configs {
         &self,
         prefix: &ConfigPath,
         schema: Value,
-        actor: Option<String>,
+        actor: &super::Actor,
     ) -> Result<Revision, Error> {
         let compiled = Schema::compile(&schema, format!("schema:{prefix}"))?;
         let violations = self.existing_violations(prefix, &compiled).await?;
@@ -109,29 +109,53 @@ impl Configs {
         let record = PrefixSchema {
             schema,
             meta: Meta {
-                updated_by: actor,
-                updated_at: now,
+                updated_by: actor.name.clone(),
+                updated_at: now.clone(),
                 ..Meta::default()
             },
         };
+        let event = crate::audit::Event {
+            action: "schema.put",
+            path: Some(prefix.as_str()),
+            version_before: None,
+            version_after: None,
+            outcome: crate::audit::Outcome::Ok,
+            detail: None,
+        };
         let txn = Txn {
             compares: vec![],
-            writes: vec![TxnOp::Put {
-                key: self.keys.schema(prefix),
-                value: records::encode_json(&record),
-            }],
+            writes: vec![
+                TxnOp::Put {
+                    key: self.keys.schema(prefix),
+                    value: records::encode_json(&record),
+                },
+                self.audit.write(actor, &event, &now),
+            ],
         };
         Ok(self.store.txn(txn).await?.revision)
     }
 
-    pub async fn delete_schema(&self, prefix: &ConfigPath) -> Result<Revision, Error> {
+    pub async fn delete_schema(
+        &self,
+        prefix: &ConfigPath,
+        actor: &super::Actor,
+    ) -> Result<Revision, Error> {
         let key = self.keys.schema(prefix);
         if self.store.get(&key).await?.is_none() {
             return Err(Error::not_found(format!("no schema on {prefix}")));
         }
+        let (_, now) = self.now();
+        let event = crate::audit::Event {
+            action: "schema.delete",
+            path: Some(prefix.as_str()),
+            version_before: None,
+            version_after: None,
+            outcome: crate::audit::Outcome::Ok,
+            detail: None,
+        };
         let txn = Txn {
             compares: vec![],
-            writes: vec![TxnOp::Delete { key }],
+            writes: vec![TxnOp::Delete { key }, self.audit.write(actor, &event, &now)],
         };
         Ok(self.store.txn(txn).await?.revision)
     }

@@ -1,0 +1,335 @@
+//! Who is calling: the authentication middleware and the [`Caller`] extractor.
+//!
+//! Every request except `/healthz`, `/readyz` (and `/metrics` when configured public) needs
+//! `Authorization: Bearer <key>`; the key is checked against the accounts of the writer's read
+//! model (the feed's snapshot — a revocation committed a moment ago applies at once). In
+//! [`AuthMode::AnonymousLoopback`] (`setpoint dev` only) a request without a key from a
+//! loopback address gets every right. Failed attempts are counted per source address; past
+//! the limit the source gets 429 until the window ends, and each refusal is logged (never the
+//! key) and audited.
+//!
+//! Handlers take a [`Caller`] and ask it, per path and action, before they act; a refusal is a
+//! 403 that is also written to the audit log.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use setpoint_core::auth::{Accounts, Action, AuthError, FailureLimiter, Principal};
+use setpoint_core::{ConfigPath, Revision};
+
+use super::AppState;
+use crate::audit::{Event, Outcome};
+use crate::error::{Error, ErrorCode};
+use crate::model::Actor;
+use crate::model::accounts::unix_now;
+
+/// Whether callers without a key get in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A key for everything but health (and public metrics).
+    Required,
+    /// `setpoint dev`: no key needed from loopback addresses.
+    AnonymousLoopback,
+}
+
+/// Failed authentications allowed per source address and minute.
+pub const FAILURES_PER_MINUTE: u32 = 20;
+
+/// Accounts of the read model, rebuilt when its revision moves.
+#[derive(Default)]
+pub struct AccountsCache {
+    cached: ArcSwapOption<(Revision, Accounts)>,
+}
+
+impl AccountsCache {
+    pub fn get(&self, feed: &crate::replication::feed::Feed) -> Arc<(Revision, Accounts)> {
+        let revision = feed.config_revision();
+        if let Some(cached) = self.cached.load_full()
+            && cached.0 == revision
+        {
+            return cached;
+        }
+        let snapshot = feed.snapshot();
+        let fresh = Arc::new((snapshot.revision(), Accounts::from_snapshot(&snapshot)));
+        self.cached.store(Some(fresh.clone()));
+        fresh
+    }
+}
+
+/// The authenticated caller of one request, with what the audit log needs.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub actor: Actor,
+}
+
+impl Caller {
+    /// May the caller do `action` on `path`?
+    pub fn may(&self, path: &ConfigPath, action: Action) -> bool {
+        self.principal.grants.allows(path, action)
+    }
+
+    /// Refuses with 403 (and an audit record) unless the caller may do `action` on `path`.
+    pub async fn require(
+        &self,
+        state: &AppState,
+        path: &ConfigPath,
+        action: Action,
+    ) -> Result<(), Error> {
+        if self.may(path, action) {
+            return Ok(());
+        }
+        Err(self.deny(state, path, action).await)
+    }
+
+    /// Refuses with 403 (and an audit record) unless the caller may do `action` on `path` and
+    /// everything below it.
+    pub async fn require_all_below(
+        &self,
+        state: &AppState,
+        path: &ConfigPath,
+        action: Action,
+    ) -> Result<(), Error> {
+        if self.principal.grants.allows_all_below(path, action) {
+            return Ok(());
+        }
+        Err(self.deny(state, path, action).await)
+    }
+
+    /// The 403 for `action` on `path`, recorded in the audit log.
+    pub async fn deny(&self, state: &AppState, path: &ConfigPath, action: Action) -> Error {
+        let detail = format!("lacks {} on {path}", action.as_str());
+        record_denied(
+            state,
+            &self.actor,
+            "access.denied",
+            Some(path.as_str()),
+            detail,
+        )
+        .await;
+        Error::new(
+            ErrorCode::Forbidden,
+            format!(
+                "account {} may not {} {path}",
+                self.principal.account,
+                action.as_str()
+            ),
+        )
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Caller, Error> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| unauthenticated("no API key given"))
+    }
+}
+
+fn unauthenticated(message: &str) -> Error {
+    Error::new(ErrorCode::Unauthenticated, message)
+}
+
+/// Writes a denied attempt to the audit log on its own; a store failure is logged, not raised
+/// (the caller is refused either way).
+async fn record_denied(
+    state: &AppState,
+    actor: &Actor,
+    action: &str,
+    path: Option<&str>,
+    detail: String,
+) {
+    let event = Event {
+        action,
+        path,
+        version_before: None,
+        version_after: None,
+        outcome: Outcome::Denied,
+        detail: Some(detail),
+    };
+    if let Err(error) = state.configs.record_alone(actor, &event).await {
+        tracing::warn!(%error, "cannot write the audit record of a denied attempt");
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(128)
+                .collect::<String>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            use rand::TryRng as _;
+            let mut bytes = [0u8; 8];
+            let _ = rand::rngs::SysRng.try_fill_bytes(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        })
+}
+
+/// Paths that never need a key.
+fn is_public(path: &str, metrics_public: bool) -> bool {
+    matches!(path, "/healthz" | "/readyz") || (metrics_public && path == "/metrics")
+}
+
+/// The middleware: authenticates, then hands the request on with a [`Caller`] attached.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if is_public(request.uri().path(), state.auth.metrics_public) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    let source_ip = peer.map(|p| p.ip());
+    let headers = request.headers();
+    let actor_header = super::input::actor(headers);
+    let mut actor = Actor {
+        name: None,
+        request_id: request_id(headers),
+        source: peer.map(|p| p.to_string()),
+    };
+    let now = unix_now();
+    if let Some(ip) = source_ip
+        && state.auth.limiter.is_blocked(ip, now)
+    {
+        tracing::warn!(source = %ip, "too many failed authentications; refusing this source for now");
+        return Error::new(
+            ErrorCode::TooManyRequests,
+            "too many failed authentications from this address; try again later",
+        )
+        .into_response();
+    }
+    let principal = match bearer(headers) {
+        Some(token) => match authenticate_token(&state, token, now).await {
+            Ok(principal) => principal,
+            Err(reason) => return refuse(&state, &actor, source_ip, reason).await,
+        },
+        None if state.auth.mode == AuthMode::AnonymousLoopback
+            && source_ip.is_some_and(|ip| ip.is_loopback()) =>
+        {
+            Principal::anonymous()
+        }
+        None => return refuse(&state, &actor, source_ip, AuthError::Missing).await,
+    };
+    actor.name = if principal.key_id.is_none() {
+        actor_header.or_else(|| Some(principal.account.clone()))
+    } else {
+        Some(principal.account.clone())
+    };
+    request.extensions_mut().insert(Caller { principal, actor });
+    next.run(request).await
+}
+
+/// Checks a token against the read model; an unknown key gets one more chance after the read
+/// model has caught up with this writer's own latest commit (a key created a moment ago).
+async fn authenticate_token(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Result<Principal, AuthError> {
+    // Right after a start the read model may not have loaded yet.
+    let _ = state
+        .feed
+        .wait_for(
+            state.configs.last_commit(),
+            std::time::Duration::from_secs(3),
+        )
+        .await;
+    let cached = state.auth.accounts.get(&state.feed);
+    match cached.1.authenticate(token, now) {
+        Err(AuthError::Unknown) if cached.0 < state.configs.last_commit() => {
+            let _ = state
+                .feed
+                .wait_for(
+                    state.configs.last_commit(),
+                    std::time::Duration::from_secs(1),
+                )
+                .await;
+            state
+                .auth
+                .accounts
+                .get(&state.feed)
+                .1
+                .authenticate(token, now)
+        }
+        other => other,
+    }
+}
+
+async fn refuse(
+    state: &AppState,
+    actor: &Actor,
+    source: Option<IpAddr>,
+    reason: AuthError,
+) -> Response {
+    let failures = source.map(|ip| state.auth.limiter.record_failure(ip, unix_now()));
+    tracing::warn!(
+        reason = reason.as_str(),
+        source = ?source,
+        failures = ?failures,
+        request_id = %actor.request_id,
+        "authentication refused"
+    );
+    state
+        .metrics
+        .auth_failures
+        .with_label_values(&[reason.as_str()])
+        .inc();
+    record_denied(
+        state,
+        actor,
+        "auth.refused",
+        None,
+        reason.as_str().to_owned(),
+    )
+    .await;
+    let message = match reason {
+        AuthError::Missing => "this call needs an API key: Authorization: Bearer <key>",
+        _ => "the API key is not valid (unknown, expired or revoked)",
+    };
+    unauthenticated(message).into_response()
+}
+
+/// Authentication settings and state of one writer.
+pub struct AuthState {
+    pub mode: AuthMode,
+    pub metrics_public: bool,
+    pub accounts: AccountsCache,
+    pub limiter: FailureLimiter,
+}
+
+impl AuthState {
+    pub fn new(mode: AuthMode, metrics_public: bool) -> AuthState {
+        AuthState {
+            mode,
+            metrics_public,
+            accounts: AccountsCache::default(),
+            limiter: FailureLimiter::new(FAILURES_PER_MINUTE, 60),
+        }
+    }
+}

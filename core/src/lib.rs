@@ -9,6 +9,7 @@
 //! time is passed in as plain numbers. That keeps every function here deterministic, so it can be
 //! property-tested and fuzzed without a runtime.
 
+pub mod audit;
 pub mod auth;
 pub mod diff;
 pub mod env;

@@ -10,6 +10,7 @@
 //! touches the store directly.
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod environments;
@@ -89,6 +90,8 @@ pub fn router(state: AppState) -> Router {
             "/api/accounts/{id}/keys/{key}",
             axum::routing::delete(accounts::revoke),
         )
+        .route("/api/audit", get(audit::list))
+        .route("/api/audit/verify", get(audit::verify))
         .route("/api/edges", get(edges))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/healthz", get(ops::healthz))

@@ -108,6 +108,11 @@ pub struct WriterConfig {
     pub bootstrap_key_path: PathBuf,
     /// Serve `/metrics` without a key.
     pub metrics_public: bool,
+    /// Audit records older than this are removed (sealed ones only; an anchor keeps the rest of
+    /// the chain verifiable). `None` keeps them all.
+    pub audit_retention: Option<Duration>,
+    /// How often the audit sealer runs.
+    pub audit_seal_interval: Duration,
 }
 
 impl WriterConfig {
@@ -130,6 +135,8 @@ impl WriterConfig {
             admin_key_file: None,
             bootstrap_key_path: PathBuf::from("setpoint-admin.key"),
             metrics_public: false,
+            audit_retention: None,
+            audit_seal_interval: Duration::from_millis(500),
         }
     }
 }
@@ -168,6 +175,7 @@ pub struct Writer {
     compaction: tokio::task::JoinHandle<()>,
     replication: Option<ReplicationServer>,
     feed: tokio::task::JoinHandle<()>,
+    sealer: tokio::task::JoinHandle<()>,
 }
 
 impl Writer {
@@ -214,6 +222,14 @@ impl Writer {
                 "created the admin account; its API key is in this file (readable by its owner only)"
             );
         }
+        // A record is sealed once it is older than any commit can take (the store timeout
+        // bounds it), so none can appear behind the sealer.
+        let settle = (config.store_timeout * 2).max(Duration::from_secs(1));
+        let sealer = tokio::spawn(configs.audit().clone().sealer(
+            configs.store().clone(),
+            settle,
+            config.audit_seal_interval,
+        ));
         let compaction = tokio::spawn(compaction_loop(
             configs.clone(),
             metrics.clone(),
@@ -244,6 +260,7 @@ impl Writer {
             compaction,
             replication,
             feed: feed_task,
+            sealer,
         })
     }
 
@@ -266,8 +283,11 @@ impl Writer {
             compaction,
             replication,
             feed,
+            sealer,
         } = self;
         compaction.abort();
+        sealer.abort();
+        let _ = sealer.await;
         if let Some(replication) = replication {
             replication.shutdown().await;
         }
@@ -327,6 +347,13 @@ async fn compaction_loop(configs: Arc<Configs>, metrics: Arc<Metrics>, config: W
         match configs.compact_history(&config.retention).await {
             Ok(removed) => metrics.history_removed.inc_by(removed as u64),
             Err(err) => tracing::warn!(%err, "history retention pass failed; will retry"),
+        }
+        if let Some(keep) = config.audit_retention {
+            match configs.audit().compact(configs.store().as_ref(), keep).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "audit retention removed old records"),
+                Err(err) => tracing::warn!(%err, "audit retention pass failed; will retry"),
+            }
         }
         match configs
             .compact_store(config.keep_store_revisions, compacted_to)

@@ -185,7 +185,7 @@ pub struct Configs {
     /// The newest revision this writer committed, so reads from the in-memory read model can
     /// wait until it shows the caller's own writes.
     last_commit: std::sync::atomic::AtomicI64,
-    audit: audit::AuditLog,
+    audit: Arc<audit::AuditLog>,
 }
 
 /// Who asked for a change: `updated_by` of what it writes, and the audit record's actor.
@@ -242,7 +242,7 @@ impl Configs {
             locks: Default::default(),
             clock,
             last_commit: std::sync::atomic::AtomicI64::new(0),
-            audit: audit::AuditLog::new(prefix),
+            audit: Arc::new(audit::AuditLog::new(prefix)),
         }
     }
 
@@ -251,7 +251,7 @@ impl Configs {
         self.last_commit.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    pub fn audit(&self) -> &audit::AuditLog {
+    pub fn audit(&self) -> &Arc<audit::AuditLog> {
         &self.audit
     }
 

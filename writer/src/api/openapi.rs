@@ -5,7 +5,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{config, environments, ops, schemas};
+use super::{accounts, audit, config, environments, ops, schemas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,15 @@ use super::{config, environments, ops, schemas};
         environments::get,
         environments::put,
         environments::delete,
+        accounts::list,
+        accounts::get,
+        accounts::create,
+        accounts::set_grants,
+        accounts::rotate,
+        accounts::revoke,
+        accounts::delete,
+        audit::list,
+        audit::verify,
         ops::healthz,
         ops::readyz,
         ops::metrics,

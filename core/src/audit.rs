@@ -87,7 +87,11 @@ pub struct Report {
 /// Checks `seals` (in seq order, starting right after `anchor` or at 1) against the stored
 /// records (`records`: key → stored bytes, every record the store holds in the sealed range),
 /// and that no record in that range is unsealed.
-pub fn verify(anchor: Option<&Anchor>, seals: &[Seal], records: &HashMap<String, Vec<u8>>) -> Report {
+pub fn verify(
+    anchor: Option<&Anchor>,
+    seals: &[Seal],
+    records: &HashMap<String, Vec<u8>>,
+) -> Report {
     let mut problems = Vec::new();
     let (mut seq, mut prev) = match anchor {
         Some(anchor) => (anchor.seq, anchor.hash.clone()),
@@ -101,13 +105,21 @@ pub fn verify(anchor: Option<&Anchor>, seals: &[Seal], records: &HashMap<String,
             message,
         };
         if seal.seq != seq + 1 {
-            problems.push(at(format!("expected seal {} here, found {}", seq + 1, seal.seq)));
+            problems.push(at(format!(
+                "expected seal {} here, found {}",
+                seq + 1,
+                seal.seq
+            )));
         }
         if seal.prev != prev {
-            problems.push(at("the seal does not follow the previous one (prev hash differs)".into()));
+            problems.push(at(
+                "the seal does not follow the previous one (prev hash differs)".into(),
+            ));
         }
         if seal.hash != chain_hash(&seal.prev, seal.seq, &seal.record_hash) {
-            problems.push(at("the seal's own hash is wrong (the seal was altered)".into()));
+            problems.push(at(
+                "the seal's own hash is wrong (the seal was altered)".into()
+            ));
         }
         match records.get(&seal.key) {
             None => problems.push(at("the sealed record is missing".into())),

@@ -147,7 +147,9 @@ impl AuditLog {
     async fn anchor(&self, store: &dyn Store) -> Result<Option<Anchor>, Error> {
         match store.get(&self.anchor_key()).await? {
             None => Ok(None),
-            Some(kv) => Ok(Some(crate::model::records::decode_json(&kv.key, &kv.value)?)),
+            Some(kv) => Ok(Some(crate::model::records::decode_json(
+                &kv.key, &kv.value,
+            )?)),
         }
     }
 
@@ -290,7 +292,11 @@ impl AuditLog {
                 .await?;
             for kv in &range.kvs {
                 scanned += 1;
-                let id = kv.key.strip_prefix(&self.records).unwrap_or(&kv.key).to_owned();
+                let id = kv
+                    .key
+                    .strip_prefix(&self.records)
+                    .unwrap_or(&kv.key)
+                    .to_owned();
                 start = format!("{}\u{0}", kv.key);
                 let Ok(record) = serde_json::from_slice::<Record>(&kv.value) else {
                     continue;
@@ -422,7 +428,10 @@ fn matches(record: &Record, filter: &Filter) -> bool {
     let path_ok = filter.path.as_deref().is_none_or(|want| {
         record.path.as_deref().is_some_and(|p| {
             p == want || p.starts_with(&format!("{}/", want.trim_end_matches('/')))
-        }) || record.detail.as_deref().is_some_and(|d| d.contains(&format!("\"{want}")))
+        }) || record
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains(&format!("\"{want}")))
     });
     path_ok
         && filter

@@ -349,7 +349,11 @@ async fn compaction_loop(configs: Arc<Configs>, metrics: Arc<Metrics>, config: W
             Err(err) => tracing::warn!(%err, "history retention pass failed; will retry"),
         }
         if let Some(keep) = config.audit_retention {
-            match configs.audit().compact(configs.store().as_ref(), keep).await {
+            match configs
+                .audit()
+                .compact(configs.store().as_ref(), keep)
+                .await
+            {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "audit retention removed old records"),
                 Err(err) => tracing::warn!(%err, "audit retention pass failed; will retry"),

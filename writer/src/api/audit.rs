@@ -46,7 +46,12 @@ pub async fn list(
     caller
         .require(&state, &ConfigPath::root(), Action::Admin)
         .await?;
-    let get = |name: &str| query.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let get = |name: &str| {
+        query
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let outcome = get("outcome")
         .map(|raw| match raw {
             "ok" => Ok(Outcome::Ok),

@@ -10,6 +10,7 @@
 //! touches the store directly.
 
 pub mod accounts;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -53,6 +54,8 @@ pub struct AppState {
     /// Serializes environment updates (see [`environments::put`]).
     pub environments_lock: Arc<tokio::sync::Mutex<()>>,
     pub auth: Arc<auth::AuthState>,
+    /// Serializes decisions on change requests.
+    pub approvals_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,6 +93,15 @@ pub fn router(state: AppState) -> Router {
             "/api/accounts/{id}/keys/{key}",
             axum::routing::delete(accounts::revoke),
         )
+        .route(
+            "/api/policies/{*prefix}",
+            axum::routing::put(approvals::put_policy).delete(approvals::delete_policy),
+        )
+        .route("/api/changes", get(approvals::list))
+        .route("/api/changes/{id}", get(approvals::get))
+        .route("/api/changes/{id}/approve", post(approvals::approve))
+        .route("/api/changes/{id}/reject", post(approvals::reject))
+        .route("/api/changes/{id}/cancel", post(approvals::cancel))
         .route("/api/audit", get(audit::list))
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/edges", get(edges))

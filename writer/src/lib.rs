@@ -243,6 +243,7 @@ impl Writer {
             feed,
             secrets: config.secrets.clone(),
             environments_lock: Arc::new(tokio::sync::Mutex::new(())),
+            approvals_lock: Arc::new(tokio::sync::Mutex::new(())),
             auth: Arc::new(api::auth::AuthState::new(
                 config.auth_mode,
                 config.metrics_public,

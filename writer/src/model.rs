@@ -11,6 +11,7 @@
 //! This module knows nothing of HTTP; it returns [`Error`]s with codes the API maps to statuses.
 
 pub mod accounts;
+pub mod approvals;
 pub mod environments;
 pub mod locks;
 pub mod records;
@@ -221,13 +222,20 @@ pub(crate) enum Origin {
 }
 
 impl Origin {
-    /// The audit action of a put or delete from this origin.
-    fn action(self, delete: bool) -> &'static str {
+    /// The audit action of a put or delete of `path` from this origin.
+    fn action(self, path: &str, delete: bool) -> &'static str {
+        let system = |kind: &str| {
+            path.starts_with(&format!("/{}/{kind}/", setpoint_core::auth::SYSTEM_SEGMENT))
+                || path == format!("/{}/{kind}", setpoint_core::auth::SYSTEM_SEGMENT)
+        };
         match (self, delete) {
             (Origin::Configs, false) => "config.put",
             (Origin::Configs, true) => "config.delete",
             (Origin::Environments, false) => "environment.put",
             (Origin::Environments, true) => "environment.delete",
+            (Origin::System, false) if system("policies") => "policy.put",
+            (Origin::System, true) if system("policies") => "policy.delete",
+            (Origin::System, _) if system("changes") => "change.put",
             (Origin::System, false) => "account.put",
             (Origin::System, true) => "account.delete",
         }
@@ -484,7 +492,7 @@ impl Configs {
         let before = |r: &ChangeResult| (r.version > 1).then(|| r.version - 1);
         let event = match results {
             [single] => audit::Event {
-                action: origin.action(single.deleted),
+                action: origin.action(&single.path, single.deleted),
                 path: Some(single.path.as_str()),
                 version_before: before(single),
                 version_after: Some(single.version),

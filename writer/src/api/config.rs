@@ -21,6 +21,7 @@ use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::approvals;
 use super::auth::Caller;
 use super::input::{self, Params, double_option};
 use crate::error::{Error, ErrorCode};
@@ -155,8 +156,29 @@ pub async fn put(
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Write).await?;
-    let body: PutBody = input::json_body(body)?;
-    let change = put_change(path, body, input::if_match(&headers)?)?;
+    let mut raw_body: Value = input::json_body(body)?;
+    let body: PutBody = serde_json::from_value(raw_body.clone()).map_err(|e| {
+        Error::bad_request(format!(
+            "the request body is not valid JSON for this call: {e}"
+        ))
+    })?;
+    let if_match = input::if_match(&headers)?;
+    let change = put_change(path.clone(), body, if_match)?;
+    raw_body["op"] = json!("put");
+    raw_body["path"] = json!(path.as_str());
+    if let Some(text) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        raw_body["if_match"] = json!(text.trim().trim_matches('"'));
+    }
+    if let Some(accepted) = approvals::gate(
+        &state,
+        &caller,
+        vec![raw_body],
+        std::slice::from_ref(&change),
+    )
+    .await?
+    {
+        return Ok(accepted);
+    }
     let committed = state.configs.commit(vec![change], &caller.actor).await?;
     Ok(single_result(committed))
 }
@@ -177,9 +199,23 @@ pub async fn delete(
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Delete).await?;
     let change = Change::Delete {
-        path,
+        path: path.clone(),
         if_match: input::if_match(&headers)?,
     };
+    let mut raw_change = json!({ "op": "delete", "path": path.as_str() });
+    if let Some(text) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        raw_change["if_match"] = json!(text.trim().trim_matches('"'));
+    }
+    if let Some(accepted) = approvals::gate(
+        &state,
+        &caller,
+        vec![raw_change],
+        std::slice::from_ref(&change),
+    )
+    .await?
+    {
+        return Ok(accepted);
+    }
     let committed = state.configs.commit(vec![change], &caller.actor).await?;
     Ok(single_result(committed))
 }
@@ -217,7 +253,17 @@ pub async fn batch(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let body: BatchBody = input::json_body(body)?;
+    let raw_body: Value = input::json_body(body)?;
+    let raw_changes: Vec<Value> = raw_body
+        .get("changes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let body: BatchBody = serde_json::from_value(raw_body).map_err(|e| {
+        Error::bad_request(format!(
+            "the request body is not valid JSON for this call: {e}"
+        ))
+    })?;
     let changes = body
         .changes
         .into_iter()
@@ -234,6 +280,9 @@ pub async fn batch(
             .await
             .map_err(|e| e.at_index(index))?;
     }
+    if let Some(accepted) = approvals::gate(&state, &caller, raw_changes, &changes).await? {
+        return Ok(accepted);
+    }
     let committed = state.configs.commit(changes, &caller.actor).await?;
     let body = json!({ "revision": committed.revision, "results": committed.results });
     Ok(with_revision(
@@ -242,7 +291,7 @@ pub async fn batch(
     ))
 }
 
-fn batch_change(change: BatchChange) -> Result<Change, Error> {
+pub(crate) fn batch_change(change: BatchChange) -> Result<Change, Error> {
     let path = parse_path(&change.path)?;
     let if_match = match &change.if_match {
         None | Some(Value::Null) => None,

@@ -5,7 +5,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{accounts, audit, config, environments, ops, schemas};
+use super::{accounts, approvals, audit, config, environments, ops, schemas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,13 @@ use super::{accounts, audit, config, environments, ops, schemas};
         accounts::revoke,
         accounts::delete,
         audit::list,
+        approvals::put_policy,
+        approvals::delete_policy,
+        approvals::list,
+        approvals::get,
+        approvals::approve,
+        approvals::reject,
+        approvals::cancel,
         audit::verify,
         ops::healthz,
         ops::readyz,

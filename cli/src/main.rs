@@ -170,6 +170,10 @@ pub struct CommonArgs {
     /// Serve /metrics without an API key.
     #[arg(long, env = "SETPOINT_METRICS_PUBLIC")]
     metrics_public: bool,
+    /// Remove audit records older than this many days (sealed ones; an anchor keeps the chain
+    /// verifiable). Default: keep everything.
+    #[arg(long, env = "SETPOINT_AUDIT_RETENTION_DAYS")]
+    audit_retention_days: Option<u64>,
 }
 
 fn parse_rule(input: &str) -> Result<Rule, String> {
@@ -181,6 +185,9 @@ impl CommonArgs {
     pub fn apply(self, config: &mut WriterConfig, secrets_allowed: bool) -> anyhow::Result<()> {
         config.admin_key_file = self.admin_key_file;
         config.metrics_public = self.metrics_public;
+        config.audit_retention = self
+            .audit_retention_days
+            .map(|days| Duration::from_secs(days.saturating_mul(86_400)));
         config.secrets = SecretAccess {
             provider: self.secrets.provider()?,
             allowed: secrets_allowed,

@@ -74,7 +74,7 @@ pub async fn read(
             return Err(Failure {
                 code: ErrorCode::Forbidden,
                 message: format!(
-                    "this read resolves secret references ({}); that needs the secrets:read permission, and until access control exists only `setpoint dev` grants it",
+                    "this read resolves secret references ({}), and this node does not resolve secrets",
                     names.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
                 details: Some(json!({ "secrets": names })),

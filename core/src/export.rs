@@ -12,8 +12,25 @@
 //! `.env` quoting: every value is quoted so that bash's `source` reads back exactly the value
 //! (newlines, quotes, `$`, `#`, backslashes, unicode): single quotes, with `'` written as `'\''`.
 //! When the value contains `'` but none of `"`, `$`, `` ` ``, `\`, it is double-quoted instead,
-//! which python-dotenv and Node's dotenv also read back exactly. A NUL character cannot live in
-//! a shell variable: such a value is an error.
+//! since dotenv parsers know nothing of `'\''`. A NUL character cannot live in a shell variable:
+//! such a value is an error.
+//!
+//! python-dotenv (`dotenv_values`) and Node's dotenv (`parse`) read back exactly every other
+//! value except (checked against python-dotenv 1.2 and dotenv 18 in
+//! `core/tests/export_roundtrip.rs`):
+//! - neither: a `'` together with `"`, `$`, `` ` `` or `\` (written `'\''`, which is bash's
+//!   alone); a carriage return (both turn `\r\n` and a lone `\r` into `\n` before parsing, and
+//!   nothing bash reads exactly in quotes makes them give it back); a value ending in `\` (both
+//!   take the closing `\'` for an escaped quote; Node's dotenv still finds the value when the
+//!   next line allows it, python-dotenv never does);
+//! - python-dotenv: two backslashes in a row (it reads `\\` in single quotes as one `\`); a
+//!   `${NAME}` or `${NAME:-default}` (NAME without `}` or `:`), which it expands even in single
+//!   quotes and has no escape for.
+//!
+//! A value a parser misreads can spoil the line after it too. No other quoting reads back exactly
+//! in bash and in both parsers: python-dotenv has no escape for `${`; the `\r` both decode in
+//! double quotes is two characters to bash; and where python-dotenv would read a `\` written
+//! `\\` (in double quotes, as bash does), Node's dotenv reads two.
 //!
 //! ConfigMap: YAML `apiVersion: v1`, `kind: ConfigMap`, `metadata.name` a DNS-1123 subdomain,
 //! `data` with the keys above (valid ConfigMap keys), values as strings. Items that carry secrets

@@ -1,12 +1,16 @@
-//! Exports read back by what consumes them: the `.env` file by bash's `source`, the ConfigMap and
-//! Secret by a YAML parser. Every value must come back byte for byte as [`export::text_of`].
+//! Exports read back by what consumes them: the `.env` file by bash's `source`, python-dotenv and
+//! Node's dotenv, the ConfigMap and Secret by a YAML parser. Every value must come back byte for
+//! byte as [`export::text_of`] — through the dotenv parsers, every value the module doc of
+//! `setpoint_core::export` says they read.
 //!
-//! bash must be installed; without it these tests fail, they never skip.
+//! bash, python-dotenv (in `.tools/python`) and Node.js with dotenv (in `.tools/node`) must be
+//! installed (`scripts/ensure-tools`); without them these tests fail, they never skip.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -222,6 +226,240 @@ proptest! {
     fn bash_reads_back_random_values(values in prop::collection::vec(hostile_string(), 1..8)) {
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
         check_bash(&items_of(&values))?;
+    }
+}
+
+/// What `scripts/ensure-tools` installs, under `.tools` at the workspace root.
+fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(".tools")
+}
+
+/// Neither dotenv parser reads these back (module doc): a `'` written `'\''`, a carriage return,
+/// a trailing `\`.
+fn no_dotenv_parser_reads(value: &str) -> bool {
+    (value.contains('\'') && value.contains(['"', '$', '`', '\\']))
+        || value.contains('\r')
+        || value.ends_with('\\')
+}
+
+/// What the module doc says python-dotenv reads back exactly.
+fn python_dotenv_reads(value: &str) -> bool {
+    let variable = Regex::new(r"\$\{[^}:]*(:-[^}]*)?\}").unwrap();
+    !no_dotenv_parser_reads(value) && !value.contains("\\\\") && !variable.is_match(value)
+}
+
+/// What the module doc says Node's dotenv reads back exactly.
+fn node_dotenv_reads(value: &str) -> bool {
+    !no_dotenv_parser_reads(value)
+}
+
+/// `dotenv` in a temporary `.env` file, kept until the returned guard drops.
+fn dotenv_file(dotenv: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .prefix("setpoint-export-")
+        .suffix(".env")
+        .tempfile()
+        .unwrap();
+    file.write_all(dotenv.as_bytes()).unwrap();
+    file.flush().unwrap();
+    file
+}
+
+/// A parser's answer: one JSON object of strings (python-dotenv gives `null` for a line it could
+/// not parse).
+fn parsed_values(parser: &str, output: &std::process::Output) -> BTreeMap<String, Option<String>> {
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "{parser} failed or complained ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{parser} printed no JSON object ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// `dotenv_values(path)` of python-dotenv, from the venv `scripts/ensure-tools` makes.
+fn python_dotenv(dotenv: &str) -> BTreeMap<String, Option<String>> {
+    let python = tools().join("python/bin/python");
+    assert!(
+        python.exists(),
+        "python-dotenv is not installed: {} is missing; run scripts/ensure-tools",
+        python.display()
+    );
+    let file = dotenv_file(dotenv);
+    let script = "import json, sys\nfrom dotenv import dotenv_values\njson.dump(dotenv_values(sys.argv[1]), sys.stdout)";
+    let output = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {} failed ({e}); run scripts/ensure-tools",
+                python.display()
+            )
+        });
+    parsed_values("python-dotenv", &output)
+}
+
+/// `require('dotenv').parse(fs.readFileSync(path))` of Node's dotenv, from `.tools/node`.
+fn node_dotenv(dotenv: &str) -> BTreeMap<String, Option<String>> {
+    let module = tools().join("node/node_modules/dotenv");
+    assert!(
+        module.join("package.json").exists(),
+        "Node's dotenv is not installed: {} is missing; run scripts/ensure-tools",
+        module.display()
+    );
+    let file = dotenv_file(dotenv);
+    let script = "const fs = require('fs'); const dotenv = require(process.argv[1]); \
+                  process.stdout.write(JSON.stringify(dotenv.parse(fs.readFileSync(process.argv[2]))));";
+    let output = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&module)
+        .arg(file.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("these tests need Node.js (node on PATH; scripts/ensure-tools checks), and running it failed: {e}")
+        });
+    parsed_values("Node's dotenv", &output)
+}
+
+/// Exports the items `reads` accepts as one `.env` file (a value a parser misreads can spoil the
+/// next line, so the others stay out) and checks `parser` reads every one back exactly.
+/// Returns how many it checked.
+fn check_dotenv_parser(
+    name: &str,
+    parser: fn(&str) -> BTreeMap<String, Option<String>>,
+    reads: fn(&str) -> bool,
+    items: &[Item],
+) -> Result<usize, TestCaseError> {
+    let readable: Vec<Item> = items
+        .iter()
+        .filter(|item| reads(&export::text_of(item)))
+        .cloned()
+        .collect();
+    let text = export::dotenv(&readable).unwrap();
+    let got = parser(&text);
+    prop_assert_eq!(
+        got.len(),
+        readable.len(),
+        "{} read the keys {:?} from\n{}",
+        name,
+        got.keys().collect::<Vec<_>>(),
+        text
+    );
+    for item in &readable {
+        let key = export::env_key(&item.path);
+        prop_assert_eq!(
+            got.get(&key).cloned().flatten(),
+            Some(export::text_of(item)),
+            "{} through {}; the file:\n{}",
+            item.path.as_str(),
+            name,
+            text
+        );
+    }
+    Ok(readable.len())
+}
+
+/// Values only the dotenv parsers find hard, on top of [`HOSTILE`].
+const DOTENV_HOSTILE: &[&str] = &[
+    "\\\\",
+    "a\\\\b",
+    "\\\\n",
+    "C:\\path\\x",
+    "\\$HOME",
+    "${HOME:-fallback}",
+    "${}",
+    "${a:b}",
+    "$${HOME}",
+    "${unclosed",
+    "$",
+    "$$",
+    "a$b",
+    "\"\"",
+    "\"x\"",
+    "`",
+    "''",
+    "it's '' it's",
+    "'it's'",
+    "it's \"",
+    "\u{b}\u{c}",
+    "x #y",
+    "#x",
+    "it's #x",
+    " it's\n# not a comment\nX='y'",
+    "K=v\nL='w'",
+    "export X='1'",
+    "ends in a quote '",
+    "'starts with a quote",
+    "`backticks` \"and\" quotes",
+    "it's\r",
+    "end\\",
+];
+
+#[test]
+fn dotenv_parsers_read_back_what_the_doc_says() {
+    // Each parser gets a file without the values the module doc says it cannot read, and nothing
+    // is asserted about those. They are, from HOSTILE, DOTENV_HOSTILE and the items below:
+    // - for both parsers: a `'` with `"`, `$`, `` ` `` or `\`: "'\\''", "it's \\",
+    //   "it's \\\\ two", "it's $HOME", "it's \"quoted\"", "it's `id`", "it's \"" and the
+    //   object {"q": "it's"} (compact JSON has `"`); a carriage return: "crlf\r\nline\r\n", "\r",
+    //   "it's\r\n", "it's\r"; a trailing `\`: "trailing backslash \\", "\\", "\\\\", "end\\";
+    // - for python-dotenv also: what it takes for its variables, "${HOME}", "$${HOME}",
+    //   "${HOME:-fallback}", "${}"; two backslashes in a row, "a\\\\b", "\\\\n".
+    let mut items = items_of(HOSTILE);
+    items.extend(
+        DOTENV_HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(index, value)| item(&format!("/dotenv/v{index:03}"), json!(value), false)),
+    );
+    items.push(item("/rt/number", json!(-12.5), false));
+    items.push(item("/rt/big", json!(1e300), false));
+    items.push(item("/rt/bool", json!(true), false));
+    items.push(item("/rt/null", json!(null), false));
+    items.push(item(
+        "/rt/object",
+        json!({"q": "say \"hi\"\n", "n": [1, null]}),
+        false,
+    ));
+    items.push(item("/rt/object-quote", json!({"q": "it's"}), false));
+    items.push(item("/rt/object-dollar", json!({"q": "$x"}), false));
+    items.push(item("/rt/secret", json!("it's a secret"), true));
+    let python =
+        check_dotenv_parser("python-dotenv", python_dotenv, python_dotenv_reads, &items).unwrap();
+    let node =
+        check_dotenv_parser("Node's dotenv", node_dotenv, node_dotenv_reads, &items).unwrap();
+    // Most of them, the double-quoted ones among them.
+    assert!(
+        python > items.len() * 3 / 4,
+        "python-dotenv read only {python}"
+    );
+    assert!(node > items.len() * 3 / 4, "Node's dotenv read only {node}");
+    for double_quoted in ["it's", "it's\nmulti-line", "it's # not a comment", " it's "] {
+        assert!(python_dotenv_reads(double_quoted) && node_dotenv_reads(double_quoted));
+    }
+}
+
+proptest! {
+    // Each case starts Python and Node once (about a quarter of a second); 32 keeps it short.
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn dotenv_parsers_read_back_random_values(values in prop::collection::vec(hostile_string(), 1..10)) {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let items = items_of(&values);
+        check_dotenv_parser("python-dotenv", python_dotenv, python_dotenv_reads, &items)?;
+        check_dotenv_parser("Node's dotenv", node_dotenv, node_dotenv_reads, &items)?;
     }
 }
 

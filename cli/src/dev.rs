@@ -4,6 +4,11 @@
 //! and the edge's own HTTP routes are under `/edge/…` (e.g. `/edge/api/config/…`,
 //! `/edge/healthz`, `/edge/metrics`). The edge follows the writer over real QUIC with mutual TLS
 //! on UDP at the same address, with dev certificates generated into `DATA_DIR/certs`.
+//!
+//! Writer and edge both run in anonymous-loopback mode: a request without a key from a loopback
+//! address gets every right; a request with a key (e.g. `DATA_DIR/admin.key`) gets that key's
+//! grants, and a bad key is a 401 even from loopback. The server passes each connection's peer
+//! address to both.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +19,7 @@ use axum::extract::Request;
 use axum::http::header;
 use clap::Args;
 use setpoint_cluster::tls::{self, TlsFiles};
+use setpoint_edge_node::auth::AuthMode;
 use setpoint_edge_node::{Edge, EdgeConfig};
 use setpoint_writer::replication::ReplicationConfig;
 use setpoint_writer::{StoreSpec, Writer, WriterConfig};
@@ -62,24 +68,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut config = WriterConfig::new(StoreSpec::Embedded {
         dir: args.data_dir.clone(),
     });
-    // No access control yet: `setpoint dev` is the one mode that resolves secrets, for
-    // every caller, and it says so.
+    // Anonymous callers from loopback get every right here, `secrets:read` included, and it
+    // says so; callers with a key get their grants (writer and edge alike).
     args.common.apply(&mut config, true)?;
     config.auth_mode = setpoint_writer::AuthMode::AnonymousLoopback;
     config.bootstrap_key_path = args.data_dir.join("admin.key");
     if config.secrets.provider.kind() != "none" {
         tracing::warn!(
             provider = config.secrets.provider.kind(),
-            "setpoint dev resolves ${{secret:…}} references for every caller (no access control in dev mode)"
+            "setpoint dev resolves ${{secret:…}} references for every caller without a key on loopback (anonymous access in dev mode)"
         );
     }
     let secrets = config.secrets.clone();
+    let metrics_public = config.metrics_public;
     config.replication = Some(ReplicationConfig::new(args.listen, writer_tls));
     let writer = Writer::start(config).await?;
 
     let edge = Edge::new(EdgeConfig {
         data_dir: Some(args.data_dir.join("edge")),
         secrets,
+        auth: AuthMode::AnonymousLoopback,
+        metrics_public,
         ..EdgeConfig::default()
     })?;
     let loopback = if args.listen.ip().is_unspecified() {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use setpoint_cluster::gossip::{Gossip, GossipConfig, NodeInfo, Role};
 use setpoint_cluster::tls::TlsFiles;
+use setpoint_edge_node::auth::AuthMode;
 use setpoint_edge_node::subscriber::{self, SubscriberConfig};
 use setpoint_edge_node::{Edge, EdgeConfig};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,9 @@ pub struct EdgeArgs {
     /// Gossip seeds to join, comma-separated (usually the writer's --gossip address).
     #[arg(long, env = "SETPOINT_JOIN", value_delimiter = ',')]
     join: Vec<SocketAddr>,
+    /// Serve /metrics without an API key.
+    #[arg(long, env = "SETPOINT_METRICS_PUBLIC")]
+    metrics_public: bool,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -59,14 +63,16 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // Every caller needs a key here; `secrets:read` decides who may resolve secrets.
     let secrets = setpoint_secrets::serve::SecretAccess {
         provider: args.secrets.provider()?,
-        allowed: false,
+        allowed: true,
     };
-    crate::warn_secrets_refused(&secrets);
     let edge = Edge::new(EdgeConfig {
         data_dir: Some(args.data_dir.clone()),
         secrets,
+        auth: AuthMode::Required,
+        metrics_public: args.metrics_public,
         ..EdgeConfig::default()
     })?;
     let gossip = match args.gossip {

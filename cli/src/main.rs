@@ -245,17 +245,6 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
-/// Outside `setpoint dev`, reads that need secrets are refused until access control exists.
-pub fn warn_secrets_refused(access: &SecretAccess) {
-    if access.provider.kind() != "none" {
-        tracing::warn!(
-            provider = access.provider.kind(),
-            "reads that resolve ${{secret:…}} are refused on this node until access control \
-             (secrets:read) exists; only `setpoint dev` resolves them"
-        );
-    }
-}
-
 async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     let mut config = WriterConfig::new(args.store);
     config.store_prefix = args.store_prefix;

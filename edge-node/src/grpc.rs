@@ -6,11 +6,18 @@
 //! a missing one `NOT_FOUND`; `Resolve` and `Export` answer what the HTTP API answers
 //! (the same [`setpoint_core::read`] plan), `Watch` with an environment is `UNIMPLEMENTED`. Watch maps
 //! hub messages one to one: one `WatchResponse` per commit batch, or a reset with the state.
+//!
+//! Every call is for the [`Caller`] the authentication layer attached (metadata
+//! `authorization: Bearer <key>`): `Get` needs `read` on the path (`PERMISSION_DENIED`
+//! otherwise), `List` shows only what the caller can read, `Resolve` and `Export` plan with the
+//! caller's grants, and `Watch` needs `read` on everything below each prefix; an open watch
+//! ends with `UNAUTHENTICATED` or `PERMISSION_DENIED` when its key or grant goes away.
 
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use setpoint_core::ConfigPath;
+use setpoint_core::auth::Action;
 use setpoint_core::env::Environments;
 use setpoint_core::export::ExportFormat;
 use setpoint_core::read::ReadQuery;
@@ -21,6 +28,7 @@ use setpoint_proto::edge::v1::edge_server::{Edge as EdgeApi, EdgeServer};
 use tonic::{Request, Response, Status};
 
 use crate::Edge;
+use crate::auth::{self, Caller, WatchGuard};
 use crate::error::ApiError;
 use crate::watch::WatchMessage;
 
@@ -172,8 +180,10 @@ impl EdgeApi for Service {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
         let path = parse_path(&request.path, "path")?;
+        caller.require(&path, Action::Read)?;
         let snapshot = self.edge.holder().current();
         if let Some(env) = request.env.as_deref().filter(|e| !e.is_empty()) {
             return self.get_in_environment(&snapshot, &path, env, request.version);
@@ -197,21 +207,24 @@ impl EdgeApi for Service {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
         let prefix = if request.prefix.trim().is_empty() || request.prefix == "/" {
             ConfigPath::root()
         } else {
             parse_path(&request.prefix, "prefix")?
         };
+        caller.require_some_below(&prefix)?;
+        let grants = caller.grants();
         let snapshot = self.edge.holder().current();
-        let children = snapshot.children(&prefix);
+        let children = auth::visible_children(&snapshot, &prefix, grants);
         if children.is_empty() && !prefix.is_root() {
             return Err(ApiError::not_found(format!("{prefix} has no children")).into());
         }
         let entries = if request.recursive {
             snapshot
                 .below(&prefix)
-                .filter(|e| e.path != prefix)
+                .filter(|e| e.path != prefix && auth::listable(e, grants))
                 .map(|e| entry_message(e))
                 .collect()
         } else {
@@ -228,6 +241,7 @@ impl EdgeApi for Service {
         &self,
         request: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
         let path = parse_prefix(&request.path, "path")?;
         let query = ReadQuery {
@@ -242,7 +256,7 @@ impl EdgeApi for Service {
             &snapshot,
             &path,
             &query,
-            &setpoint_core::auth::Grants::all(),
+            caller.grants(),
         )
         .await
         .map_err(ApiError::from)?;
@@ -257,6 +271,7 @@ impl EdgeApi for Service {
         &self,
         request: Request<pb::ExportRequest>,
     ) -> Result<Response<pb::ExportResponse>, Status> {
+        let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
         let prefix = parse_prefix(&request.prefix, "prefix")?;
         let format = ExportFormat::parse(&request.format).ok_or_else(|| {
@@ -277,7 +292,7 @@ impl EdgeApi for Service {
             &snapshot,
             &prefix,
             &query,
-            &setpoint_core::auth::Grants::all(),
+            caller.grants(),
         )
         .await
         .map_err(ApiError::from)?;
@@ -295,6 +310,7 @@ impl EdgeApi for Service {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
         if request.env.is_some() {
             return Err(ApiError::environments_unsupported().into());
@@ -315,11 +331,17 @@ impl EdgeApi for Service {
                 }
             })
             .collect::<Result<Vec<_>, Status>>()?;
+        for prefix in &prefixes {
+            caller.require_all_below(prefix, Action::Read)?;
+        }
+        let guard = WatchGuard::new(self.edge.clone(), caller, prefixes.clone());
         let watcher = self.edge.hub().subscribe(prefixes, request.from_revision);
-        let stream = watcher
-            .into_stream()
-            .take_until(self.edge.closing())
-            .map(|message| Ok(watch_response(&message)));
+        let stream = guard
+            .wrap(watcher.into_stream().take_until(self.edge.closing()))
+            .map(|message| match message {
+                Ok(message) => Ok(watch_response(&message)),
+                Err(error) => Err(Status::from(error)),
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }

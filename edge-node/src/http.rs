@@ -15,6 +15,12 @@
 //! `{"type":"reset","revision","state":[entries]}` and `id:` = revision; the same happens when a
 //! slow client is cut off. Idle streams get a comment line every 15 s.
 //!
+//! Every read is for the [`Caller`]: a path needs `read`; a listing shows only the children
+//! the caller can read something below (never `_setpoint`) and, recursive, only readable
+//! entries; env-aware reads plan with the caller's grants (secrets need `secrets:read`); a
+//! watch needs `read` on everything below its prefix, is checked again while it stays open, and
+//! ends with an `event: error` when its key is revoked or its grant is gone.
+//!
 //! `/healthz` answers 200 while the process serves, stale or not (staleness is a fact to report,
 //! not a reason to be restarted); `/readyz` is 503 until a snapshot is loaded from disk or
 //! received from the writer.
@@ -31,13 +37,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use setpoint_core::auth::Action;
 use setpoint_core::read::ReadQuery;
 use setpoint_core::snapshot::{Entry, Event, EventKind, Snapshot};
 use setpoint_core::{ConfigPath, Revision, Version};
 
-use crate::Edge;
+use crate::auth::{Caller, WatchGuard};
 use crate::error::ApiError;
 use crate::watch::{ResetState, WatchBatch, WatchMessage};
+use crate::{Edge, auth};
 
 const REVISION_HEADER: HeaderName = HeaderName::from_static("x-setpoint-revision");
 const STALE_HEADER: HeaderName = HeaderName::from_static("x-setpoint-stale");
@@ -98,24 +106,27 @@ impl Params {
 
 async fn get_root(
     State(edge): State<Edge>,
+    caller: Caller,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read(&edge, ConfigPath::root(), &Params(query), &headers).await
+    read(&edge, &caller, ConfigPath::root(), &Params(query), &headers).await
 }
 
 async fn get_path(
     State(edge): State<Edge>,
+    caller: Caller,
     Path(raw): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = ConfigPath::parse(&raw)?;
-    read(&edge, path, &Params(query), &headers).await
+    read(&edge, &caller, path, &Params(query), &headers).await
 }
 
 async fn read(
     edge: &Edge,
+    caller: &Caller,
     path: ConfigPath,
     params: &Params,
     headers: &HeaderMap,
@@ -124,7 +135,7 @@ async fn read(
         if params.0.contains_key("env") {
             return Err(ApiError::environments_unsupported());
         }
-        return watch(edge, path, params, headers);
+        return watch(edge, caller, path, params, headers);
     }
     let query = ReadQuery::from_params(|name| params.0.get(name).map(String::as_str))?;
     if !query.is_plain() {
@@ -135,7 +146,7 @@ async fn read(
             &snapshot,
             &path,
             &query,
-            &setpoint_core::auth::Grants::all(),
+            caller.grants(),
         )
         .await?;
         let response = (
@@ -150,8 +161,9 @@ async fn read(
     }
     let snapshot = edge.holder().current();
     let stale = edge.holder().is_stale();
-    let response = if params.flag("list")? {
-        list(&snapshot, &path, params)?
+    let response = if params.flag("list")? || !caller.grants().allows(&path, Action::Read) {
+        // A prefix the caller can read below still lists what it may see.
+        list(&snapshot, caller, &path, params)?
     } else if let Some(version) = params.number::<Version>("version")? {
         match snapshot.get(&path) {
             Some(entry) if entry.version == version => entry_response(entry),
@@ -167,7 +179,7 @@ async fn read(
                 response
             }
             Some(entry) => entry_response(entry),
-            None => list(&snapshot, &path, params)?,
+            None => list(&snapshot, caller, &path, params)?,
         }
     };
     Ok(annotate(response, snapshot.revision(), stale))
@@ -245,8 +257,15 @@ fn entry_response(entry: &Entry) -> Response {
     response
 }
 
-fn list(snapshot: &Snapshot, path: &ConfigPath, params: &Params) -> Result<Response, ApiError> {
-    let children = snapshot.children(path);
+fn list(
+    snapshot: &Snapshot,
+    caller: &Caller,
+    path: &ConfigPath,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    caller.require_some_below(path)?;
+    let grants = caller.grants();
+    let children = auth::visible_children(snapshot, path, grants);
     if children.is_empty() && !path.is_root() && !params.flag("list")? {
         return Err(ApiError::not_found(format!(
             "{path} holds no value and has no children"
@@ -257,7 +276,7 @@ fn list(snapshot: &Snapshot, path: &ConfigPath, params: &Params) -> Result<Respo
     if params.flag("recursive")? {
         body["entries"] = snapshot
             .below(path)
-            .filter(|e| e.path != *path)
+            .filter(|e| e.path != *path && auth::listable(e, grants))
             .map(|e| {
                 json!({
                     "path": e.path.as_str(),
@@ -273,6 +292,7 @@ fn list(snapshot: &Snapshot, path: &ConfigPath, params: &Params) -> Result<Respo
 
 fn watch(
     edge: &Edge,
+    caller: &Caller,
     path: ConfigPath,
     params: &Params,
     headers: &HeaderMap,
@@ -288,11 +308,17 @@ fn watch(
         ),
         None => params.number::<Revision>("from_revision")?,
     };
+    caller.require_all_below(&path, Action::Read)?;
+    let guard = WatchGuard::new(edge.clone(), caller.clone(), vec![path.clone()]);
     let watcher = edge.hub().subscribe(vec![path], from);
-    let events = watcher
-        .into_stream()
-        .take_until(edge.closing())
-        .flat_map(|message| futures::stream::iter(sse_events(&message)));
+    let events = guard
+        .wrap(watcher.into_stream().take_until(edge.closing()))
+        .flat_map(|message| {
+            futures::stream::iter(match message {
+                Ok(message) => sse_events(&message),
+                Err(error) => vec![Ok(error_event(&error))],
+            })
+        });
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"));
     Ok(annotate(
         sse.into_response(),
@@ -351,6 +377,14 @@ pub fn event_json(event: &Event) -> Value {
         body["old_value"] = old.value.to_api_value();
     }
     body
+}
+
+/// The last event of a watch that may not go on (key revoked or expired, grant gone).
+fn error_event(error: &ApiError) -> SseEvent {
+    SseEvent::default().event("error").data(
+        json!({ "type": "error", "error": { "code": error.code.as_str(), "message": error.message } })
+            .to_string(),
+    )
 }
 
 fn reset_event(reset: &ResetState) -> SseEvent {

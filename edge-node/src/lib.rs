@@ -8,6 +8,8 @@
 //!   queues with cut-off and reset, resumption from the holder's ring.
 //! - [`http`]: `/api/config` reads and SSE watches, `/healthz`, `/readyz`, `/metrics`.
 //! - [`grpc`]: the `setpoint.edge.v1.Edge` service (Get, List, Watch), health and reflection.
+//! - [`auth`]: who is calling — API keys checked against the accounts in the snapshot, the
+//!   [`auth::Caller`] every handler asks per path and action, the per-source failure limit.
 //! - [`error`]: the one error vocabulary both APIs answer with; [`metrics`]: the registry.
 //!
 //! [`Edge`] owns a holder, a hub and the metrics; [`run`] serves HTTP and gRPC (h2c) on one
@@ -15,8 +17,10 @@
 //! - [`subscriber`]: the QUIC link to the writer that feeds the holder (snapshot, then batches).
 //!
 //! Architecture invariant: the edge never talks to etcd; everything it serves comes from the
-//! writer's replication stream (or its own disk snapshot after a restart).
+//! writer's replication stream (or its own disk snapshot after a restart) — including the
+//! accounts it checks keys against.
 
+pub mod auth;
 pub mod disk;
 pub mod error;
 pub mod grpc;
@@ -49,8 +53,13 @@ pub struct EdgeConfig {
     pub ring_capacity: usize,
     /// Messages a watcher's queue holds before it is cut off with a reset.
     pub watcher_queue: usize,
-    /// The secret provider for `${secret:…}` and whether reads may resolve secrets.
+    /// The secret provider for `${secret:…}` and whether reads may resolve secrets (then for
+    /// callers with `secrets:read` only).
     pub secrets: setpoint_secrets::serve::SecretAccess,
+    /// Whether callers need a key ([`auth::AuthMode::AnonymousLoopback`] only in `setpoint dev`).
+    pub auth: auth::AuthMode,
+    /// Serve `/metrics` without a key.
+    pub metrics_public: bool,
 }
 
 impl Default for EdgeConfig {
@@ -60,6 +69,8 @@ impl Default for EdgeConfig {
             ring_capacity: holder::DEFAULT_RING_CAPACITY,
             watcher_queue: watch::DEFAULT_QUEUE_CAPACITY,
             secrets: setpoint_secrets::serve::SecretAccess::none(),
+            auth: auth::AuthMode::Required,
+            metrics_public: false,
         }
     }
 }
@@ -77,6 +88,7 @@ struct Inner {
     holder: Arc<SnapshotHolder>,
     hub: WatchHub,
     metrics: Arc<Metrics>,
+    auth: auth::AuthState,
     /// Flips to true when [`run`] starts shutting down: watch streams end so connections drain.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -110,9 +122,11 @@ impl Edge {
         let counters = HubCounters::new()?;
         let metrics = Arc::new(Metrics::new(&counters)?);
         let hub = WatchHub::start(holder.clone(), config.watcher_queue, counters);
+        let auth = auth::AuthState::new(config.auth, config.metrics_public);
         Ok(Edge {
             inner: Arc::new(Inner {
                 config,
+                auth,
                 holder,
                 hub,
                 metrics,
@@ -137,6 +151,11 @@ impl Edge {
         &self.inner.metrics
     }
 
+    /// The auth mode, the accounts cache and the failure limiter.
+    pub fn auth(&self) -> &auth::AuthState {
+        &self.inner.auth
+    }
+
     /// The secret provider and whether reads may resolve secrets.
     pub fn secrets(&self) -> &setpoint_secrets::serve::SecretAccess {
         &self.inner.config.secrets
@@ -159,39 +178,49 @@ impl Edge {
         self.inner.closing.send_replace(true);
     }
 
-    /// HTTP reads, SSE watches and operations endpoints, with a JSON 404 fallback.
+    /// HTTP reads, SSE watches and operations endpoints, with a JSON 404 fallback, behind the
+    /// authentication layer.
     pub fn http_router(&self) -> Router {
-        http::routes(self.clone()).fallback(http::not_found)
+        self.authenticated(http::routes(self.clone()).fallback(http::not_found))
     }
 
     /// The gRPC services: `setpoint.edge.v1.Edge`, `grpc.health.v1.Health` and reflection.
+    /// Without the authentication layer (see [`Edge::router`]): every `Edge` call then answers
+    /// `UNAUTHENTICATED`.
     pub fn grpc_routes(&self) -> tonic::service::Routes {
         grpc::routes(self.clone())
     }
 
-    /// HTTP and gRPC together, for one port. Unknown gRPC methods answer `UNIMPLEMENTED`, other
-    /// unknown paths the JSON 404.
+    /// HTTP and gRPC together, for one port, behind the authentication layer. Unknown gRPC
+    /// methods answer `UNIMPLEMENTED`, other unknown paths the JSON 404. Serve it with connect
+    /// info (`into_make_service_with_connect_info::<SocketAddr>`, as [`run`] does): failures are
+    /// counted per source address, and anonymous loopback access needs the peer.
     pub fn router(&self) -> Router {
-        http::routes(self.clone())
-            .merge(self.grpc_routes().into_axum_router())
-            .fallback(fallback)
+        self.authenticated(
+            http::routes(self.clone())
+                .merge(self.grpc_routes().into_axum_router())
+                .fallback(fallback),
+        )
+    }
+
+    fn authenticated(&self, router: Router) -> Router {
+        router.layer(axum::middleware::from_fn_with_state(
+            self.clone(),
+            auth::authenticate,
+        ))
     }
 }
 
 async fn fallback(request: Request) -> Response {
-    let is_grpc = request
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
+    if auth::is_grpc(request.headers()) {
         tonic::Status::unimplemented("no such gRPC method on this edge").into_http()
     } else {
         http::not_found().await.into_response()
     }
 }
 
-/// Serves `edge.router()` on `listener` (TCP_NODELAY on every connection, HTTP/1.1 and h2c)
+/// Serves `edge.router()` on `listener` with each connection's peer address (TCP_NODELAY on
+/// every connection, HTTP/1.1 and h2c)
 /// until `shutdown` completes, then drains connections. With a `data_dir`, also runs the
 /// persister, which saves once more after the server stops.
 pub async fn run(
@@ -212,12 +241,16 @@ pub async fn run(
         }
     });
     let closing = edge.clone();
-    let served = axum::serve(listener, edge.router())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            closing.close();
-        })
-        .await;
+    let served = axum::serve(
+        listener,
+        edge.router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        closing.close();
+    })
+    .await;
     let _ = stop.send(true);
     if let Some(persister) = persister
         && let Err(error) = persister.await

@@ -2,7 +2,8 @@
 //!
 //! Applied revision and staleness are read from the holder at scrape time, so they are exact
 //! whenever they are looked at; the watch hub's counters are the hub's own handles registered
-//! here; HTTP requests are counted by a middleware, labelled by route template and status.
+//! here; HTTP requests are counted by a middleware, labelled by route template and status;
+//! refused authentications by reason (see [`crate::auth`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +25,7 @@ pub struct Metrics {
     staleness: Gauge,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    auth_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -51,7 +53,17 @@ impl Metrics {
             ]),
             &["route", "status"],
         )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "setpoint_edge_auth_failures_total",
+                "Requests refused before any check of rights: missing, malformed, unknown, \
+                 expired or revoked keys, disabled accounts, and sources refused for too many \
+                 failures (rate_limited).",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(applied_revision.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(staleness.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
@@ -65,6 +77,7 @@ impl Metrics {
             staleness,
             http_requests,
             http_duration,
+            auth_failures,
         })
     }
 
@@ -77,6 +90,11 @@ impl Metrics {
             tracing::error!(%error, "cannot encode the metrics");
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Counts one refused authentication.
+    pub fn auth_failed(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
     }
 
     fn observe(&self, route: &str, status: &str, seconds: f64) {

@@ -17,6 +17,10 @@
 //! the ring read happen under the same lock the hub delivers under). When the ring no longer
 //! covers it, the first message is a reset.
 //!
+//! System records (`/_setpoint/…`: the accounts, replicated so the edge can check keys) reach
+//! only watchers of a prefix inside that namespace: a watcher of `/` never sees them, in batches,
+//! replays or resets. Who may watch what is decided before [`WatchHub::subscribe`] is called.
+//!
 //! This module knows nothing of HTTP, SSE or gRPC; those map [`WatchMessage`]s to their wire.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use prometheus::{IntCounter, IntGauge};
+use setpoint_core::auth::is_system;
 use setpoint_core::snapshot::{AppliedBatch, Entry, Event, Snapshot};
 use setpoint_core::{ConfigPath, Revision};
 use tokio::sync::broadcast::error::RecvError;
@@ -249,6 +254,12 @@ impl WatchHub {
     }
 }
 
+/// Whether a watcher of `prefix` sees `path`: below it, and a system record only when the prefix
+/// is itself inside the system namespace.
+fn covers(prefix: &ConfigPath, path: &ConfigPath) -> bool {
+    path.starts_with(prefix) && !(prefix.is_root() && is_system(path))
+}
+
 /// Sorts, dedups and drops every prefix that lies below another one.
 fn normalize(mut prefixes: Vec<ConfigPath>) -> Vec<ConfigPath> {
     prefixes.sort_by_key(|p| p.segment_count());
@@ -307,7 +318,11 @@ fn deliver(inner: &Inner, batch: &AppliedBatch) {
     // Which events each watched prefix sees, in batch order.
     let mut touched: HashMap<&str, Vec<usize>> = HashMap::new();
     for (index, event) in batch.events.iter().enumerate() {
+        let system = is_system(&event.path);
         for ancestor in event.path.ancestors_and_self() {
+            if system && ancestor.is_root() {
+                continue;
+            }
             if let Some((key, _)) = registry.by_prefix.get_key_value(ancestor.as_str()) {
                 touched.entry(key.as_str()).or_default().push(index);
             }
@@ -438,7 +453,7 @@ impl Watcher {
         let events: Vec<Event> = batch
             .events
             .iter()
-            .filter(|e| self.prefixes.iter().any(|p| e.path.starts_with(p)))
+            .filter(|e| self.prefixes.iter().any(|p| covers(p, &e.path)))
             .cloned()
             .collect();
         (!events.is_empty()).then(|| Arc::new(WatchBatch::new(batch.revision, events)))
@@ -467,7 +482,12 @@ impl Watcher {
 pub fn state_of(snapshot: &Snapshot, prefixes: &[ConfigPath]) -> ResetState {
     let mut entries: Vec<Arc<Entry>> = prefixes
         .iter()
-        .flat_map(|prefix| snapshot.below(prefix).cloned())
+        .flat_map(|prefix| {
+            snapshot
+                .below(prefix)
+                .filter(move |e| covers(prefix, &e.path))
+                .cloned()
+        })
         .collect();
     if prefixes.len() > 1 {
         entries.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
@@ -594,6 +614,46 @@ mod tests {
         assert!(matches!(&first, WatchMessage::Reset(r) if r.revision == 5));
         apply(&holder, 6, vec![put("/a", "6")]);
         assert_eq!(next(&mut too_old).await.revision(), 6);
+    }
+
+    #[tokio::test]
+    async fn system_records_never_reach_a_watcher_of_the_root() {
+        let holder = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            false,
+            crate::holder::HolderOptions {
+                ring_capacity: 8,
+                ready: true,
+            },
+        );
+        let hub = WatchHub::start(holder.clone(), 16, HubCounters::new().unwrap());
+        let mut root = hub.subscribe(vec![path("/")], None);
+        let mut system = hub.subscribe(vec![path("/_setpoint")], None);
+        apply(
+            &holder,
+            2,
+            vec![put("/_setpoint/accounts/a", "{}"), put("/app/x", "1")],
+        );
+        apply(&holder, 3, vec![put("/_setpoint/accounts/b", "{}")]);
+        apply(&holder, 4, vec![put("/app/y", "2")]);
+        assert_eq!(paths(&next(&mut root).await), vec!["/app/x"]);
+        assert_eq!(next(&mut root).await.revision(), 4, "batch 3 is skipped");
+        assert_eq!(
+            paths(&next(&mut system).await),
+            vec!["/_setpoint/accounts/a"]
+        );
+        let mut replayed = hub.subscribe(vec![path("/")], Some(1));
+        assert_eq!(paths(&next(&mut replayed).await), vec!["/app/x"]);
+        assert_eq!(paths(&next(&mut replayed).await), vec!["/app/y"]);
+        let reset = state_of(&holder.current(), &[path("/")]);
+        let reset_paths: Vec<&str> = reset.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(reset_paths, vec!["/app/x", "/app/y"]);
+        assert_eq!(
+            state_of(&holder.current(), &[path("/_setpoint")])
+                .entries
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]

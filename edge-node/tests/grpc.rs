@@ -106,7 +106,7 @@ async fn get_and_list_with_bad_inputs() {
 async fn watch_delivers_batches_in_order_and_refuses_bad_requests() {
     let edge = TestEdge::start_with(EdgeConfig {
         watcher_queue: 2048,
-        ..EdgeConfig::default()
+        ..harness::anonymous()
     })
     .await;
     let mut client = client(&edge).await;
@@ -164,7 +164,7 @@ async fn watch_delivers_batches_in_order_and_refuses_bad_requests() {
 async fn watch_resumes_from_a_revision_or_resets() {
     let edge = TestEdge::start_with(EdgeConfig {
         ring_capacity: 3,
-        ..EdgeConfig::default()
+        ..harness::anonymous()
     })
     .await;
     let mut client = client(&edge).await;

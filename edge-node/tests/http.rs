@@ -247,7 +247,7 @@ async fn one_batch_is_one_group_of_events_with_one_id() {
 async fn a_thousand_rapid_batches_arrive_in_order() {
     let edge = TestEdge::start_with(EdgeConfig {
         watcher_queue: 2048,
-        ..EdgeConfig::default()
+        ..harness::anonymous()
     })
     .await;
     let mut sse = SseReader::open(&edge.url("/api/config/load?watch=true"), None).await;
@@ -322,7 +322,7 @@ async fn last_event_id_replays_exactly_what_was_missed() {
 async fn resuming_past_the_ring_starts_with_a_reset() {
     let edge = TestEdge::start_with(EdgeConfig {
         ring_capacity: 2,
-        ..EdgeConfig::default()
+        ..harness::anonymous()
     })
     .await;
     let first = edge.commit(vec![Op::Put("/app/a", json!(1))]);
@@ -353,7 +353,7 @@ async fn resuming_past_the_ring_starts_with_a_reset() {
 async fn a_watcher_that_never_reads_is_cut_off_and_others_are_unaffected() {
     let edge = TestEdge::start_with(EdgeConfig {
         watcher_queue: 8,
-        ..EdgeConfig::default()
+        ..harness::anonymous()
     })
     .await;
     // In-process watcher that never reads, and an HTTP one that never reads its body.

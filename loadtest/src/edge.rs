@@ -14,6 +14,7 @@ use clap::Args;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::ApiKey;
 use crate::drive::{closed_loop, open_loop};
 use crate::report::Report;
 
@@ -62,8 +63,9 @@ pub struct EdgeArgs {
     pub watch_via: String,
 }
 
-pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
+pub async fn run(args: EdgeArgs, key: &ApiKey) -> anyhow::Result<()> {
+    let http = key
+        .http()?
         .pool_max_idle_per_host(args.connections)
         .tcp_nodelay(true)
         .build()?;
@@ -105,7 +107,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     if let Some(grpc) = &args.grpc {
         let channels = grpc_channels(grpc, args.grpc_channels).await?;
         for &rate in &args.rates {
-            let channels = channels.clone();
+            let (channels, key) = (channels.clone(), key.clone());
             let mut report = open_loop(
                 rate,
                 Duration::from_secs(args.seconds),
@@ -113,18 +115,26 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
                 move |i| {
                     grpc_get(
                         channels[i % channels.len()].clone(),
-                        format!("/loadtest/e{run}/p{}", i % paths),
+                        key.grpc(setpoint_proto::edge::v1::GetRequest {
+                            path: format!("/loadtest/e{run}/p{}", i % paths),
+                            env: None,
+                            version: None,
+                        }),
                     )
                 },
             )
             .await;
             report.print(&format!("gRPC Get @ {rate}/s"));
         }
-        let channels = channels.clone();
+        let (channels, key) = (channels.clone(), key.clone());
         let mut report = closed_loop(args.saturation_requests, args.connections, move |i| {
             grpc_get(
                 channels[i % channels.len()].clone(),
-                format!("/loadtest/e{run}/p{}", i % paths),
+                key.grpc(setpoint_proto::edge::v1::GetRequest {
+                    path: format!("/loadtest/e{run}/p{}", i % paths),
+                    env: None,
+                    version: None,
+                }),
             )
         })
         .await;
@@ -132,7 +142,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     }
 
     if args.watchers > 0 {
-        watchers(&http, &args, run).await?;
+        watchers(&http, &args, run, key).await?;
     }
     propagation(&http, &args.writer).await;
     Ok(())
@@ -152,12 +162,10 @@ async fn grpc_channels(endpoint: &str, count: usize) -> anyhow::Result<Vec<EdgeC
     Ok(out)
 }
 
-async fn grpc_get(mut client: EdgeClient, path: String) -> bool {
-    let request = setpoint_proto::edge::v1::GetRequest {
-        path,
-        env: None,
-        version: None,
-    };
+async fn grpc_get(
+    mut client: EdgeClient,
+    request: tonic::Request<setpoint_proto::edge::v1::GetRequest>,
+) -> bool {
     client.get(request).await.is_ok()
 }
 
@@ -209,14 +217,17 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Opens the SSE watchers, then writes one config at a time and times the last notification.
-async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::Result<()> {
+async fn watchers(
+    http: &reqwest::Client,
+    args: &EdgeArgs,
+    run: u32,
+    key: &ApiKey,
+) -> anyhow::Result<()> {
     let prefix = format!("/loadtest/w{run}");
     let before = args.edge_pid.and_then(rss_kib);
     // Every watcher reports (revision, arrival) for each update it sees.
     let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
-    let sse = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()?;
+    let sse = key.http()?.pool_max_idle_per_host(0).build()?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<bool>();
     let grpc_watch = args.watch_via == "grpc";
     let channels = match (&args.grpc, grpc_watch) {
@@ -231,12 +242,12 @@ async fn watchers(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::
                 tx.clone(),
                 ready_tx.clone(),
             );
-            let request = setpoint_proto::edge::v1::WatchRequest {
+            let request = key.grpc(setpoint_proto::edge::v1::WatchRequest {
                 prefixes: vec![prefix.clone()],
                 from_revision: None,
                 instance_id: format!("loadtest-{run}-{w}"),
                 env: None,
-            };
+            });
             tokio::spawn(async move {
                 let opened =
                     tokio::time::timeout(Duration::from_secs(30), client.watch(request)).await;

@@ -4,11 +4,17 @@
 //!
 //! Scenarios: `writer` (commit throughput and latency), `edge` (reads, watchers, propagation) — see `loadtest/README.md` for how to run
 //! each against a live system and the figures measured.
+//!
+//! Writers and edges require an API key: `--api-key-file` (or `SETPOINT_API_KEY_FILE`) names a
+//! file holding one (the writer's bootstrap admin key, or a key with read and write on
+//! `/loadtest`); it is sent with every request, HTTP and gRPC alike.
 
 mod drive;
 mod edge;
 mod report;
 mod writer;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -16,8 +22,62 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark a live Setpoint")]
 struct Cli {
+    /// File holding the API key sent with every request (`Authorization: Bearer`).
+    #[arg(long, env = "SETPOINT_API_KEY_FILE", global = true)]
+    api_key_file: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
+}
+
+/// The API key sent with every request, when one is given.
+#[derive(Clone, Default)]
+pub struct ApiKey(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ApiKey([redacted])"
+        } else {
+            "ApiKey(none)"
+        })
+    }
+}
+
+impl ApiKey {
+    fn load(file: Option<&Path>) -> anyhow::Result<ApiKey> {
+        let Some(file) = file else {
+            return Ok(ApiKey::default());
+        };
+        let key = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the API key file {}", file.display()))?;
+        let value = format!("Bearer {}", key.trim())
+            .parse()
+            .with_context(|| format!("{} does not hold an API key", file.display()))?;
+        Ok(ApiKey(Some(value)))
+    }
+
+    /// An HTTP client builder that sends the key with every request.
+    pub fn http(&self) -> anyhow::Result<reqwest::ClientBuilder> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = &self.0 {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(value.to_str()?)?,
+            );
+        }
+        Ok(reqwest::Client::builder().default_headers(headers))
+    }
+
+    /// `message` as a gRPC request carrying the key in its metadata.
+    pub fn grpc<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,8 +107,10 @@ async fn ready_store(http: &reqwest::Client, target: &str) -> anyhow::Result<Str
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().scenario {
-        Scenario::Writer(args) => writer::run(args).await,
-        Scenario::Edge(args) => edge::run(args).await,
+    let cli = Cli::parse();
+    let key = ApiKey::load(cli.api_key_file.as_deref())?;
+    match cli.scenario {
+        Scenario::Writer(args) => writer::run(args, &key).await,
+        Scenario::Edge(args) => edge::run(args, &key).await,
     }
 }

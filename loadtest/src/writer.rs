@@ -27,8 +27,9 @@ pub struct WriterArgs {
     pub value_bytes: usize,
 }
 
-pub async fn run(args: WriterArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
+pub async fn run(args: WriterArgs, key: &crate::ApiKey) -> anyhow::Result<()> {
+    let http = key
+        .http()?
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let store = crate::ready_store(&http, &args.target).await?;

@@ -18,8 +18,8 @@ use crate::{SecretError, SecretProvider, fetch_all};
 #[derive(Clone)]
 pub struct SecretAccess {
     pub provider: Arc<dyn SecretProvider>,
-    /// Whether reads may resolve secret references at all. Until access control exists this
-    /// is true only in `setpoint dev`; then it becomes the caller's `secrets:read` grant.
+    /// Whether reads on this node may resolve secret references at all; when true, each read
+    /// still needs the caller's `secrets:read` grant on every path that references one.
     pub allowed: bool,
 }
 
@@ -74,7 +74,7 @@ pub async fn read(
             return Err(Failure {
                 code: ErrorCode::Forbidden,
                 message: format!(
-                    "this read resolves secret references ({}), and this node does not resolve secrets",
+                    "this read resolves secret references ({}); this node does not resolve secrets",
                     names.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
                 details: Some(json!({ "secrets": names })),

@@ -24,8 +24,13 @@ pub struct SseWatcher {
 
 impl SseWatcher {
     /// Watches `url` (e.g. `http://127.0.0.1:P/api/config/myapp?watch=true`), reconnecting
-    /// forever with `Last-Event-ID` until dropped.
+    /// forever with `Last-Event-ID` until dropped. Sends no key (for `setpoint dev` on loopback).
     pub fn start(url: String) -> SseWatcher {
+        SseWatcher::start_with_key(url, None)
+    }
+
+    /// Like [`SseWatcher::start`], sending `key` as `Authorization: Bearer` on every connect.
+    pub fn start_with_key(url: String, key: Option<String>) -> SseWatcher {
         let events: Arc<Mutex<Vec<SseEvent>>> = Arc::default();
         let connects: Arc<Mutex<usize>> = Arc::default();
         let (store, count) = (events.clone(), connects.clone());
@@ -34,6 +39,9 @@ impl SseWatcher {
             let mut last_id: Option<i64> = None;
             loop {
                 let mut request = http.get(&url);
+                if let Some(key) = &key {
+                    request = request.bearer_auth(key);
+                }
                 if let Some(id) = last_id {
                     request = request.header("Last-Event-ID", id.to_string());
                 }

@@ -26,6 +26,21 @@ fn curl(args: &[&str]) -> Value {
     })
 }
 
+/// The status and JSON body of `curl args`.
+fn curl_status(args: &[&str]) -> (u16, Value) {
+    let output = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
 #[tokio::test]
 async fn seed_demo_runs_verbatim_against_setpoint_dev() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,6 +102,39 @@ async fn seed_demo_runs_verbatim_against_setpoint_dev() {
         children["children"],
         serde_json::json!(["connection_string", "pool_size", "timeout"])
     );
+
+    // The same demo with the dev admin key as a Bearer token; a bad token is a 401 even from
+    // loopback, on the writer's routes and the edge's.
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    let bearer = format!("Authorization: Bearer {}", key.trim());
+    let edge_url = format!(
+        "{}/edge/api/config/myapp/database/connection_string",
+        dev.base()
+    );
+    let (status, read) = curl_status(&["-H", &bearer, &url]);
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["value"], "postgres://newhost:5432/mydb");
+    let (status, written) = curl_status(&[
+        "-X",
+        "PUT",
+        "-H",
+        &bearer,
+        &format!("{base}/pool_size"),
+        "-d",
+        r#"{"value": 25}"#,
+    ]);
+    assert_eq!(status, 200, "{written}");
+    assert_eq!(written["version"], 2);
+    let served = setpoint_tests::wait_until(std::time::Duration::from_secs(5), || async {
+        curl_status(&["-H", &bearer, &edge_url]).1["value"] == "postgres://newhost:5432/mydb"
+    })
+    .await;
+    assert!(served, "the edge serves the key's reads");
+    for target in [&url, &edge_url] {
+        let (status, body) = curl_status(&["-H", "Authorization: Bearer garbage", target]);
+        assert_eq!(status, 401, "{target}: {body}");
+        assert_eq!(body["error"]["code"], "unauthenticated");
+    }
 
     // SIGTERM stops it gracefully; a new process on the same data serves everything.
     let status = dev.terminate();
@@ -223,6 +271,25 @@ async fn dev_serves_rest_sse_and_grpc_on_its_one_port() {
     let entry = got.entry.unwrap();
     assert_eq!(entry.value, "\"new-host\"");
     assert_eq!(entry.version, 2);
+    // With a key, gRPC gets that key's rights; a bad key is refused even from loopback.
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    for (token, ok) in [(key.trim(), true), ("garbage", false)] {
+        let mut request = tonic::Request::new(GetRequest {
+            path: "/myapp/database/host".into(),
+            env: None,
+            version: None,
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        match grpc.get(request).await {
+            Ok(reply) => assert!(ok, "{reply:?}"),
+            Err(status) => {
+                assert!(!ok, "{status:?}");
+                assert_eq!(status.code(), tonic::Code::Unauthenticated);
+            }
+        }
+    }
     // The edge's own HTTP routes are under /edge.
     let edge = curl(&[&format!(
         "{}/edge/api/config/myapp/database/host",

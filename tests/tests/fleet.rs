@@ -1,7 +1,8 @@
 //! The edge tier end to end with the real binaries: a writer on a real etcd, edges replicating
 //! over QUIC with mutual TLS, gossip membership, SSE watchers — and the faults of DESIGN.md's
 //! failure model: an edge SIGKILLed mid-stream, the writer killed and restarted, an edge
-//! restarted from its disk snapshot while the writer is down.
+//! restarted from its disk snapshot while the writer is down. Every request to the writer and the
+//! edges carries the test admin key (both require one); only health is open.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,25 @@ use serde_json::{Value, json};
 use setpoint_tests::binary::{SetpointProcess, setpoint_bin};
 use setpoint_tests::etcd::EtcdServer;
 use setpoint_tests::sse::SseWatcher;
+use setpoint_tests::writer::{client_with_key, test_admin_key};
 use setpoint_tests::{free_port, wait_until};
+
+/// A file holding the test admin key, for the writer's `--admin-key-file`.
+fn admin_key_file(dir: &Path) -> String {
+    let file = dir.join("admin.key");
+    std::fs::write(&file, test_admin_key()).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+/// An HTTP client sending the test admin key.
+fn admin_http() -> reqwest::Client {
+    client_with_key(&test_admin_key())
+}
+
+/// An SSE watcher of `url` sending the test admin key.
+fn watch(url: String) -> SseWatcher {
+    SseWatcher::start_with_key(url, Some(test_admin_key()))
+}
 
 struct Certs {
     dir: PathBuf,
@@ -61,6 +80,8 @@ impl Writer {
             addr.clone(),
             "--gossip".into(),
             gossip.clone(),
+            "--admin-key-file".into(),
+            admin_key_file(dir),
         ];
         args.extend(certs.args("writer"));
         let process = start(&args, &addr, dir).await;
@@ -207,7 +228,7 @@ async fn three_edges_converge_and_membership_tracks_them() {
     let etcd = EtcdServer::start();
     let certs = Certs::make(dir.path());
     let writer = Writer::start(&etcd, &certs, dir.path()).await;
-    let http = reqwest::Client::new();
+    let http = admin_http();
     put(
         &http,
         &writer.base(),
@@ -296,8 +317,8 @@ async fn watchers_get_every_change_across_edge_kill_and_writer_restart() {
     let certs = Certs::make(dir.path());
     let mut writer = Writer::start(&etcd, &certs, dir.path()).await;
     let mut edge = Edge::start("edge-w", &writer, &certs, dir.path()).await;
-    let http = reqwest::Client::new();
-    let watcher = SseWatcher::start(format!("{}/api/config/stream?watch=true", edge.base()));
+    let http = admin_http();
+    let watcher = watch(format!("{}/api/config/stream?watch=true", edge.base()));
     let opened = wait_until(Duration::from_secs(10), || async { watcher.connects() > 0 }).await;
     assert!(opened);
 
@@ -352,7 +373,7 @@ async fn restarted_edge_serves_its_disk_snapshot_while_the_writer_is_down() {
     let certs = Certs::make(dir.path());
     let mut writer = Writer::start(&etcd, &certs, dir.path()).await;
     let mut edge = Edge::start("edge-d", &writer, &certs, dir.path()).await;
-    let http = reqwest::Client::new();
+    let http = admin_http();
     let started = Instant::now();
     put(&http, &writer.base(), "/disk/a", json!("kept")).await;
     let (edge_base, kept, newer) = (edge.base(), json!("kept"), json!("newer"));
@@ -410,8 +431,8 @@ async fn changes_committed_while_the_writer_was_away_reach_watchers_as_deltas() 
     let certs = Certs::make(dir.path());
     let mut writer = Writer::start(&etcd, &certs, dir.path()).await;
     let edge = Edge::start("edge-a", &writer, &certs, dir.path()).await;
-    let http = reqwest::Client::new();
-    let watcher = SseWatcher::start(format!("{}/api/config/away?watch=true", edge.base()));
+    let http = admin_http();
+    let watcher = watch(format!("{}/api/config/away?watch=true", edge.base()));
     let mut revisions = vec![put(&http, &writer.base(), "/away/k", json!(0)).await];
     let first = revisions[0];
     assert!(
@@ -424,7 +445,18 @@ async fn changes_committed_while_the_writer_was_away_reach_watchers_as_deltas() 
     // The replicating writer goes away; another writer (no replication) commits to the same etcd.
     writer.kill();
     let endpoint = format!("etcd://{}", etcd.endpoint());
-    let other = SetpointProcess::start(&["writer", "--store", &endpoint], dir.path()).await;
+    let key_file = admin_key_file(dir.path());
+    let other = SetpointProcess::start(
+        &[
+            "writer",
+            "--store",
+            &endpoint,
+            "--admin-key-file",
+            &key_file,
+        ],
+        dir.path(),
+    )
+    .await;
     for i in 1..=5 {
         revisions.push(put(&http, &other.base(), "/away/k", json!(i)).await);
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use setpoint_core::snapshot::{Batch, Change, ChangeKind};
 use setpoint_core::{ConfigPath, Format, ParsedValue, Revision};
+use setpoint_edge_node::auth::AuthMode;
 use setpoint_edge_node::{Edge, EdgeConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -48,9 +49,18 @@ pub struct TestEdge {
     versions: Mutex<(Revision, HashMap<String, u64>)>,
 }
 
+/// An edge configured as in `setpoint dev`: requests from loopback need no key (these tests
+/// are about reads and watches; `auth.rs` is about keys).
+pub fn anonymous() -> EdgeConfig {
+    EdgeConfig {
+        auth: AuthMode::AnonymousLoopback,
+        ..EdgeConfig::default()
+    }
+}
+
 impl TestEdge {
     pub async fn start() -> TestEdge {
-        TestEdge::start_with(EdgeConfig::default()).await
+        TestEdge::start_with(anonymous()).await
     }
 
     pub async fn start_with(config: EdgeConfig) -> TestEdge {
@@ -175,9 +185,21 @@ pub struct SseReader {
 
 impl SseReader {
     pub async fn open(url: &str, last_event_id: Option<&str>) -> SseReader {
+        SseReader::open_with_key(url, last_event_id, None).await
+    }
+
+    /// Like [`SseReader::open`], sending `key` as `Authorization: Bearer`.
+    pub async fn open_with_key(
+        url: &str,
+        last_event_id: Option<&str>,
+        key: Option<&str>,
+    ) -> SseReader {
         let mut request = reqwest::Client::new().get(url);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
+        }
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "opening {url}");
@@ -195,6 +217,15 @@ impl SseReader {
         tokio::time::timeout(Duration::from_secs(10), self.next_inner())
             .await
             .expect("an SSE event within 10 s")
+    }
+
+    /// Waits (10 s at most) for the server to end the stream; true when it did.
+    pub async fn wait_for_end(&mut self) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(_)) = self.response.chunk().await {}
+        })
+        .await
+        .is_ok()
     }
 
     async fn next_inner(&mut self) -> SseFrame {

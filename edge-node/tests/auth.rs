@@ -1,0 +1,426 @@
+//! API keys on a real edge (keys required, as `setpoint edge` runs): accounts arrive in the
+//! snapshot like any config, and every surface — HTTP reads and listings, SSE, gRPC — answers
+//! 401 without a valid key, 403 without the grant, and shows only what the caller may read.
+//! Revocation reaches open watches; too many failures from one source get 429.
+
+// Helpers outside #[test] functions unwrap too: a failure here is a failed test.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Op, SseReader, TestEdge};
+use serde_json::{Value, json};
+use setpoint_core::auth::{Account, Action, Grant, NewKey, new_key};
+use setpoint_edge_node::EdgeConfig;
+use setpoint_proto::edge::v1 as pb;
+use setpoint_proto::edge::v1::edge_client::EdgeClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn key(n: u8) -> NewKey {
+    new_key(&[n; 32], &[n; 9], 0, None)
+}
+
+fn account(id: &str, key: &NewKey, grants: &[(&str, &[Action])], revoked: bool) -> Value {
+    let mut record = key.record.clone();
+    record.revoked = revoked;
+    serde_json::to_value(Account {
+        id: id.into(),
+        description: None,
+        grants: grants
+            .iter()
+            .map(|(prefix, actions)| Grant {
+                prefix: (*prefix).into(),
+                actions: actions.iter().copied().collect(),
+            })
+            .collect(),
+        keys: vec![record],
+        disabled: false,
+    })
+    .unwrap()
+}
+
+struct Keys {
+    admin: NewKey,
+    reader: NewKey,
+}
+
+/// An edge that needs keys, holding `/a/x/k`, `/a/y/k`, `/b/k`, an admin and a reader of `/a/x`.
+async fn edge() -> (TestEdge, Keys) {
+    let edge = TestEdge::start_with(EdgeConfig::default()).await;
+    let keys = Keys {
+        admin: key(1),
+        reader: key(2),
+    };
+    edge.commit(vec![
+        Op::Put(
+            "/_setpoint/accounts/admin",
+            account("admin", &keys.admin, &[("/", &[Action::Admin])], false),
+        ),
+        Op::Put(
+            "/_setpoint/accounts/reader",
+            account("reader", &keys.reader, &[("/a/x", &[Action::Read])], false),
+        ),
+        Op::Put("/a/x/k", json!("x")),
+        Op::Put("/a/y/k", json!("y")),
+        Op::Put("/b/k", json!("b")),
+    ]);
+    (edge, keys)
+}
+
+async fn get(edge: &TestEdge, path: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(edge.url(path));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn grpc(edge: &TestEdge) -> EdgeClient<Channel> {
+    EdgeClient::connect(format!("http://{}", edge.addr))
+        .await
+        .unwrap()
+}
+
+fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    request
+}
+
+fn get_request(path: &str) -> pb::GetRequest {
+    pb::GetRequest {
+        path: path.into(),
+        env: None,
+        version: None,
+    }
+}
+
+fn list_request(prefix: &str, recursive: bool) -> pb::ListRequest {
+    pb::ListRequest {
+        prefix: prefix.into(),
+        recursive,
+    }
+}
+
+fn watch_request(prefix: &str) -> pb::WatchRequest {
+    pb::WatchRequest {
+        prefixes: vec![prefix.into()],
+        from_revision: None,
+        instance_id: "t".into(),
+        env: None,
+    }
+}
+
+#[tokio::test]
+async fn http_reads_need_a_key_and_show_only_what_it_may_read() {
+    let (edge, keys) = edge().await;
+    let reader = Some(keys.reader.token.as_str());
+    let admin = Some(keys.admin.token.as_str());
+
+    for key in [
+        None,
+        Some("garbage"),
+        Some("spk_abc_notreallyakeybutlongenoughtolooklikeone00"),
+    ] {
+        let (status, body) = get(&edge, "/api/config/a/x/k", key).await;
+        assert_eq!(status, 401, "{key:?}: {body}");
+        assert_eq!(body["error"]["code"], "unauthenticated");
+    }
+    assert_eq!(get(&edge, "/healthz", None).await.0, 200);
+    assert_eq!(get(&edge, "/readyz", None).await.0, 200);
+    assert_eq!(get(&edge, "/metrics", None).await.0, 401, "not public");
+
+    assert_eq!(
+        get(&edge, "/api/config/a/x/k", reader).await.1["value"],
+        "x"
+    );
+    let (status, body) = get(&edge, "/api/config/a/y/k", reader).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(get(&edge, "/api/config/b/k", reader).await.0, 403);
+    assert_eq!(get(&edge, "/api/config/b/k?version=1", reader).await.0, 403);
+    assert_eq!(get(&edge, "/api/config/b?list=true", reader).await.0, 403);
+    assert_eq!(get(&edge, "/api/config/nothing", reader).await.0, 403);
+
+    // Listings: only what the reader can read something below.
+    let (_, listing) = get(&edge, "/api/config/a", reader).await;
+    assert_eq!(listing["children"], json!(["x"]));
+    let (_, root) = get(&edge, "/api/config/?list=true", reader).await;
+    assert_eq!(root["children"], json!(["a"]));
+    let (_, recursive) = get(&edge, "/api/config/a?list=true&recursive=true", reader).await;
+    let paths: Vec<&str> = recursive["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, vec!["/a/x/k"]);
+    let (status, tree) = get(&edge, "/api/config/a?resolve=true", reader).await;
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(
+        tree,
+        json!({"x": {"k": "x"}}),
+        "a subtree holds only readable paths"
+    );
+    assert_eq!(
+        get(&edge, "/api/config/a/y?resolve=true", reader).await.0,
+        403
+    );
+
+    // The system namespace: never listed, served to the root admin only.
+    let (_, root) = get(&edge, "/api/config/?list=true&recursive=true", admin).await;
+    assert_eq!(root["children"], json!(["a", "b"]));
+    assert!(
+        !root.to_string().contains("_setpoint"),
+        "an admin's listing of / shows no system record: {root}"
+    );
+    let (status, record) = get(&edge, "/api/config/_setpoint/accounts/reader", admin).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(
+        get(&edge, "/api/config/_setpoint/accounts/reader", reader)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(get(&edge, "/metrics", admin).await.0, 200);
+    let metrics = reqwest::Client::new()
+        .get(edge.url("/metrics"))
+        .bearer_auth(&keys.admin.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (reason, count) in [("missing", 2), ("malformed", 1), ("unknown", 1)] {
+        assert!(
+            metrics.contains(&format!(
+                "setpoint_edge_auth_failures_total{{reason=\"{reason}\"}} {count}"
+            )),
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn grpc_calls_answer_grpc_statuses_for_missing_keys_and_rights() {
+    let (edge, keys) = edge().await;
+    let reader = Some(keys.reader.token.as_str());
+    let mut client = grpc(&edge).await;
+
+    for key in [None, Some("Bearer-less garbage")] {
+        let refused = client
+            .get(with_key(get_request("/a/x/k"), key))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    let refused = client
+        .watch(with_key(watch_request("/a/x"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    let got = client
+        .get(with_key(get_request("/a/x/k"), reader))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.entry.unwrap().value, "\"x\"");
+    for path in ["/a/y/k", "/b/k", "/_setpoint/accounts/reader"] {
+        let refused = client
+            .get(with_key(get_request(path), reader))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{path}");
+    }
+    let root = client
+        .list(with_key(list_request("/", true), reader))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(root.children, vec!["a"]);
+    let paths: Vec<String> = root.entries.iter().map(|e| e.path.clone()).collect();
+    assert_eq!(paths, vec!["/a/x/k"]);
+    let refused = client
+        .list(with_key(list_request("/b", false), reader))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = client
+        .resolve(with_key(
+            pb::ResolveRequest {
+                path: "/b".into(),
+                env: None,
+                raw: false,
+                explain: false,
+            },
+            reader,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let exported = client
+        .export(with_key(
+            pb::ExportRequest {
+                prefix: "/a".into(),
+                env: None,
+                format: "json".into(),
+                name: None,
+            },
+            reader,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&exported.body).unwrap(),
+        json!({"x": {"k": "x"}}),
+        "a bundle holds only what the caller may read"
+    );
+    // A watch needs read on everything below its prefix.
+    for prefix in ["/a", "/", "/_setpoint"] {
+        let refused = client
+            .watch(with_key(watch_request(prefix), reader))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{prefix}");
+    }
+    client
+        .watch(with_key(watch_request("/a/x"), reader))
+        .await
+        .unwrap();
+
+    // Health stays public (probes send no key).
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        Channel::from_shared(format!("http://{}", edge.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serving.status, 1, "SERVING");
+}
+
+#[tokio::test]
+async fn a_root_watch_by_an_admin_never_sees_system_records() {
+    let (edge, keys) = edge().await;
+    let mut reader = SseReader::open_with_key(
+        &edge.url("/api/config?watch=true&from_revision=0"),
+        None,
+        Some(&keys.admin.token),
+    )
+    .await;
+    // The replayed first batch: three configs, no account records.
+    let mut replayed = Vec::new();
+    loop {
+        let frame = reader.next().await;
+        replayed.push(frame.json()["path"].as_str().unwrap().to_owned());
+        if frame.id.is_some() {
+            assert_eq!(frame.id.as_deref(), Some("1"));
+            break;
+        }
+    }
+    assert_eq!(replayed, vec!["/a/x/k", "/a/y/k", "/b/k"]);
+    let other = key(9);
+    edge.commit(vec![Op::Put(
+        "/_setpoint/accounts/other",
+        account("other", &other, &[("/b", &[Action::Read])], false),
+    )]);
+    let revision = edge.commit(vec![Op::Put("/b/k", json!("b2"))]);
+    let next = reader.next().await;
+    assert_eq!(next.id, Some(revision.to_string()), "{}", next.data);
+    assert_eq!(next.json()["path"], "/b/k");
+}
+
+#[tokio::test]
+async fn revocation_refuses_the_next_request_and_ends_open_watches() {
+    let (edge, keys) = edge().await;
+    let token = keys.reader.token.clone();
+    let mut sse =
+        SseReader::open_with_key(&edge.url("/api/config/a/x?watch=true"), None, Some(&token)).await;
+    let mut client = grpc(&edge).await;
+    let mut stream = client
+        .watch(with_key(watch_request("/a/x"), Some(&token)))
+        .await
+        .unwrap()
+        .into_inner();
+    edge.wait_for_watchers(2).await;
+    let revision = edge.commit(vec![Op::Put("/a/x/k", json!("x2"))]);
+    assert_eq!(sse.next().await.id, Some(revision.to_string()));
+    assert_eq!(stream.message().await.unwrap().unwrap().revision, revision);
+
+    edge.commit(vec![Op::Put(
+        "/_setpoint/accounts/reader",
+        account("reader", &keys.reader, &[("/a/x", &[Action::Read])], true),
+    )]);
+    let (status, body) = get(&edge, "/api/config/a/x/k", Some(&token)).await;
+    assert_eq!(status, 401, "the next request is refused: {body}");
+    let refused = client
+        .get(with_key(get_request("/a/x/k"), Some(&token)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // Open watches get nothing more: the next message ends them.
+    tokio::time::sleep(setpoint_edge_node::auth::WATCH_RECHECK + Duration::from_millis(100)).await;
+    edge.commit(vec![Op::Put("/a/x/k", json!("after revocation"))]);
+    let last = sse.next().await;
+    assert_eq!(last.event.as_deref(), Some("error"));
+    assert_eq!(last.json()["error"]["code"], "unauthenticated");
+    assert!(!last.data.contains("after revocation"));
+    assert!(sse.wait_for_end().await, "the SSE stream ends");
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(ended.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn too_many_failures_from_one_source_get_429_on_http_and_grpc() {
+    let (edge, keys) = edge().await;
+    let limit = setpoint_edge_node::auth::FAILURES_PER_MINUTE;
+    for attempt in 0..limit {
+        let (status, _) = get(&edge, "/api/config/a/x/k", Some("garbage")).await;
+        assert_eq!(status, 401, "attempt {attempt}");
+    }
+    let (status, body) = get(&edge, "/api/config/a/x/k", Some("garbage")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    // The source is refused outright for now, even with a valid key.
+    assert_eq!(
+        get(&edge, "/api/config/a/x/k", Some(&keys.reader.token))
+            .await
+            .0,
+        429
+    );
+    let refused = grpc(&edge)
+        .await
+        .get(with_key(get_request("/a/x/k"), Some(&keys.reader.token)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(
+        get(&edge, "/healthz", None).await.0,
+        200,
+        "health stays open"
+    );
+}

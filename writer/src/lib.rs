@@ -208,15 +208,20 @@ impl Writer {
             &config.store_prefix,
             Arc::new(SystemClock),
         ));
-        configs
-            .ensure_environments(&config.default_environments)
-            .await
-            .map_err(RunError::Environments)?;
-        if let Some(location) = configs
-            .bootstrap_admin(config.admin_key_file.as_deref(), &config.bootstrap_key_path)
-            .await
-            .map_err(RunError::Bootstrap)?
-        {
+        // The store may still be starting (etcd launched beside us): retry the first writes
+        // for a while instead of dying, as a running writer rides out an outage.
+        let location = startup_with_retries(|| async {
+            configs
+                .ensure_environments(&config.default_environments)
+                .await
+                .map_err(RunError::Environments)?;
+            configs
+                .bootstrap_admin(config.admin_key_file.as_deref(), &config.bootstrap_key_path)
+                .await
+                .map_err(RunError::Bootstrap)
+        })
+        .await?;
+        if let Some(location) = location {
             tracing::info!(
                 file = %location.display(),
                 "created the admin account; its API key is in this file (readable by its owner only)"
@@ -337,6 +342,33 @@ pub async fn run(
     let served = serve(listener, writer.router(), shutdown).await;
     writer.shutdown().await;
     Ok(served?)
+}
+
+/// How long a starting writer keeps retrying its first store writes.
+const STARTUP_RETRY: Duration = Duration::from_secs(30);
+
+/// Runs `step` until it succeeds, retrying store outages with backoff for [`STARTUP_RETRY`].
+async fn startup_with_retries<T, F, Fut>(mut step: F) -> Result<T, RunError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RunError>>,
+{
+    let deadline = tokio::time::Instant::now() + STARTUP_RETRY;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(RunError::Environments(e) | RunError::Bootstrap(e))
+                if e.code == error::ErrorCode::StoreUnavailable
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %e, "store not reachable yet; retrying startup");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(other) => return Err(other),
+        }
+    }
 }
 
 async fn compaction_loop(configs: Arc<Configs>, metrics: Arc<Metrics>, config: WriterConfig) {

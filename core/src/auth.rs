@@ -350,7 +350,8 @@ pub struct Principal {
     /// The account id (`anonymous` for loopback access in `setpoint dev`).
     pub account: String,
     pub key_id: Option<String>,
-    pub grants: Grants,
+    /// Shared with the accounts index: cloning a principal per request copies no grants.
+    pub grants: Arc<Grants>,
 }
 
 impl Principal {
@@ -359,7 +360,7 @@ impl Principal {
         Principal {
             account: "anonymous".into(),
             key_id: None,
-            grants: Grants::all(),
+            grants: Arc::new(Grants::all()),
         }
     }
 }
@@ -430,7 +431,7 @@ impl Accounts {
         Ok(Principal {
             account: account.id.clone(),
             key_id: Some(key.id.clone()),
-            grants: (**grants).clone(),
+            grants: grants.clone(),
         })
     }
 }
@@ -443,6 +444,8 @@ pub struct FailureLimiter {
     max: u32,
     window_secs: i64,
     sources: std::sync::Mutex<HashMap<std::net::IpAddr, (u32, i64)>>,
+    /// Whether any source is tracked: the common case (no failures) skips the lock.
+    tracking: std::sync::atomic::AtomicBool,
 }
 
 impl FailureLimiter {
@@ -453,6 +456,7 @@ impl FailureLimiter {
             max,
             window_secs: window_secs.max(1),
             sources: std::sync::Mutex::default(),
+            tracking: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -462,6 +466,9 @@ impl FailureLimiter {
 
     /// True when `source` has used up its failures in the current window.
     pub fn is_blocked(&self, source: std::net::IpAddr, now: i64) -> bool {
+        if !self.tracking.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         self.lock()
             .get(&source)
             .is_some_and(|(count, start)| now - start < self.window_secs && *count >= self.max)
@@ -470,6 +477,8 @@ impl FailureLimiter {
     /// Counts one failure; returns the count in the current window.
     pub fn record_failure(&self, source: std::net::IpAddr, now: i64) -> u32 {
         let mut sources = self.lock();
+        self.tracking
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if sources.len() >= FailureLimiter::MAX_SOURCES && !sources.contains_key(&source) {
             let window = self.window_secs;
             sources.retain(|_, (_, start)| now - *start < window);

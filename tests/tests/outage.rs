@@ -80,3 +80,33 @@ async fn etcd_down_is_a_quick_503_and_the_writer_reconnects() {
         "the write during the outage left nothing behind"
     );
 }
+
+/// A writer started while its etcd is not up yet (both launched together) waits for it instead
+/// of exiting, then creates the default environments and the admin account as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_started_before_etcd_waits_for_it() {
+    let mut backend = Backend::etcd();
+    let Backend::Etcd(etcd) = &mut backend else {
+        unreachable!()
+    };
+    etcd.stop();
+    let config = setpoint_writer::WriterConfig::new(backend.spec());
+    let starting = tokio::spawn(TestWriter::start_with(config));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !starting.is_finished(),
+        "the writer cannot be up without its store"
+    );
+    let Backend::Etcd(etcd) = &mut backend else {
+        unreachable!()
+    };
+    etcd.restart();
+    let w = tokio::time::timeout(Duration::from_secs(30), starting)
+        .await
+        .expect("the writer came up once etcd did")
+        .unwrap();
+    let response = w.http.get(w.url("/api/environments")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["environments"].as_array().unwrap().len(), 3, "{body}");
+}

@@ -27,6 +27,36 @@ pub fn setpoint_bin() -> PathBuf {
     bin
 }
 
+/// A dev CA with writer and edge certificates, made by `setpoint certs`.
+pub struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    pub fn make(dir: &std::path::Path) -> Certs {
+        let dir = dir.join("certs");
+        let status = Command::new(setpoint_bin())
+            .args(["certs", "--out", &dir.to_string_lossy()])
+            .status()
+            .expect("run setpoint certs");
+        assert!(status.success(), "setpoint certs failed");
+        Certs { dir }
+    }
+
+    /// `--ca … --cert … --key …` for `role` (`writer` or `edge`).
+    pub fn args(&self, role: &str) -> Vec<String> {
+        let file = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+        vec![
+            "--ca".into(),
+            file("ca.pem"),
+            "--cert".into(),
+            file(&format!("{role}.pem")),
+            "--key".into(),
+            file(&format!("{role}.key")),
+        ]
+    }
+}
+
 pub struct SetpointProcess {
     child: Option<Child>,
     pub addr: String,

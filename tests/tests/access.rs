@@ -9,8 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 use setpoint_proto::edge::v1 as pb;
 use setpoint_proto::edge::v1::edge_client::EdgeClient;
 use setpoint_tests::bao::BaoServer;
-use setpoint_tests::binary::{SetpointProcess, setpoint_bin};
+use setpoint_tests::binary::{Certs, SetpointProcess};
 use setpoint_tests::etcd::EtcdServer;
 use setpoint_tests::writer::{client_with_key, test_admin_key};
 use setpoint_tests::{free_port, wait_until};
@@ -30,34 +29,6 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Distinctive enough that finding it is proof the secret was resolved.
 const SECRET: &str = "access-secret-9d41b7";
-
-struct Certs {
-    dir: PathBuf,
-}
-
-impl Certs {
-    fn make(dir: &Path) -> Certs {
-        let dir = dir.join("certs");
-        let status = Command::new(setpoint_bin())
-            .args(["certs", "--out", dir.to_str().unwrap()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "setpoint certs failed");
-        Certs { dir }
-    }
-
-    fn args(&self, role: &str) -> Vec<String> {
-        let file = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
-        vec![
-            "--ca".into(),
-            file("ca.pem"),
-            "--cert".into(),
-            file(&format!("{role}.pem")),
-            "--key".into(),
-            file(&format!("{role}.key")),
-        ]
-    }
-}
 
 /// A writer and one edge, both with `secret_args`, and an HTTP client holding the admin key.
 struct Cluster {

@@ -5,12 +5,11 @@
 //! edges carries the test admin key (both require one); only health is open.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use setpoint_tests::binary::{SetpointProcess, setpoint_bin};
+use setpoint_tests::binary::{Certs, SetpointProcess};
 use setpoint_tests::etcd::EtcdServer;
 use setpoint_tests::sse::SseWatcher;
 use setpoint_tests::writer::{client_with_key, test_admin_key};
@@ -31,34 +30,6 @@ fn admin_http() -> reqwest::Client {
 /// An SSE watcher of `url` sending the test admin key.
 fn watch(url: String) -> SseWatcher {
     SseWatcher::start_with_key(url, Some(test_admin_key()))
-}
-
-struct Certs {
-    dir: PathBuf,
-}
-
-impl Certs {
-    fn make(dir: &Path) -> Certs {
-        let dir = dir.join("certs");
-        let status = Command::new(setpoint_bin())
-            .args(["certs", "--out", dir.to_str().unwrap()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "setpoint certs failed");
-        Certs { dir }
-    }
-
-    fn args(&self, role: &str) -> Vec<String> {
-        let file = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
-        vec![
-            "--ca".into(),
-            file("ca.pem"),
-            "--cert".into(),
-            file(&format!("{role}.pem")),
-            "--key".into(),
-            file(&format!("{role}.key")),
-        ]
-    }
 }
 
 struct Writer {

@@ -3,6 +3,22 @@
 //! A service that cannot start fails the test loudly; nothing here ever skips.
 
 pub mod bao;
+/// Instantiates each named `async fn case(backend: Backend)` of the calling test file twice, in
+/// modules `embedded` and `etcd`, so every case runs against both stores.
+#[macro_export]
+macro_rules! both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case($crate::writer::Backend::embedded()).await; })*
+        }
+        mod etcd {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::$case($crate::writer::Backend::etcd()).await; })*
+        }
+    };
+}
+
 pub mod binary;
 pub mod etcd;
 pub mod sse;

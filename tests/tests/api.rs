@@ -9,20 +9,7 @@ use serde_json::{Value, json};
 use setpoint_tests::writer::{Backend, TestWriter};
 use setpoint_writer::WriterConfig;
 
-macro_rules! both_stores {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(setpoint_tests::writer::Backend::embedded()).await; })*
-        }
-        mod etcd {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(setpoint_tests::writer::Backend::etcd()).await; })*
-        }
-    };
-}
-
-both_stores!(
+setpoint_tests::both_stores!(
     seed_demo,
     crud_list_history_and_versions,
     delete_then_recreate_continues_versions,

@@ -13,20 +13,7 @@ use setpoint_secrets::serve::SecretAccess;
 use setpoint_tests::writer::{Backend, TestWriter};
 use setpoint_writer::WriterConfig;
 
-macro_rules! both_stores {
-    ($($case:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(setpoint_tests::writer::Backend::embedded()).await; })*
-        }
-        mod etcd {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() { super::$case(setpoint_tests::writer::Backend::etcd()).await; })*
-        }
-    };
-}
-
-both_stores!(
+setpoint_tests::both_stores!(
     environments_api_keeps_the_hierarchy_valid,
     overrides_resolve_over_three_levels,
     variables_substitute_with_defaults_escapes_and_errors,

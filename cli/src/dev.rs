@@ -70,6 +70,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     });
     // Anonymous callers from loopback get every right here, `secrets:read` included, and it
     // says so; callers with a key get their grants (writer and edge alike).
+    let client_retention = args.common.client_retention;
     args.common.apply(&mut config, true)?;
     config.auth_mode = setpoint_writer::AuthMode::AnonymousLoopback;
     config.bootstrap_key_path = args.data_dir.join("admin.key");
@@ -81,7 +82,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let secrets = config.secrets.clone();
     let metrics_public = config.metrics_public;
-    config.replication = Some(ReplicationConfig::new(args.listen, writer_tls));
+    let mut replication = ReplicationConfig::new(args.listen, writer_tls);
+    replication.client_retention = client_retention;
+    config.replication = Some(replication);
     let writer = Writer::start(config).await?;
 
     let edge = Edge::new(EdgeConfig {
@@ -89,6 +92,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         secrets,
         auth: AuthMode::AnonymousLoopback,
         metrics_public,
+        node_id: "dev-edge".into(),
         ..EdgeConfig::default()
     })?;
     let loopback = if args.listen.ip().is_unspecified() {

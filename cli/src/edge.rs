@@ -43,6 +43,10 @@ pub struct EdgeArgs {
     /// Serve /metrics without an API key.
     #[arg(long, env = "SETPOINT_METRICS_PUBLIC")]
     metrics_public: bool,
+    /// Heartbeat interval of client sessions, in milliseconds; a client silent for three
+    /// intervals is disconnected.
+    #[arg(long, env = "SETPOINT_HEARTBEAT_MS", default_value_t = 5000)]
+    heartbeat_ms: u64,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -73,6 +77,10 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         secrets,
         auth: AuthMode::Required,
         metrics_public: args.metrics_public,
+        node_id: id.clone(),
+        session: setpoint_edge_node::session::SessionConfig {
+            heartbeat: std::time::Duration::from_millis(args.heartbeat_ms.max(100)),
+        },
         ..EdgeConfig::default()
     })?;
     let gossip = match args.gossip {
@@ -144,6 +152,8 @@ pub fn spawn_subscriber(
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let (holder, stop) = (edge.holder().clone(), stop.clone());
+    let mut config = config;
+    config.clients = Some(edge.clients().clone());
     tokio::spawn(async move {
         if let Err(err) = subscriber::run(config, holder, stop.cancelled_owned()).await {
             tracing::error!(%err, "the replication subscriber stopped");

@@ -174,6 +174,36 @@ pub struct CommonArgs {
     /// verifiable). Default: keep everything.
     #[arg(long, env = "SETPOINT_AUDIT_RETENTION_DAYS")]
     audit_retention_days: Option<u64>,
+    /// How long a disconnected client stays listed in /api/clients: `24h`, `30m`, `90s` or
+    /// seconds.
+    #[arg(long, env = "SETPOINT_CLIENT_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub client_retention: std::time::Duration,
+}
+
+/// `24h`, `30m`, `90s`, `250ms` or plain seconds.
+fn parse_duration(input: &str) -> Result<std::time::Duration, String> {
+    let input = input.trim();
+    let split = input
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(input.len());
+    let (number, unit) = input.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{input:?} is not a duration like 24h, 30m, 90s or 250ms"))?;
+    let seconds = |factor: u64| {
+        number
+            .checked_mul(factor)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("{input:?} is too long"))
+    };
+    match unit {
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        "ms" => Ok(std::time::Duration::from_millis(number)),
+        _ => Err(format!("{input:?}: the unit must be ms, s, m, h or d")),
+    }
 }
 
 fn parse_rule(input: &str) -> Result<Rule, String> {
@@ -249,13 +279,14 @@ async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     let mut config = WriterConfig::new(args.store);
     config.store_prefix = args.store_prefix;
     // Every caller needs a key here; `secrets:read` decides who may resolve secrets.
+    let client_retention = args.common.client_retention;
     args.common.apply(&mut config, true)?;
     config.bootstrap_key_path = args.bootstrap_key_file.clone();
     if let Some(tls) = args.tls.optional()? {
-        config.replication = Some(ReplicationConfig::new(
-            args.replication_listen.unwrap_or(args.listen),
-            tls,
-        ));
+        let mut replication =
+            ReplicationConfig::new(args.replication_listen.unwrap_or(args.listen), tls);
+        replication.client_retention = client_retention;
+        config.replication = Some(replication);
     }
     if let Some(bind) = args.gossip {
         config.gossip = Some(GossipConfig {

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod diff;
 pub mod env;
 pub mod error;

@@ -344,4 +344,21 @@ impl EdgeApi for Service {
             });
         Ok(Response::new(Box::pin(stream)))
     }
+
+    type SessionStream = crate::session::SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<tonic::Streaming<pb::ClientMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let caller = Caller::of_grpc(&request)?;
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0)
+            .or_else(|| request.remote_addr());
+        let stream =
+            crate::session::open(self.edge.clone(), caller, peer, request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
 }

@@ -214,6 +214,17 @@ impl SnapshotHolder {
         (ring.since(revision, snapshot.revision()), snapshot)
     }
 
+    /// When the writer committed `revision` (its clock, unix microseconds), while the ring still
+    /// holds that batch.
+    pub fn committed_at(&self, revision: Revision) -> Option<i64> {
+        let ring = self.lock_ring();
+        let index = ring
+            .batches
+            .binary_search_by_key(&revision, |b| b.revision)
+            .ok()?;
+        ring.batches.get(index).map(|b| b.committed_at_micros)
+    }
+
     /// The hub's feed: every applied batch and every reset, in order.
     pub fn subscribe(&self) -> broadcast::Receiver<HubMessage> {
         self.hub.subscribe()

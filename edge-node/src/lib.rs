@@ -8,6 +8,8 @@
 //!   queues with cut-off and reset, resumption from the holder's ring.
 //! - [`http`]: `/api/config` reads and SSE watches, `/healthz`, `/readyz`, `/metrics`.
 //! - [`grpc`]: the `setpoint.edge.v1.Edge` service (Get, List, Watch), health and reflection.
+//! - [`session`]: the `Session` RPC of the SDKs; [`clients`]: the registry of connected
+//!   application instances (deliveries, receipts, NACKs), reported to the writer.
 //! - [`auth`]: who is calling — API keys checked against the accounts in the snapshot, the
 //!   [`auth::Caller`] every handler asks per path and action, the per-source failure limit.
 //! - [`error`]: the one error vocabulary both APIs answer with; [`metrics`]: the registry.
@@ -21,12 +23,14 @@
 //! accounts it checks keys against.
 
 pub mod auth;
+pub mod clients;
 pub mod disk;
 pub mod error;
 pub mod grpc;
 pub mod holder;
 pub mod http;
 pub mod metrics;
+pub mod session;
 pub mod watch;
 
 use std::future::Future;
@@ -60,6 +64,10 @@ pub struct EdgeConfig {
     pub auth: auth::AuthMode,
     /// Serve `/metrics` without a key.
     pub metrics_public: bool,
+    /// This edge's id, as the writer, `/api/edges` and `/api/clients` show it.
+    pub node_id: String,
+    /// Client sessions (heartbeats).
+    pub session: session::SessionConfig,
 }
 
 impl Default for EdgeConfig {
@@ -71,6 +79,8 @@ impl Default for EdgeConfig {
             secrets: setpoint_secrets::serve::SecretAccess::none(),
             auth: auth::AuthMode::Required,
             metrics_public: false,
+            node_id: "edge".into(),
+            session: session::SessionConfig::default(),
         }
     }
 }
@@ -89,6 +99,7 @@ struct Inner {
     hub: WatchHub,
     metrics: Arc<Metrics>,
     auth: auth::AuthState,
+    clients: Arc<clients::ClientRegistry>,
     /// Flips to true when [`run`] starts shutting down: watch streams end so connections drain.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -120,13 +131,19 @@ impl Edge {
     /// used by [`run`]'s persister).
     pub fn with_holder(config: EdgeConfig, holder: Arc<SnapshotHolder>) -> Result<Edge, EdgeError> {
         let counters = HubCounters::new()?;
-        let metrics = Arc::new(Metrics::new(&counters)?);
+        let client_counters = clients::ClientCounters::new()?;
+        let metrics = Arc::new(Metrics::new(&counters, &client_counters)?);
+        let clients = Arc::new(clients::ClientRegistry::new(
+            config.node_id.clone(),
+            client_counters,
+        ));
         let hub = WatchHub::start(holder.clone(), config.watcher_queue, counters);
         let auth = auth::AuthState::new(config.auth, config.metrics_public);
         Ok(Edge {
             inner: Arc::new(Inner {
                 config,
                 auth,
+                clients,
                 holder,
                 hub,
                 metrics,
@@ -145,6 +162,11 @@ impl Edge {
 
     pub fn hub(&self) -> &WatchHub {
         &self.inner.hub
+    }
+
+    /// The client registry: sessions and SSE streams that named their instance.
+    pub fn clients(&self) -> &Arc<clients::ClientRegistry> {
+        &self.inner.clients
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -16,6 +16,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::clients::ClientCounters;
 use crate::holder::SnapshotHolder;
 use crate::watch::HubCounters;
 
@@ -29,7 +30,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(hub: &HubCounters) -> Result<Metrics, prometheus::Error> {
+    pub fn new(hub: &HubCounters, clients: &ClientCounters) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let applied_revision = IntGauge::new(
             "setpoint_edge_applied_revision",
@@ -71,6 +72,11 @@ impl Metrics {
         registry.register(Box::new(hub.events_sent.clone()))?;
         registry.register(Box::new(hub.resets.clone()))?;
         registry.register(Box::new(hub.cut_off.clone()))?;
+        registry.register(Box::new(clients.connected.clone()))?;
+        registry.register(Box::new(clients.receipts.clone()))?;
+        registry.register(Box::new(clients.nacks.clone()))?;
+        registry.register(Box::new(clients.propagation.clone()))?;
+        registry.register(Box::new(clients.end_to_end.clone()))?;
         Ok(Metrics {
             registry,
             applied_revision,

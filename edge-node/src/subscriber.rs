@@ -22,6 +22,7 @@ use setpoint_core::snapshot::{Entry, Snapshot};
 use setpoint_proto::frames::{self, Frame, FrameError};
 use tokio::io::BufReader;
 
+use crate::clients::ClientRegistry;
 use crate::holder::SnapshotHolder;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -29,6 +30,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reserve at most this many entries up front, whatever a `SnapshotBegin` announces.
 const MAX_RESERVE: usize = 100_000;
+/// How often client registry changes go to the writer.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How an edge reaches its writer and introduces itself.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct SubscriberConfig {
     pub region: String,
     /// Where this edge serves HTTP/gRPC (reported to the writer).
     pub http_addr: String,
+    /// The client registry to report to the writer (on a second, one-way stream).
+    pub clients: Option<Arc<ClientRegistry>>,
 }
 
 impl SubscriberConfig {
@@ -54,6 +59,7 @@ impl SubscriberConfig {
             node_id: node_id.into(),
             region: String::new(),
             http_addr: String::new(),
+            clients: None,
         }
     }
 }
@@ -121,7 +127,13 @@ async fn session(
         Ok(connection) => connection,
         Err(err) => return err,
     };
-    let err = follow(&connection, config, holder, heard).await;
+    let err = match &config.clients {
+        Some(clients) => tokio::select! {
+            err = follow(&connection, config, holder, heard) => err,
+            err = report_clients(&connection, clients) => err,
+        },
+        None => follow(&connection, config, holder, heard).await,
+    };
     let reason = err.to_string();
     connection.close(0u32.into(), reason.as_bytes());
     err
@@ -153,6 +165,25 @@ async fn connect(
         Err(_) => Err(SessionError::Connect(format!(
             "no answer from {addr} within {CONNECT_TIMEOUT:?}"
         ))),
+    }
+}
+
+/// Sends the client registry on its own one-way stream: everything first (the writer replaces
+/// what it held for this edge), then what changed, every [`REPORT_INTERVAL`].
+async fn report_clients(connection: &quinn::Connection, clients: &ClientRegistry) -> SessionError {
+    let mut send = match connection.open_uni().await {
+        Ok(send) => send,
+        Err(err) => return SessionError::Connect(err.to_string()),
+    };
+    let mut full = true;
+    loop {
+        for report in clients.report(full) {
+            if let Err(err) = frames::write_frame(&mut send, &Frame::Clients(report)).await {
+                return err.into();
+            }
+        }
+        full = false;
+        tokio::time::sleep(REPORT_INTERVAL).await;
     }
 }
 
@@ -285,7 +316,7 @@ fn handle(
             Ok(None)
         }
         Frame::Goodbye { reason } => Err(SessionError::Goodbye(reason)),
-        Frame::Hello { .. } | Frame::Ack { .. } => Err(SessionError::Protocol(
+        Frame::Hello { .. } | Frame::Ack { .. } | Frame::Clients(_) => Err(SessionError::Protocol(
             "the writer sent an edge-only frame".into(),
         )),
     }

@@ -247,6 +247,7 @@ async fn watchers(
                 from_revision: None,
                 instance_id: format!("loadtest-{run}-{w}"),
                 env: None,
+                resolve: false,
             });
             tokio::spawn(async move {
                 let opened =

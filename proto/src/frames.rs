@@ -9,6 +9,7 @@
 //! values decode in their format): a peer's bytes are hostile until parsed.
 
 use serde::{Deserialize, Serialize};
+use setpoint_core::clients::ClientReport;
 use setpoint_core::snapshot::{Batch, Change, ChangeKind, Entry};
 use setpoint_core::{ConfigPath, Format, ParsedValue, PathError, Revision, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -53,6 +54,9 @@ pub enum Frame {
     Goodbye {
         reason: String,
     },
+    /// Edge → writer: its client sessions, changed since the last report (or all of them, on
+    /// the first report of a connection). Appended last: older peers' variants keep their tags.
+    Clients(ClientReport),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

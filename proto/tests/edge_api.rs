@@ -115,6 +115,17 @@ impl Edge for Fixed {
             state: vec![],
         })])))
     }
+
+    type SessionStream = tokio_stream::Iter<
+        std::vec::IntoIter<Result<setpoint_proto::edge::v1::ServerMessage, Status>>,
+    >;
+
+    async fn session(
+        &self,
+        _: Request<tonic::Streaming<setpoint_proto::edge::v1::ClientMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        Err(Status::unimplemented("not in this fixture"))
+    }
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod environments;
 pub mod input;
@@ -105,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(audit::list))
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/edges", get(edges))
+        .route("/api/clients", get(clients::list))
+        .route("/api/clients/{id}", get(clients::get))
         .route("/api/openapi.json", get(openapi::serve))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub edge_applied_revision: IntGaugeVec,
     pub edge_lag_revisions: IntGaugeVec,
     pub edges_connected: IntGauge,
+    /// Application instances the edges report, by status (connected, disconnected).
+    pub clients: IntGaugeVec,
     /// Refused authentications by reason (missing, unknown, expired, revoked, …).
     pub auth_failures: IntCounterVec,
 }
@@ -105,6 +107,14 @@ impl Metrics {
             "setpoint_replication_edges_connected",
             "Edges with an open replication session",
         )?;
+        let clients = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_clients",
+                "Application instances reported by the edges, by status (disconnected ones \
+                 within the retention window)",
+            ),
+            &["status"],
+        )?;
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "setpoint_auth_failures_total",
@@ -117,6 +127,7 @@ impl Metrics {
         registry.register(Box::new(edge_applied_revision.clone()))?;
         registry.register(Box::new(edge_lag_revisions.clone()))?;
         registry.register(Box::new(edges_connected.clone()))?;
+        registry.register(Box::new(clients.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(store_ops.clone()))?;
@@ -137,6 +148,7 @@ impl Metrics {
             edge_applied_revision,
             edge_lag_revisions,
             edges_connected,
+            clients,
             auth_failures,
         })
     }

@@ -6,7 +6,8 @@
 //! - [`server`]: the QUIC endpoint (mutual TLS, ALPN `setpoint/1`) and one session per edge:
 //!   hello, snapshot or ring catch-up, live batches, heartbeats, acks.
 //!
-//! This module owns the session registry ([`Replication::edges`]) and the replication metrics.
+//! This module owns the session registry ([`Replication::edges`]), the fleet's client view
+//! ([`Replication::clients`], folded from the edges' client reports) and the replication metrics.
 //! It must not write to the store, and nothing outside it feeds edges.
 
 pub mod feed;
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::Revision;
+use setpoint_core::clients::{ClientReport, Fleet};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -34,7 +36,12 @@ pub struct ReplicationConfig {
     /// The writer's certificate and key, and the CA edges' client certificates must chain to.
     pub tls: TlsFiles,
     pub limits: FeedLimits,
+    /// How long a disconnected client stays in `/api/clients`.
+    pub client_retention: Duration,
 }
+
+/// Default of [`ReplicationConfig::client_retention`]: a day.
+pub const DEFAULT_CLIENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 impl ReplicationConfig {
     pub fn new(listen: SocketAddr, tls: TlsFiles) -> ReplicationConfig {
@@ -42,6 +49,7 @@ impl ReplicationConfig {
             listen,
             tls,
             limits: FeedLimits::default(),
+            client_retention: DEFAULT_CLIENT_RETENTION,
         }
     }
 }
@@ -87,12 +95,64 @@ pub struct Replication {
     sessions: Mutex<BTreeMap<String, Record>>,
     next_connection: AtomicU64,
     local_addr: SocketAddr,
+    /// Every application instance the edges report, by id.
+    fleet: Mutex<Fleet>,
+    client_retention: Duration,
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Replication {
     /// Every edge that connected since the writer started, connected or not, by id.
     pub fn edges(&self) -> Vec<EdgeSession> {
         self.lock().values().map(|r| r.session.clone()).collect()
+    }
+
+    /// The fleet's clients (connected, and disconnected within the retention window), read
+    /// under its lock by `f`.
+    pub fn clients<T>(&self, f: impl FnOnce(&Fleet) -> T) -> T {
+        let mut fleet = self.lock_fleet();
+        fleet.prune(unix_ms(), self.retention_ms());
+        f(&fleet)
+    }
+
+    fn retention_ms(&self) -> i64 {
+        i64::try_from(self.client_retention.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn lock_fleet(&self) -> MutexGuard<'_, Fleet> {
+        self.fleet.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Folds in a client report from the edge `id`, if `connection` is still its live one.
+    fn clients_reported(&self, id: &str, connection: u64, report: ClientReport) {
+        let current = self
+            .lock()
+            .get(id)
+            .is_some_and(|r| r.connection == connection);
+        if !current {
+            return;
+        }
+        let now = unix_ms();
+        let mut fleet = self.lock_fleet();
+        fleet.apply(id, report, now);
+        fleet.prune(now, self.retention_ms());
+        self.count_clients(&fleet);
+    }
+
+    fn count_clients(&self, fleet: &Fleet) {
+        let (connected, disconnected) = fleet.counts();
+        let gauge = &self.metrics.clients;
+        gauge
+            .with_label_values(&["connected"])
+            .set(i64::try_from(connected).unwrap_or(i64::MAX));
+        gauge
+            .with_label_values(&["disconnected"])
+            .set(i64::try_from(disconnected).unwrap_or(i64::MAX));
     }
 
     /// The newest revision the feed has seen.
@@ -139,12 +199,20 @@ impl Replication {
 
     fn disconnect(&self, id: &str, connection: u64) {
         let mut sessions = self.lock();
+        let mut lost = false;
         if let Some(record) = sessions.get_mut(id)
             && record.connection == connection
         {
             record.session.connected = false;
+            lost = true;
         }
         self.count_connected(&sessions);
+        drop(sessions);
+        if lost {
+            let mut fleet = self.lock_fleet();
+            fleet.edge_lost(id, unix_ms());
+            self.count_clients(&fleet);
+        }
     }
 
     fn count_connected(&self, sessions: &BTreeMap<String, Record>) {
@@ -230,6 +298,8 @@ impl ReplicationServer {
             sessions: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(1),
             local_addr,
+            fleet: Mutex::new(Fleet::new()),
+            client_retention: config.client_retention,
         });
         let accept = tokio::spawn(server::serve(replication.clone(), endpoint.clone()));
         tracing::info!(addr = %local_addr, "replication endpoint listening");

@@ -5,7 +5,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{accounts, approvals, audit, config, environments, ops, schemas};
+use super::{accounts, approvals, audit, clients, config, environments, ops, schemas};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,6 +44,8 @@ use super::{accounts, approvals, audit, config, environments, ops, schemas};
         approvals::reject,
         approvals::cancel,
         audit::verify,
+        clients::list,
+        clients::get,
         ops::healthz,
         ops::readyz,
         ops::metrics,

@@ -160,6 +160,7 @@ async fn run(
     let end = tokio::select! {
         end = session.send_loop(&mut send, revision) => end,
         end = session.read_loop(&mut recv) => end,
+        end = session.client_reports(connection) => end,
     };
     if matches!(end, SessionEnd::TooSlow) {
         // Say why before closing, and give the goodbye a moment to arrive.
@@ -280,6 +281,34 @@ impl Session<'_> {
         }
     }
 
+    /// The edge's client reports, on the one-way stream it opens for them.
+    async fn client_reports(&self, connection: &quinn::Connection) -> SessionEnd {
+        let mut recv = match connection.accept_uni().await {
+            Ok(recv) => recv,
+            Err(err) => return SessionEnd::Lost(err.to_string()),
+        };
+        loop {
+            match frames::read_frame(&mut recv).await {
+                Ok(Some(Frame::Clients(report))) => {
+                    if let Err(reason) = report.check() {
+                        return SessionEnd::Protocol(reason);
+                    }
+                    self.replication
+                        .clients_reported(self.node_id, self.connection_id, report);
+                }
+                Ok(Some(other)) => {
+                    return SessionEnd::Protocol(format!(
+                        "unexpected {} on the client report stream",
+                        frame_name(&other)
+                    ));
+                }
+                // The edge stopped reporting; the session itself goes on.
+                Ok(None) => return std::future::pending().await,
+                Err(err) => return err.into(),
+            }
+        }
+    }
+
     fn acked(&self, revision: Revision) {
         let now = Instant::now();
         let timed: Vec<Duration> = {
@@ -365,5 +394,6 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Heartbeat { .. } => "Heartbeat",
         Frame::Ack { .. } => "Ack",
         Frame::Goodbye { .. } => "Goodbye",
+        Frame::Clients(_) => "Clients",
     }
 }

@@ -1,0 +1,607 @@
+//! The edge's client registry: which application instances are connected here, what they watch,
+//! what was delivered to them and what they acknowledged applying.
+//!
+//! Sessions ([`crate::session`]) and SSE streams that name an instance register here and tell it
+//! about deliveries and receipts; the replication subscriber drains [`ClientRegistry::report`]
+//! to the writer (changes since the last report; everything after a reconnect). A record whose
+//! session ended is kept, marked disconnected, until it has been reported once.
+//!
+//! An instance id is owned by its newest session: when an app reconnects before its old
+//! session noticed, the old one's late news (receipts, its end) is ignored.
+//!
+//! Bounded: at most [`MAX_CLIENTS`] records, [`MAX_PENDING`] delivery times per client. Knows
+//! nothing of gRPC or HTTP.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use setpoint_core::Revision;
+use setpoint_core::clients::{
+    ClientError, ClientKind, ClientRecord, ClientReport, MAX_ERROR_BYTES, MAX_FIELD_BYTES,
+    MAX_LABELS, MAX_PREFIXES, MAX_REPORT_RECORDS,
+};
+
+/// Most client records one edge keeps (connected plus not yet reported disconnected).
+pub const MAX_CLIENTS: usize = 200_000;
+/// Delivery times kept per client while waiting for its receipts.
+const MAX_PENDING: usize = 64;
+
+/// What a client says about itself when it connects.
+#[derive(Debug, Clone, Default)]
+pub struct Hello {
+    pub id: String,
+    pub address: String,
+    pub env: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub prefixes: Vec<String>,
+    pub sdk: String,
+    pub sdk_version: String,
+}
+
+impl Hello {
+    /// Checks what a client sent: an id, and every field within bounds.
+    pub fn check(&self) -> Result<(), String> {
+        let id = &self.id;
+        if id.is_empty() {
+            return Err("instance_id is empty: name the application instance".into());
+        }
+        if id.len() > MAX_FIELD_BYTES || id.chars().any(char::is_control) {
+            return Err(format!(
+                "instance_id must be 1-{MAX_FIELD_BYTES} bytes without control characters"
+            ));
+        }
+        if self.labels.len() > MAX_LABELS {
+            return Err(format!("at most {MAX_LABELS} labels"));
+        }
+        let too_long = self
+            .labels
+            .iter()
+            .flat_map(|(k, v)| [k, v])
+            .chain([&self.sdk, &self.sdk_version])
+            .any(|f| f.len() > MAX_FIELD_BYTES);
+        if too_long || self.labels.keys().any(|k| k.is_empty()) {
+            return Err(format!(
+                "labels, sdk and sdk_version must be at most {MAX_FIELD_BYTES} bytes (label keys not empty)"
+            ));
+        }
+        if self.prefixes.len() > MAX_PREFIXES {
+            return Err(format!("at most {MAX_PREFIXES} prefixes"));
+        }
+        Ok(())
+    }
+}
+
+/// A registered client's handle: which record, owned by which session.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    id: String,
+    session: u64,
+}
+
+impl Ticket {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("this edge already tracks {MAX_CLIENTS} clients")]
+    Full,
+}
+
+/// The registry's metrics, registered by [`crate::metrics`].
+#[derive(Clone)]
+pub struct ClientCounters {
+    pub connected: IntGauge,
+    pub receipts: IntCounter,
+    pub nacks: IntCounterVec,
+    /// Edge delivery → client receipt.
+    pub propagation: Histogram,
+    /// Commit (writer's clock) → client receipt.
+    pub end_to_end: Histogram,
+}
+
+impl ClientCounters {
+    pub fn new() -> Result<ClientCounters, prometheus::Error> {
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        Ok(ClientCounters {
+            connected: IntGauge::new(
+                "setpoint_edge_clients_connected",
+                "Client sessions (and SSE streams with an instance id) connected to this edge.",
+            )?,
+            receipts: IntCounter::new(
+                "setpoint_edge_client_receipts_total",
+                "Receipts (applied revisions) received from clients.",
+            )?,
+            nacks: IntCounterVec::new(
+                Opts::new(
+                    "setpoint_edge_client_nacks_total",
+                    "Callback failures clients reported, by the first segment of the path.",
+                ),
+                &["prefix"],
+            )?,
+            propagation: Histogram::with_opts(
+                HistogramOpts::new(
+                    "setpoint_edge_client_propagation_seconds",
+                    "Edge delivery of a change → the client's receipt of having applied it.",
+                )
+                .buckets(buckets.clone()),
+            )?,
+            end_to_end: Histogram::with_opts(
+                HistogramOpts::new(
+                    "setpoint_edge_client_end_to_end_seconds",
+                    "Commit (the writer's clock) → the client's receipt (exact when writer and \
+                     edge clocks agree).",
+                )
+                .buckets(buckets),
+            )?,
+        })
+    }
+}
+
+struct Slot {
+    record: ClientRecord,
+    session: u64,
+    /// Delivered revisions not yet acknowledged: (revision, when delivered).
+    pending: VecDeque<(Revision, Instant)>,
+}
+
+#[derive(Default)]
+struct State {
+    clients: HashMap<String, Slot>,
+    /// Changed since the last report.
+    dirty: HashSet<String>,
+    next_session: u64,
+}
+
+pub struct ClientRegistry {
+    edge_id: String,
+    state: Mutex<State>,
+    counters: ClientCounters,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The first segment of a path, for a bounded NACK label (`/myapp/db/host` → `/myapp`).
+fn first_segment(path: &str) -> String {
+    let rest = path.trim_start_matches('/');
+    let first = rest.split('/').next().unwrap_or_default();
+    if first.is_empty() || first.len() > 64 {
+        "/".into()
+    } else {
+        format!("/{first}")
+    }
+}
+
+fn cut(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+impl std::fmt::Debug for ClientRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRegistry")
+            .field("edge_id", &self.edge_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientRegistry {
+    pub fn new(edge_id: impl Into<String>, counters: ClientCounters) -> ClientRegistry {
+        ClientRegistry {
+            edge_id: edge_id.into(),
+            state: Mutex::new(State::default()),
+            counters,
+        }
+    }
+
+    pub fn edge_id(&self) -> &str {
+        &self.edge_id
+    }
+
+    pub fn counters(&self) -> &ClientCounters {
+        &self.counters
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a client at `revision` (the revision it holds, or 0); a connected record of the
+    /// same instance is taken over.
+    pub fn register(
+        &self,
+        hello: Hello,
+        kind: ClientKind,
+        revision: Revision,
+    ) -> Result<Ticket, RegisterError> {
+        hello.check().map_err(RegisterError::Invalid)?;
+        let now = now_ms();
+        let mut state = self.lock();
+        if state.clients.len() >= MAX_CLIENTS && !state.clients.contains_key(&hello.id) {
+            return Err(RegisterError::Full);
+        }
+        state.next_session += 1;
+        let session = state.next_session;
+        let was_connected = state
+            .clients
+            .get(&hello.id)
+            .is_some_and(|s| s.record.is_connected());
+        let record = ClientRecord {
+            id: hello.id.clone(),
+            edge: self.edge_id.clone(),
+            address: hello.address,
+            kind,
+            env: hello.env,
+            labels: hello.labels,
+            prefixes: hello.prefixes,
+            sdk: hello.sdk,
+            sdk_version: hello.sdk_version,
+            connected_at_ms: now,
+            last_seen_ms: now,
+            disconnected_at_ms: None,
+            delivered_revision: revision,
+            applied_revision: revision,
+            pending_since_ms: None,
+            propagation_ms: None,
+            end_to_end_ms: None,
+            nacks: 0,
+            last_error: None,
+        };
+        let previous = state.clients.insert(
+            hello.id.clone(),
+            Slot {
+                record,
+                session,
+                pending: VecDeque::new(),
+            },
+        );
+        if let Some(previous) = previous
+            && let Some(slot) = state.clients.get_mut(&hello.id)
+        {
+            // What the instance did before this session is still true of it.
+            slot.record.nacks = previous.record.nacks;
+            slot.record.last_error = previous.record.last_error;
+        }
+        state.dirty.insert(hello.id.clone());
+        if !was_connected {
+            self.counters.connected.inc();
+        }
+        Ok(Ticket {
+            id: hello.id,
+            session,
+        })
+    }
+
+    /// Runs `f` on the record `ticket` owns, marking it changed; nothing when another session
+    /// took it over.
+    fn with<T>(&self, ticket: &Ticket, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
+        let mut state = self.lock();
+        let slot = state
+            .clients
+            .get_mut(&ticket.id)
+            .filter(|s| s.session == ticket.session)?;
+        let out = f(slot);
+        state.dirty.insert(ticket.id.clone());
+        Some(out)
+    }
+
+    /// The edge sent the client the update at `revision`.
+    pub fn delivered(&self, ticket: &Ticket, revision: Revision) {
+        let (now, at) = (Instant::now(), now_ms());
+        self.with(ticket, |slot| {
+            if revision <= slot.record.delivered_revision {
+                return;
+            }
+            slot.record.delivered_revision = revision;
+            if slot.pending.is_empty() {
+                slot.record.pending_since_ms = Some(at);
+            }
+            if slot.pending.len() >= MAX_PENDING {
+                slot.pending.pop_front();
+            }
+            slot.pending.push_back((revision, now));
+        });
+    }
+
+    /// The client applied everything up to `revision`; `failures` are its NACKs (path, error).
+    /// `committed_at_micros` is the commit time of `revision` when the edge still knows it.
+    pub fn receipt(
+        &self,
+        ticket: &Ticket,
+        revision: Revision,
+        failures: &[(String, String)],
+        committed_at_micros: Option<i64>,
+    ) {
+        let (now, at) = (Instant::now(), now_ms());
+        let counters = &self.counters;
+        self.with(ticket, |slot| {
+            let record = &mut slot.record;
+            record.last_seen_ms = at;
+            counters.receipts.inc();
+            for (path, error) in failures.iter().take(MAX_PREFIXES) {
+                record.nacks += 1;
+                counters
+                    .nacks
+                    .with_label_values(&[&first_segment(path)])
+                    .inc();
+                record.last_error = Some(ClientError {
+                    path: cut(path, MAX_FIELD_BYTES),
+                    error: cut(error, MAX_ERROR_BYTES),
+                    revision,
+                    at_ms: at,
+                });
+            }
+            if revision <= record.applied_revision {
+                return;
+            }
+            record.applied_revision = revision;
+            let mut delivered = None;
+            while let Some(&(pending, when)) = slot.pending.front() {
+                if pending > revision {
+                    break;
+                }
+                slot.pending.pop_front();
+                if pending == revision {
+                    delivered = Some(when);
+                }
+            }
+            record.pending_since_ms = (!slot.pending.is_empty()).then_some(at);
+            if let Some(when) = delivered {
+                let elapsed = now.saturating_duration_since(when);
+                record.propagation_ms = Some(elapsed.as_secs_f64() * 1000.0);
+                counters.propagation.observe(elapsed.as_secs_f64());
+                if let Some(committed) = committed_at_micros {
+                    let micros = (now_micros() - committed).max(0);
+                    record.end_to_end_ms = Some(micros as f64 / 1000.0);
+                    counters.end_to_end.observe(micros as f64 / 1e6);
+                }
+            }
+        });
+    }
+
+    /// The client is alive (a heartbeat).
+    pub fn seen(&self, ticket: &Ticket) {
+        let at = now_ms();
+        let mut state = self.lock();
+        if let Some(slot) = state
+            .clients
+            .get_mut(&ticket.id)
+            .filter(|s| s.session == ticket.session)
+        {
+            // Liveness alone is not worth a report of its own; it rides along with the next.
+            slot.record.last_seen_ms = at;
+        }
+    }
+
+    /// The session ended.
+    pub fn disconnected(&self, ticket: &Ticket) {
+        let at = now_ms();
+        let ended = self.with(ticket, |slot| {
+            let was = slot.record.is_connected();
+            slot.record.disconnected_at_ms = Some(at);
+            slot.pending.clear();
+            was
+        });
+        if ended == Some(true) {
+            self.counters.connected.dec();
+        }
+    }
+
+    /// Records to send the writer: with `full`, every record (first frame `full`, the rest
+    /// not); else what changed since the last report, in frames of at most
+    /// [`MAX_REPORT_RECORDS`]. Disconnected records are forgotten once reported.
+    pub fn report(&self, full: bool) -> Vec<ClientReport> {
+        let mut state = self.lock();
+        let ids: Vec<String> = if full {
+            state.dirty.clear();
+            state.clients.keys().cloned().collect()
+        } else {
+            state.dirty.drain().collect()
+        };
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(slot) = state.clients.get(&id) else {
+                continue;
+            };
+            records.push(slot.record.clone());
+            if !slot.record.is_connected() {
+                state.clients.remove(&id);
+            }
+        }
+        drop(state);
+        if records.is_empty() && !full {
+            return Vec::new();
+        }
+        let mut frames = Vec::new();
+        let mut records = records.into_iter().peekable();
+        loop {
+            let chunk: Vec<ClientRecord> = records.by_ref().take(MAX_REPORT_RECORDS).collect();
+            frames.push(ClientReport {
+                full: full && frames.is_empty(),
+                records: chunk,
+            });
+            if records.peek().is_none() {
+                return frames;
+            }
+        }
+    }
+
+    /// A copy of every record (connected and not yet reported disconnected), by id.
+    pub fn records(&self) -> Vec<ClientRecord> {
+        let mut records: Vec<ClientRecord> = self
+            .lock()
+            .clients
+            .values()
+            .map(|s| s.record.clone())
+            .collect();
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        records
+    }
+
+    pub fn get(&self, id: &str) -> Option<ClientRecord> {
+        self.lock().clients.get(id).map(|s| s.record.clone())
+    }
+
+    /// How long sessions may stay silent before the edge closes them.
+    pub fn silence_limit(heartbeat: Duration) -> Duration {
+        heartbeat * 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> ClientRegistry {
+        ClientRegistry::new("edge-1", ClientCounters::new().unwrap())
+    }
+
+    fn hello(id: &str) -> Hello {
+        Hello {
+            id: id.into(),
+            prefixes: vec!["/app".into()],
+            ..Hello::default()
+        }
+    }
+
+    #[test]
+    fn hostile_hellos_are_refused() {
+        let registry = registry();
+        for bad in [
+            hello(""),
+            hello(&"x".repeat(MAX_FIELD_BYTES + 1)),
+            hello("a\nb"),
+            Hello {
+                labels: (0..=MAX_LABELS)
+                    .map(|i| (i.to_string(), "v".into()))
+                    .collect(),
+                ..hello("a")
+            },
+            Hello {
+                labels: BTreeMap::from([(String::new(), "v".into())]),
+                ..hello("a")
+            },
+        ] {
+            assert!(matches!(
+                registry.register(bad, ClientKind::Session, 0),
+                Err(RegisterError::Invalid(_))
+            ));
+        }
+        assert!(registry.records().is_empty());
+    }
+
+    #[test]
+    fn receipts_clear_lag_and_record_nacks_and_propagation() {
+        let registry = registry();
+        let ticket = registry
+            .register(hello("a"), ClientKind::Session, 5)
+            .unwrap();
+        registry.delivered(&ticket, 7);
+        registry.delivered(&ticket, 9);
+        let record = registry.get("a").unwrap();
+        assert_eq!((record.delivered_revision, record.lag_revisions()), (9, 4));
+        registry.receipt(
+            &ticket,
+            7,
+            &[("/app/bad".into(), "boom".into())],
+            Some(now_micros()),
+        );
+        let record = registry.get("a").unwrap();
+        assert_eq!(record.applied_revision, 7);
+        assert_eq!(record.nacks, 1);
+        assert_eq!(record.last_error.as_ref().unwrap().error, "boom");
+        assert!(record.propagation_ms.is_some() && record.end_to_end_ms.is_some());
+        registry.receipt(&ticket, 9, &[], None);
+        let record = registry.get("a").unwrap();
+        assert_eq!(record.lag_revisions(), 0);
+        assert_eq!(record.pending_since_ms, None);
+        assert_eq!(
+            registry.counters().nacks.with_label_values(&["/app"]).get(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_newest_session_owns_the_instance() {
+        let registry = registry();
+        let old = registry
+            .register(hello("a"), ClientKind::Session, 0)
+            .unwrap();
+        let new = registry
+            .register(hello("a"), ClientKind::Session, 0)
+            .unwrap();
+        assert_eq!(registry.counters().connected.get(), 1);
+        registry.disconnected(&old);
+        assert!(
+            registry.get("a").unwrap().is_connected(),
+            "the old session's end is ignored"
+        );
+        registry.disconnected(&new);
+        assert!(!registry.get("a").unwrap().is_connected());
+        assert_eq!(registry.counters().connected.get(), 0);
+    }
+
+    #[test]
+    fn reports_carry_changes_once_and_forget_reported_disconnects() {
+        let registry = registry();
+        let a = registry
+            .register(hello("a"), ClientKind::Session, 0)
+            .unwrap();
+        let _b = registry.register(hello("b"), ClientKind::Sse, 0).unwrap();
+        let first = registry.report(false);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].records.len(), 2);
+        assert!(registry.report(false).is_empty(), "nothing changed since");
+        registry.disconnected(&a);
+        let gone = registry.report(false);
+        assert_eq!(gone[0].records.len(), 1);
+        assert!(!gone[0].records[0].is_connected());
+        assert!(registry.get("a").is_none(), "forgotten once reported");
+        let full = registry.report(true);
+        assert!(full[0].full);
+        assert_eq!(full[0].records.len(), 1);
+    }
+
+    #[test]
+    fn a_full_report_is_split_into_bounded_frames() {
+        let registry = registry();
+        for i in 0..(MAX_REPORT_RECORDS + 5) {
+            registry
+                .register(hello(&format!("c{i}")), ClientKind::Session, 0)
+                .unwrap();
+        }
+        let frames = registry.report(true);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].full && !frames[1].full);
+        assert_eq!(
+            frames[0].records.len() + frames[1].records.len(),
+            MAX_REPORT_RECORDS + 5
+        );
+        assert!(frames.iter().all(|f| f.check().is_ok()));
+    }
+}

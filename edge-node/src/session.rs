@@ -1,0 +1,281 @@
+//! Client sessions: the `Session` RPC the SDKs hold open, one per application instance.
+//!
+//! The client's first message is a hello (instance id, environment, prefixes, labels, SDK, the
+//! revision it holds); the edge checks it and the caller's rights, registers the instance in
+//! the [`ClientRegistry`], answers `SessionStarted`, and then streams the watch hub's messages for
+//! those prefixes exactly as `Watch` does (one update per commit batch or a reset), with
+//! heartbeats. The client's receipts (applied revision, NACKs) and heartbeats go to the
+//! registry; a client silent for three heartbeat intervals is closed with `DEADLINE_EXCEEDED`.
+//! A client that reads too slowly fills its bounded queue and the hub cuts it off with a reset,
+//! as any watcher.
+//!
+//! The gRPC plumbing is here; what a session *is* lives in [`crate::clients`] (the registry) and
+//! [`crate::watch`] (the stream of changes).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use setpoint_core::auth::Action;
+use setpoint_core::clients::ClientKind;
+use setpoint_core::{ConfigPath, Revision};
+use setpoint_proto::edge::v1 as pb;
+use setpoint_proto::edge::v1::client_message::Kind as ClientKindMsg;
+use setpoint_proto::edge::v1::server_message::Kind as ServerKind;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::Edge;
+use crate::auth::{Caller, WatchGuard};
+use crate::clients::{Hello, RegisterError, Ticket};
+use crate::grpc::watch_response;
+use crate::watch::{WatchMessage, Watcher};
+
+/// How long a client may take to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Server messages buffered per session before the session waits for its client (and the hub,
+/// behind it, cuts the client off with a reset if it stays slow).
+const OUTBOX: usize = 16;
+/// Subscribing "from" this revision makes the hub start with a reset: every session without a
+/// revision of its own begins with the full state of its prefixes.
+const RESET_FIRST: Revision = -1;
+
+pub type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, Status>> + Send>>;
+
+/// Session settings (from [`crate::EdgeConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// How often both sides send heartbeats; three missed intervals end a session.
+    pub heartbeat: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+fn parse_prefix(raw: &str) -> Result<ConfigPath, Status> {
+    if raw.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "a prefix is empty (\"/\" is everything)",
+        ));
+    }
+    if raw == "/" {
+        return Ok(ConfigPath::root());
+    }
+    ConfigPath::parse(raw)
+        .map_err(|e| Status::invalid_argument(format!("prefix {raw:?} is not a path: {e}")))
+}
+
+/// Reads and checks the hello: the first message, within [`HELLO_TIMEOUT`].
+async fn read_hello(inbound: &mut Streaming<pb::ClientMessage>) -> Result<pb::ClientHello, Status> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("no hello within 10 s"))??;
+    match first.and_then(|m| m.kind) {
+        Some(ClientKindMsg::Hello(hello)) => Ok(hello),
+        Some(_) => Err(Status::invalid_argument(
+            "the first message of a session must be a hello",
+        )),
+        None => Err(Status::invalid_argument(
+            "the session ended before its hello",
+        )),
+    }
+}
+
+/// The hub's stream of changes for a session.
+fn subscribe(
+    edge: &Edge,
+    prefixes: Vec<ConfigPath>,
+    env: Option<String>,
+    _resolve: bool,
+    from: Option<Revision>,
+) -> Result<Watcher, Status> {
+    if env.is_some() {
+        return Err(crate::error::ApiError::environments_unsupported().into());
+    }
+    Ok(edge.hub().subscribe(prefixes, from))
+}
+
+/// Opens a session for `caller`: checks the hello, registers the client, starts streaming.
+pub async fn open(
+    edge: Edge,
+    caller: Caller,
+    peer: Option<SocketAddr>,
+    mut inbound: Streaming<pb::ClientMessage>,
+) -> Result<SessionStream, Status> {
+    let hello = read_hello(&mut inbound).await?;
+    if hello.prefixes.is_empty() {
+        return Err(Status::invalid_argument(
+            "prefixes is empty: name at least one prefix (\"/\" for everything)",
+        ));
+    }
+    if hello.prefixes.len() > setpoint_core::clients::MAX_PREFIXES {
+        return Err(Status::invalid_argument(format!(
+            "at most {} prefixes",
+            setpoint_core::clients::MAX_PREFIXES
+        )));
+    }
+    let prefixes = hello
+        .prefixes
+        .iter()
+        .map(|p| parse_prefix(p))
+        .collect::<Result<Vec<_>, Status>>()?;
+    for prefix in &prefixes {
+        caller.require_all_below(prefix, Action::Read)?;
+    }
+    let env = hello.env.clone().filter(|e| !e.is_empty());
+    let from = hello.from_revision.filter(|r| *r >= 0);
+    let watcher = subscribe(
+        &edge,
+        prefixes.clone(),
+        env.clone(),
+        hello.resolve,
+        from.or(Some(RESET_FIRST)),
+    )?;
+    let registry = edge.clients();
+    let ticket = registry
+        .register(
+            Hello {
+                id: hello.instance_id,
+                address: peer.map(|p| p.to_string()).unwrap_or_default(),
+                env,
+                labels: hello.labels.into_iter().collect(),
+                prefixes: prefixes.iter().map(|p| p.as_str().to_owned()).collect(),
+                sdk: hello.sdk,
+                sdk_version: hello.sdk_version,
+            },
+            ClientKind::Session,
+            from.unwrap_or(0),
+        )
+        .map_err(|e| match e {
+            RegisterError::Invalid(message) => Status::invalid_argument(message),
+            RegisterError::Full => Status::resource_exhausted(e.to_string()),
+        })?;
+    let heartbeat = edge.config().session.heartbeat;
+    let (outbox, stream) = mpsc::channel(OUTBOX);
+    let started = pb::ServerMessage {
+        kind: Some(ServerKind::Started(pb::SessionStarted {
+            edge_id: registry.edge_id().to_owned(),
+            heartbeat_interval_ms: u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX),
+            revision: edge.holder().revision(),
+            stale: edge.holder().is_stale(),
+        })),
+    };
+    // The outbox is empty: the first message always fits.
+    let _ = outbox.try_send(Ok(started));
+    let guard = WatchGuard::new(edge.clone(), caller, prefixes);
+    tokio::spawn(drive(
+        Session {
+            edge,
+            ticket,
+            guard,
+            heartbeat,
+        },
+        watcher,
+        inbound,
+        outbox,
+    ));
+    Ok(Box::pin(ReceiverStream::new(stream)))
+}
+
+struct Session {
+    edge: Edge,
+    ticket: Ticket,
+    guard: WatchGuard,
+    heartbeat: Duration,
+}
+
+type Outbox = mpsc::Sender<Result<pb::ServerMessage, Status>>;
+
+/// Runs one session until the client leaves, goes silent, loses its rights, or the edge closes.
+async fn drive(
+    session: Session,
+    mut watcher: Watcher,
+    mut inbound: Streaming<pb::ClientMessage>,
+    outbox: Outbox,
+) {
+    let Session {
+        edge,
+        ticket,
+        mut guard,
+        heartbeat,
+    } = session;
+    let registry = edge.clients().clone();
+    let closing = edge.closing();
+    tokio::pin!(closing);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = Instant::now();
+    let silence = crate::clients::ClientRegistry::silence_limit(heartbeat);
+    let end: Option<Status> = loop {
+        tokio::select! {
+            message = watcher.next() => {
+                let Some(message) = message else { break None };
+                if let Err(error) = guard.check() {
+                    break Some(error.into());
+                }
+                let revision = message.revision();
+                if outbox.send(Ok(update(&message))).await.is_err() {
+                    break None;
+                }
+                registry.delivered(&ticket, revision);
+            }
+            received = inbound.message() => match received {
+                Ok(Some(message)) => {
+                    heard = Instant::now();
+                    match message.kind {
+                        Some(ClientKindMsg::Receipt(receipt)) => {
+                            let failures: Vec<(String, String)> = receipt
+                                .failures
+                                .into_iter()
+                                .map(|n| (n.path, n.error))
+                                .collect();
+                            let committed = edge.holder().committed_at(receipt.revision);
+                            registry.receipt(&ticket, receipt.revision, &failures, committed);
+                        }
+                        Some(ClientKindMsg::Heartbeat(_)) => registry.seen(&ticket),
+                        Some(ClientKindMsg::Hello(_)) => {
+                            break Some(Status::invalid_argument("a session has one hello"));
+                        }
+                        None => {}
+                    }
+                }
+                Ok(None) | Err(_) => break None,
+            },
+            _ = ticks.tick() => {
+                if heard.elapsed() > silence {
+                    break Some(Status::deadline_exceeded(format!(
+                        "no message from the client for {} ms (three heartbeat intervals)",
+                        silence.as_millis()
+                    )));
+                }
+                let beat = pb::ServerMessage {
+                    kind: Some(ServerKind::Heartbeat(pb::Heartbeat {
+                        revision: edge.holder().revision(),
+                        stale: edge.holder().is_stale(),
+                    })),
+                };
+                if outbox.send(Ok(beat)).await.is_err() {
+                    break None;
+                }
+            }
+            _ = &mut closing => break Some(Status::unavailable("the edge is shutting down")),
+        }
+    };
+    if let Some(status) = end {
+        let _ = outbox.try_send(Err(status));
+    }
+    registry.disconnected(&ticket);
+}
+
+fn update(message: &WatchMessage) -> pb::ServerMessage {
+    pb::ServerMessage {
+        kind: Some(ServerKind::Update(watch_response(message))),
+    }
+}

@@ -1,0 +1,245 @@
+//! Client sessions (`Session` RPC) against a real edge on a loopback socket: hello, reset,
+//! updates, receipts and NACKs in the registry, resumption, bad hellos, silent clients.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::{Op, TestEdge, wait_until};
+use serde_json::json;
+use setpoint_edge_node::EdgeConfig;
+use setpoint_edge_node::session::SessionConfig;
+use setpoint_proto::edge::v1 as pb;
+use setpoint_proto::edge::v1::client_message::Kind as Up;
+use setpoint_proto::edge::v1::edge_client::EdgeClient;
+use setpoint_proto::edge::v1::server_message::Kind as Down;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+struct Client {
+    up: mpsc::Sender<pb::ClientMessage>,
+    down: tonic::Streaming<pb::ServerMessage>,
+}
+
+fn hello(id: &str, prefixes: &[&str], from_revision: Option<i64>) -> pb::ClientMessage {
+    pb::ClientMessage {
+        kind: Some(Up::Hello(pb::ClientHello {
+            instance_id: id.into(),
+            env: None,
+            prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+            labels: [("zone".to_owned(), "eu-1".to_owned())].into(),
+            sdk: "test".into(),
+            sdk_version: "0.0.1".into(),
+            from_revision,
+            resolve: false,
+        })),
+    }
+}
+
+async fn open(edge: &TestEdge, first: pb::ClientMessage) -> Result<Client, tonic::Status> {
+    let mut grpc = EdgeClient::connect(format!("http://{}", edge.addr))
+        .await
+        .unwrap();
+    let (up, rx) = mpsc::channel(16);
+    up.send(first).await.unwrap();
+    let down = grpc.session(ReceiverStream::new(rx)).await?.into_inner();
+    Ok(Client { up, down })
+}
+
+impl Client {
+    async fn next(&mut self) -> Result<Down, tonic::Status> {
+        let message = tokio::time::timeout(Duration::from_secs(5), self.down.message())
+            .await
+            .expect("a server message within 5 s")?;
+        Ok(message
+            .and_then(|m| m.kind)
+            .expect("a message, not the end"))
+    }
+
+    /// The next update, skipping heartbeats.
+    async fn update(&mut self) -> pb::WatchResponse {
+        loop {
+            match self.next().await.unwrap() {
+                Down::Update(update) => return update,
+                Down::Heartbeat(_) => {}
+                Down::Started(_) => panic!("a second SessionStarted"),
+            }
+        }
+    }
+
+    async fn receipt(&self, revision: i64, failures: &[(&str, &str)]) {
+        let failures = failures
+            .iter()
+            .map(|(path, error)| pb::Nack {
+                path: (*path).into(),
+                error: (*error).into(),
+            })
+            .collect();
+        self.up
+            .send(pb::ClientMessage {
+                kind: Some(Up::Receipt(pb::Receipt { revision, failures })),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_session_starts_with_a_reset_then_streams_updates_and_records_receipts() {
+    let edge = TestEdge::start().await;
+    edge.commit(vec![
+        Op::Put("/app/db/host", json!("db1")),
+        Op::Put("/other/x", json!(1)),
+    ]);
+    let mut client = open(&edge, hello("app-1", &["/app"], None)).await.unwrap();
+    let Down::Started(started) = client.next().await.unwrap() else {
+        panic!("SessionStarted first");
+    };
+    assert_eq!(started.edge_id, "edge");
+    assert_eq!(started.heartbeat_interval_ms, 5000);
+    let reset = client.update().await;
+    assert!(reset.reset);
+    let paths: Vec<&str> = reset.state.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, vec!["/app/db/host"]);
+    client.receipt(reset.revision, &[]).await;
+
+    let revision = edge.commit(vec![
+        Op::Put("/app/db/host", json!("db2")),
+        Op::Put("/app/db/port", json!(5432)),
+        Op::Put("/other/x", json!(2)),
+    ]);
+    let batch = client.update().await;
+    assert!(!batch.reset);
+    assert_eq!(batch.revision, revision);
+    let events: Vec<(&str, Option<&str>)> = batch
+        .events
+        .iter()
+        .map(|e| (e.path.as_str(), e.old_value.as_deref()))
+        .collect();
+    assert_eq!(
+        events,
+        vec![("/app/db/host", Some("\"db1\"")), ("/app/db/port", None)]
+    );
+    client
+        .receipt(revision, &[("/app/db/port", "injected failure")])
+        .await;
+    let registry = edge.edge.clients().clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let registry = registry.clone();
+            async move {
+                registry
+                    .get("app-1")
+                    .is_some_and(|r| r.applied_revision == revision)
+            }
+        })
+        .await
+    );
+    let record = registry.get("app-1").unwrap();
+    assert!(record.is_connected());
+    assert_eq!(record.prefixes, vec!["/app"]);
+    assert_eq!(record.labels.get("zone").map(String::as_str), Some("eu-1"));
+    assert_eq!((record.sdk.as_str(), record.nacks), ("test", 1));
+    assert_eq!(record.lag_revisions(), 0);
+    assert!(record.propagation_ms.is_some());
+    let error = record.last_error.unwrap();
+    assert_eq!(
+        (error.path.as_str(), error.error.as_str()),
+        ("/app/db/port", "injected failure")
+    );
+    let metrics = reqwest::get(edge.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("setpoint_edge_clients_connected 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("setpoint_edge_client_nacks_total{prefix=\"/app\"} 1"));
+
+    drop(client);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let registry = registry.clone();
+            async move { registry.get("app-1").is_some_and(|r| !r.is_connected()) }
+        })
+        .await,
+        "a closed session is marked disconnected"
+    );
+}
+
+#[tokio::test]
+async fn a_session_resumes_from_its_revision_without_a_reset() {
+    let edge = TestEdge::start().await;
+    let first = edge.commit(vec![Op::Put("/app/a", json!(1))]);
+    let second = edge.commit(vec![Op::Put("/app/a", json!(2))]);
+    let mut client = open(&edge, hello("app-2", &["/app"], Some(first)))
+        .await
+        .unwrap();
+    assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
+    let replayed = client.update().await;
+    assert!(!replayed.reset);
+    assert_eq!(replayed.revision, second);
+    assert_eq!(replayed.events[0].new_value.as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn bad_hellos_are_refused_with_invalid_argument() {
+    let edge = TestEdge::start().await;
+    let receipt_first = pb::ClientMessage {
+        kind: Some(Up::Receipt(pb::Receipt {
+            revision: 1,
+            failures: vec![],
+        })),
+    };
+    for (first, what) in [
+        (hello("", &["/app"], None), "empty instance id"),
+        (hello("a", &[], None), "no prefixes"),
+        (hello("a", &["/a/../b"], None), "a bad prefix"),
+        (
+            hello(&"x".repeat(300), &["/app"], None),
+            "a long instance id",
+        ),
+        (receipt_first, "a receipt before the hello"),
+    ] {
+        let refused = match open(&edge, first).await {
+            Err(status) => status,
+            Ok(mut client) => client.next().await.unwrap_err(),
+        };
+        assert_eq!(refused.code(), Code::InvalidArgument, "{what}: {refused:?}");
+    }
+    assert!(edge.edge.clients().records().is_empty());
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_three_heartbeats() {
+    let edge = TestEdge::start_with(EdgeConfig {
+        session: SessionConfig {
+            heartbeat: Duration::from_millis(100),
+        },
+        ..harness::anonymous()
+    })
+    .await;
+    let mut client = open(&edge, hello("quiet", &["/"], None)).await.unwrap();
+    let ended = loop {
+        match client.next().await {
+            Ok(_) => {}
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::DeadlineExceeded);
+    let registry = edge.edge.clients().clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let registry = registry.clone();
+            async move { registry.get("quiet").is_some_and(|r| !r.is_connected()) }
+        })
+        .await
+    );
+}

@@ -1,0 +1,180 @@
+//! `/api/clients`: every application instance the edges report — what it watches, where, what it
+//! applied, its last callback failure — and `/api/clients/{id}`.
+//!
+//! The data is the replication link's fleet view ([`crate::replication::Replication::clients`]);
+//! this module only filters it by the caller's rights (a client is shown to callers who may
+//! read one of the prefixes it watches; admins see all) and renders it.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+use setpoint_core::ConfigPath;
+use setpoint_core::auth::Action;
+use setpoint_core::clients::{ClientFilter, ClientRecord};
+
+use super::AppState;
+use super::auth::Caller;
+use crate::error::Error;
+
+fn rfc3339(ms: i64) -> Value {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Value::Null, Value::String)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One client as the API shows it.
+pub fn render(record: &ClientRecord, now_ms: i64) -> Value {
+    let sdk = if record.sdk.is_empty() {
+        Value::Null
+    } else if record.sdk_version.is_empty() {
+        json!(record.sdk)
+    } else {
+        json!(format!("{}/{}", record.sdk, record.sdk_version))
+    };
+    json!({
+        "id": record.id,
+        "watching": record.prefixes,
+        "edge": record.edge,
+        "env": record.env,
+        "labels": record.labels,
+        "status": if record.is_connected() { "connected" } else { "disconnected" },
+        "connected_at": rfc3339(record.connected_at_ms),
+        "disconnected_at": record.disconnected_at_ms.map_or(Value::Null, rfc3339),
+        "last_seen": rfc3339(record.last_seen_ms),
+        "address": record.address,
+        "kind": record.kind.as_str(),
+        "sdk": sdk,
+        "applied_revision": record.applied_revision,
+        "delivered_revision": record.delivered_revision,
+        "lag": record.lag_revisions(),
+        "lag_seconds": record.lag_seconds(now_ms),
+        "propagation_ms": record.propagation_ms,
+        "end_to_end_ms": record.end_to_end_ms,
+        "nacks": record.nacks,
+        "last_error": record.last_error.as_ref().map(|e| json!({
+            "path": e.path,
+            "error": e.error,
+            "revision": e.revision,
+            "at": rfc3339(e.at_ms),
+        })),
+    })
+}
+
+/// Parses `?prefix=&env=&status=&label=k=v&edge=` (labels repeat).
+fn filter(params: &[(String, String)]) -> Result<ClientFilter, Error> {
+    let mut filter = ClientFilter::default();
+    for (name, value) in params {
+        match name.as_str() {
+            "prefix" => {
+                let prefix = if value == "/" {
+                    ConfigPath::root()
+                } else {
+                    ConfigPath::parse(value).map_err(|e| {
+                        Error::bad_request(format!("prefix={value:?} is not a path: {e}"))
+                    })?
+                };
+                filter.prefix = Some(prefix.as_str().to_owned());
+            }
+            "env" => filter.env = Some(value.clone()),
+            "edge" => filter.edge = Some(value.clone()),
+            "status" => {
+                filter.connected = match value.as_str() {
+                    "connected" => Some(true),
+                    "disconnected" => Some(false),
+                    "all" => None,
+                    other => {
+                        return Err(Error::bad_request(format!(
+                            "status={other:?} is not one of connected, disconnected, all"
+                        )));
+                    }
+                }
+            }
+            "label" => {
+                let (key, value) = value.split_once('=').ok_or_else(|| {
+                    Error::bad_request(format!("label={value:?} is not key=value"))
+                })?;
+                filter.labels.push((key.to_owned(), value.to_owned()));
+            }
+            other => {
+                return Err(Error::bad_request(format!(
+                    "unknown query parameter {other:?} (prefix, env, status, label, edge)"
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+/// May `caller` see `record`: admin, or `read` on one of the prefixes it watches.
+fn visible(caller: &Caller, record: &ClientRecord) -> bool {
+    caller.principal.grants.is_admin()
+        || record.visible_to(|prefix| {
+            let path = if prefix == "/" {
+                Ok(ConfigPath::root())
+            } else {
+                ConfigPath::parse(prefix)
+            };
+            path.is_ok_and(|p| caller.may(&p, Action::Read))
+        })
+}
+
+#[utoipa::path(get, path = "/api/clients", tag = "clients",
+    params(("prefix" = Option<String>, Query, description = "Clients watching this prefix, or one above or below it"),
+           ("env" = Option<String>, Query, description = "Clients of this environment"),
+           ("status" = Option<String>, Query, description = "connected, disconnected or all (default all)"),
+           ("label" = Option<String>, Query, description = "key=value; repeat for several"),
+           ("edge" = Option<String>, Query, description = "Clients of this edge")),
+    responses((status = 200, description = "[{id, watching, edge, env, labels, status, connected_at, disconnected_at, applied_revision, lag, sdk, last_error, propagation_ms, …}]"),
+              (status = 400, description = "A malformed filter")))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, Error> {
+    let filter = filter(&params)?;
+    let now = now_ms();
+    let listed = match &state.replication {
+        Some(replication) => replication.clients(|fleet| {
+            fleet
+                .list(&filter)
+                .into_iter()
+                .filter(|r| visible(&caller, r))
+                .map(|r| render(r, now))
+                .collect::<Vec<_>>()
+        }),
+        None => Vec::new(),
+    };
+    Ok(Json(Value::Array(listed)))
+}
+
+#[utoipa::path(get, path = "/api/clients/{id}", tag = "clients",
+    params(("id" = String, Path, description = "The instance id")),
+    responses((status = 200, description = "One client"), (status = 404, description = "Unknown, or not visible to the caller")))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Error> {
+    let now = now_ms();
+    let found = state.replication.as_ref().and_then(|replication| {
+        replication.clients(|fleet| {
+            fleet
+                .get(&id)
+                .filter(|r| visible(&caller, r))
+                .map(|r| render(r, now))
+        })
+    });
+    found
+        .map(Json)
+        .ok_or_else(|| Error::not_found(format!("no client {id:?} is known")))
+}

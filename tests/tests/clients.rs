@@ -1,0 +1,238 @@
+//! Client sessions seen from the writer: a session opened on the edge of a real `setpoint dev`
+//! appears in `GET /api/clients` with what it watches, what it applied and its NACKs; filters,
+//! rights and disconnects.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use setpoint_proto::edge::v1 as pb;
+use setpoint_proto::edge::v1::client_message::Kind as Up;
+use setpoint_proto::edge::v1::edge_client::EdgeClient;
+use setpoint_proto::edge::v1::server_message::Kind as Down;
+use setpoint_tests::binary::SetpointProcess;
+use setpoint_tests::wait_until;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+struct Session {
+    up: mpsc::Sender<pb::ClientMessage>,
+    down: tonic::Streaming<pb::ServerMessage>,
+}
+
+impl Session {
+    async fn open(base: &str, id: &str, prefixes: &[&str], token: Option<&str>) -> Session {
+        let mut grpc = EdgeClient::connect(base.to_owned()).await.unwrap();
+        let (up, rx) = mpsc::channel(16);
+        up.send(pb::ClientMessage {
+            kind: Some(Up::Hello(pb::ClientHello {
+                instance_id: id.into(),
+                env: None,
+                prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+                labels: [("zone".to_owned(), "eu-1".to_owned())].into(),
+                sdk: "test".into(),
+                sdk_version: "0.0.1".into(),
+                from_revision: None,
+                resolve: false,
+            })),
+        })
+        .await
+        .unwrap();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        let down = grpc.session(request).await.unwrap().into_inner();
+        Session { up, down }
+    }
+
+    /// The next update (skipping the start and heartbeats).
+    async fn update(&mut self) -> pb::WatchResponse {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.down.message())
+                .await
+                .expect("an update within 10 s")
+                .unwrap()
+                .unwrap();
+            if let Some(Down::Update(update)) = message.kind {
+                return update;
+            }
+        }
+    }
+
+    async fn receipt(&self, revision: i64, nack: Option<(&str, &str)>) {
+        let failures = nack
+            .map(|(path, error)| pb::Nack {
+                path: path.into(),
+                error: error.into(),
+            })
+            .into_iter()
+            .collect();
+        self.up
+            .send(pb::ClientMessage {
+                kind: Some(Up::Receipt(pb::Receipt { revision, failures })),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+async fn get(http: &reqwest::Client, url: &str, key: Option<&str>) -> (u16, Value) {
+    let mut request = http.get(url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn put(http: &reqwest::Client, base: &str, path: &str, value: Value) -> i64 {
+    let response = http
+        .put(format!("{base}/api/config{path}"))
+        .body(json!({ "value": value }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let body: Value = response.json().await.unwrap();
+    body["revision"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn sessions_appear_in_api_clients_with_receipts_nacks_filters_and_disconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dev =
+        SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
+    let base = dev.base();
+    let http = reqwest::Client::new();
+    put(&http, &base, "/myapp/db/host", json!("db1")).await;
+
+    let mut session = Session::open(&base, "app-1", &["/myapp"], None).await;
+    let reset = session.update().await;
+    assert!(reset.reset);
+    session.receipt(reset.revision, None).await;
+    let clients = format!("{base}/api/clients");
+    let listed = wait_until(Duration::from_secs(10), || async {
+        let (_, body) = get(&http, &clients, None).await;
+        body.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert!(
+        listed,
+        "the session reaches /api/clients within the report interval"
+    );
+    let (status, body) = get(&http, &clients, None).await;
+    assert_eq!(status, 200);
+    let client = &body[0];
+    assert_eq!(client["id"], "app-1");
+    assert_eq!(client["watching"], json!(["/myapp"]));
+    assert_eq!(client["edge"], "dev-edge");
+    assert_eq!(client["status"], "connected");
+    assert_eq!(client["sdk"], "test/0.0.1");
+    assert_eq!(client["labels"], json!({"zone": "eu-1"}));
+    assert_eq!(client["last_error"], Value::Null);
+    assert!(client["connected_at"].as_str().unwrap().starts_with("20"));
+
+    // A change is delivered; the client applies it but one callback fails.
+    let revision = put(&http, &base, "/myapp/db/host", json!("db2")).await;
+    let update = session.update().await;
+    assert_eq!(update.revision, revision);
+    session
+        .receipt(
+            revision,
+            Some(("/myapp/db/host", "cannot reconnect the pool")),
+        )
+        .await;
+    let one = format!("{clients}/app-1");
+    let nacked = wait_until(Duration::from_secs(10), || async {
+        get(&http, &one, None).await.1["applied_revision"] == revision
+    })
+    .await;
+    assert!(nacked);
+    let (_, client) = get(&http, &one, None).await;
+    assert_eq!(client["lag"], 0);
+    assert_eq!(client["nacks"], 1);
+    assert_eq!(client["last_error"]["path"], "/myapp/db/host");
+    assert_eq!(client["last_error"]["error"], "cannot reconnect the pool");
+    assert!(client["propagation_ms"].as_f64().unwrap() >= 0.0);
+
+    // Filters.
+    for (query, expected) in [
+        ("?label=zone=eu-1", 1),
+        ("?label=zone=us-1", 0),
+        ("?prefix=/myapp/db", 1),
+        ("?prefix=/other", 0),
+        ("?status=connected", 1),
+        ("?status=disconnected", 0),
+        ("?env=prod", 0),
+    ] {
+        let (status, body) = get(&http, &format!("{clients}{query}"), None).await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!(body.as_array().unwrap().len(), expected, "{query}: {body}");
+    }
+    for bad in [
+        "?status=gone",
+        "?label=novalue",
+        "?prefix=/a/../b",
+        "?color=red",
+    ] {
+        let (status, body) = get(&http, &format!("{clients}{bad}"), None).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    assert_eq!(get(&http, &format!("{clients}/nobody"), None).await.0, 404);
+
+    // Rights: an account that can read only /other does not see a client of /myapp.
+    let key = std::fs::read_to_string(data.join("admin.key")).unwrap();
+    let created = http
+        .post(format!("{base}/api/accounts"))
+        .bearer_auth(key.trim())
+        .body(
+            json!({"id": "other-reader", "grants": [{"prefix": "/other", "actions": ["read"]}]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let reader: Value = created.json().await.unwrap();
+    let reader = reader["key"].as_str().unwrap();
+    let (status, body) = get(&http, &clients, Some(reader)).await;
+    assert_eq!((status, body), (200, json!([])));
+    assert_eq!(get(&http, &one, Some(reader)).await.0, 404);
+
+    // The app goes away: shown disconnected, with the time.
+    drop(session);
+    let gone = wait_until(Duration::from_secs(10), || async {
+        get(&http, &one, None).await.1["status"] == "disconnected"
+    })
+    .await;
+    assert!(gone);
+    let (_, client) = get(&http, &one, None).await;
+    assert!(
+        client["disconnected_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("20")
+    );
+    let (_, listed) = get(&http, &format!("{clients}?status=disconnected"), None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("setpoint_clients{status=\"disconnected\"} 1"),
+        "{metrics}"
+    );
+    dev.terminate();
+}

@@ -47,6 +47,10 @@ pub struct EdgeArgs {
     /// intervals is disconnected.
     #[arg(long, env = "SETPOINT_HEARTBEAT_MS", default_value_t = 5000)]
     heartbeat_ms: u64,
+    /// Applied batches kept in memory so watchers and sessions can resume by delta; a client
+    /// further behind gets a reset (the full state of its prefixes).
+    #[arg(long, env = "SETPOINT_RING_CAPACITY", default_value_t = setpoint_edge_node::holder::DEFAULT_RING_CAPACITY)]
+    ring_capacity: usize,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -78,6 +82,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         auth: AuthMode::Required,
         metrics_public: args.metrics_public,
         node_id: id.clone(),
+        ring_capacity: args.ring_capacity.max(1),
         session: setpoint_edge_node::session::SessionConfig {
             heartbeat: std::time::Duration::from_millis(args.heartbeat_ms.max(100)),
         },

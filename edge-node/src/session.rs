@@ -41,6 +41,8 @@ const OUTBOX: usize = 16;
 /// Subscribing "from" this revision makes the hub start with a reset: every session without a
 /// revision of its own begins with the full state of its prefixes.
 const RESET_FIRST: Revision = -1;
+/// How long a session waits for this edge to reach the revision its client already holds.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, Status>> + Send>>;
 
@@ -88,6 +90,24 @@ async fn read_hello(inbound: &mut Streaming<pb::ClientMessage>) -> Result<pb::Cl
     }
 }
 
+/// Waits (a little) until this edge holds `revision`: a client that already applied more than
+/// this edge has — the edge restarted from an older disk snapshot, or the client moved from a
+/// further-ahead edge — must not be moved backwards by a reset to an older state. While the edge
+/// has lost its writer that is `UNAVAILABLE` (the client retries); an edge linked to its writer
+/// that still has not reached the revision means the client's revision comes from another
+/// history (a store started anew): then the session goes on, and starts with a reset.
+async fn catch_up(edge: &Edge, revision: Revision) -> Result<(), Status> {
+    let mut changes = edge.holder().changes();
+    let caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, changes.wait_for(|r| *r >= revision));
+    if matches!(caught_up.await, Ok(Ok(_))) || !edge.holder().is_stale() {
+        return Ok(());
+    }
+    Err(Status::unavailable(format!(
+        "this edge is at revision {} and the client already holds {revision}; retry later",
+        edge.holder().revision()
+    )))
+}
+
 /// The hub's stream of changes for a session.
 fn subscribe(
     edge: &Edge,
@@ -131,6 +151,9 @@ pub async fn open(
     }
     let env = hello.env.clone().filter(|e| !e.is_empty());
     let from = hello.from_revision.filter(|r| *r >= 0);
+    if let Some(from) = from {
+        catch_up(&edge, from).await?;
+    }
     let watcher = subscribe(
         &edge,
         prefixes.clone(),

@@ -20,6 +20,7 @@ macro_rules! both_stores {
 }
 
 pub mod binary;
+pub mod conformance;
 pub mod etcd;
 pub mod sse;
 pub mod writer;

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use setpoint_core::auth::Action;
 use setpoint_core::clients::ClientKind;
 use setpoint_core::{ConfigPath, Revision};
@@ -236,6 +236,21 @@ async fn drive(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
     let silence = crate::clients::ClientRegistry::silence_limit(heartbeat);
+    // Catch-up: the reset or replay the hub has ready right now, then a heartbeat that marks its
+    // end — a client that applied everything before it is in sync (a replay filtered to its
+    // prefixes may end below SessionStarted's revision).
+    while let Some(Some(message)) = watcher.next().now_or_never() {
+        let revision = message.revision();
+        if outbox.send(Ok(update(&message))).await.is_err() {
+            registry.disconnected(&ticket);
+            return;
+        }
+        registry.delivered(&ticket, revision);
+    }
+    if outbox.send(Ok(beat(&edge))).await.is_err() {
+        registry.disconnected(&ticket);
+        return;
+    }
     let end: Option<Status> = loop {
         tokio::select! {
             message = watcher.next() => {
@@ -278,13 +293,7 @@ async fn drive(
                         silence.as_millis()
                     )));
                 }
-                let beat = pb::ServerMessage {
-                    kind: Some(ServerKind::Heartbeat(pb::Heartbeat {
-                        revision: edge.holder().revision(),
-                        stale: edge.holder().is_stale(),
-                    })),
-                };
-                if outbox.send(Ok(beat)).await.is_err() {
+                if outbox.send(Ok(beat(&edge))).await.is_err() {
                     break None;
                 }
             }
@@ -295,6 +304,15 @@ async fn drive(
         let _ = outbox.try_send(Err(status));
     }
     registry.disconnected(&ticket);
+}
+
+fn beat(edge: &Edge) -> pb::ServerMessage {
+    pb::ServerMessage {
+        kind: Some(ServerKind::Heartbeat(pb::Heartbeat {
+            revision: edge.holder().revision(),
+            stale: edge.holder().is_stale(),
+        })),
+    }
 }
 
 fn update(message: &WatchMessage) -> pb::ServerMessage {

@@ -187,6 +187,10 @@ async fn a_session_resumes_from_its_revision_without_a_reset() {
     assert!(!replayed.reset);
     assert_eq!(replayed.revision, second);
     assert_eq!(replayed.events[0].new_value.as_deref(), Some("2"));
+    assert!(
+        matches!(client.next().await.unwrap(), Down::Heartbeat(_)),
+        "a heartbeat marks the end of the catch-up"
+    );
 }
 
 #[tokio::test]

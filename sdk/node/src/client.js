@@ -117,7 +117,9 @@ class Client extends EventEmitter {
     this.#state = new SyncState(this.#options.env, this.#options.prefixes);
     this.#loadCache();
     this.#grpc = new grpc.Client(this.#options.target, credentials(this.#options.tls), channelOptions(this.#options.tls));
-    this.#loop = this.#run();
+    // #run handles its own failures; this catch is for a bug in it, which must not become an
+    // unhandled rejection that takes the application down.
+    this.#loop = this.#run().catch((error) => this.#report(new SetpointError('the session loop failed', { cause: error })));
   }
 
   /** The options in effect (prefixes normalized, instance id filled in). */
@@ -397,7 +399,9 @@ class Client extends EventEmitter {
         this.#armSettle(session);
       }
     }
-    this.emit('connected', { edgeId: started.edgeId, revision: session.startedRevision });
+    const info = { edgeId: started.edgeId, revision: session.startedRevision };
+    // Listeners run outside the session loop: one that throws is the app's error, not the session's.
+    process.nextTick(() => this.emit('connected', info));
   }
 
   /** @param {Session} session @param {import('./state').WireUpdate} update */
@@ -452,7 +456,7 @@ class Client extends EventEmitter {
     this.#synced = true;
     for (const waiter of this.#waiters) waiter.resolve();
     this.#waiters.clear();
-    this.emit('ready');
+    process.nextTick(() => this.emit('ready'));
   }
 
   /** @param {Session} session */

@@ -5,8 +5,6 @@
 // applying updates live in state.js; this file does the I/O and the bookkeeping around it.
 
 const { EventEmitter } = require('node:events');
-const os = require('node:os');
-const crypto = require('node:crypto');
 const grpc = require('@grpc/grpc-js');
 const { create } = require('@bufbuild/protobuf');
 
@@ -19,8 +17,11 @@ const {
   ClosedError,
   invalid,
 } = require('./errors');
-const { normalizePath, normalizePrefixes, covers } = require('./paths');
+const { parseOptions, credentials, channelOptions } = require('./options');
+const { fromStatus } = require('./status');
+const { normalizePath, covers } = require('./paths');
 const { SyncState } = require('./state');
+const { Watches } = require('./watches');
 const { backoffDelay, UNAUTHORIZED_MS } = require('./backoff');
 const { writeAtomic, readCache } = require('./cachefile');
 const wire = require('./wire');
@@ -39,42 +40,8 @@ const DEFAULT_HEARTBEAT_MS = 5_000;
 const RESUME_SETTLE_MS = 200;
 /** How often the watchdog looks for a silent edge. */
 const WATCHDOG_TICK_MS = 250;
-/** Resets carry a whole subtree; grpc-js's 4 MiB default would cut large ones off. */
-const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
 /**
- * @typedef {object} TlsOptions
- * @property {string|Buffer} [ca] PEM of the CA that signed the edge's certificate
- * @property {string|Buffer} [cert] PEM client certificate (mutual TLS)
- * @property {string|Buffer} [key] PEM private key of `cert`
- * @property {string} [serverName] the name to verify the edge's certificate against
- *
- * @typedef {object} ClientOptions
- * @property {string|null} [environment]
- * @property {string[]} [prefixes]
- * @property {string|null} [cachePath]
- * @property {string} [instanceId]
- * @property {Record<string, string>} [labels]
- * @property {string|null} [token]
- * @property {boolean|TlsOptions} [tls]
- * @property {boolean} [resolve]
- *
- * @typedef {object} ValidOptions
- * @property {string} target
- * @property {string|null} env
- * @property {string[]} prefixes
- * @property {string|null} cachePath
- * @property {string} instanceId
- * @property {Record<string, string>} labels
- * @property {string|null} token
- * @property {boolean|TlsOptions} tls
- * @property {boolean} resolve
- *
- * @typedef {object} Watch
- * @property {string} prefix
- * @property {(event: import('./state').ChangeEvent) => unknown} callback
- * @property {boolean} active
- *
  * @typedef {object} Session
  * @property {grpc.ClientDuplexStream<any, any>} call
  * @property {boolean} started
@@ -91,7 +58,7 @@ const MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
  */
 
 class Client extends EventEmitter {
-  /** @type {ValidOptions} */ #options;
+  /** @type {import('./options').ValidOptions} */ #options;
   /** @type {SyncState} */ #state;
   /** @type {grpc.Client} */ #grpc;
   #closed = false;
@@ -100,7 +67,7 @@ class Client extends EventEmitter {
   #edgeStale = false;
   /** @type {Error|null} the last reason the session failed, cleared by a started session */
   #lastError = null;
-  /** @type {Set<Watch>} */ #watches = new Set();
+  #watches = new Watches();
   /** @type {Set<{resolve: () => void, reject: (e: Error) => void}>} */ #waiters = new Set();
   /** @type {Session|null} */ #session = null;
   /** @type {(() => void)|null} */ #wake = null;
@@ -109,7 +76,7 @@ class Client extends EventEmitter {
   /**
    * Creates the client and starts connecting in the background; get() and watch() work at once.
    * @param {string} address host:port of an edge (or `setpoint dev`)
-   * @param {ClientOptions} [options]
+   * @param {import('./options').ClientOptions} [options]
    */
   constructor(address, options = {}) {
     super();
@@ -195,13 +162,7 @@ class Client extends EventEmitter {
     if (!this.#options.prefixes.some((own) => covers(own, p))) {
       throw invalid(`watch prefix ${p} is not under this client's prefixes ${JSON.stringify(this.#options.prefixes)}`);
     }
-    /** @type {Watch} */
-    const watch = { prefix: p, callback, active: true };
-    this.#watches.add(watch);
-    const stop = () => {
-      watch.active = false;
-      this.#watches.delete(watch);
-    };
+    const stop = this.#watches.add(p, callback);
     return { prefix: p, stop, close: stop };
   }
 
@@ -260,8 +221,7 @@ class Client extends EventEmitter {
   async close() {
     if (this.#closed) return;
     this.#closed = true;
-    for (const watch of this.#watches) watch.active = false;
-    this.#watches.clear();
+    this.#watches.stopAll();
     for (const waiter of this.#waiters) waiter.reject(new ClosedError());
     this.#waiters.clear();
     const session = this.#session;
@@ -413,29 +373,12 @@ class Client extends EventEmitter {
     } else {
       this.#armSettle(session);
     }
-    const failures = await this.#dispatch(changes);
+    const failures = await this.#watches.dispatch(changes, (failure, cause) => {
+      this.#report(new SetpointError(`a watch callback failed for ${failure.path}: ${failure.error}`, { cause }));
+    });
     if (!this.#closed) session.call.write(wire.receiptMessage(update.revision, failures));
   }
 
-  /** @param {import('./state').ChangeEvent[]} changes */
-  async #dispatch(changes) {
-    /** @type {{path: string, error: string}[]} */
-    const failures = [];
-    for (const change of changes) {
-      const event = Object.freeze({ ...change });
-      for (const watch of [...this.#watches]) {
-        if (!watch.active || this.#closed || !covers(watch.prefix, change.path)) continue;
-        try {
-          await watch.callback(event);
-        } catch (error) {
-          const text = error instanceof Error ? error.message : String(error);
-          failures.push({ path: change.path, error: text });
-          this.#report(new SetpointError(`a watch callback failed for ${change.path}: ${text}`, { cause: error }));
-        }
-      }
-    }
-    return failures;
-  }
 
   /** @param {Session} session */
   #armSettle(session) {
@@ -545,102 +488,4 @@ function stopTimers(session) {
   session.heartbeat = session.watchdog = session.settle = null;
 }
 
-/**
- * Maps a gRPC failure to the SDK's errors.
- * @param {unknown} error @param {string} what
- * @returns {Error}
- */
-function fromStatus(error, what) {
-  const status = /** @type {Partial<grpc.ServiceError>} */ (error ?? {});
-  const details = status.details || status.message || String(error);
-  switch (status.code) {
-    case grpc.status.UNAUTHENTICATED:
-    case grpc.status.PERMISSION_DENIED:
-      return new UnauthorizedError(`the edge refused the token (${what}): ${details}`, error);
-    case grpc.status.NOT_FOUND:
-      return new SetpointError(`${what}: ${details}`, { code: 'not_found', cause: error });
-    case grpc.status.DEADLINE_EXCEEDED:
-      return new SetpointError(`${what}: ${details}`, { code: 'timeout', cause: error });
-    case grpc.status.INVALID_ARGUMENT:
-      return new SetpointError(`${what}: ${details}`, { code: 'invalid', cause: error });
-    default:
-      return new SetpointError(`${what}: ${details}`, { cause: error });
-  }
-}
-
-/** @param {boolean|TlsOptions} tls */
-function credentials(tls) {
-  if (!tls) return grpc.credentials.createInsecure();
-  if (tls === true) return grpc.credentials.createSsl();
-  /** @param {string|Buffer|undefined} pem */
-  const bytes = (pem) => (pem === undefined ? null : Buffer.isBuffer(pem) ? pem : Buffer.from(pem));
-  return grpc.credentials.createSsl(bytes(tls.ca), bytes(tls.key), bytes(tls.cert));
-}
-
-/** @param {boolean|TlsOptions} tls */
-function channelOptions(tls) {
-  /** @type {grpc.ChannelOptions} */
-  const options = {
-    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  };
-  if (typeof tls === 'object' && tls.serverName) {
-    options['grpc.ssl_target_name_override'] = tls.serverName;
-    options['grpc.default_authority'] = tls.serverName;
-  }
-  return options;
-}
-
-/**
- * Validates what the caller passed, once, at the boundary.
- * @param {unknown} address @param {ClientOptions} options
- * @returns {ValidOptions}
- */
-function parseOptions(address, options) {
-  if (typeof address !== 'string' || address.trim() === '') {
-    throw invalid('the address must be "host:port"');
-  }
-  if (typeof options !== 'object' || options === null) throw invalid('options must be an object');
-  let target = address.trim();
-  let tls = options.tls ?? false;
-  // A URL is accepted for convenience; https implies TLS unless the caller said otherwise.
-  if (target.startsWith('https://')) {
-    target = target.slice('https://'.length);
-    if (options.tls === undefined) tls = true;
-  } else if (target.startsWith('http://')) {
-    target = target.slice('http://'.length);
-  }
-  target = target.replace(/\/+$/, '');
-  const env = options.environment ?? null;
-  if (env !== null && typeof env !== 'string') throw invalid('environment must be a string');
-  const prefixes = options.prefixes ?? ['/'];
-  if (!Array.isArray(prefixes) || prefixes.length === 0) {
-    throw invalid('prefixes must be a non-empty array ("/" for everything)');
-  }
-  const labels = options.labels ?? {};
-  if (typeof labels !== 'object' || labels === null || Object.values(labels).some((v) => typeof v !== 'string')) {
-    throw invalid('labels must map names to strings');
-  }
-  const cachePath = options.cachePath ?? null;
-  if (cachePath !== null && (typeof cachePath !== 'string' || cachePath === '')) {
-    throw invalid('cachePath must be a file path');
-  }
-  const token = options.token ?? null;
-  if (token !== null && typeof token !== 'string') throw invalid('token must be a string');
-  const instanceId =
-    options.instanceId ?? `${os.hostname()}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
-  if (typeof instanceId !== 'string' || instanceId === '') throw invalid('instanceId must be a non-empty string');
-  return {
-    target,
-    env: env === '' ? null : env,
-    prefixes: normalizePrefixes(prefixes),
-    cachePath,
-    instanceId,
-    labels: { ...labels },
-    token: token === '' ? null : token,
-    tls,
-    resolve: options.resolve ?? false,
-  };
-}
-
-module.exports = { Client, parseOptions };
+module.exports = { Client };

@@ -387,15 +387,7 @@ impl ClientRegistry {
     /// The client is alive (a heartbeat).
     pub fn seen(&self, ticket: &Ticket) {
         let at = now_ms();
-        let mut state = self.lock();
-        if let Some(slot) = state
-            .clients
-            .get_mut(&ticket.id)
-            .filter(|s| s.session == ticket.session)
-        {
-            // Liveness alone is not worth a report of its own; it rides along with the next.
-            slot.record.last_seen_ms = at;
-        }
+        self.with(ticket, |slot| slot.record.last_seen_ms = at);
     }
 
     /// The session ended.

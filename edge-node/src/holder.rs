@@ -82,6 +82,8 @@ pub struct SnapshotHolder {
     ring: Mutex<Ring>,
     hub: broadcast::Sender<HubMessage>,
     changes: watch::Sender<Revision>,
+    /// The stale flag's changes, for sessions that tell their clients at once.
+    staleness: watch::Sender<bool>,
     connected: AtomicBool,
     stale: AtomicBool,
     ready: AtomicBool,
@@ -124,6 +126,7 @@ impl SnapshotHolder {
             changes,
             connected: AtomicBool::new(!stale),
             stale: AtomicBool::new(stale),
+            staleness: watch::channel(stale).0,
             ready: AtomicBool::new(options.ready),
             started: Instant::now(),
             last_contact_micros: AtomicU64::new(0),
@@ -174,6 +177,16 @@ impl SnapshotHolder {
         }
         self.connected.store(connected, Ordering::Release);
         self.stale.store(!connected, Ordering::Release);
+        self.staleness.send_if_modified(|stale| {
+            let changed = *stale == connected;
+            *stale = !connected;
+            changed
+        });
+    }
+
+    /// Fires when the stale flag changes (the value is the new flag).
+    pub fn staleness(&self) -> watch::Receiver<bool> {
+        self.staleness.subscribe()
     }
 
     /// True while the writer has not answered since this edge started, or is currently lost.

@@ -96,7 +96,21 @@ async fn read_hello(inbound: &mut Streaming<pb::ClientMessage>) -> Result<pb::Cl
 /// has lost its writer that is `UNAVAILABLE` (the client retries); an edge linked to its writer
 /// that still has not reached the revision means the client's revision comes from another
 /// history (a store started anew): then the session goes on, and starts with a reset.
-async fn catch_up(edge: &Edge, revision: Revision) -> Result<(), Status> {
+async fn catch_up(edge: &Edge, revision: Option<Revision>) -> Result<(), Status> {
+    // An edge with nothing to serve yet (no disk snapshot, no writer) would hand the client an
+    // empty state as if it were the truth.
+    let deadline = tokio::time::Instant::now() + CATCH_UP_TIMEOUT;
+    while !edge.holder().is_ready() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Status::unavailable(
+                "this edge has no snapshot yet (neither on disk nor from its writer); retry later",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(revision) = revision else {
+        return Ok(());
+    };
     let mut changes = edge.holder().changes();
     let caught_up = tokio::time::timeout(CATCH_UP_TIMEOUT, changes.wait_for(|r| *r >= revision));
     if matches!(caught_up.await, Ok(Ok(_))) || !edge.holder().is_stale() {
@@ -151,31 +165,27 @@ pub async fn open(
     }
     let env = hello.env.clone().filter(|e| !e.is_empty());
     let from = hello.from_revision.filter(|r| *r >= 0);
-    if let Some(from) = from {
-        catch_up(&edge, from).await?;
-    }
+    let client = Hello {
+        id: hello.instance_id,
+        address: peer.map(|p| p.to_string()).unwrap_or_default(),
+        env: env.clone(),
+        labels: hello.labels.into_iter().collect(),
+        prefixes: prefixes.iter().map(|p| p.as_str().to_owned()).collect(),
+        sdk: hello.sdk,
+        sdk_version: hello.sdk_version,
+    };
+    client.check().map_err(Status::invalid_argument)?;
+    catch_up(&edge, from).await?;
     let watcher = subscribe(
         &edge,
         prefixes.clone(),
-        env.clone(),
+        env,
         hello.resolve,
         from.or(Some(RESET_FIRST)),
     )?;
     let registry = edge.clients();
     let ticket = registry
-        .register(
-            Hello {
-                id: hello.instance_id,
-                address: peer.map(|p| p.to_string()).unwrap_or_default(),
-                env,
-                labels: hello.labels.into_iter().collect(),
-                prefixes: prefixes.iter().map(|p| p.as_str().to_owned()).collect(),
-                sdk: hello.sdk,
-                sdk_version: hello.sdk_version,
-            },
-            ClientKind::Session,
-            from.unwrap_or(0),
-        )
+        .register(client, ClientKind::Session, from.unwrap_or(0))
         .map_err(|e| match e {
             RegisterError::Invalid(message) => Status::invalid_argument(message),
             RegisterError::Full => Status::resource_exhausted(e.to_string()),
@@ -236,6 +246,7 @@ async fn drive(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
     let silence = crate::clients::ClientRegistry::silence_limit(heartbeat);
+    let mut staleness = edge.holder().staleness();
     // Catch-up: the reset or replay the hub has ready right now, then a heartbeat that marks its
     // end — a client that applied everything before it is in sync (a replay filtered to its
     // prefixes may end below SessionStarted's revision).
@@ -293,6 +304,12 @@ async fn drive(
                         silence.as_millis()
                     )));
                 }
+                if outbox.send(Ok(beat(&edge))).await.is_err() {
+                    break None;
+                }
+            }
+            // The client hears at once when this edge loses or regains its writer.
+            Ok(()) = staleness.changed() => {
                 if outbox.send(Ok(beat(&edge))).await.is_err() {
                     break None;
                 }

@@ -175,6 +175,20 @@ async fn a_session_starts_with_a_reset_then_streams_updates_and_records_receipts
 }
 
 #[tokio::test]
+async fn an_edge_without_a_snapshot_refuses_sessions_until_it_has_one() {
+    let edge = TestEdge::start().await;
+    let refused = match open(&edge, hello("early", &["/"], None)).await {
+        Err(status) => status,
+        Ok(mut client) => client.next().await.unwrap_err(),
+    };
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    edge.commit(vec![Op::Put("/a", json!(1))]);
+    let mut client = open(&edge, hello("early", &["/"], None)).await.unwrap();
+    assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
+    assert_eq!(client.update().await.state.len(), 1);
+}
+
+#[tokio::test]
 async fn a_session_resumes_from_its_revision_without_a_reset() {
     let edge = TestEdge::start().await;
     let first = edge.commit(vec![Op::Put("/app/a", json!(1))]);
@@ -190,6 +204,13 @@ async fn a_session_resumes_from_its_revision_without_a_reset() {
     assert!(
         matches!(client.next().await.unwrap(), Down::Heartbeat(_)),
         "a heartbeat marks the end of the catch-up"
+    );
+    // The edge regains its writer: the client hears it at once, not at the next interval.
+    edge.edge.holder().set_connected(true);
+    let heard = tokio::time::timeout(Duration::from_secs(1), client.next()).await;
+    assert!(
+        matches!(heard, Ok(Ok(Down::Heartbeat(ref beat))) if !beat.stale),
+        "{heard:?}"
     );
 }
 
@@ -230,6 +251,7 @@ async fn a_silent_client_is_closed_after_three_heartbeats() {
         ..harness::anonymous()
     })
     .await;
+    edge.commit(vec![Op::Put("/a", json!(1))]);
     let mut client = open(&edge, hello("quiet", &["/"], None)).await.unwrap();
     let ended = loop {
         match client.next().await {

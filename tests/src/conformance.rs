@@ -93,7 +93,12 @@ pub fn scenarios() -> Vec<(String, Value)> {
 pub async fn run_all(sdk: &'static str, mode: Mode) -> Vec<String> {
     let launch = launch(sdk);
     let mut report = Vec::new();
+    // For working on one scenario: SETPOINT_CONFORMANCE_ONLY=03 runs the scenarios named so.
+    let only = std::env::var("SETPOINT_CONFORMANCE_ONLY").ok();
     for (name, scenario) in scenarios() {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let modes = scenario["modes"].as_array();
         if modes.is_some_and(|m| !m.iter().any(|x| x == mode.name())) {
             continue;
@@ -268,19 +273,28 @@ impl Run<'_> {
         } else if step.get("close").is_some() {
             self.driver.ok(json!({"cmd": "close"})).await;
         } else if let Some(path) = step["expect_get"].as_str() {
-            let answer = self.driver.call(json!({"cmd": "get", "path": path})).await;
-            self.expect_answer(&answer, step["error"].as_str())?;
-            if step.get("value").is_some() && answer["value"] != step["value"] {
-                return Err(format!(
-                    "get {path} gave {answer}, expected value {}",
-                    step["value"]
-                ));
-            }
-            if step.get("version").is_some() && answer["version"] != step["version"] {
-                return Err(format!(
-                    "get {path} gave {answer}, expected version {}",
-                    step["version"]
-                ));
+            // With `within_ms`, asks again until the answer is the expected one.
+            let deadline = Run::within(step, 0);
+            loop {
+                let answer = self.driver.call(json!({"cmd": "get", "path": path})).await;
+                let checked = self
+                    .expect_answer(&answer, step["error"].as_str())
+                    .and_then(|()| {
+                        for field in ["value", "version"] {
+                            if step.get(field).is_some() && answer[field] != step[field] {
+                                return Err(format!(
+                                    "get {path} gave {answer}, expected {field} {}",
+                                    step[field]
+                                ));
+                            }
+                        }
+                        Ok(())
+                    });
+                match checked {
+                    Ok(()) => break,
+                    Err(failure) if tokio::time::Instant::now() >= deadline => return Err(failure),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
             }
         } else if let Some(expected) = step["expect_events"].as_array() {
             self.expect_events(expected, step).await?;

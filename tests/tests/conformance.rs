@@ -16,13 +16,19 @@ macro_rules! sdk_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_setpoint_dev() {
                 let measured = run_all($sdk, Mode::Dev).await;
-                assert!(!measured.is_empty(), "the propagation scenario ran");
+                assert!(
+                    !measured.is_empty() || std::env::var("SETPOINT_CONFORMANCE_ONLY").is_ok(),
+                    "the propagation scenario ran"
+                );
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_etcd_with_an_mtls_edge() {
                 let measured = run_all($sdk, Mode::Etcd).await;
-                assert!(!measured.is_empty(), "the propagation scenario ran");
+                assert!(
+                    !measured.is_empty() || std::env::var("SETPOINT_CONFORMANCE_ONLY").is_ok(),
+                    "the propagation scenario ran"
+                );
             }
         })*
     };

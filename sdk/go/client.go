@@ -93,8 +93,10 @@ type Client struct {
 	synced    bool
 	live      bool
 	edgeStale bool
-	// authErr: the edge refused the token on the last attempt.
+	// authErr: the edge refused the token on the last attempt; lastErr: why the last session
+	// ended or failed (for WaitReady's timeout message).
 	authErr error
+	lastErr error
 	closed  bool
 	// changed is closed (and replaced) whenever synced, authErr or closed change.
 	changed chan struct{}
@@ -193,7 +195,7 @@ func (c *Client) notifyLocked() {
 func (c *Client) WaitReady(ctx context.Context) error {
 	for {
 		c.mu.Lock()
-		synced, authErr, closed, changed := c.synced, c.authErr, c.closed, c.changed
+		synced, authErr, lastErr, closed, changed := c.synced, c.authErr, c.lastErr, c.closed, c.changed
 		c.mu.Unlock()
 		switch {
 		case closed:
@@ -206,6 +208,9 @@ func (c *Client) WaitReady(ctx context.Context) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("setpoint: not ready (last attempt: %v): %w", lastErr, ctx.Err())
+			}
 			return fmt.Errorf("setpoint: not ready: %w", ctx.Err())
 		}
 	}

@@ -24,6 +24,7 @@ func (c *Client) run() {
 		started, err := c.session()
 		c.mu.Lock()
 		c.live = false
+		c.lastErr = err
 		c.mu.Unlock()
 		if c.ctx.Err() != nil {
 			return

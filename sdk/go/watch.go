@@ -96,9 +96,9 @@ type dispatcher struct {
 	jobs chan job
 	done chan struct{}
 
-	mu        sync.Mutex
-	watches   []*Watch
-	closed    bool
+	mu         sync.Mutex
+	watches    []*Watch
+	closed     bool
 	inCallback bool
 }
 

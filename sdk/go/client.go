@@ -195,7 +195,7 @@ func (c *Client) notifyLocked() {
 func (c *Client) WaitReady(ctx context.Context) error {
 	for {
 		c.mu.Lock()
-		synced, authErr, lastErr, closed, changed := c.synced, c.authErr, c.lastErr, c.closed, c.changed
+		synced, authErr, closed, changed := c.synced, c.authErr, c.closed, c.changed
 		c.mu.Unlock()
 		switch {
 		case closed:
@@ -208,6 +208,9 @@ func (c *Client) WaitReady(ctx context.Context) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			c.mu.Lock()
+			lastErr := c.lastErr
+			c.mu.Unlock()
 			if lastErr != nil {
 				return fmt.Errorf("setpoint: not ready (last attempt: %v): %w", lastErr, ctx.Err())
 			}

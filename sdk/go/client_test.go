@@ -139,6 +139,23 @@ func TestWatchSeesOnlyChangesWithOldAndNewValues(t *testing.T) {
 	}
 }
 
+func TestWatchBeforeTheFirstSyncSeesNoInitialState(t *testing.T) {
+	s := devserver.Start(t)
+	s.Put("/early/a", 1)
+	s.Put("/early/b", 2)
+	c := newClient(t, s.Address(), setpoint.Options{})
+	var got recorder
+	if _, err := c.Watch("/early", got.record); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c)
+	s.Put("/early/b", 3)
+	events := got.waitFor(t, 1)
+	if len(events) != 1 || events[0].Path != "/early/b" || events[0].OldValue.String() != "2" {
+		t.Fatalf("events = %s, want only the change of /early/b", describe(events))
+	}
+}
+
 func TestBatchArrivesAsOneOrderedDelivery(t *testing.T) {
 	s := devserver.Start(t)
 	s.Put("/app/c", "gone soon")
@@ -271,6 +288,10 @@ func TestCacheServesStaleValuesWithoutAServer(t *testing.T) {
 
 	first := newClient(t, s.Address(), setpoint.Options{CachePath: cache, Prefixes: []string{"/myapp"}})
 	waitReady(t, first)
+	devserver.WaitUntil(t, 10*time.Second, "the first sync is in the cache file", func() bool {
+		data, err := os.ReadFile(cache)
+		return err == nil && strings.Contains(string(data), `"cached-host"`)
+	})
 	_, revision := s.Put("/myapp/database/host", "cached-host-2")
 	devserver.WaitUntil(t, 10*time.Second, "the cache file holds the latest write", func() bool {
 		data, err := os.ReadFile(cache)

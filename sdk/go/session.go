@@ -116,14 +116,15 @@ func (c *Client) session() (started bool, err error) {
 	c.mu.Lock()
 	c.authErr = nil
 	c.edgeStale = st.GetStale()
-	// Resuming from the edge's own revision: nothing to replay, the client is caught up.
-	caughtUp := from >= 0 && from >= st.GetRevision()
+	// Resuming from the edge's own revision: nothing to replay, the client is caught up
+	// (unless the edge has no state at all yet: revision 0 and stale).
+	caughtUp := from >= 0 && from >= st.GetRevision() && (st.GetRevision() > 0 || !st.GetStale())
 	if caughtUp {
 		c.markSyncedLocked()
 	}
 	c.mu.Unlock()
 	c.log.Debug("setpoint: session started", "edge", st.GetEdgeId(), "revision", st.GetRevision(),
-		"from_revision", from, "heartbeat", interval)
+		"from_revision", from, "heartbeat", interval, "stale", st.GetStale())
 
 	hb := newHeartbeat(interval)
 	var wg sync.WaitGroup
@@ -146,11 +147,15 @@ func (c *Client) session() (started bool, err error) {
 		hb.heard()
 		switch kind := msg.GetKind().(type) {
 		case *edgepb.ServerMessage_Heartbeat:
+			c.log.Debug("setpoint: heartbeat", "revision", kind.Heartbeat.GetRevision(), "stale", kind.Heartbeat.GetStale())
 			c.mu.Lock()
 			c.edgeStale = kind.Heartbeat.GetStale()
 			// Heartbeats follow the replay on the stream: one arriving means the replay is
 			// done even when none of the commits in between touched the client's prefixes.
-			c.markSyncedLocked()
+			// A client without any state still needs its reset.
+			if c.hasData {
+				c.markSyncedLocked()
+			}
 			c.mu.Unlock()
 		case *edgepb.ServerMessage_Update:
 			if err := c.applyUpdate(ctx, s, kind.Update, st.GetRevision()); err != nil {
@@ -182,15 +187,29 @@ func (c *Client) markSyncedLocked() {
 // applyUpdate applies one update, writes the cache file, runs the callbacks and sends the
 // receipt — in that order, so that a receipt means "applied and acted upon".
 func (c *Client) applyUpdate(ctx context.Context, s *stream, u *edgepb.WatchResponse, startedAt int64) error {
+	c.log.Debug("setpoint: update", "revision", u.GetRevision(), "reset", u.GetReset_(),
+		"events", len(u.GetEvents()), "state", len(u.GetState()))
 	c.mu.Lock()
 	var changes []change
+	applied := true
 	switch {
+	case u.GetReset_() && !acceptReset(c.edgeStale, c.hasData, c.store.revision, u.GetRevision()):
+		c.log.Debug("setpoint: ignoring a stale edge's reset older than the state held",
+			"reset", u.GetRevision(), "held", c.store.revision)
+		applied = false
 	case u.GetReset_():
+		initial := !c.hasData
 		changes = c.store.applyReset(u.GetRevision(), u.GetState())
+		if initial {
+			// The first state a client ever holds is not a change: callbacks see changes only.
+			// (A reset over a cache file is diffed: what changed since is real news.)
+			changes = nil
+		}
 		c.markSyncedLocked()
 	case u.GetRevision() <= c.store.revision:
 		// Already applied (a replay overlapping what the cache file held): nothing changes,
 		// but the edge still gets its receipt.
+		applied = false
 	default:
 		changes = c.store.applyBatch(u.GetRevision(), u.GetEvents())
 		if c.store.revision >= startedAt {
@@ -198,7 +217,7 @@ func (c *Client) applyUpdate(ctx context.Context, s *stream, u *edgepb.WatchResp
 		}
 	}
 	c.mu.Unlock()
-	if len(changes) > 0 {
+	if applied {
 		if err := c.writeCache(); err != nil {
 			c.log.Warn("setpoint: writing the cache file", "path", c.cachePath, "error", err)
 		}

@@ -142,3 +142,22 @@ func (s *store) applyReset(revision int64, state []*edgepb.Entry) []change {
 	s.revision = revision
 	return changes
 }
+
+// acceptReset decides whether to apply a reset at revision offered, the client holding held
+// (hasData: from a sync or the cache file) and the edge saying whether it is stale.
+//
+// A stale edge — one that lost the writer or has not reached it yet, e.g. just restarted
+// before its snapshot arrived — may offer an older state than the client holds, or at revision
+// 0 none at all. Applying it would fire deletes for values that still exist and, before the
+// first sync, make WaitReady succeed on an empty state. Such a reset is skipped: the edge's
+// next reset or batches bring the client forward once it catches up. A live edge is always
+// believed, even backwards (the store was rebuilt).
+func acceptReset(edgeStale, hasData bool, held, offered int64) bool {
+	if !edgeStale {
+		return true
+	}
+	if offered == 0 {
+		return false
+	}
+	return !hasData || offered >= held
+}

@@ -102,18 +102,24 @@ func (s *Server) Start() {
 		_ = cmd.Wait()
 		close(exited)
 	}(s.cmd, s.exited)
-	WaitUntil(s.t, 30*time.Second, "setpoint dev answers /healthz", func() bool {
+	// The writer answers first; its edge is ready once it holds the writer's snapshot (before
+	// that it reports stale and serves sessions an empty revision 0).
+	WaitUntil(s.t, 30*time.Second, "setpoint dev's edge answers /edge/healthz with stale false", func() bool {
 		select {
 		case <-s.exited:
 			s.t.Fatalf("setpoint dev exited at start; see %s", s.logPath)
 		default:
 		}
-		resp, err := http.Get(s.URL("/healthz"))
+		resp, err := http.Get(s.URL("/edge/healthz"))
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		defer resp.Body.Close()
+		var health struct {
+			Stale *bool `json:"stale"`
+		}
+		return resp.StatusCode == http.StatusOK &&
+			json.NewDecoder(resp.Body).Decode(&health) == nil && health.Stale != nil && !*health.Stale
 	})
 }
 

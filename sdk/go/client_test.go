@@ -55,6 +55,7 @@ func TestGetAfterWaitReady(t *testing.T) {
 	s := devserver.Start(t)
 	version, _ := s.Put("/myapp/database/host", "db.internal")
 	s.Put("/myapp/database/pool", map[string]any{"size": 10, "timeout_ms": 250})
+	s.Put("/myapp/database/password", "${secret:db-password}")
 
 	c := newClient(t, s.Address(), setpoint.Options{Prefixes: []string{"/myapp"}})
 	waitReady(t, c)
@@ -69,6 +70,10 @@ func TestGetAfterWaitReady(t *testing.T) {
 	}
 	if err := mustGet(t, c, "/myapp/database/pool").Decode(&pool); err != nil || pool.Size != 10 || pool.TimeoutMS != 250 {
 		t.Fatalf("pool = %+v, %v; want size 10, timeout 250", pool, err)
+	}
+	// Secrets are never pushed resolved: the session carries the reference (Resolve reads it).
+	if v := mustGet(t, c, "/myapp/database/password"); v.String() != "${secret:db-password}" {
+		t.Fatalf("password = %q, want the reference itself", v)
 	}
 	if _, err := c.Get("/myapp/database/missing"); !errors.Is(err, setpoint.ErrNotFound) {
 		t.Fatalf("Get(missing) = %v, want ErrNotFound", err)

@@ -161,6 +161,32 @@ func TestWatchBeforeTheFirstSyncSeesNoInitialState(t *testing.T) {
 	}
 }
 
+func TestStoppedWatchGetsNothingMore(t *testing.T) {
+	s := devserver.Start(t)
+	c := newClient(t, s.Address(), setpoint.Options{})
+	waitReady(t, c)
+	var stopped, witness recorder
+	w, err := c.Watch("/s", stopped.record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Watch("/s", witness.record); err != nil {
+		t.Fatal(err)
+	}
+	s.Put("/s/a", 1)
+	stopped.waitFor(t, 1)
+	witness.waitFor(t, 1)
+	w.Stop()
+	w.Stop() // idempotent
+	s.Put("/s/a", 2)
+	// Callbacks of one update run in registration order: once the witness (registered second)
+	// has the event, the stopped watch would have had it too.
+	witness.waitFor(t, 2)
+	if got := stopped.all(); len(got) != 1 {
+		t.Fatalf("the stopped watch got %s", describe(got))
+	}
+}
+
 func TestBatchArrivesAsOneOrderedDelivery(t *testing.T) {
 	s := devserver.Start(t)
 	s.Put("/app/c", "gone soon")

@@ -12,8 +12,15 @@ import (
 	"github.com/setpoint/setpoint/sdk/go/internal/edgepb"
 )
 
-// defaultHeartbeat applies when the edge names no interval.
-const defaultHeartbeat = 5 * time.Second
+const (
+	// defaultHeartbeat applies when the edge names no interval.
+	defaultHeartbeat = 5 * time.Second
+	// startTimeout bounds the wait for SessionStarted (the edge itself allows 10 s for the
+	// hello, which the client sends at once).
+	startTimeout = 15 * time.Second
+)
+
+var errNoSessionStarted = errors.New("the edge did not answer the hello within 15 s")
 
 // run holds a session with the edge for the client's lifetime: connect, stream, and on any
 // loss reconnect with backoff, resuming from the last applied revision.
@@ -101,8 +108,15 @@ func (c *Client) session() (started bool, err error) {
 		return false, recvError(s)
 	}
 
+	// An edge that accepts the stream but never answers (a proxy holding it, a wedged process)
+	// must not hold the client forever: no heartbeat watchdog runs before SessionStarted.
+	noAnswer := time.AfterFunc(startTimeout, func() { cancel(errNoSessionStarted) })
 	first, err := rpc.Recv()
+	noAnswer.Stop()
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errNoSessionStarted) {
+			return false, cause
+		}
 		return false, err
 	}
 	st := first.GetStarted()

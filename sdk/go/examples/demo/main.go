@@ -41,7 +41,9 @@ func main() {
 	case errors.Is(err, setpoint.ErrNotFound):
 		log.Printf("/myapp/database/host is not set yet")
 	case err != nil:
-		log.Fatal(err)
+		// Not synced (no edge yet, no cache file) or unauthorized: the watch below still
+		// reports changes once the session gets going.
+		log.Printf("reading /myapp/database/host: %v", err)
 	default:
 		log.Printf("database host: %s (v%d)", host, host.Version)
 	}

@@ -103,11 +103,11 @@ def load(path: str, env: str | None, prefixes: Sequence[str]) -> State | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        log.warning("setpoint: ignoring cache file %s: %s", path, e)
+        log.warning("ignoring cache file %s: %s", path, e)
         return None
     state = decode(doc, env, prefixes)
     if state is None:
-        log.warning("setpoint: ignoring cache file %s: another env/prefixes or malformed", path)
+        log.warning("ignoring cache file %s: another env/prefixes or malformed", path)
     return state
 
 

@@ -264,9 +264,19 @@ class Core:
                 raise InvalidArgumentError(details) from None
             raise SetpointError(f"resolve {path}: {code.name if code else '?'}: {details}") from None
         try:
-            return json.loads(resp.json)
+            doc = json.loads(resp.json)
         except ValueError:
             raise SetpointError(f"resolve {path}: the edge answered invalid JSON") from None
+        # A path with a value answers the entry document (value plus metadata); a prefix without
+        # one answers the bare subtree object, which has no such envelope.
+        if (
+            isinstance(doc, dict)
+            and doc.get("path") == path
+            and "value" in doc
+            and isinstance(doc.get("resolved"), bool)
+        ):
+            return doc["value"]
+        return doc
 
     # ---- shutdown -----------------------------------------------------------------------
 
@@ -286,7 +296,7 @@ class Core:
         if threading.current_thread() is not self._thread:
             self._thread.join(CLOSE_JOIN_TIMEOUT)
             if self._thread.is_alive():
-                log.warning("setpoint: session thread still busy (a callback?) after close")
+                log.warning("session thread still busy (a callback?) after close")
         if resolve_channel is not None:
             resolve_channel.close()
         self._save_cache()
@@ -300,7 +310,7 @@ class Core:
             try:
                 delay = self._session(backoff)
             except Exception:  # a bug here must not end reconnection for the app's lifetime
-                log.exception("setpoint: session failed unexpectedly")
+                log.exception("session failed unexpectedly")
                 delay = backoff.next_delay()
             if delay is None:
                 delay = backoff.next_delay()
@@ -354,7 +364,7 @@ class Core:
                     with self._lock:
                         self._auth_error = None
                         self._edge_stale = msg.started.stale
-                    log.info("setpoint: session started on edge %s", msg.started.edge_id)
+                    log.info("session started on edge %s", msg.started.edge_id)
                     if session.synced:
                         self._mark_synced()
                     beat = threading.Thread(
@@ -377,20 +387,20 @@ class Core:
                     session.heartbeat()
                     if session.synced:
                         self._mark_synced()
-            log.warning("setpoint: edge %s ended the session; reconnecting", self.target)
+            log.warning("edge %s ended the session; reconnecting", self.target)
             return None
         except grpc.RpcError as e:
             if self._closing.is_set():
                 return None
             code, details = _status(e)
             if code in _AUTH_CODES:
-                log.error("setpoint: edge %s refused the token: %s", self.target, details)
+                log.error("edge %s refused the token: %s", self.target, details)
                 with self._lock:
                     self._auth_error = UnauthorizedError(f"{code.name}: {details}")
                 self._changed()
                 return UNAUTHORIZED_DELAY
             log.warning(
-                "setpoint: session with %s lost (%s: %s); reconnecting",
+                "session with %s lost (%s: %s); reconnecting",
                 self.target,
                 code.name if code else "?",
                 details,
@@ -428,7 +438,7 @@ class Core:
                     try:
                         self._dispatch(w.callback, ev)
                     except Exception as e:  # the app's bug must not end the session
-                        log.warning("setpoint: watch callback for %s failed: %r", ev.path, e)
+                        log.warning("watch callback for %s failed: %r", ev.path, e)
                         failures.append(edge_pb2.Nack(path=ev.path, error=str(e) or repr(e)))
         finally:
             self._in_callbacks = False
@@ -461,7 +471,7 @@ class Core:
             outbox.put(edge_pb2.ClientMessage(heartbeat=edge_pb2.Heartbeat(revision=revision)))
             silent = time.monotonic() - self._last_heard
             if not self._in_callbacks and silent > 3 * interval:
-                log.warning("setpoint: edge %s silent for %.1fs; reconnecting", self.target, silent)
+                log.warning("edge %s silent for %.1fs; reconnecting", self.target, silent)
                 call.cancel()
                 return
 
@@ -477,14 +487,14 @@ class Core:
         try:
             _cache.save(self._cache_path, doc)
         except OSError as e:
-            log.warning("setpoint: cannot write cache file %s: %s", self._cache_path, e)
+            log.warning("cannot write cache file %s: %s", self._cache_path, e)
 
     def _changed(self) -> None:
         if self._on_change is not None:
             try:
                 self._on_change()
             except Exception:
-                log.exception("setpoint: state listener failed")
+                log.exception("state listener failed")
 
     def _metadata(self) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self._token}")] if self._token else []

@@ -40,7 +40,7 @@ def decode_value(text: str, fmt: str, path: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        log.warning("setpoint: value at %s (format %s) is not JSON text; keeping it raw", path, fmt)
+        log.warning("value at %s (format %s) is not JSON text; keeping it raw", path, fmt)
         return text
 
 

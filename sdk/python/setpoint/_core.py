@@ -397,6 +397,7 @@ class Core:
                 log.error("edge %s refused the token: %s", self.target, details)
                 with self._lock:
                     self._auth_error = UnauthorizedError(f"{code.name}: {details}")
+                    self._cond.notify_all()
                 self._changed()
                 return UNAUTHORIZED_DELAY
             log.warning(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -345,8 +346,11 @@ def test_context_manager_closes(server: Server) -> None:
 
 def test_bad_token_is_unauthorized(server: Server, client_factory: Any) -> None:
     c = client_factory(server.address, token="spk_not_a_real_key")
-    with pytest.raises(setpoint.UnauthorizedError):
+    started = time.monotonic()
+    with pytest.raises(setpoint.UnauthorizedError, match="UNAUTHENTICATED"):
         c.wait_ready(10)
+    # The refusal ends the wait, not the timeout.
+    assert time.monotonic() - started < 5
     with pytest.raises(setpoint.UnauthorizedError):
         c.get("/anything")
     assert c.is_stale() is True

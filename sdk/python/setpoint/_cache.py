@@ -80,16 +80,16 @@ def decode(doc: Any, env: str | None, prefixes: Sequence[str]) -> State | None:
         return None
     if doc.get("env") != env or doc.get("prefixes") != list(prefixes):
         return None
-    revision = doc.get("revision")
+    revision = _as_int(doc.get("revision"))
     entries = doc.get("entries")
-    if not _is_int(revision) or not isinstance(entries, dict):
+    if revision is None or not isinstance(entries, dict):
         return None
     held: dict[str, Held] = {}
     for path, e in entries.items():
         if not isinstance(path, str) or not isinstance(e, dict):
             return None
-        fmt, version, rev = e.get("format"), e.get("version"), e.get("revision")
-        if "value" not in e or not isinstance(fmt, str) or not _is_int(version) or not _is_int(rev):
+        fmt, version, rev = e.get("format"), _as_int(e.get("version")), _as_int(e.get("revision"))
+        if "value" not in e or not isinstance(fmt, str) or version is None or rev is None:
             return None
         held[path] = Held(e["value"], fmt, version, rev)
     return State.loaded(held, revision)
@@ -111,5 +111,6 @@ def load(path: str, env: str | None, prefixes: Sequence[str]) -> State | None:
     return state
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _as_int(v: Any) -> int | None:
+    # bool is an int subclass, but `true` is no revision.
+    return v if isinstance(v, int) and not isinstance(v, bool) else None

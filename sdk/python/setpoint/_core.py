@@ -247,7 +247,7 @@ class Core:
             if self._resolve_channel is None:
                 self._resolve_channel = self._channel()
             channel = self._resolve_channel
-        stub = edge_pb2_grpc.EdgeStub(channel)
+        stub = _stub(channel)
         req = edge_pb2.ResolveRequest(path=path, raw=raw)
         env = env if env is not None else self.environment
         if env:
@@ -285,10 +285,12 @@ class Core:
             if self._closed:
                 return
             self._closed = True
+            # Set under the lock: the session thread stores its call under it and checks this
+            # flag afterwards, so either we see its call here or it sees the flag.
+            self._closing.set()
             call, outbox = self._call, self._outbox
             resolve_channel, self._resolve_channel = self._resolve_channel, None
             self._cond.notify_all()
-        self._closing.set()
         if call is not None:
             call.cancel()
         if outbox is not None:
@@ -344,7 +346,7 @@ class Core:
                     return
                 yield msg
 
-        stub = edge_pb2_grpc.EdgeStub(channel)
+        stub = _stub(channel)
         call = stub.Session(requests(), metadata=self._metadata())
         with self._lock:
             self._call, self._outbox = call, outbox
@@ -538,6 +540,11 @@ class _SessionProgress:
     def heartbeat(self) -> None:
         if self._target is not None:
             self.synced = True
+
+
+def _stub(channel: grpc.Channel) -> Any:
+    # The generated stub is untyped (grpcio ships no type information).
+    return edge_pb2_grpc.EdgeStub(channel)  # type: ignore[no-untyped-call]
 
 
 def _status(e: grpc.RpcError) -> tuple[grpc.StatusCode | None, str]:

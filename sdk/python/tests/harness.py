@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition"
+    predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "condition"
 ) -> T:
     """Polls `predicate` until it returns something truthy, and returns that; fails the test
     with `what` when `timeout` passes. Exceptions count as "not yet"."""

@@ -208,11 +208,11 @@ def test_failing_callback_is_nacked_and_the_client_goes_on(
     assert [e.path for e in events] == ["/a/bad", "/a/good"]
     assert c.get("/a/good").value == 2
 
-    info = wait_until(
-        lambda: (i := server.client_info("py-nack")) and i.get("last_error") and i,
-        10,
-        "the NACK in /api/clients",
-    )
+    def nacked() -> dict[str, Any] | None:
+        info = server.client_info("py-nack")
+        return info if info and info.get("last_error") else None
+
+    info = wait_until(nacked, 10, "the NACK in /api/clients")
     assert info["last_error"]["path"] == "/a/bad"
     assert info["last_error"]["error"] == "injected failure at /a/bad"
     assert info["last_error"]["revision"] == bad["revision"]
@@ -376,7 +376,7 @@ def test_resolve_substitutes_variables(server: Server, client_factory: Any) -> N
 
 def test_bad_arguments(client_factory: Any) -> None:
     with pytest.raises(setpoint.InvalidArgumentError):
-        setpoint.Client("127.0.0.1:1", prefixes="/")  # type: ignore[arg-type]
+        setpoint.Client("127.0.0.1:1", prefixes="/")
     with pytest.raises(setpoint.InvalidArgumentError):
         setpoint.Client("127.0.0.1:1", prefixes=["relative"])
     with pytest.raises(setpoint.InvalidArgumentError):

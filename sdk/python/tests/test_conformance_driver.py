@@ -134,7 +134,7 @@ def test_driver_protocol(server: Server, driver: DriverProc) -> None:
         },
     ]
     assert all(isinstance(e["at_ms"], float) for e in events)
-    info = wait_until(
+    info: dict[str, Any] = wait_until(
         lambda: (server.client_info("py-driver") or {}).get("last_error"), 10, "the NACK"
     )
     assert info["error"] == "injected failure at /a/bad"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -391,3 +392,36 @@ def test_bad_arguments(client_factory: Any) -> None:
     with pytest.raises(setpoint.InvalidArgumentError):
         c.watch("/", coro)
     assert os.path.basename(c.instance_id).count("-") >= 2
+
+
+def test_heartbeats_keep_an_idle_session_open(server: Server, client_factory: Any) -> None:
+    # The edge closes a session silent for three heartbeat intervals (15 s in setpoint dev);
+    # an idle client outlives that only by sending its heartbeats. Time has to pass here, so
+    # this sleeps rather than waiting for a condition.
+    c = client_factory(server.address, instance_id="py-idle")
+    c.wait_ready(10)
+    info = wait_until(lambda: server.client_info("py-idle"), 10, "the session in /api/clients")
+    connected_at = info["connected_at"]
+    time.sleep(16.5)
+    info = server.client_info("py-idle")
+    assert info is not None
+    assert (info["status"], info["connected_at"]) == ("connected", connected_at)
+    assert c.is_stale() is False
+    server.put("/idle/after", 1)
+    wait_until(lambda: c.get_value("/idle/after") == 1, 10, "a change after the idle period")
+
+
+def test_a_silent_edge_is_given_up_and_reconnected(server: Server, client_factory: Any) -> None:
+    # SIGSTOP freezes the edge with its connections open: only the heartbeat deadline (three
+    # 5 s intervals) can tell the client it is gone.
+    c = client_factory(server.address)
+    c.wait_ready(10)
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(c.is_stale, 30, "the client to give up on the frozen edge")
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: not c.is_stale(), 30, "a new session after the edge resumed")
+    server.put("/thawed/x", 1)
+    wait_until(lambda: c.get_value("/thawed/x") == 1, 10, "a change on the new session")

@@ -161,6 +161,8 @@ class Core:
         self._connected = False
         self._edge_stale = False
         self._auth_error: UnauthorizedError | None = None
+        # Why the last session attempt failed, for the message of a wait_ready timeout.
+        self._last_error: str | None = None
         self._closed = False
         self._closing = threading.Event()
         self._call: Any = None
@@ -211,8 +213,18 @@ class Core:
             while not self._check_ready_locked():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ReadyTimeoutError(f"not synced within {timeout:g}s (edge {self.target})")
+                    raise ReadyTimeoutError(self._timeout_message(timeout))
                 self._cond.wait(remaining)
+
+    def timeout_message(self, timeout: float) -> str:
+        with self._lock:
+            return self._timeout_message(timeout)
+
+    def _timeout_message(self, timeout: float) -> str:
+        msg = f"not synced within {timeout:g}s (edge {self.target}"
+        if self._last_error:
+            msg += f"; last error: {self._last_error}"
+        return msg + ")"
 
     def watch(self, prefix: str, callback: Callback) -> WatchHandle:
         try:
@@ -365,6 +377,7 @@ class Core:
                     session.started(msg.started.revision)
                     with self._lock:
                         self._auth_error = None
+                        self._last_error = None
                         self._edge_stale = msg.started.stale
                     log.info("session started on edge %s", msg.started.edge_id)
                     if session.synced:
@@ -402,12 +415,10 @@ class Core:
                     self._cond.notify_all()
                 self._changed()
                 return UNAUTHORIZED_DELAY
-            log.warning(
-                "session with %s lost (%s: %s); reconnecting",
-                self.target,
-                code.name if code else "?",
-                details,
-            )
+            error = f"{code.name if code else '?'}: {details}"
+            with self._lock:
+                self._last_error = error
+            log.warning("session with %s lost (%s); reconnecting", self.target, error)
             return None
         finally:
             beat_stop.set()

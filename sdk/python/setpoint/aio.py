@@ -73,7 +73,7 @@ class Client:
                 return
             remaining = deadline - self._loop.time()
             if remaining <= 0:
-                raise ReadyTimeoutError(f"not synced within {timeout:g}s (edge {self._core.target})")
+                raise ReadyTimeoutError(self._core.timeout_message(timeout))
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except asyncio.TimeoutError:

@@ -371,55 +371,22 @@ class Core:
             for msg in call:
                 self._last_heard = time.monotonic()
                 kind = msg.WhichOneof("kind")
-                if kind == "started":
+                if kind == "started" and beat is None:
                     backoff.reset()
-                    interval = (msg.started.heartbeat_interval_ms / 1000.0) or DEFAULT_HEARTBEAT
-                    session.started(msg.started.revision)
-                    with self._lock:
-                        self._auth_error = None
-                        self._last_error = None
-                        self._edge_stale = msg.started.stale
-                    log.info("session started on edge %s", msg.started.edge_id)
-                    if session.synced:
-                        self._mark_synced()
-                    beat = threading.Thread(
-                        target=self._heartbeats,
-                        args=(call, outbox, interval, beat_stop),
-                        name="setpoint-heartbeat",
-                        daemon=True,
-                    )
-                    beat.start()
+                    beat = self._on_started(msg.started, session, call, outbox, beat_stop)
                 elif kind == "update":
                     self._apply(msg.update, outbox)
                     session.applied(msg.update)
-                    if session.synced:
-                        self._mark_synced()
                 elif kind == "heartbeat":
                     with self._lock:
                         self._edge_stale = msg.heartbeat.stale
-                    # A heartbeat follows whatever the edge replayed before it, so a resumed
-                    # session whose replay had nothing for our prefixes is in sync now.
                     session.heartbeat()
-                    if session.synced:
-                        self._mark_synced()
+                if session.synced:
+                    self._mark_synced()
             log.warning("edge %s ended the session; reconnecting", self.target)
             return None
         except grpc.RpcError as e:
-            if self._closing.is_set():
-                return None
-            code, details = _status(e)
-            if code in _AUTH_CODES:
-                log.error("edge %s refused the token: %s", self.target, details)
-                with self._lock:
-                    self._auth_error = UnauthorizedError(f"{code.name}: {details}")
-                    self._cond.notify_all()
-                self._changed()
-                return UNAUTHORIZED_DELAY
-            error = f"{code.name if code else '?'}: {details}"
-            with self._lock:
-                self._last_error = error
-            log.warning("session with %s lost (%s); reconnecting", self.target, error)
-            return None
+            return None if self._closing.is_set() else self._on_rpc_error(e)
         finally:
             beat_stop.set()
             outbox.put(None)
@@ -432,6 +399,48 @@ class Core:
             channel.close()
             if was_connected:
                 self._changed()
+
+    def _on_started(
+        self,
+        started: edge_pb2.SessionStarted,
+        session: "_SessionProgress",
+        call: Any,
+        outbox: queue.Queue[edge_pb2.ClientMessage | None],
+        beat_stop: threading.Event,
+    ) -> threading.Thread:
+        """Records the edge's answer to the hello and starts this stream's heartbeats."""
+        interval = (started.heartbeat_interval_ms / 1000.0) or DEFAULT_HEARTBEAT
+        session.started(started.revision)
+        with self._lock:
+            self._auth_error = None
+            self._last_error = None
+            self._edge_stale = started.stale
+        log.info("session started on edge %s", started.edge_id)
+        beat = threading.Thread(
+            target=self._heartbeats,
+            args=(call, outbox, interval, beat_stop),
+            name="setpoint-heartbeat",
+            daemon=True,
+        )
+        beat.start()
+        return beat
+
+    def _on_rpc_error(self, e: grpc.RpcError) -> float | None:
+        """Records why the stream failed; returns the delay before the next attempt."""
+        code, details = _status(e)
+        error = f"{code.name if code else '?'}: {details}"
+        if code in _AUTH_CODES:
+            log.error("edge %s refused the token: %s", self.target, details)
+            with self._lock:
+                self._auth_error = UnauthorizedError(error)
+                self._last_error = error
+                self._cond.notify_all()
+            self._changed()
+            return UNAUTHORIZED_DELAY
+        with self._lock:
+            self._last_error = error
+        log.warning("session with %s lost (%s); reconnecting", self.target, error)
+        return None
 
     def _apply(
         self, update: edge_pb2.WatchResponse, outbox: queue.Queue[edge_pb2.ClientMessage | None]

@@ -95,8 +95,13 @@ class Server:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"setpoint dev exited: {self.tail_log()}")
-            with urllib.request.urlopen(f"{self.base}/readyz", timeout=1) as r:
-                return bool(r.status == 200)
+            # The writer's /readyz, and the embedded edge's: until the edge holds the writer's
+            # snapshot it starts sessions with an empty stale reset at revision 0.
+            for probe in ("/readyz", "/edge/readyz"):
+                with urllib.request.urlopen(f"{self.base}{probe}", timeout=1) as r:
+                    if r.status != 200:
+                        return False
+            return True
 
         try:
             wait_until(ready, 30, f"setpoint dev on {self.address} to be ready")

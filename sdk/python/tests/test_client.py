@@ -231,9 +231,12 @@ def test_cache_file_is_served_stale_without_a_server(
     c = client_factory(server.address, prefixes=["/myapp"], cache_path=cache)
     c.wait_ready(10)
     r = server.put("/myapp/host", "h2")
-    wait_until(lambda: c.get("/myapp/host").value == "h2", 10, "h2 applied")
-    doc = json.loads(cache.read_text())
-    assert doc["revision"] >= r["revision"]
+    # The file is written right after the update is applied in memory: wait for it too.
+    doc = wait_until(
+        lambda: (d := json.loads(cache.read_text()))["revision"] >= r["revision"] and d,
+        10,
+        "the cache file to hold h2",
+    )
     assert doc["entries"]["/myapp/host"] == {
         "value": "h2",
         "format": "json",

@@ -38,7 +38,8 @@ pub(crate) struct Status {
     pub live: bool,
     /// The edge says it lost the writer.
     pub edge_stale: bool,
-    /// Why the edge refused the last attempt (the token), until a session starts.
+    /// Why the edge refused the last attempt (the token, an invalid or unsupported request),
+    /// until a session starts.
     pub refused: Option<Error>,
     pub closed: bool,
 }
@@ -85,7 +86,7 @@ pub(crate) async fn run(shared: Arc<Shared>, channel: Channel, cancel: Cancellat
         let delay = match ended {
             Ended::Closed => break,
             Ended::Refused(error) => {
-                tracing::warn!(%error, "edge refused the session; retrying in 30 s");
+                tracing::warn!(%error, "the edge refused the session; retrying in 30 s");
                 shared.status.send_modify(|s| s.refused = Some(error));
                 backoff.refused_delay()
             }
@@ -295,6 +296,12 @@ fn ended_by(status: &tonic::Status) -> Ended {
         tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
             Ended::Refused(Error::Invalid(status.message().to_owned()))
         }
+        // An edge without a feature the hello asks for (an older edge, sessions with an
+        // environment): surfaced to wait_ready instead of a silent timeout.
+        tonic::Code::Unimplemented => Ended::Refused(Error::Other(format!(
+            "the edge cannot serve this session: {}",
+            status.message()
+        ))),
         code => Ended::Lost(format!("{code:?}: {}", status.message())),
     }
 }

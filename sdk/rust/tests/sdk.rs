@@ -7,7 +7,7 @@ mod harness;
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{Recorder, Server, TestResult, wait_until};
+use harness::{Recorder, Server, TestResult, eventually, wait_until};
 use serde_json::json;
 use setpoint_sdk::{Client, Error, Event, Options};
 
@@ -246,22 +246,16 @@ async fn a_failing_callback_is_nacked_and_later_events_still_arrive() -> TestRes
     assert!(!client.is_stale(), "the session survived the failures");
 
     // The NACKs reached the edge: the writer's client registry shows the last error.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let clients = server.clients().await;
-        let nacked = clients.as_array().is_some_and(|list| {
-            list.iter()
-                .any(|c| c["id"] == "nack-test" && c["last_error"].to_string().contains("injected"))
-        });
-        if nacked {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no NACK in /api/clients: {clients}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the NACK in /api/clients",
+        Duration::from_secs(10),
+        || async {
+            server.client("nack-test").await.is_some_and(|c| {
+                c["last_error"].to_string().contains("injected") && c["nacks"].as_u64() >= Some(2)
+            })
+        },
+    )
+    .await;
     client.close().await;
     Ok(())
 }
@@ -374,6 +368,17 @@ async fn close_releases_everything() -> TestResult {
     assert!(metrics.num_alive_tasks() > baseline);
     client.close().await;
     client.close().await; // idempotent
+    eventually(
+        "the edge saw the session end",
+        Duration::from_secs(10),
+        || async {
+            server
+                .client("sdk-test")
+                .await
+                .is_some_and(|c| c["status"] == "disconnected")
+        },
+    )
+    .await;
 
     assert_eq!(client.get("/myapp/x"), Err(Error::Closed));
     assert_eq!(client.wait_ready(READY).await, Err(Error::Closed));
@@ -452,5 +457,87 @@ async fn many_clients_share_one_process() -> TestResult {
         assert_eq!(client.get("/myapp/n")?.value, json!(1));
         client.close().await;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_edge_is_left_after_three_heartbeats_and_rejoined() -> TestResult {
+    let server = Server::start().await;
+    let client = Client::new(&server.address(), options(&["/myapp"]))?;
+    let recorder = Recorder::default();
+    let _watch = client.watch("/myapp", recording(&recorder))?;
+    client.wait_ready(READY).await?;
+
+    // A frozen edge keeps the TCP connection open: only the heartbeats can tell.
+    server.signal("STOP");
+    wait_until(
+        "stale after three silent intervals",
+        Duration::from_secs(60),
+        || client.is_stale(),
+    )
+    .await;
+    server.signal("CONT");
+    wait_until("reconnected", Duration::from_secs(40), || {
+        !client.is_stale()
+    })
+    .await;
+    server.put("/myapp/after", json!("thaw")).await;
+    assert_eq!(
+        recorder.wait_for("/myapp/after").await.value,
+        Some(json!("thaw"))
+    );
+    client.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_a_cached_client_was_away_fire_on_its_return() -> TestResult {
+    let server = Server::start().await;
+    let cache = tempfile::tempdir()?;
+    let with_cache = || Options {
+        cache_path: Some(cache.path().join("cache.json")),
+        ..options(&["/myapp"])
+    };
+    server.put("/myapp/kept", json!("same")).await;
+    server.put("/myapp/changed", json!("before")).await;
+    server.put("/myapp/removed", json!(1)).await;
+    let first = Client::new(&server.address(), with_cache())?;
+    first.wait_ready(READY).await?;
+    first.close().await;
+
+    server.put("/myapp/changed", json!("after")).await;
+    server.delete("/myapp/removed").await;
+    server.put("/myapp/added", json!([1])).await;
+    server.put("/other/unrelated", json!(0)).await;
+
+    let back = Client::new(&server.address(), with_cache())?;
+    let recorder = Recorder::default();
+    let _watch = back.watch("/myapp", recording(&recorder))?;
+    back.wait_ready(READY).await?;
+    wait_until("three changes", Duration::from_secs(10), || {
+        recorder.events().len() >= 3
+    })
+    .await;
+    let mut events: Vec<_> = recorder
+        .events()
+        .into_iter()
+        .map(|e| (e.path, e.value, e.old_value, e.deleted))
+        .collect();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        events,
+        vec![
+            ("/myapp/added".into(), Some(json!([1])), None, false),
+            (
+                "/myapp/changed".into(),
+                Some(json!("after")),
+                Some(json!("before")),
+                false
+            ),
+            ("/myapp/removed".into(), None, Some(json!(1)), true),
+        ]
+    );
+    assert_eq!(back.get("/myapp/kept")?.value, json!("same"));
+    back.close().await;
     Ok(())
 }

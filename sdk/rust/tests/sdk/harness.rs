@@ -146,6 +146,22 @@ impl Server {
             .expect("revision in the batch answer")
     }
 
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server process, by its PID.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// The writer's registry entry of the session with instance id `id`.
+    pub async fn client(&self, id: &str) -> Option<Json> {
+        let clients = self.clients().await;
+        clients.as_array()?.iter().find(|c| c["id"] == id).cloned()
+    }
+
     /// GET /api/clients: the writer's view of every session.
     pub async fn clients(&self) -> Json {
         let url = format!("{}/api/clients", self.base());
@@ -176,6 +192,22 @@ pub async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Like [`wait_until`], for checks that need I/O (the REST API).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -541,3 +541,57 @@ async fn changes_made_while_a_cached_client_was_away_fire_on_its_return() -> Tes
     back.close().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_substitutes_on_demand_in_the_clients_environment() -> TestResult {
+    let server = Server::start().await;
+    server
+        .put_environment("staging", json!({"variables": {"REGION": "eu"}}))
+        .await;
+    server
+        .put(
+            "/myapp/db/url",
+            json!("postgres://db.${REGION}.internal/app"),
+        )
+        .await;
+    server.put("/myapp/db/host", json!("localhost")).await;
+    let client = Client::new(
+        &server.address(),
+        Options {
+            environment: Some("staging".into()),
+            ..options(&["/myapp"])
+        },
+    )?;
+    // Resolve is a call of its own: it needs no synced session.
+    let url = client.resolve("/myapp/db/url").await?;
+    assert_eq!(
+        url["value"],
+        json!("postgres://db.eu.internal/app"),
+        "{url}"
+    );
+    let subtree = client.resolve("/myapp/db").await?;
+    assert_eq!(
+        subtree,
+        json!({"host": "localhost", "url": "postgres://db.eu.internal/app"})
+    );
+    assert!(matches!(
+        client.resolve("/myapp/none").await,
+        Err(Error::NotFound(_))
+    ));
+    client.close().await;
+    assert_eq!(client.resolve("/myapp/db").await, Err(Error::Closed));
+
+    let refused = Client::new(
+        &server.address(),
+        Options {
+            token: Some("spk_nosuchkey_0000000000000000".into()),
+            ..options(&["/myapp"])
+        },
+    )?;
+    assert!(matches!(
+        refused.resolve("/myapp/db/host").await,
+        Err(Error::Unauthorized(_))
+    ));
+    refused.close().await;
+    Ok(())
+}

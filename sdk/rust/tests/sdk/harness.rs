@@ -162,6 +162,12 @@ impl Server {
         clients.as_array()?.iter().find(|c| c["id"] == id).cloned()
     }
 
+    /// PUT /api/environments/{name} with `body` (parent, variables).
+    pub async fn put_environment(&self, name: &str, body: Json) {
+        let url = format!("{}/api/environments/{name}", self.base());
+        self.send(self.http.put(url).json(&body)).await;
+    }
+
     /// GET /api/clients: the writer's view of every session.
     pub async fn clients(&self) -> Json {
         let url = format!("{}/api/clients", self.base());

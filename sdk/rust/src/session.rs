@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
 use tonic::transport::Channel;
 
 use crate::backoff::{Backoff, Rng};
@@ -111,8 +112,46 @@ async fn attempt(
     backoff: &mut Backoff,
     saved: &mut Option<i64>,
 ) -> Ended {
-    let config = &shared.config;
     let from_revision = shared.store().revision();
+    let opened = tokio::select! {
+        _ = cancel.cancelled() => return Ended::Closed,
+        opened = tokio::time::timeout(START_TIMEOUT, open(&shared.config, channel, from_revision)) => opened,
+    };
+    let (tx, stream, started) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(ended)) => return ended,
+        Err(_) => return Ended::Lost("the edge did not start the session in time".into()),
+    };
+    tracing::debug!(edge = %started.edge_id, revision = started.revision, ?from_revision, "session started");
+    backoff.reset();
+    shared.status.send_modify(|s| {
+        s.refused = None;
+        s.edge_stale = started.stale;
+    });
+    let mut catch_up = CatchUp::new(from_revision, started.revision);
+    if catch_up.is_synced() {
+        mark_synced(shared);
+    }
+    let heartbeat = match started.heartbeat_interval_ms {
+        0 => DEFAULT_HEARTBEAT,
+        ms => Duration::from_millis(u64::from(ms)),
+    };
+    serve(shared, cancel, tx, stream, heartbeat, &mut catch_up, saved).await
+}
+
+/// Opens the stream: the hello goes first, then the edge must answer `SessionStarted`.
+async fn open(
+    config: &Config,
+    channel: Channel,
+    from_revision: Option<i64>,
+) -> Result<
+    (
+        mpsc::Sender<pb::ClientMessage>,
+        Streaming<pb::ServerMessage>,
+        pb::SessionStarted,
+    ),
+    Ended,
+> {
     let (tx, rx) = mpsc::channel(8);
     let hello = pb::ClientHello {
         instance_id: config.instance_id.clone(),
@@ -125,12 +164,8 @@ async fn attempt(
         resolve: false,
     };
     // Queued before the call so the edge has it as soon as the stream opens.
-    if tx
-        .try_send(message(pb::client_message::Kind::Hello(hello)))
-        .is_err()
-    {
-        return Ended::Lost("hello not queued".into());
-    }
+    tx.try_send(message(pb::client_message::Kind::Hello(hello)))
+        .map_err(|_| Ended::Lost("hello not queued".into()))?;
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(authorization) = &config.authorization {
         request
@@ -138,45 +173,32 @@ async fn attempt(
             .insert("authorization", authorization.clone());
     }
     let mut client = EdgeClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let opened = tokio::select! {
-        _ = cancel.cancelled() => return Ended::Closed,
-        opened = tokio::time::timeout(START_TIMEOUT, client.session(request)) => opened,
-    };
-    let mut stream = match opened {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => return ended_by(&status),
-        Err(_) => return Ended::Lost("the edge did not answer the session call".into()),
-    };
-    let first = tokio::select! {
-        _ = cancel.cancelled() => return Ended::Closed,
-        first = tokio::time::timeout(START_TIMEOUT, stream.message()) => first,
-    };
-    let started = match first {
-        Ok(Ok(Some(pb::ServerMessage {
+    let mut stream = client
+        .session(request)
+        .await
+        .map_err(|s| ended_by(&s))?
+        .into_inner();
+    match stream.message().await.map_err(|s| ended_by(&s))? {
+        Some(pb::ServerMessage {
             kind: Some(pb::server_message::Kind::Started(started)),
-        }))) => started,
-        Ok(Ok(other)) => return Ended::Lost(format!("expected SessionStarted, got {other:?}")),
-        Ok(Err(status)) => return ended_by(&status),
-        Err(_) => return Ended::Lost("no SessionStarted from the edge".into()),
-    };
-    tracing::debug!(edge = %started.edge_id, revision = started.revision, ?from_revision, "session started");
-    backoff.reset();
-    let heartbeat = match started.heartbeat_interval_ms {
-        0 => DEFAULT_HEARTBEAT,
-        ms => Duration::from_millis(u64::from(ms)),
-    };
-    // Without a revision to resume from, the edge starts with a reset; resuming, the stream is
-    // caught up once it carried the edge's revision, or the edge's first heartbeat follows the
-    // replay (nothing under the prefixes changed since).
-    let mut synced = from_revision.is_some_and(|from| from >= started.revision);
-    shared.status.send_modify(|s| {
-        s.refused = None;
-        s.edge_stale = started.stale;
-    });
-    if synced {
-        mark_synced(shared);
+        }) => Ok((tx, stream, started)),
+        other => Err(Ended::Lost(format!(
+            "expected SessionStarted, got {other:?}"
+        ))),
     }
+}
 
+/// The established session: updates and heartbeats in, receipts and heartbeats out, until the
+/// client closes or the edge is lost (the stream ends or falls silent for three intervals).
+async fn serve(
+    shared: &Shared,
+    cancel: &CancellationToken,
+    tx: mpsc::Sender<pb::ClientMessage>,
+    mut stream: Streaming<pb::ServerMessage>,
+    heartbeat: Duration,
+    catch_up: &mut CatchUp,
+    saved: &mut Option<i64>,
+) -> Ended {
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
@@ -192,29 +214,27 @@ async fn attempt(
                     Err(status) => return ended_by(&status),
                 };
                 last_heard = Instant::now();
-                match kind {
+                let now_synced = match kind {
                     pb::server_message::Kind::Update(update) => {
-                        let caught_up = update.reset || update.revision >= started.revision;
+                        let now_synced = catch_up.update(update.revision, update.reset);
                         if let Err(reason) = apply(shared, &tx, update, saved).await {
                             return Ended::Lost(reason);
                         }
-                        if caught_up && !synced {
-                            synced = true;
-                            mark_synced(shared);
-                        }
+                        now_synced
                     }
                     pb::server_message::Kind::Heartbeat(beat) => {
                         shared.status.send_if_modified(|s| {
                             std::mem::replace(&mut s.edge_stale, beat.stale) != beat.stale
                         });
-                        if from_revision.is_some() && !synced {
-                            synced = true;
-                            mark_synced(shared);
-                        }
+                        catch_up.heartbeat()
                     }
                     pb::server_message::Kind::Started(_) => {
                         tracing::warn!("a second SessionStarted on one session; ignored");
+                        false
                     }
+                };
+                if now_synced {
+                    mark_synced(shared);
                 }
             }
             _ = ticker.tick() => {
@@ -228,6 +248,47 @@ async fn attempt(
                 }
             }
         }
+    }
+}
+
+/// When a session counts as synced. Without a revision to resume from, the edge starts with a
+/// reset. Resuming, the stream is caught up at once if the client already holds the edge's
+/// revision; else after an update at (or past) it, a reset, or the edge's first heartbeat,
+/// which follows the replay (when nothing under the prefixes changed, no update ever comes).
+#[derive(Debug)]
+struct CatchUp {
+    resuming: bool,
+    target: i64,
+    synced: bool,
+}
+
+impl CatchUp {
+    fn new(from_revision: Option<i64>, started_revision: i64) -> CatchUp {
+        CatchUp {
+            resuming: from_revision.is_some(),
+            target: started_revision,
+            synced: from_revision.is_some_and(|from| from >= started_revision),
+        }
+    }
+
+    fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// An update arrived; true when it completes the sync.
+    fn update(&mut self, revision: i64, reset: bool) -> bool {
+        self.complete_if(reset || revision >= self.target)
+    }
+
+    /// A heartbeat arrived; true when it completes the sync.
+    fn heartbeat(&mut self) -> bool {
+        self.complete_if(self.resuming)
+    }
+
+    fn complete_if(&mut self, done: bool) -> bool {
+        let newly = done && !self.synced;
+        self.synced |= done;
+        newly
     }
 }
 
@@ -308,4 +369,36 @@ fn ended_by(status: &tonic::Status) -> Ended {
 
 fn message(kind: pb::client_message::Kind) -> pb::ClientMessage {
     pb::ClientMessage { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CatchUp;
+
+    #[test]
+    fn a_fresh_session_is_synced_by_its_reset_only() {
+        let mut catch_up = CatchUp::new(None, 10);
+        assert!(!catch_up.is_synced());
+        assert!(
+            !catch_up.heartbeat(),
+            "a heartbeat before the reset proves nothing"
+        );
+        assert!(catch_up.update(10, true));
+        assert!(!catch_up.update(11, false), "synced once");
+    }
+
+    #[test]
+    fn a_resumed_session_is_synced_when_caught_up() {
+        assert!(CatchUp::new(Some(10), 10).is_synced(), "nothing to replay");
+        let mut replaying = CatchUp::new(Some(5), 10);
+        assert!(!replaying.update(7, false), "still replaying");
+        assert!(replaying.update(10, false));
+        let mut quiet = CatchUp::new(Some(5), 10);
+        assert!(
+            quiet.heartbeat(),
+            "nothing under the prefixes changed since 5"
+        );
+        let mut lost = CatchUp::new(Some(5), 10);
+        assert!(lost.update(10, true), "the edge no longer held 5: a reset");
+    }
 }

@@ -230,13 +230,16 @@ func (c *Client) applyUpdate(ctx context.Context, s *stream, u *edgepb.WatchResp
 			c.markSyncedLocked()
 		}
 	}
+	// Which watches see these changes is decided before anyone can read the new state: a watch
+	// registered after a Get that saw it must not be called for it.
+	deliveries := c.dispatch.deliveriesFor(changes)
 	c.mu.Unlock()
 	if applied {
 		if err := c.writeCache(); err != nil {
 			c.log.Warn("setpoint: writing the cache file", "path", c.cachePath, "error", err)
 		}
 	}
-	failures := c.runCallbacks(changes)
+	failures := c.runCallbacks(deliveries)
 	if c.ctx.Err() != nil {
 		return c.ctx.Err()
 	}
@@ -255,8 +258,7 @@ func (c *Client) applyUpdate(ctx context.Context, s *stream, u *edgepb.WatchResp
 
 // runCallbacks hands the callbacks to the dispatcher and waits for them; it gives up only when
 // the client closes (a lost session does not stop callbacks of an update already applied).
-func (c *Client) runCallbacks(changes []change) []failure {
-	deliveries := c.dispatch.deliveriesFor(changes)
+func (c *Client) runCallbacks(deliveries []delivery) []failure {
 	if len(deliveries) == 0 {
 		return nil
 	}

@@ -344,4 +344,15 @@ impl EdgeApi for Service {
             });
         Ok(Response::new(Box::pin(stream)))
     }
+
+    // Placeholder so this branch builds against the proto's new Session RPC; the Session
+    // implementation replaces it.
+    type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::ServerMessage, Status>> + Send>>;
+
+    async fn session(
+        &self,
+        _request: Request<tonic::Streaming<pb::ClientMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        Err(Status::unimplemented("Session is not served by this build"))
+    }
 }

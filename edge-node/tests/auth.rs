@@ -118,6 +118,7 @@ fn watch_request(prefix: &str) -> pb::WatchRequest {
         from_revision: None,
         instance_id: "t".into(),
         env: None,
+        resolve: false,
     }
 }
 

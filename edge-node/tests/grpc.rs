@@ -34,6 +34,7 @@ fn watch(prefixes: &[&str], from_revision: Option<i64>) -> pb::WatchRequest {
         from_revision,
         instance_id: "test".to_owned(),
         env: None,
+        resolve: false,
     }
 }
 

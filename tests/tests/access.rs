@@ -349,6 +349,7 @@ async fn attempt(cluster: &Cluster, call: Call, key: Option<&str>, source: IpAdd
                         from_revision: None,
                         instance_id: "access".into(),
                         env: None,
+                        resolve: false,
                     },
                     key,
                 ))

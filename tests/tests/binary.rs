@@ -209,6 +209,7 @@ async fn dev_serves_rest_sse_and_grpc_on_its_one_port() {
             from_revision: None,
             instance_id: "t".into(),
             env: None,
+            resolve: false,
         })
         .await
         .unwrap()

@@ -3,7 +3,8 @@
 //! Owns what a configuration *is*: validated paths ([`path`]), values and their formats
 //! ([`value`]), schema and validator checks ([`validate`]), version diffs ([`diff`]) and
 //! history retention decisions ([`retention`]), environments ([`env`]) and effective values
-//! ([`resolve`]), `${VAR}`/`${secret:…}` substitution ([`substitute`]) and bundles ([`export`]).
+//! ([`resolve`]), `${VAR}`/`${secret:…}` substitution ([`substitute`]) and bundles ([`export`]),
+//! and what a watch in an environment sees of a commit ([`effective_watch`]).
 //!
 //! Architecture invariant: this crate does no I/O. No tokio, no sockets, no files, no clock —
 //! time is passed in as plain numbers. That keeps every function here deterministic, so it can be
@@ -13,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod diff;
+pub mod effective_watch;
 pub mod env;
 pub mod error;
 pub mod export;

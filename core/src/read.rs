@@ -317,7 +317,7 @@ fn nothing_at(path: &ConfigPath, chain: &Chain) -> Failure {
 }
 
 /// The value as the API shows it after substitution.
-fn shown_value(effective: &Effective, substituted: &Value) -> Value {
+pub(crate) fn shown_value(effective: &Effective, substituted: &Value) -> Value {
     if substituted == &effective.value {
         return effective.api_value();
     }

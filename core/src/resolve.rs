@@ -114,6 +114,20 @@ pub fn effective(snapshot: &Snapshot, chain: &Chain, path: &ConfigPath) -> Optio
 /// Every base path at or below `prefix` that has an effective value in `chain`, in path order.
 /// Paths that exist only as overrides in one of the chain's environments are included.
 pub fn effective_below(snapshot: &Snapshot, chain: &Chain, prefix: &ConfigPath) -> Vec<Effective> {
+    base_paths_below(snapshot, chain, prefix)
+        .iter()
+        .filter_map(|path| effective(snapshot, chain, path))
+        .collect()
+}
+
+/// The base paths at or below `prefix` that some layer of `chain` holds (the base or an override
+/// in one of the chain's environments), in path order: the paths that may have an effective
+/// value. A path whose only layer is a removing override is included.
+pub fn base_paths_below(
+    snapshot: &Snapshot,
+    chain: &Chain,
+    prefix: &ConfigPath,
+) -> BTreeSet<ConfigPath> {
     let mut bases: BTreeSet<ConfigPath> = snapshot
         .below(prefix)
         .map(|entry| &entry.path)
@@ -134,9 +148,6 @@ pub fn effective_below(snapshot: &Snapshot, chain: &Chain, prefix: &ConfigPath) 
         }
     }
     bases
-        .iter()
-        .filter_map(|path| effective(snapshot, chain, path))
-        .collect()
 }
 
 /// Names of the children of `prefix` (base paths) that exist in `chain`: base children plus

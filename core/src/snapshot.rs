@@ -6,8 +6,12 @@
 //! Applying a [`Batch`] yields the [`Event`]s watchers see — with old and new values — so the
 //! event stream and the snapshot can never disagree.
 //!
+//! The events carry old entries, so [`Snapshot::undo`] rebuilds the snapshot before a batch
+//! from the one after it (and [`Snapshot::redo`] goes forward again): environment-aware watches
+//! compare the two without the holder keeping old snapshots.
+//!
 //! Pure: no I/O, no clock. Property-tested: applying batches one by one equals rebuilding from
-//! the final state.
+//! the final state; undo and redo invert apply.
 
 use std::sync::Arc;
 
@@ -199,6 +203,43 @@ impl Snapshot {
         };
         Ok((next, applied))
     }
+
+    /// The snapshot before `applied`, rebuilt from this one (the snapshot `applied` led to) by
+    /// putting back every event's old entry, last event first. `revision` is the earlier
+    /// snapshot's revision, which an [`AppliedBatch`] does not carry. Lets a watch compare the
+    /// state before and after a batch it got from a ring without keeping old snapshots.
+    pub fn undo(&self, applied: &AppliedBatch, revision: Revision) -> Snapshot {
+        let mut entries = self.entries.clone();
+        for event in applied.events.iter().rev() {
+            set(&mut entries, &event.path, event.old.as_ref());
+        }
+        Snapshot { revision, entries }
+    }
+
+    /// The snapshot after `applied`, rebuilt from this one (the snapshot before it) with the
+    /// events' new entries: what [`Snapshot::apply`] gave, without the batch.
+    pub fn redo(&self, applied: &AppliedBatch) -> Snapshot {
+        let mut entries = self.entries.clone();
+        for event in &applied.events {
+            set(&mut entries, &event.path, event.new.as_ref());
+        }
+        Snapshot {
+            revision: applied.revision,
+            entries,
+        }
+    }
+}
+
+/// Puts `entry` at `path`, or removes the path when there is none.
+fn set(entries: &mut OrdMap<String, Arc<Entry>>, path: &ConfigPath, entry: Option<&Arc<Entry>>) {
+    match entry {
+        Some(entry) => {
+            entries.insert(path.as_str().to_owned(), entry.clone());
+        }
+        None => {
+            entries.remove(path.as_str());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -312,6 +353,29 @@ mod tests {
             let got: Vec<(String, Version, String, Revision)> = snap.entries().map(|e| (e.path.to_string(), e.version, e.value.stored().to_owned(), e.revision)).collect();
             let want: Vec<(String, Version, String, Revision)> = model.into_iter().map(|(p, (v, s, r))| (p, v, s, r)).collect();
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn undo_and_redo_invert_apply(
+            start in proptest::collection::vec((0usize..6, "[a-z]{0,2}"), 0..6),
+            batch in proptest::collection::vec((0usize..6, any::<bool>(), "[a-z]{0,2}"), 0..8),
+        ) {
+            let names = ["/a", "/a/b", "/a/c", "/b", "/b/x/y", "/c"];
+            let mut versions = [0u64; 6];
+            let mut changes = Vec::new();
+            for (which, value) in start {
+                versions[which] += 1;
+                changes.push(put(names[which], versions[which], &value));
+            }
+            let (before, _) = Snapshot::empty().apply(&Batch { revision: 3, committed_at_micros: 0, changes }).unwrap();
+            // A batch may change one path several times; undo must still restore the first old.
+            let changes = batch.into_iter().map(|(which, is_put, value)| {
+                versions[which] += 1;
+                if is_put { put(names[which], versions[which], &value) } else { delete(names[which], versions[which]) }
+            }).collect();
+            let (after, applied) = before.apply(&Batch { revision: 7, committed_at_micros: 0, changes }).unwrap();
+            prop_assert_eq!(&after.undo(&applied, before.revision()), &before);
+            prop_assert_eq!(&before.redo(&applied), &after);
         }
     }
 }

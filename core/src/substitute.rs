@@ -106,6 +106,27 @@ pub fn substitute(
     secrets: &BTreeMap<String, String>,
     location: &str,
 ) -> Result<serde_json::Value, Vec<Problem>> {
+    run(value, chain, Some(secrets), location)
+}
+
+/// Replaces variable references only: every `${secret:…}` reference (written in the value or
+/// reached through a variable) stays in the result as written, and is never a problem. For
+/// values pushed to watchers, which never carry secrets (they read them on demand).
+pub fn substitute_variables(
+    value: &serde_json::Value,
+    chain: &Chain,
+    location: &str,
+) -> Result<serde_json::Value, Vec<Problem>> {
+    run(value, chain, None, location)
+}
+
+/// `secrets`: `None` keeps secret references as written.
+fn run(
+    value: &serde_json::Value,
+    chain: &Chain,
+    secrets: Option<&BTreeMap<String, String>>,
+    location: &str,
+) -> Result<serde_json::Value, Vec<Problem>> {
     let mut substitution = Substitution {
         expander: Expander {
             chain,
@@ -276,7 +297,8 @@ struct Expansion {
 /// Expands strings for one [`substitute`] call.
 struct Expander<'a> {
     chain: &'a Chain,
-    secrets: &'a BTreeMap<String, String>,
+    /// `None`: secret references are kept as written.
+    secrets: Option<&'a BTreeMap<String, String>>,
     /// Finished expansions of variables: each is expanded once per call, however often used.
     done: HashMap<String, Expansion>,
     /// The variables being expanded, outermost first.
@@ -300,9 +322,10 @@ impl Expander<'_> {
                     ""
                 }
                 Piece::Secret { reference, name } => {
-                    match self.secrets.get(name) {
-                        Some(secret) => out.text.push_str(secret),
-                        None => out.problems.push(self.found(
+                    match self.secrets.map(|secrets| secrets.get(name)) {
+                        None => out.text.push_str(reference),
+                        Some(Some(secret)) => out.text.push_str(secret),
+                        Some(None) => out.problems.push(self.found(
                             reference,
                             ProblemKind::MissingSecret,
                             format!("secret `{name}` is not available from the secret provider"),
@@ -656,6 +679,28 @@ mod tests {
             "${secret:db/creds#pass}",
             Err(&[(MissingSecret, "${secret:db/creds#pass}")]),
         );
+    }
+
+    #[test]
+    fn variables_only_keeps_secret_references_as_written() {
+        let cases: &[(&str, &str, Result<&str, ProblemKind>)] = &[
+            (
+                "prod",
+                "${DB_HOST}:${secret:db-password}",
+                Ok("prod-db:${secret:db-password}"),
+            ),
+            ("prod", "${PASS_REF}", Ok("${secret:db-password}")),
+            ("prod", "${secret:nope#f}", Ok("${secret:nope#f}")),
+            ("prod", "$${secret:x}", Ok("${secret:x}")),
+            ("", "${secret:db/creds#user}", Ok("${secret:db/creds#user}")),
+            ("prod", "${NOPE} ${secret:a}", Err(MissingVariable)),
+            ("prod", "${secret:bad name}", Err(Malformed)),
+        ];
+        for (env, text, expected) in cases {
+            let got = substitute_variables(&json!(text), &chain(env), "/app/x")
+                .map_err(|problems| problems[0].kind);
+            assert_eq!(got, expected.map(|t| json!(t)), "{text:?} in {env:?}");
+        }
     }
 
     #[test]

@@ -173,6 +173,21 @@ impl ParsedValue {
             structured,
         })
     }
+    /// A value computed rather than stored (an effective value: merged, substituted), from
+    /// parts the caller guarantees agree: `stored` is what [`ParsedValue::stored`] would hold
+    /// for `structured` in `format`. Not size-checked: it is never written.
+    pub(crate) fn from_parts(
+        format: Format,
+        stored: String,
+        structured: serde_json::Value,
+    ) -> ParsedValue {
+        ParsedValue {
+            format,
+            stored,
+            structured,
+        }
+    }
+
     pub fn format(&self) -> Format {
         self.format
     }

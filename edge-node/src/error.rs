@@ -34,14 +34,6 @@ impl ApiError {
         ApiError::new(ErrorCode::NotFound, message)
     }
 
-    pub fn environments_unsupported() -> ApiError {
-        ApiError::new(
-            ErrorCode::Unimplemented,
-            "watching with an environment is not supported yet: watch the base prefix and \
-             /env/{environment}/prefix, or read with ?env=",
-        )
-    }
-
     pub fn version_not_held(path: &str, version: u64) -> ApiError {
         ApiError::not_found(format!(
             "edges hold only the current version of each config; {path} is not at version \
@@ -62,6 +54,19 @@ impl From<setpoint_core::read::Failure> for ApiError {
             code: failure.code,
             message: failure.message,
             details: failure.details,
+        }
+    }
+}
+
+impl From<crate::watch::WatchError> for ApiError {
+    fn from(err: crate::watch::WatchError) -> ApiError {
+        match err {
+            crate::watch::WatchError::Environment(error) => {
+                setpoint_core::read::Failure::from(error).into()
+            }
+            reserved @ crate::watch::WatchError::Reserved { .. } => {
+                ApiError::bad_request(reserved.to_string())
+            }
         }
     }
 }

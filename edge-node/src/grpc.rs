@@ -4,13 +4,16 @@
 //! Values travel as JSON text of what the REST API shows (`to_api_value()`), so both APIs agree
 //! byte for byte on meaning. Errors come from [`crate::error`]: a bad path is `INVALID_ARGUMENT`,
 //! a missing one `NOT_FOUND`; `Resolve` and `Export` answer what the HTTP API answers
-//! (the same [`setpoint_core::read`] plan), `Watch` with an environment is `UNIMPLEMENTED`. Watch maps
-//! hub messages one to one: one `WatchResponse` per commit batch, or a reset with the state.
+//! (the same [`setpoint_core::read`] plan). Watch maps hub messages one to one: one
+//! `WatchResponse` per commit batch, or a reset with the state; with `env` the events and the
+//! state are effective values at base paths (`resolve`: `${VAR}` substituted, secrets left as
+//! references), and an unknown environment is `NOT_FOUND` as for `Get`.
 //!
 //! Every call is for the [`Caller`] the authentication layer attached (metadata
 //! `authorization: Bearer <key>`): `Get` needs `read` on the path (`PERMISSION_DENIED`
 //! otherwise), `List` shows only what the caller can read, `Resolve` and `Export` plan with the
-//! caller's grants, and `Watch` needs `read` on everything below each prefix; an open watch
+//! caller's grants, and `Watch` needs `read` on everything below each prefix (with or without
+//! `env`: an effective value is read at its base path, as `GET ?env=` checks it); an open watch
 //! ends with `UNAUTHENTICATED` or `PERMISSION_DENIED` when its key or grant goes away.
 
 use std::pin::Pin;
@@ -30,7 +33,7 @@ use tonic::{Request, Response, Status};
 use crate::Edge;
 use crate::auth::{self, Caller, WatchGuard};
 use crate::error::ApiError;
-use crate::watch::WatchMessage;
+use crate::watch::{WatchMessage, WatchSpec};
 
 /// The gRPC routes, without a fallback (see [`crate::Edge::router`]).
 pub fn routes(edge: Edge) -> tonic::service::Routes {
@@ -312,9 +315,6 @@ impl EdgeApi for Service {
     ) -> Result<Response<WatchStream>, Status> {
         let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
-        if request.env.is_some() {
-            return Err(ApiError::environments_unsupported().into());
-        }
         if request.prefixes.is_empty() {
             return Err(Status::invalid_argument(
                 "prefixes is empty: name at least one prefix (\"/\" for everything)",
@@ -335,7 +335,16 @@ impl EdgeApi for Service {
             caller.require_all_below(prefix, Action::Read)?;
         }
         let guard = WatchGuard::new(self.edge.clone(), caller, prefixes.clone());
-        let watcher = self.edge.hub().subscribe(prefixes, request.from_revision);
+        let spec = WatchSpec {
+            prefixes,
+            env: request.env,
+            resolve: request.resolve,
+        };
+        let watcher = self
+            .edge
+            .hub()
+            .subscribe_spec(spec, request.from_revision)
+            .map_err(ApiError::from)?;
         let stream = guard
             .wrap(watcher.into_stream().take_until(self.edge.closing()))
             .map(|message| match message {

@@ -27,8 +27,13 @@ pub const HUB_CHANNEL_CAPACITY: usize = 4_096;
 /// What the holder tells the watch hub.
 #[derive(Debug, Clone)]
 pub enum HubMessage {
-    /// One applied commit batch, in revision order.
-    Batch(Arc<AppliedBatch>),
+    /// One applied commit batch, in revision order, with the snapshots before and after it
+    /// (environment-aware watches compare effective values across it; clones are O(1)).
+    Batch {
+        batch: Arc<AppliedBatch>,
+        before: Arc<Snapshot>,
+        after: Arc<Snapshot>,
+    },
     /// The whole snapshot was replaced (a snapshot transfer): every watcher must reset.
     Reset { revision: Revision },
 }
@@ -145,12 +150,17 @@ impl SnapshotHolder {
     /// Applies one batch; out of order → error and nothing changes.
     pub fn apply(&self, batch: &Batch) -> Result<Arc<AppliedBatch>, ApplyError> {
         let mut ring = self.lock_ring();
-        let (next, applied) = self.current.load().apply(batch)?;
-        let applied = Arc::new(applied);
-        self.current.store(Arc::new(next));
+        let before = self.current.load_full();
+        let (next, applied) = before.apply(batch)?;
+        let (applied, after) = (Arc::new(applied), Arc::new(next));
+        self.current.store(after.clone());
         ring.push(applied.clone());
         // No receiver (no hub yet) is fine: the ring still holds the batch.
-        let _ = self.hub.send(HubMessage::Batch(applied.clone()));
+        let _ = self.hub.send(HubMessage::Batch {
+            batch: applied.clone(),
+            before,
+            after,
+        });
         drop(ring);
         self.ready.store(true, Ordering::Release);
         self.changes.send_replace(applied.revision);
@@ -322,7 +332,9 @@ mod tests {
         let mut feed = holder.subscribe();
         holder.apply(&batch(2, "/a")).unwrap();
         holder.replace(Snapshot::from_entries(10, []));
-        assert!(matches!(feed.try_recv(), Ok(HubMessage::Batch(b)) if b.revision == 2));
+        assert!(
+            matches!(feed.try_recv(), Ok(HubMessage::Batch { batch, .. }) if batch.revision == 2)
+        );
         assert!(matches!(
             feed.try_recv(),
             Ok(HubMessage::Reset { revision: 10 })

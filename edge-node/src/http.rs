@@ -15,6 +15,11 @@
 //! `{"type":"reset","revision","state":[entries]}` and `id:` = revision; the same happens when a
 //! slow client is cut off. Idle streams get a comment line every 15 s.
 //!
+//! `?watch=true&env=E` streams the same events for *effective* values in environment `E` (base
+//! paths; a commit that changes no effective value sends nothing; resets carry the effective
+//! state); `&resolve=true` substitutes `${VAR}` in them and leaves `${secret:…}` as written. An
+//! unknown environment is a 404, as for `GET ?env=E`.
+//!
 //! Every read is for the [`Caller`]: a path needs `read`; a listing shows only the children
 //! the caller can read something below (never `_setpoint`) and, recursive, only readable
 //! entries; env-aware reads plan with the caller's grants (secrets need `secrets:read`); a
@@ -44,7 +49,7 @@ use setpoint_core::{ConfigPath, Revision, Version};
 
 use crate::auth::{Caller, WatchGuard};
 use crate::error::ApiError;
-use crate::watch::{ResetState, WatchBatch, WatchMessage};
+use crate::watch::{ResetState, WatchBatch, WatchMessage, WatchSpec};
 use crate::{Edge, auth};
 
 const REVISION_HEADER: HeaderName = HeaderName::from_static("x-setpoint-revision");
@@ -132,9 +137,6 @@ async fn read(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     if params.flag("watch")? {
-        if params.0.contains_key("env") {
-            return Err(ApiError::environments_unsupported());
-        }
         return watch(edge, caller, path, params, headers);
     }
     let query = ReadQuery::from_params(|name| params.0.get(name).map(String::as_str))?;
@@ -309,8 +311,13 @@ fn watch(
         None => params.number::<Revision>("from_revision")?,
     };
     caller.require_all_below(&path, Action::Read)?;
-    let guard = WatchGuard::new(edge.clone(), caller.clone(), vec![path.clone()]);
-    let watcher = edge.hub().subscribe(vec![path], from);
+    let spec = WatchSpec {
+        prefixes: vec![path.clone()],
+        env: params.0.get("env").filter(|e| !e.is_empty()).cloned(),
+        resolve: params.flag("resolve")?,
+    };
+    let guard = WatchGuard::new(edge.clone(), caller.clone(), vec![path]);
+    let watcher = edge.hub().subscribe_spec(spec, from)?;
     let events = guard
         .wrap(watcher.into_stream().take_until(edge.closing()))
         .flat_map(|message| {

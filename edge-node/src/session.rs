@@ -30,8 +30,9 @@ use tonic::{Status, Streaming};
 use crate::Edge;
 use crate::auth::{Caller, WatchGuard};
 use crate::clients::{Hello, RegisterError, Ticket};
+use crate::error::ApiError;
 use crate::grpc::watch_response;
-use crate::watch::{WatchMessage, Watcher};
+use crate::watch::{WatchMessage, WatchSpec, Watcher};
 
 /// How long a client may take to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,18 +123,23 @@ async fn catch_up(edge: &Edge, revision: Option<Revision>) -> Result<(), Status>
     )))
 }
 
-/// The hub's stream of changes for a session.
+/// The hub's stream of changes for a session: effective values in `env` (with `${VAR}`
+/// substituted when `resolve`), or the stored entries.
 fn subscribe(
     edge: &Edge,
     prefixes: Vec<ConfigPath>,
     env: Option<String>,
-    _resolve: bool,
+    resolve: bool,
     from: Option<Revision>,
 ) -> Result<Watcher, Status> {
-    if env.is_some() {
-        return Err(crate::error::ApiError::environments_unsupported().into());
-    }
-    Ok(edge.hub().subscribe(prefixes, from))
+    let spec = WatchSpec {
+        prefixes,
+        env,
+        resolve,
+    };
+    edge.hub()
+        .subscribe_spec(spec, from)
+        .map_err(|e| Status::from(ApiError::from(e)))
 }
 
 /// Opens a session for `caller`: checks the hello, registers the client, starts streaming.

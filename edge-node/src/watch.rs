@@ -21,6 +21,14 @@
 //! only watchers of a prefix inside that namespace: a watcher of `/` never sees them, in batches,
 //! replays or resets. Who may watch what is decided before [`WatchHub::subscribe`] is called.
 //!
+//! Environment-aware watchers ([`WatchSpec`] with `env` and/or `resolve`) see effective values
+//! (see `setpoint_core::effective_watch`). They are grouped by [`EnvView`] (environment, resolve):
+//! per batch each group's effective events are computed once, over the union of the group's
+//! prefixes, from the snapshots before and after the batch that the holder sends along, then
+//! shared per prefix exactly as base events are. Replays rebuild the snapshot before each ring
+//! batch by undoing batches from the current snapshot; resets carry the effective state. The
+//! queues, cut-off and ordering guarantees are the base watch's.
+//!
 //! This module knows nothing of HTTP, SSE or gRPC; those map [`WatchMessage`]s to their wire.
 
 use std::collections::{HashMap, HashSet};
@@ -29,6 +37,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use prometheus::{IntCounter, IntGauge};
 use setpoint_core::auth::is_system;
+use setpoint_core::effective_watch::{EnvView, covers};
+use setpoint_core::env::{self, EnvError};
 use setpoint_core::snapshot::{AppliedBatch, Entry, Event, Snapshot};
 use setpoint_core::{ConfigPath, Revision};
 use tokio::sync::broadcast::error::RecvError;
@@ -87,6 +97,40 @@ impl WatchMessage {
     }
 }
 
+/// What a watcher asks for: prefixes, and optionally the environment whose effective values it
+/// wants (`resolve`: with `${VAR}` substituted; `${secret:…}` references stay as written).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WatchSpec {
+    pub prefixes: Vec<ConfigPath>,
+    /// `None` (or empty): stored entries, as [`WatchHub::subscribe`] watches them.
+    pub env: Option<String>,
+    pub resolve: bool,
+}
+
+impl WatchSpec {
+    /// The effective view this spec asks for; `None` for a base watch.
+    fn view(&self) -> Option<EnvView> {
+        let env = self.env.clone().filter(|e| !e.is_empty());
+        (env.is_some() || self.resolve).then_some(EnvView {
+            env,
+            resolve: self.resolve,
+        })
+    }
+}
+
+/// Why a watch cannot start; mapped to the API's error vocabulary by [`crate::error`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WatchError {
+    /// The environment does not exist (now), or its chain is broken: `GET ?env=` refuses it too.
+    #[error(transparent)]
+    Environment(#[from] EnvError),
+    /// A prefix under `/env` watched with an environment: overrides are layers, not base paths.
+    #[error(
+        "{prefix} is under /env: watch the base prefix with an environment, or the override itself without env and resolve"
+    )]
+    Reserved { prefix: ConfigPath },
+}
+
 /// The hub's counters, registered by the metrics module.
 #[derive(Clone)]
 pub struct HubCounters {
@@ -128,16 +172,33 @@ enum Delivery {
 
 struct Slot {
     prefixes: Arc<[ConfigPath]>,
+    /// `None` for a base watcher.
+    view: Option<Arc<EnvView>>,
     tx: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
     /// The watcher already has everything up to this revision.
     after: Revision,
 }
 
+/// Watcher ids by watched prefix.
+type Index = HashMap<ConfigPath, HashSet<u64>>;
+
 #[derive(Default)]
 struct Registry {
-    by_prefix: HashMap<String, HashSet<u64>>,
+    /// Base watchers.
+    by_prefix: Index,
+    /// Environment-aware watchers, one index per view.
+    views: HashMap<Arc<EnvView>, Index>,
     watchers: HashMap<u64, Slot>,
+}
+
+impl Registry {
+    fn index(&mut self, view: Option<&Arc<EnvView>>) -> &mut Index {
+        match view {
+            Some(view) => self.views.entry(view.clone()).or_default(),
+            None => &mut self.by_prefix,
+        }
+    }
 }
 
 struct Inner {
@@ -210,54 +271,100 @@ impl WatchHub {
     /// holder still has after it, or starts with a reset when it cannot prove nothing is missing.
     /// Without, starts live at the current revision. Dropping the [`Watcher`] unregisters it.
     pub fn subscribe(&self, prefixes: Vec<ConfigPath>, from_revision: Option<Revision>) -> Watcher {
+        self.register(prefixes, None, from_revision)
+    }
+
+    /// [`WatchHub::subscribe`] for a [`WatchSpec`]: with an environment (or `resolve`), the
+    /// watcher sees effective values. Refused when the environment does not exist now (or its
+    /// chain is broken) or a prefix lies under `/env`; an environment deleted later is seen as
+    /// base values from then on.
+    pub fn subscribe_spec(
+        &self,
+        spec: WatchSpec,
+        from_revision: Option<Revision>,
+    ) -> Result<Watcher, WatchError> {
+        let Some(view) = spec.view() else {
+            return Ok(self.subscribe(spec.prefixes, from_revision));
+        };
+        if let Some(prefix) = spec.prefixes.iter().find(|p| env::is_reserved(p)) {
+            return Err(WatchError::Reserved {
+                prefix: prefix.clone(),
+            });
+        }
+        if let Some(name) = &view.env {
+            env::chain_of(&self.inner.holder.current(), name)?;
+        }
+        Ok(self.register(spec.prefixes, Some(Arc::new(view)), from_revision))
+    }
+
+    fn register(
+        &self,
+        prefixes: Vec<ConfigPath>,
+        view: Option<Arc<EnvView>>,
+        from_revision: Option<Revision>,
+    ) -> Watcher {
         let prefixes: Arc<[ConfigPath]> = normalize(prefixes).into();
         let (tx, rx) = mpsc::channel(self.inner.queue_capacity);
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.inner.lock();
-        let (replay, after) = match from_revision {
+        let (replay, snapshot) = match from_revision {
             Some(from) => match self.inner.holder.since_with_snapshot(from) {
-                (Some(batches), snapshot) => (batches, snapshot.revision()),
+                (Some(batches), snapshot) => (batches, snapshot),
                 (None, snapshot) => {
                     lagged.store(true, Ordering::Release);
-                    (Vec::new(), snapshot.revision())
+                    (Vec::new(), snapshot)
                 }
             },
-            None => (Vec::new(), self.inner.holder.revision()),
+            None => (Vec::new(), self.inner.holder.current()),
         };
+        let index = registry.index(view.as_ref());
         for prefix in prefixes.iter() {
-            registry
-                .by_prefix
-                .entry(prefix.as_str().to_owned())
-                .or_default()
-                .insert(id);
+            index.entry(prefix.clone()).or_default().insert(id);
         }
         registry.watchers.insert(
             id,
             Slot {
                 prefixes: prefixes.clone(),
+                view: view.clone(),
                 tx,
                 lagged: lagged.clone(),
-                after,
+                after: snapshot.revision(),
             },
         );
         drop(registry);
         self.inner.counters.watchers.inc();
+        // Outside the lock: the batches and the snapshot they end at never change.
+        let replay_before = match (&view, from_revision) {
+            (Some(_), Some(from)) if !replay.is_empty() => {
+                Some(before_all(&snapshot, &replay, from))
+            }
+            _ => None,
+        };
         Watcher {
             id,
             hub: self.inner.clone(),
             prefixes,
+            view,
             rx,
             lagged,
             replay: replay.into(),
+            replay_before,
         }
     }
 }
 
-/// Whether a watcher of `prefix` sees `path`: below it, and a system record only when the prefix
-/// is itself inside the system namespace.
-fn covers(prefix: &ConfigPath, path: &ConfigPath) -> bool {
-    path.starts_with(prefix) && !(prefix.is_root() && is_system(path))
+/// The snapshot before `batches` (consecutive, ending at `snapshot`), at revision `from`.
+fn before_all(snapshot: &Snapshot, batches: &[Arc<AppliedBatch>], from: Revision) -> Snapshot {
+    let mut current = snapshot.clone();
+    for (index, batch) in batches.iter().enumerate().rev() {
+        let revision = match index.checked_sub(1) {
+            Some(previous) => batches[previous].revision,
+            None => from,
+        };
+        current = current.undo(batch, revision);
+    }
+    current
 }
 
 /// Sorts, dedups and drops every prefix that lies below another one.
@@ -285,7 +392,11 @@ async fn run_hub(
         };
         let Some(inner) = inner.upgrade() else { return };
         match message {
-            Ok(HubMessage::Batch(batch)) => deliver(&inner, &batch),
+            Ok(HubMessage::Batch {
+                batch,
+                before,
+                after,
+            }) => deliver(&inner, &batch, &before, &after),
             Ok(HubMessage::Reset { .. }) => reset_all(&inner),
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(
@@ -309,71 +420,108 @@ fn reset_all(inner: &Inner) {
     }
 }
 
-fn deliver(inner: &Inner, batch: &AppliedBatch) {
+fn deliver(inner: &Inner, batch: &AppliedBatch, before: &Snapshot, after: &Snapshot) {
     let mut guard = inner.lock();
-    let registry = &mut *guard;
-    if registry.watchers.is_empty() {
+    let Registry {
+        by_prefix,
+        views,
+        watchers,
+    } = &mut *guard;
+    if watchers.is_empty() {
         return;
     }
-    // Which events each watched prefix sees, in batch order.
-    let mut touched: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (index, event) in batch.events.iter().enumerate() {
-        let system = is_system(&event.path);
-        for ancestor in event.path.ancestors_and_self() {
-            if system && ancestor.is_root() {
-                continue;
-            }
-            if let Some((key, _)) = registry.by_prefix.get_key_value(ancestor.as_str()) {
-                touched.entry(key.as_str()).or_default().push(index);
-            }
-        }
-    }
-    let select = |indices: &[usize]| {
-        Arc::new(WatchBatch::new(
-            batch.revision,
-            indices.iter().map(|&i| batch.events[i].clone()).collect(),
-        ))
-    };
-    let mut single: Vec<(u64, Arc<WatchBatch>)> = Vec::new();
-    let mut merged: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (prefix, indices) in &touched {
-        let shared = select(indices);
-        let Some(ids) = registry.by_prefix.get(*prefix) else {
-            continue;
-        };
-        for id in ids {
-            match registry.watchers.get(id) {
-                Some(slot) if slot.prefixes.len() == 1 => single.push((*id, shared.clone())),
-                Some(_) => merged.entry(*id).or_default().extend(indices),
-                None => {}
-            }
-        }
-    }
-    let merged = merged.into_iter().map(|(id, mut indices)| {
-        indices.sort_unstable();
-        indices.dedup();
-        (id, select(&indices))
-    });
     let mut closed = Vec::new();
-    for (id, message) in single.into_iter().chain(merged) {
-        let Some(slot) = registry.watchers.get_mut(&id) else {
-            continue;
-        };
-        if slot.lagged.load(Ordering::Acquire) || message.revision <= slot.after {
-            continue;
-        }
-        match slot.tx.try_send(Delivery::Batch(message)) {
-            Ok(()) => slot.after = batch.revision,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                slot.lagged.store(true, Ordering::Release);
-                inner.counters.cut_off.inc();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => closed.push(id),
-        }
+    let mut fan = Fan {
+        watchers,
+        revision: batch.revision,
+        counters: &inner.counters,
+        closed: &mut closed,
+    };
+    fan.out(by_prefix, &batch.events);
+    for (view, index) in views.iter() {
+        // Once per view and batch, over every prefix its watchers watch.
+        let scope = normalize(index.keys().cloned().collect());
+        let events = view.events(before, after, batch, &scope);
+        fan.out(index, &events);
     }
     for id in closed {
-        if unregister(registry, id) {
+        if unregister(&mut guard, id) {
             inner.counters.watchers.dec();
+        }
+    }
+}
+
+/// Hands one batch's events to the watchers of an index.
+struct Fan<'a> {
+    watchers: &'a mut HashMap<u64, Slot>,
+    revision: Revision,
+    counters: &'a HubCounters,
+    /// Watchers whose stream is gone, to unregister.
+    closed: &'a mut Vec<u64>,
+}
+
+impl Fan<'_> {
+    /// Filters `events` once per touched prefix of `index` and shares the result between that
+    /// prefix's watchers; a watcher of several prefixes gets one merged message.
+    fn out(&mut self, index: &Index, events: &[Event]) {
+        if index.is_empty() || events.is_empty() {
+            return;
+        }
+        // Which events each watched prefix sees, in order.
+        let mut touched: HashMap<&ConfigPath, Vec<usize>> = HashMap::new();
+        for (position, event) in events.iter().enumerate() {
+            let system = is_system(&event.path);
+            for ancestor in event.path.ancestors_and_self() {
+                if system && ancestor.is_root() {
+                    continue;
+                }
+                if let Some((key, _)) = index.get_key_value(&ancestor) {
+                    touched.entry(key).or_default().push(position);
+                }
+            }
+        }
+        let revision = self.revision;
+        let select = |indices: &[usize]| {
+            Arc::new(WatchBatch::new(
+                revision,
+                indices.iter().map(|&i| events[i].clone()).collect(),
+            ))
+        };
+        let mut single: Vec<(u64, Arc<WatchBatch>)> = Vec::new();
+        let mut merged: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (prefix, indices) in &touched {
+            let shared = select(indices);
+            let Some(ids) = index.get(*prefix) else {
+                continue;
+            };
+            for id in ids {
+                match self.watchers.get(id) {
+                    Some(slot) if slot.prefixes.len() == 1 => single.push((*id, shared.clone())),
+                    Some(_) => merged.entry(*id).or_default().extend(indices),
+                    None => {}
+                }
+            }
+        }
+        let merged = merged.into_iter().map(|(id, mut indices)| {
+            indices.sort_unstable();
+            indices.dedup();
+            (id, select(&indices))
+        });
+        for (id, message) in single.into_iter().chain(merged) {
+            let Some(slot) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            if slot.lagged.load(Ordering::Acquire) || message.revision <= slot.after {
+                continue;
+            }
+            match slot.tx.try_send(Delivery::Batch(message)) {
+                Ok(()) => slot.after = revision,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    slot.lagged.store(true, Ordering::Release);
+                    self.counters.cut_off.inc();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => self.closed.push(id),
+            }
         }
     }
 }
@@ -382,13 +530,19 @@ fn unregister(registry: &mut Registry, id: u64) -> bool {
     let Some(slot) = registry.watchers.remove(&id) else {
         return false;
     };
+    let index = registry.index(slot.view.as_ref());
     for prefix in slot.prefixes.iter() {
-        if let Some(ids) = registry.by_prefix.get_mut(prefix.as_str()) {
+        if let Some(ids) = index.get_mut(prefix) {
             ids.remove(&id);
             if ids.is_empty() {
-                registry.by_prefix.remove(prefix.as_str());
+                index.remove(prefix);
             }
         }
+    }
+    if let Some(view) = &slot.view
+        && registry.views.get(view).is_some_and(HashMap::is_empty)
+    {
+        registry.views.remove(view);
     }
     true
 }
@@ -398,15 +552,23 @@ pub struct Watcher {
     id: u64,
     hub: Arc<Inner>,
     prefixes: Arc<[ConfigPath]>,
+    view: Option<Arc<EnvView>>,
     rx: mpsc::Receiver<Delivery>,
     lagged: Arc<AtomicBool>,
     replay: std::collections::VecDeque<Arc<AppliedBatch>>,
+    /// For an environment-aware replay: the snapshot before the next batch of `replay`.
+    replay_before: Option<Snapshot>,
 }
 
 impl Watcher {
     /// The normalized prefixes watched.
     pub fn prefixes(&self) -> &[ConfigPath] {
         &self.prefixes
+    }
+
+    /// The environment view watched; `None` for stored entries.
+    pub fn view(&self) -> Option<&EnvView> {
+        self.view.as_deref()
     }
 
     /// The next message; `None` only when the hub is gone.
@@ -449,13 +611,23 @@ impl Watcher {
         WatchMessage::Batch(batch)
     }
 
-    fn filter(&self, batch: &AppliedBatch) -> Option<Arc<WatchBatch>> {
-        let events: Vec<Event> = batch
-            .events
-            .iter()
-            .filter(|e| self.prefixes.iter().any(|p| covers(p, &e.path)))
-            .cloned()
-            .collect();
+    /// What this watcher sees of a replayed batch.
+    fn filter(&mut self, batch: &AppliedBatch) -> Option<Arc<WatchBatch>> {
+        let events: Vec<Event> = match &self.view {
+            None => batch
+                .events
+                .iter()
+                .filter(|e| self.prefixes.iter().any(|p| covers(p, &e.path)))
+                .cloned()
+                .collect(),
+            Some(view) => {
+                let before = self.replay_before.take()?;
+                let after = before.redo(batch);
+                let events = view.events(&before, &after, batch, &self.prefixes);
+                self.replay_before = Some(after);
+                events
+            }
+        };
         (!events.is_empty()).then(|| Arc::new(WatchBatch::new(batch.revision, events)))
     }
 
@@ -473,8 +645,16 @@ impl Watcher {
             snapshot
         };
         self.replay.clear();
+        self.replay_before = None;
         self.hub.counters.resets.inc();
-        WatchMessage::Reset(Arc::new(state_of(&snapshot, &self.prefixes)))
+        let state = match &self.view {
+            None => state_of(&snapshot, &self.prefixes),
+            Some(view) => ResetState {
+                revision: snapshot.revision(),
+                entries: view.state(&snapshot, &self.prefixes),
+            },
+        };
+        WatchMessage::Reset(Arc::new(state))
     }
 }
 
@@ -510,6 +690,7 @@ impl Drop for Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
     use setpoint_core::snapshot::{Batch, Change, ChangeKind};
     use setpoint_core::{Format, ParsedValue};
     use std::time::Duration;
@@ -654,6 +835,302 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    fn json(p: &str, value: serde_json::Value) -> Change {
+        Change {
+            path: path(p),
+            version: 1,
+            updated_at: String::new(),
+            kind: ChangeKind::Put {
+                value: ParsedValue::from_request(value, None).unwrap(),
+            },
+        }
+    }
+
+    fn delete(p: &str) -> Change {
+        Change {
+            path: path(p),
+            version: 2,
+            updated_at: String::new(),
+            kind: ChangeKind::Delete,
+        }
+    }
+
+    fn spec(prefix: &str, env: &str, resolve: bool) -> WatchSpec {
+        WatchSpec {
+            prefixes: vec![path(prefix)],
+            env: Some(env.to_owned()),
+            resolve,
+        }
+    }
+
+    /// `(path, old value, new value)` of each event, values as the API shows them.
+    fn changes(message: &WatchMessage) -> Vec<(String, Option<Value>, Option<Value>)> {
+        let WatchMessage::Batch(batch) = message else {
+            panic!("a batch expected, got {message:?}");
+        };
+        batch
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.path.to_string(),
+                    e.old.as_ref().map(|o| o.value.to_api_value()),
+                    e.new.as_ref().map(|n| n.value.to_api_value()),
+                )
+            })
+            .collect()
+    }
+
+    fn change(
+        p: &str,
+        old: Option<Value>,
+        new: Option<Value>,
+    ) -> (String, Option<Value>, Option<Value>) {
+        (p.to_owned(), old, new)
+    }
+
+    /// An edge with prod-eu → prod (prod has `HOST=db1`) and staging, and `/app/a` = 1.
+    fn environments() -> (Arc<SnapshotHolder>, WatchHub) {
+        let holder = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            false,
+            crate::holder::HolderOptions {
+                ring_capacity: 4,
+                ready: true,
+            },
+        );
+        let hub = WatchHub::start(holder.clone(), 16, HubCounters::new().unwrap());
+        apply(
+            &holder,
+            2,
+            vec![
+                json("/env/prod", json!({"variables": {"HOST": "db1"}})),
+                json("/env/prod-eu", json!({"parent": "prod"})),
+                json("/env/staging", json!({})),
+                json("/app/a", json!(1)),
+            ],
+        );
+        (holder, hub)
+    }
+
+    #[tokio::test]
+    async fn env_watchers_see_effective_values() {
+        let (holder, hub) = environments();
+        let mut eu = hub
+            .subscribe_spec(spec("/app", "prod-eu", false), None)
+            .unwrap();
+        let mut resolved = hub
+            .subscribe_spec(spec("/app", "prod-eu", true), None)
+            .unwrap();
+        apply(&holder, 3, vec![json("/env/prod/app/a", json!(2))]);
+        assert_eq!(
+            changes(&next(&mut eu).await),
+            vec![change("/app/a", Some(json!(1)), Some(json!(2)))]
+        );
+        assert_eq!(next(&mut resolved).await.revision(), 3);
+        // Neither a base change an override hides, nor another environment's override.
+        apply(
+            &holder,
+            4,
+            vec![
+                json("/app/a", json!(5)),
+                json("/env/staging/app/a", json!(3)),
+            ],
+        );
+        // The parent changes: staging's override shows.
+        apply(
+            &holder,
+            5,
+            vec![json("/env/prod-eu", json!({"parent": "staging"}))],
+        );
+        let message = next(&mut eu).await;
+        assert_eq!(message.revision(), 5, "batch 4 changed no effective value");
+        assert_eq!(
+            changes(&message),
+            vec![change("/app/a", Some(json!(2)), Some(json!(3)))]
+        );
+        // The override removed: back to the base value.
+        apply(&holder, 6, vec![delete("/env/staging/app/a")]);
+        assert_eq!(
+            changes(&next(&mut eu).await),
+            vec![change("/app/a", Some(json!(3)), Some(json!(5)))]
+        );
+        // Variables matter only when substituting; secrets are never pushed resolved.
+        apply(
+            &holder,
+            7,
+            vec![json("/app/url", json!("pg://${HOST}/${secret:pw}"))],
+        );
+        apply(
+            &holder,
+            8,
+            vec![json("/env/staging", json!({"variables": {"HOST": "db2"}}))],
+        );
+        assert_eq!(
+            changes(&next(&mut eu).await),
+            vec![change(
+                "/app/url",
+                None,
+                Some(json!("pg://${HOST}/${secret:pw}"))
+            )]
+        );
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            let message = next(&mut resolved).await;
+            seen.push((message.revision(), changes(&message)));
+        }
+        let raw = json!("pg://${HOST}/${secret:pw}");
+        assert_eq!(
+            seen[2..],
+            [
+                // staging defines no HOST yet: the value is pushed raw.
+                (7, vec![change("/app/url", None, Some(raw.clone()))]),
+                (
+                    8,
+                    vec![change(
+                        "/app/url",
+                        Some(raw),
+                        Some(json!("pg://db2/${secret:pw}"))
+                    )]
+                ),
+            ],
+            "{seen:?}"
+        );
+        apply(&holder, 9, vec![json("/app/b", json!(1))]);
+        assert_eq!(
+            next(&mut eu).await.revision(),
+            9,
+            "batch 8 changed nothing without resolve"
+        );
+    }
+
+    #[tokio::test]
+    async fn env_watchers_of_one_view_and_prefix_share_each_batch() {
+        let (holder, hub) = environments();
+        let mut one = hub
+            .subscribe_spec(spec("/app", "prod", false), None)
+            .unwrap();
+        let mut two = hub
+            .subscribe_spec(spec("/app", "prod", false), None)
+            .unwrap();
+        let mut deeper = hub
+            .subscribe_spec(spec("/app/a", "prod", false), None)
+            .unwrap();
+        let mut base = hub.subscribe(vec![path("/app")], None);
+        apply(
+            &holder,
+            3,
+            vec![json("/env/prod/app/a", json!(2)), json("/app/z", json!(0))],
+        );
+        let (WatchMessage::Batch(a), WatchMessage::Batch(b)) =
+            (next(&mut one).await, next(&mut two).await)
+        else {
+            panic!("batches expected");
+        };
+        assert!(Arc::ptr_eq(&a, &b), "computed once and shared");
+        assert_eq!(a.events.len(), 2);
+        assert_eq!(
+            changes(&next(&mut deeper).await),
+            vec![change("/app/a", Some(json!(1)), Some(json!(2)))]
+        );
+        assert_eq!(paths(&next(&mut base).await), vec!["/app/z"]);
+        drop((one, two, deeper));
+        assert!(
+            hub.inner.lock().views.is_empty(),
+            "an empty view group is dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn env_watchers_resume_from_the_ring_and_reset_with_the_effective_state() {
+        let (holder, hub) = environments();
+        apply(&holder, 3, vec![json("/env/prod/app/a", json!(2))]);
+        apply(&holder, 4, vec![json("/app/a", json!(9))]);
+        apply(
+            &holder,
+            5,
+            vec![
+                delete("/env/prod/app/a"),
+                json("/_setpoint/accounts/x", json!({})),
+            ],
+        );
+        let mut resumed = hub
+            .subscribe_spec(spec("/", "prod", false), Some(2))
+            .unwrap();
+        let first = next(&mut resumed).await;
+        assert_eq!(first.revision(), 3);
+        assert_eq!(
+            changes(&first),
+            vec![change("/app/a", Some(json!(1)), Some(json!(2)))]
+        );
+        let second = next(&mut resumed).await;
+        assert_eq!(second.revision(), 5, "batch 4 changed nothing in prod");
+        assert_eq!(
+            changes(&second),
+            vec![change("/app/a", Some(json!(2)), Some(json!(9)))]
+        );
+        apply(&holder, 6, vec![json("/app/a", json!(10))]);
+        assert_eq!(next(&mut resumed).await.revision(), 6, "then live, no gap");
+
+        apply(&holder, 7, vec![json("/env/prod/app/only", json!("o"))]);
+        let mut too_old = hub
+            .subscribe_spec(spec("/", "prod", false), Some(1))
+            .unwrap();
+        let WatchMessage::Reset(reset) = next(&mut too_old).await else {
+            panic!("a reset expected");
+        };
+        let state: Vec<(&str, Value)> = reset
+            .entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.value.to_api_value()))
+            .collect();
+        assert_eq!(reset.revision, 7);
+        assert_eq!(
+            state,
+            vec![("/app/a", json!(10)), ("/app/only", json!("o"))],
+            "base paths, no /env, no system records"
+        );
+    }
+
+    #[tokio::test]
+    async fn env_watches_of_unknown_environments_or_under_env_are_refused() {
+        let (holder, hub) = environments();
+        let refused = |spec: WatchSpec| hub.subscribe_spec(spec, None).map(|_| ()).unwrap_err();
+        assert_eq!(
+            refused(spec("/app", "nope", false)),
+            WatchError::Environment(EnvError::Unknown {
+                name: "nope".into()
+            })
+        );
+        assert!(matches!(
+            refused(spec("/env/prod", "prod", false)),
+            WatchError::Reserved { .. }
+        ));
+        // Deleted later: the watch goes on with base values.
+        let mut eu = hub
+            .subscribe_spec(spec("/app", "prod-eu", false), None)
+            .unwrap();
+        apply(&holder, 3, vec![json("/env/prod-eu/app/a", json!(2))]);
+        assert_eq!(next(&mut eu).await.revision(), 3);
+        apply(&holder, 4, vec![delete("/env/prod-eu")]);
+        assert_eq!(
+            changes(&next(&mut eu).await),
+            vec![change("/app/a", Some(json!(2)), Some(json!(1)))]
+        );
+        // Without an environment or resolve, a spec is a base watch.
+        let base = hub
+            .subscribe_spec(
+                WatchSpec {
+                    prefixes: vec![path("/app")],
+                    env: Some(String::new()),
+                    resolve: false,
+                },
+                None,
+            )
+            .unwrap();
+        assert!(base.view().is_none());
     }
 
     #[tokio::test]

@@ -117,8 +117,11 @@ async fn reads_match_the_writer_shapes() {
     );
     assert_eq!(body["error"]["code"], "not_found");
     let (status, _, body) = get(&edge.url("/api/config/app?watch=true&env=prod")).await;
-    assert_eq!(status, 501);
-    assert_eq!(body["error"]["code"], "unimplemented");
+    assert_eq!(
+        status, 404,
+        "watching an unknown environment is refused like reading it"
+    );
+    assert_eq!(body["error"]["code"], "not_found");
     let (status, _, body) = get(&edge.url("/api/config/app?format=toml")).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "bad_request");

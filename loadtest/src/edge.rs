@@ -4,7 +4,10 @@
 //!    (open loop) and at saturation (closed loop);
 //! 3. `--watchers` SSE watchers on one prefix; `--watch-writes` writes, one at a time: for each,
 //!    the time from sending the PUT to the last watcher notified; and the edge's resident memory
-//!    per watcher (from `/proc/<edge-pid>/status` when `--edge-pid` is given);
+//!    per watcher (from `/proc/<edge-pid>/status` when `--edge-pid` is given). With
+//!    `--watch-env E` the watchers watch effective values in environment `E` (which must exist)
+//!    and every other write adds an override in `E` instead of changing the base value, so both
+//!    kinds of change are timed;
 //! 4. commit → edge applied: the writer's own propagation histogram (measured from the commit
 //!    to the edge's ack on the writer's clock), read from its `/metrics`.
 
@@ -61,6 +64,10 @@ pub struct EdgeArgs {
     /// multiplexed over --grpc-channels connections; needed for 100,000 watchers).
     #[arg(long, default_value = "sse")]
     pub watch_via: String,
+    /// Watch effective values in this environment (SSE `&env=`, gRPC `WatchRequest.env`); it
+    /// must exist (`setpoint writer` defines dev, staging and prod).
+    #[arg(long)]
+    pub watch_env: Option<String>,
 }
 
 pub async fn run(args: EdgeArgs, key: &ApiKey) -> anyhow::Result<()> {
@@ -246,7 +253,7 @@ async fn watchers(
                 prefixes: vec![prefix.clone()],
                 from_revision: None,
                 instance_id: format!("loadtest-{run}-{w}"),
-                env: None,
+                env: args.watch_env.clone(),
                 resolve: false,
             });
             tokio::spawn(async move {
@@ -267,7 +274,10 @@ async fn watchers(
             continue;
         }
         let (sse, tx, ready) = (sse.clone(), tx.clone(), ready_tx.clone());
-        let url = format!("{}/api/config{prefix}?watch=true", args.edge);
+        let url = match &args.watch_env {
+            Some(env) => format!("{}/api/config{prefix}?watch=true&env={env}", args.edge),
+            None => format!("{}/api/config{prefix}?watch=true", args.edge),
+        };
         tokio::spawn(async move {
             let opened = tokio::time::timeout(Duration::from_secs(30), sse.get(url).send()).await;
             let response = match opened.ok().and_then(Result::ok) {
@@ -307,7 +317,12 @@ async fn watchers(
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = args.edge_pid.and_then(rss_kib);
-    let kind = if grpc_watch { "gRPC" } else { "SSE" };
+    let kind = match (grpc_watch, &args.watch_env) {
+        (true, None) => "gRPC".to_owned(),
+        (false, None) => "SSE".to_owned(),
+        (true, Some(env)) => format!("gRPC env={env}"),
+        (false, Some(env)) => format!("SSE env={env}"),
+    };
     println!("{kind} watchers: {opened} open, {failed} failed to open");
     if let (Some(b), Some(a)) = (before, after) {
         println!(
@@ -320,8 +335,14 @@ async fn watchers(
     let mut notified_counts = Vec::new();
     for i in 0..args.watch_writes {
         let sent = Instant::now();
+        // In an environment, odd writes add an override (of a key of their own, so that no
+        // override hides the base key the even writes change).
+        let target = match &args.watch_env {
+            Some(env) if i % 2 == 1 => format!("/env/{env}{prefix}/o{i}"),
+            _ => format!("{prefix}/k"),
+        };
         let response = http
-            .put(format!("{}/api/config{prefix}/k", args.writer))
+            .put(format!("{}/api/config{target}", args.writer))
             .body(serde_json::json!({"value": i}).to_string())
             .send()
             .await?;

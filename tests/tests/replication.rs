@@ -146,7 +146,7 @@ fn drain(rx: &mut broadcast::Receiver<HubMessage>) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     while let Ok(message) = rx.try_recv() {
         out.push(match message {
-            HubMessage::Batch(batch) => (batch.revision, batch.events.len() as i64),
+            HubMessage::Batch { batch, .. } => (batch.revision, batch.events.len() as i64),
             HubMessage::Reset { revision } => (revision, -1),
         });
     }

@@ -324,8 +324,10 @@ impl Run<'_> {
                 .await?;
         } else if step.get("kill_edge").is_some() {
             self.cluster.kill_edge();
-        } else if step.get("start_edge").is_some() {
-            self.cluster.start_edge().await;
+        } else if let Some(start) = step.get("start_edge") {
+            self.cluster
+                .start_edge(start["fresh"].as_bool().unwrap_or(false))
+                .await;
         } else if step.get("stop_writer").is_some() {
             self.cluster.stop_writer();
         } else if step.get("start_writer").is_some() {

@@ -180,7 +180,9 @@ impl Cluster {
         }
     }
 
-    pub async fn start_edge(&mut self) {
+    /// Starts the edge again; `fresh`: without its disk snapshot (a replaced node), so it serves
+    /// only once the writer sent it a whole snapshot.
+    pub async fn start_edge(&mut self, fresh: bool) {
         match self {
             Cluster::Etcd {
                 edge,
@@ -189,6 +191,9 @@ impl Cluster {
                 dir,
                 ..
             } => {
+                if fresh {
+                    let _ = std::fs::remove_dir_all(dir.join("edge-data"));
+                }
                 *edge = Some(start(edge_args, edge_addr, dir).await);
                 wait_ready(edge_addr, "the restarted edge").await;
             }

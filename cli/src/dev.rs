@@ -1,6 +1,7 @@
 //! `setpoint dev`: the writer (embedded store) and one edge in one process, on one port.
 //!
-//! TCP `--listen` serves the writer's REST API; `GET …?watch=true` (SSE) and gRPC go to the edge,
+//! TCP `--listen` serves the writer's REST API; `GET …?watch=true` (SSE), `POST /api/receipts`
+//! (SSE clients' acknowledgements) and gRPC go to the edge,
 //! and the edge's own HTTP routes are under `/edge/…` (e.g. `/edge/api/config/…`,
 //! `/edge/healthz`, `/edge/metrics`). The edge follows the writer over real QUIC with mutual TLS
 //! on UDP at the same address, with dev certificates generated into `DATA_DIR/certs`.
@@ -149,7 +150,7 @@ fn compose(writer: Router, edge: &Edge) -> Router {
     let edge_all = edge.router();
     let edge_http = Router::new().nest("/edge", edge.http_router());
     Router::new().fallback_service(tower::service_fn(move |request: Request| {
-        let target = if is_grpc(&request) || is_watch(&request) {
+        let target = if is_grpc(&request) || is_watch(&request) || is_receipt(&request) {
             edge_all.clone()
         } else if request.uri().path().starts_with("/edge/") {
             edge_http.clone()
@@ -166,6 +167,11 @@ fn is_grpc(request: &Request) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// `POST /api/receipts`: SSE clients acknowledging to the edge that serves their stream.
+fn is_receipt(request: &Request) -> bool {
+    request.uri().path() == "/api/receipts"
 }
 
 fn is_watch(request: &Request) -> bool {

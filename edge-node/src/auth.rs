@@ -135,6 +135,8 @@ pub struct Caller {
     pub principal: Principal,
     /// The key presented, so an open watch can check it again; `None` for anonymous callers.
     token: Option<Arc<str>>,
+    /// The caller's address, when the server knows it (the client registry shows it).
+    pub peer: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -352,10 +354,11 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
         return next.run(request).await;
     }
     let grpc = is_grpc(request.headers());
-    let source = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
+        .map(|info| info.0);
+    let source = peer.map(|p| p.ip());
     let now = unix_now();
     if let Some(ip) = source
         && auth.limiter.is_blocked(ip, now)
@@ -386,6 +389,7 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
                 Ok(principal) => Caller {
                     principal,
                     token: Some(token.into()),
+                    peer,
                 },
                 Err(reason) => return refuse(&edge, source, reason, grpc),
             }
@@ -396,6 +400,7 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
             Caller {
                 principal: Principal::anonymous(),
                 token: None,
+                peer,
             }
         }
         None => return refuse(&edge, source, AuthError::Missing, grpc),

@@ -26,6 +26,11 @@
 //! watch needs `read` on everything below its prefix, is checked again while it stays open, and
 //! ends with an `event: error` when its key is revoked or its grant is gone.
 //!
+//! `?watch=true&instance_id=app-1[&labels=zone=eu-1,version=2]` also registers the stream in the
+//! client registry (shown by the writer's `/api/clients`, disconnected when the stream ends);
+//! `POST /api/receipts` `{"instance_id", "revision", "failures"?}` acknowledges what the app
+//! applied ([`clients`]).
+//!
 //! `/healthz` answers 200 while the process serves, stale or not (staleness is a fact to report,
 //! not a reason to be restarted); `/readyz` is 503 until a snapshot is loaded from disk or
 //! received from the writer.
@@ -52,6 +57,8 @@ use crate::error::ApiError;
 use crate::watch::{ResetState, WatchBatch, WatchMessage, WatchSpec};
 use crate::{Edge, auth};
 
+mod clients;
+
 const REVISION_HEADER: HeaderName = HeaderName::from_static("x-setpoint-revision");
 const STALE_HEADER: HeaderName = HeaderName::from_static("x-setpoint-stale");
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
@@ -65,6 +72,7 @@ pub fn routes(edge: Edge) -> Router {
         .route("/api/config", get(get_root))
         .route("/api/config/", get(get_root))
         .route("/api/config/{*path}", get(get_path))
+        .route("/api/receipts", axum::routing::post(clients::post_receipt))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -316,13 +324,20 @@ fn watch(
         env: params.0.get("env").filter(|e| !e.is_empty()).cloned(),
         resolve: params.flag("resolve")?,
     };
-    let guard = WatchGuard::new(edge.clone(), caller.clone(), vec![path]);
+    let env = spec.env.clone();
+    let guard = WatchGuard::new(edge.clone(), caller.clone(), vec![path.clone()]);
     let watcher = edge.hub().subscribe_spec(spec, from)?;
+    let client = clients::register(edge, caller, &params.0, &path, env)?;
     let events = guard
         .wrap(watcher.into_stream().take_until(edge.closing()))
-        .flat_map(|message| {
+        .flat_map(move |message| {
             futures::stream::iter(match message {
-                Ok(message) => sse_events(&message),
+                Ok(message) => {
+                    if let Some(client) = &client {
+                        client.delivered(message.revision());
+                    }
+                    sse_events(&message)
+                }
                 Err(error) => vec![Ok(error_event(&error))],
             })
         });

@@ -128,6 +128,8 @@ struct Run<'a> {
     dir: PathBuf,
     http: reqwest::Client,
     measured: Vec<String>,
+    /// The revision of the last write this scenario made.
+    written: i64,
 }
 
 async fn run_scenario(launch: &Launch, mode: Mode, name: &str, scenario: &Value) -> Vec<String> {
@@ -153,6 +155,7 @@ async fn run_scenario(launch: &Launch, mode: Mode, name: &str, scenario: &Value)
         dir: dir.path().to_path_buf(),
         http,
         measured: Vec::new(),
+        written: 0,
     };
     let steps = scenario["steps"].as_array().cloned().unwrap_or_default();
     for (index, step) in steps.iter().enumerate() {
@@ -217,8 +220,34 @@ impl Run<'_> {
         tokio::time::Instant::now() + Duration::from_millis(ms)
     }
 
+    /// Waits until the edge holds the scenario's last write: a client opened after that sees
+    /// it in its first state, not as a change.
+    async fn edge_caught_up(&self) -> Result<(), String> {
+        let url = self.cluster.edge_health_url();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let health: Value = match self.http.get(&url).send().await {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            if health["revision"]
+                .as_i64()
+                .is_some_and(|r| r >= self.written)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the edge did not reach revision {} within 10 s: {health}",
+                    self.written
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn rest(
-        &self,
+        &mut self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
@@ -236,6 +265,9 @@ impl Run<'_> {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             return Err(format!("{method} {path} answered {status}: {body}"));
+        }
+        if let Some(revision) = body["revision"].as_i64() {
+            self.written = self.written.max(revision);
         }
         Ok(body)
     }
@@ -356,6 +388,10 @@ impl Run<'_> {
     }
 
     async fn open(&mut self, open: &Value) -> Result<(), String> {
+        // A scenario that stopped its servers opens from the cache file alone.
+        if open["cache"].as_bool() != Some(true) || self.cluster.is_up() {
+            self.edge_caught_up().await?;
+        }
         let token = match open.get("token") {
             Some(token) => token.clone(),
             None => self.cluster.token().map_or(Value::Null, Value::String),
@@ -436,7 +472,7 @@ impl Run<'_> {
     }
 
     async fn expect_client(
-        &self,
+        &mut self,
         id: &str,
         fields: &Value,
         deadline: tokio::time::Instant,

@@ -236,3 +236,89 @@ async fn sessions_appear_in_api_clients_with_receipts_nacks_filters_and_disconne
     );
     dev.terminate();
 }
+
+#[tokio::test]
+async fn sse_streams_with_an_instance_id_are_clients_and_acknowledge_over_http() {
+    use setpoint_tests::sse::SseWatcher;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dev =
+        SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
+    let base = dev.base();
+    let http = reqwest::Client::new();
+    let watcher = SseWatcher::start(format!(
+        "{base}/api/config/sseapp?watch=true&env=prod&instance_id=sse-1&labels=zone=eu-1,tier=web"
+    ));
+    let one = format!("{base}/api/clients/sse-1");
+    let listed = wait_until(Duration::from_secs(10), || async {
+        get(&http, &one, None).await.0 == 200
+    })
+    .await;
+    assert!(listed, "the SSE client reaches /api/clients");
+    let (_, client) = get(&http, &one, None).await;
+    assert_eq!(client["kind"], "sse");
+    assert_eq!(client["env"], "prod");
+    assert_eq!(client["watching"], json!(["/sseapp"]));
+    assert_eq!(client["labels"], json!({"zone": "eu-1", "tier": "web"}));
+
+    let revision = put(&http, &base, "/sseapp/flag", json!(true)).await;
+    let seen = wait_until(Duration::from_secs(10), || async {
+        watcher.changes().iter().any(|c| c.0 == revision)
+    })
+    .await;
+    assert!(seen, "events: {:?}", watcher.events());
+    let lagging = wait_until(Duration::from_secs(10), || async {
+        get(&http, &one, None).await.1["lag"] == 1
+    })
+    .await;
+    assert!(lagging, "delivered, not yet acknowledged");
+
+    let receipts = format!("{base}/api/receipts");
+    let acked = http
+        .post(&receipts)
+        .body(
+            json!({"instance_id": "sse-1", "revision": revision,
+                   "failures": [{"path": "/sseapp/flag", "error": "feature flag rejected"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), 204);
+    let applied = wait_until(Duration::from_secs(10), || async {
+        let (_, client) = get(&http, &one, None).await;
+        client["applied_revision"] == revision && client["lag"] == 0
+    })
+    .await;
+    assert!(applied);
+    let (_, client) = get(&http, &one, None).await;
+    assert_eq!(client["last_error"]["error"], "feature flag rejected");
+
+    for (body, status) in [
+        (json!({"instance_id": "nobody", "revision": 1}), 404),
+        (json!({"instance_id": "sse-1"}), 400),
+        (
+            json!({"instance_id": "sse-1", "revision": 1, "extra": 1}),
+            400,
+        ),
+    ] {
+        let response = http
+            .post(&receipts)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+    }
+    let response = http.post(&receipts).body("not json").send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+
+    drop(watcher);
+    let gone = wait_until(Duration::from_secs(10), || async {
+        get(&http, &one, None).await.1["status"] == "disconnected"
+    })
+    .await;
+    assert!(gone, "the stream's end disconnects the client");
+    dev.terminate();
+}

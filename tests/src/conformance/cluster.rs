@@ -157,6 +157,14 @@ impl Cluster {
         }
     }
 
+    /// The edge's health document (`revision`, `stale`).
+    pub fn edge_health_url(&self) -> String {
+        match self {
+            Cluster::Dev { addr, .. } => format!("http://{addr}/edge/healthz"),
+            Cluster::Etcd { edge_addr, .. } => format!("http://{edge_addr}/healthz"),
+        }
+    }
+
     /// The edge's metrics.
     pub fn edge_metrics_url(&self) -> String {
         match self {
@@ -227,6 +235,14 @@ impl Cluster {
                 *process = Some(start(args, addr, dir).await);
                 wait_ready(addr, "setpoint dev").await;
             }
+        }
+    }
+
+    /// Whether the edge the SDKs talk to runs.
+    pub fn is_up(&self) -> bool {
+        match self {
+            Cluster::Dev { process, .. } => process.is_some(),
+            Cluster::Etcd { edge, .. } => edge.is_some(),
         }
     }
 

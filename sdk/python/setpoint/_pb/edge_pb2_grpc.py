@@ -112,7 +112,8 @@ class EdgeServicer:
     def Session(self, request_iterator, context):
         """One application instance's session, what the SDKs use: the client's first message is a
         ClientHello; the edge answers SessionStarted, then streams updates exactly as Watch does
-        (one per commit batch, in revision order, or a reset), and heartbeats. The client sends a
+        (one per commit batch, in revision order, or a reset), and heartbeats — the first one right
+        after the catch-up (reset or replay), so the client knows it is in sync. The client sends a
         Receipt after applying each update (the revision, and per failed callback a NACK) and
         heartbeats; a session silent for three heartbeat intervals is closed. The edge keeps a
         registry of its sessions and reports it to the writer (GET /api/clients).

@@ -2,7 +2,8 @@
 //! asserts nothing and prints what it measured. Every request goes only to the given targets
 //! (loopback in practice), and every run is bounded in count and time.
 //!
-//! Scenarios: `writer` (commit throughput and latency), `edge` (reads, watchers, propagation) — see `loadtest/README.md` for how to run
+//! Scenarios: `writer` (commit throughput and latency), `edge` (reads, watchers, propagation),
+//! `sessions` (N Rust SDK clients on one edge: memory per session, PUT → callback) — see `loadtest/README.md` for how to run
 //! each against a live system and the figures measured.
 //!
 //! Writers and edges require an API key: `--api-key-file` (or `SETPOINT_API_KEY_FILE`) names a
@@ -12,6 +13,7 @@
 mod drive;
 mod edge;
 mod report;
+mod sessions;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +70,12 @@ impl ApiKey {
         Ok(reqwest::Client::builder().default_headers(headers))
     }
 
+    /// The key itself (for SDK clients, which send it as their token).
+    pub fn token(&self) -> Option<String> {
+        let value = self.0.as_ref()?.to_str().ok()?;
+        Some(value.trim_start_matches("Bearer ").to_owned())
+    }
+
     /// `message` as a gRPC request carrying the key in its metadata.
     pub fn grpc<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -86,6 +94,8 @@ enum Scenario {
     Writer(writer::WriterArgs),
     /// Edge reads at fixed rates and saturation, watcher fan-out, propagation.
     Edge(edge::EdgeArgs),
+    /// SDK sessions on one edge: memory per session and PUT → callback latency.
+    Sessions(sessions::SessionsArgs),
 }
 
 /// Checks `/readyz` and returns the store kind it reports.
@@ -112,5 +122,6 @@ async fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Writer(args) => writer::run(args, &key).await,
         Scenario::Edge(args) => edge::run(args, &key).await,
+        Scenario::Sessions(args) => sessions::run(args, &key).await,
     }
 }

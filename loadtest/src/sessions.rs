@@ -1,0 +1,201 @@
+//! SDK sessions at scale: N clients of the Rust SDK (`setpoint-sdk`, one gRPC `Session` each)
+//! on one edge, all watching one prefix. Measures the edge's memory per session (its RSS before
+//! and after the sessions open) and PUT → callback latency: for every timed write, the time
+//! from just before the PUT to each client's callback, and to the last of them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::StreamExt;
+use setpoint_sdk::{Client, Options};
+
+use crate::ApiKey;
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// The writer's REST base URL (writes go there).
+    #[arg(long)]
+    pub writer: String,
+    /// The edge the clients connect to, `HOST:PORT`.
+    #[arg(long)]
+    pub edge: String,
+    /// The edge's PID, to read its memory.
+    #[arg(long)]
+    pub edge_pid: Option<u32>,
+    /// How many SDK clients (sessions).
+    #[arg(long, default_value_t = 10_000)]
+    pub sessions: usize,
+    /// Timed writes after every client is ready.
+    #[arg(long, default_value_t = 50)]
+    pub writes: usize,
+    /// Clients connecting at once while the fleet opens.
+    #[arg(long, default_value_t = 200)]
+    pub connect_concurrency: usize,
+    /// The watched prefix.
+    #[arg(long, default_value = "/bench/sessions")]
+    pub prefix: String,
+}
+
+/// Arrival times of one write's callbacks.
+struct Write {
+    value: String,
+    sent: Instant,
+    arrivals: Mutex<Vec<Duration>>,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
+    let http = key.http()?.build()?;
+    let token = key.token();
+    let path = format!("{}/value", args.prefix.trim_end_matches('/'));
+    let url = format!("{}/api/config{path}", args.writer);
+    put(&http, &url, "start").await?;
+    let current: Arc<Mutex<Option<Arc<Write>>>> = Arc::new(Mutex::new(None));
+    let before = args.edge_pid.and_then(rss_kib);
+
+    let opened = Instant::now();
+    let ready = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<Client> = futures::stream::iter(0..args.sessions)
+        .map(|i| {
+            let (edge, token, prefix, current, ready) = (
+                args.edge.clone(),
+                token.clone(),
+                args.prefix.clone(),
+                current.clone(),
+                ready.clone(),
+            );
+            async move {
+                let options = Options {
+                    prefixes: vec![prefix.clone()],
+                    instance_id: Some(format!("bench-{i}")),
+                    token,
+                    ..Options::default()
+                };
+                let client = Client::new(&edge, options).context("client options")?;
+                client
+                    .wait_ready(Duration::from_secs(120))
+                    .await
+                    .with_context(|| format!("client {i} never became ready"))?;
+                let watch = client.watch(&prefix, move |event: &setpoint_sdk::Event| {
+                    let write = current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    if let Some(write) = write
+                        && event.value.as_ref().and_then(|v| v.as_str()) == Some(&write.value)
+                    {
+                        let elapsed = write.sent.elapsed();
+                        write
+                            .arrivals
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(elapsed);
+                    }
+                    Ok::<(), String>(())
+                })?;
+                // The watch lives as long as the client: its handle must not stop it.
+                std::mem::forget(watch);
+                ready.fetch_add(1, Ordering::Relaxed);
+                anyhow::Ok(client)
+            }
+        })
+        .buffer_unordered(args.connect_concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let open_secs = opened.elapsed().as_secs_f64();
+    // Let the edge settle (first reports, allocator) before reading its memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = args.edge_pid.and_then(rss_kib);
+    println!(
+        "## SDK sessions: {} Rust SDK clients on one edge, each its own Session (h2 connection)",
+        clients.len()
+    );
+    println!("opened and synced in {open_secs:.1} s");
+    if let (Some(before), Some(after)) = (before, after) {
+        let per = (after.saturating_sub(before)) as f64 / clients.len().max(1) as f64;
+        println!(
+            "edge RSS {before} KiB → {after} KiB: {per:.1} KiB per session (goal < 16 KiB)"
+        );
+    }
+
+    let mut last = Vec::new();
+    let mut all = Vec::new();
+    let mut missed = 0usize;
+    for w in 0..args.writes {
+        let write = Arc::new(Write {
+            value: format!("v{w}"),
+            sent: Instant::now(),
+            arrivals: Mutex::new(Vec::with_capacity(clients.len())),
+        });
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(write.clone());
+        put(&http, &url, &write.value).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = write.arrivals.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if count >= clients.len() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let arrivals = write.arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        missed += clients.len() - arrivals.len();
+        if let Some(max) = arrivals.iter().max() {
+            last.push(max.as_secs_f64() * 1000.0);
+        }
+        all.extend(arrivals.iter().map(|d| d.as_secs_f64() * 1000.0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last.sort_by(f64::total_cmp);
+    all.sort_by(f64::total_cmp);
+    println!(
+        "PUT → callback, every client, {} writes: p50 {:.1} ms, p99 {:.1} ms (all {} deliveries)",
+        args.writes,
+        percentile(&all, 50.0),
+        percentile(&all, 99.0),
+        all.len()
+    );
+    println!(
+        "PUT → last of {} callbacks: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (goal p99 < 250 ms)",
+        clients.len(),
+        percentile(&last, 50.0),
+        percentile(&last, 99.0),
+        last.last().copied().unwrap_or(f64::NAN)
+    );
+    if missed > 0 {
+        println!("MISSED: {missed} callbacks did not arrive within 10 s of their write");
+    }
+    let closing = Instant::now();
+    futures::future::join_all(clients.iter().map(Client::close)).await;
+    println!("closed in {:.1} s", closing.elapsed().as_secs_f64());
+    if missed > 0 {
+        bail!("{missed} callbacks missing");
+    }
+    Ok(())
+}
+
+async fn put(http: &reqwest::Client, url: &str, value: &str) -> anyhow::Result<()> {
+    let response = http
+        .put(url)
+        .body(serde_json::json!({ "value": value }).to_string())
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("PUT {url}: {}", response.status());
+    }
+    Ok(())
+}

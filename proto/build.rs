@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join(DESCRIPTOR_FILE), fds.encode_to_vec())?;
     tonic_prost_build::configure()
+        .codec_path("crate::codec::LeanCodec")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

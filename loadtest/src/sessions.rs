@@ -37,6 +37,11 @@ pub struct SessionsArgs {
     /// The watched prefix.
     #[arg(long, default_value = "/bench/sessions")]
     pub prefix: String,
+    /// Share this many HTTP/2 connections between the clients (`Client::with_channel`; the
+    /// edge allows 200 streams per connection); 0: every client its own connection, as separate
+    /// app processes have.
+    #[arg(long, default_value_t = 0)]
+    pub connections: usize,
 }
 
 /// Arrival times of one write's callbacks.
@@ -69,10 +74,18 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     let current: Arc<Mutex<Option<Arc<Write>>>> = Arc::new(Mutex::new(None));
     let before = args.edge_pid.and_then(rss_kib);
 
+    let channels: Vec<tonic::transport::Channel> = (0..args.connections)
+        .map(|_| {
+            tonic::transport::Endpoint::from_shared(format!("http://{}", args.edge))
+                .map(|e| e.connect_lazy())
+        })
+        .collect::<Result<_, _>>()
+        .context("the edge address")?;
     let opened = Instant::now();
     let ready = Arc::new(AtomicUsize::new(0));
     let clients: Vec<Client> = futures::stream::iter(0..args.sessions)
         .map(|i| {
+            let channel = (!channels.is_empty()).then(|| channels[i % channels.len()].clone());
             let (edge, token, prefix, current, ready) = (
                 args.edge.clone(),
                 token.clone(),
@@ -87,7 +100,11 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
                     token,
                     ..Options::default()
                 };
-                let client = Client::new(&edge, options).context("client options")?;
+                let client = match channel {
+                    Some(channel) => Client::with_channel(&edge, channel, options),
+                    None => Client::new(&edge, options),
+                }
+                .context("client options")?;
                 client
                     .wait_ready(Duration::from_secs(120))
                     .await
@@ -121,16 +138,19 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     // Let the edge settle (first reports, allocator) before reading its memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = args.edge_pid.and_then(rss_kib);
+    let sharing = if args.connections == 0 {
+        "each its own HTTP/2 connection".to_owned()
+    } else {
+        format!("sharing {} HTTP/2 connections", args.connections)
+    };
     println!(
-        "## SDK sessions: {} Rust SDK clients on one edge, each its own Session (h2 connection)",
+        "## SDK sessions: {} Rust SDK clients on one edge, one Session each, {sharing}",
         clients.len()
     );
     println!("opened and synced in {open_secs:.1} s");
     if let (Some(before), Some(after)) = (before, after) {
         let per = (after.saturating_sub(before)) as f64 / clients.len().max(1) as f64;
-        println!(
-            "edge RSS {before} KiB → {after} KiB: {per:.1} KiB per session (goal < 16 KiB)"
-        );
+        println!("edge RSS {before} KiB → {after} KiB: {per:.1} KiB per session (goal < 16 KiB)");
     }
 
     let mut last = Vec::new();
@@ -146,13 +166,21 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
         put(&http, &url, &write.value).await?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let count = write.arrivals.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let count = write
+                .arrivals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len();
             if count >= clients.len() || Instant::now() >= deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let arrivals = write.arrivals.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let arrivals = write
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         missed += clients.len() - arrivals.len();
         if let Some(max) = arrivals.iter().max() {
             last.push(max.as_secs_f64() * 1000.0);

@@ -2,6 +2,7 @@
 //! with protox + tonic-prost-build, no system protoc) and the writer→edge replication frames
 //! ([`frames`]). Nothing here does I/O beyond reading and writing frames on a given stream.
 
+pub mod codec;
 pub mod frames;
 
 pub mod edge {

@@ -49,6 +49,32 @@ impl Client {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Invalid("Client::new needs a tokio runtime".into()))?;
         let config = Config::new(address, options)?;
+        let channel = {
+            let _guard = runtime.enter();
+            config.endpoint.connect_lazy()
+        };
+        Ok(Client::start(runtime, config, channel))
+    }
+
+    /// Like [`Client::new`], over an existing channel to the edge at `address`: several clients
+    /// of one process (other prefixes, other environments) can share one HTTP/2 connection, each
+    /// still its own session. TLS and the address in `options` are the channel's business then.
+    pub fn with_channel(
+        address: &str,
+        channel: tonic::transport::Channel,
+        options: Options,
+    ) -> Result<Client, Error> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Invalid("Client::with_channel needs a tokio runtime".into()))?;
+        let config = Config::new(address, options)?;
+        Ok(Client::start(runtime, config, channel))
+    }
+
+    fn start(
+        runtime: tokio::runtime::Handle,
+        config: Config,
+        channel: tonic::transport::Channel,
+    ) -> Client {
         let store = match &config.cache_path {
             Some(path) => match CacheFile::load(path, config.env.as_deref(), &config.prefixes) {
                 Ok(Some(file)) => Store::from_cache(file.revision, file.entries),
@@ -59,10 +85,6 @@ impl Client {
                 }
             },
             None => Store::default(),
-        };
-        let channel = {
-            let _guard = runtime.enter();
-            config.endpoint.connect_lazy()
         };
         let shared = Arc::new(Shared {
             config,
@@ -76,12 +98,12 @@ impl Client {
             channel.clone(),
             cancel.clone(),
         ));
-        Ok(Client {
+        Client {
             shared,
             channel,
             cancel,
             task: Mutex::new(Some(task)),
-        })
+        }
     }
 
     /// Waits until the first sync completed (a reset, or a resumed stream, applied). Fails with

@@ -1206,7 +1206,8 @@ type WatchRequest struct {
 	Prefixes []string               `protobuf:"bytes,1,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
 	// Resume after this revision (the last one the client applied).
 	FromRevision *int64 `protobuf:"varint,2,opt,name=from_revision,json=fromRevision,proto3,oneof" json:"from_revision,omitempty"`
-	// The application instance, for the edge's client registry.
+	// The application instance (informational here). A plain Watch sends no receipts, so it is not
+	// in the client registry: SDKs use Session, scripts SSE with instance_id and POST /api/receipts.
 	InstanceId string `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	// The environment: events carry effective values there (base and overrides merged); a change
 	// that leaves every watched effective value as it was yields no message.

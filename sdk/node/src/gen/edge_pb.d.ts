@@ -559,7 +559,8 @@ export declare type WatchRequest = Message<"setpoint.edge.v1.WatchRequest"> & {
   fromRevision?: bigint | undefined;
 
   /**
-   * The application instance, for the edge's client registry.
+   * The application instance (informational here). A plain Watch sends no receipts, so it is not
+   * in the client registry: SDKs use Session, scripts SSE with instance_id and POST /api/receipts.
    *
    * @generated from field: string instance_id = 3;
    */

@@ -98,6 +98,8 @@ pub struct Replication {
     /// Every application instance the edges report, by id.
     fleet: Mutex<Fleet>,
     client_retention: Duration,
+    /// When the fleet was last pruned and counted (unix ms).
+    fleet_swept_ms: std::sync::atomic::AtomicI64,
 }
 
 fn unix_ms() -> i64 {
@@ -117,6 +119,7 @@ impl Replication {
     pub fn clients<T>(&self, f: impl FnOnce(&Fleet) -> T) -> T {
         let mut fleet = self.lock_fleet();
         fleet.prune(unix_ms(), self.retention_ms());
+        self.count_clients(&fleet);
         f(&fleet)
     }
 
@@ -140,8 +143,18 @@ impl Replication {
         let now = unix_ms();
         let mut fleet = self.lock_fleet();
         fleet.apply(id, report, now);
-        fleet.prune(now, self.retention_ms());
-        self.count_clients(&fleet);
+        // Pruning and counting walk every client: at most once a second, however many edges
+        // report (listings prune before they answer anyway).
+        let last = self.fleet_swept_ms.load(Ordering::Relaxed);
+        if now - last >= 1000
+            && self
+                .fleet_swept_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            fleet.prune(now, self.retention_ms());
+            self.count_clients(&fleet);
+        }
     }
 
     fn count_clients(&self, fleet: &Fleet) {
@@ -300,6 +313,7 @@ impl ReplicationServer {
             local_addr,
             fleet: Mutex::new(Fleet::new()),
             client_retention: config.client_retention,
+            fleet_swept_ms: std::sync::atomic::AtomicI64::new(0),
         });
         let accept = tokio::spawn(server::serve(replication.clone(), endpoint.clone()));
         tracing::info!(addr = %local_addr, "replication endpoint listening");

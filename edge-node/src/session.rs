@@ -7,13 +7,17 @@
 //! heartbeats. The client's receipts (applied revision, NACKs) and heartbeats go to the
 //! registry; a client silent for three heartbeat intervals is closed with `DEADLINE_EXCEEDED`.
 //! A client that reads too slowly fills its bounded queue and the hub cuts it off with a reset,
-//! as any watcher.
+//! as any watcher. The response stream polls the watcher itself (in the connection's stream
+//! task, no hand-off per update); a small task reads what the client sends.
 //!
 //! The gRPC plumbing is here; what a session *is* lives in [`crate::clients`] (the registry) and
 //! [`crate::watch`] (the stream of changes).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream};
@@ -23,22 +27,18 @@ use setpoint_core::{ConfigPath, Revision};
 use setpoint_proto::edge::v1 as pb;
 use setpoint_proto::edge::v1::client_message::Kind as ClientKindMsg;
 use setpoint_proto::edge::v1::server_message::Kind as ServerKind;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::oneshot;
 use tonic::{Status, Streaming};
 
 use crate::Edge;
 use crate::auth::{Caller, WatchGuard};
-use crate::clients::{Hello, RegisterError, Ticket};
+use crate::clients::{ClientRegistry, Hello, RegisterError, Ticket};
 use crate::error::ApiError;
 use crate::grpc::watch_response;
 use crate::watch::{WatchMessage, WatchSpec, Watcher};
 
 /// How long a client may take to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Server messages buffered per session before the session waits for its client (and the hub,
-/// behind it, cuts the client off with a reset if it stays slow).
-const OUTBOX: usize = 16;
 /// Subscribing "from" this revision makes the hub start with a reset: every session without a
 /// revision of its own begins with the full state of its prefixes.
 const RESET_FIRST: Revision = -1;
@@ -197,136 +197,198 @@ pub async fn open(
             RegisterError::Full => Status::resource_exhausted(e.to_string()),
         })?;
     let heartbeat = edge.config().session.heartbeat;
-    let (outbox, stream) = mpsc::channel(OUTBOX);
-    let started = pb::ServerMessage {
+    let registry = registry.clone();
+    let mut pending = VecDeque::new();
+    pending.push_back(pb::ServerMessage {
         kind: Some(ServerKind::Started(pb::SessionStarted {
             edge_id: registry.edge_id().to_owned(),
             heartbeat_interval_ms: u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX),
             revision: edge.holder().revision(),
             stale: edge.holder().is_stale(),
         })),
-    };
-    // The outbox is empty: the first message always fits.
-    let _ = outbox.try_send(Ok(started));
-    let guard = WatchGuard::new(edge.clone(), caller, prefixes);
-    tokio::spawn(drive(
-        Session {
-            edge,
-            ticket,
-            guard,
-            heartbeat,
-        },
-        watcher,
-        inbound,
-        outbox,
-    ));
-    Ok(Box::pin(ReceiverStream::new(stream)))
-}
-
-struct Session {
-    edge: Edge,
-    ticket: Ticket,
-    guard: WatchGuard,
-    heartbeat: Duration,
-}
-
-type Outbox = mpsc::Sender<Result<pb::ServerMessage, Status>>;
-
-/// Runs one session until the client leaves, goes silent, loses its rights, or the edge closes.
-async fn drive(
-    session: Session,
-    mut watcher: Watcher,
-    mut inbound: Streaming<pb::ClientMessage>,
-    outbox: Outbox,
-) {
-    let Session {
-        edge,
-        ticket,
-        mut guard,
-        heartbeat,
-    } = session;
-    let registry = edge.clients().clone();
-    let closing = edge.closing();
-    tokio::pin!(closing);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut heard = Instant::now();
-    let silence = crate::clients::ClientRegistry::silence_limit(heartbeat);
-    let mut staleness = edge.holder().staleness();
+    });
     // Catch-up: the reset or replay the hub has ready right now, then a heartbeat that marks its
     // end — a client that applied everything before it is in sync (a replay filtered to its
     // prefixes may end below SessionStarted's revision).
+    let mut watcher = watcher;
     while let Some(Some(message)) = watcher.next().now_or_never() {
-        let revision = message.revision();
-        if outbox.send(Ok(update(&message))).await.is_err() {
-            registry.disconnected(&ticket);
-            return;
+        registry.delivered(&ticket, message.revision());
+        pending.push_back(update(&message));
+    }
+    pending.push_back(beat(&edge));
+
+    let started = Instant::now();
+    let heard = Arc::new(AtomicU64::new(0));
+    let (ended, inbound_ended) = oneshot::channel();
+    let (stop, stopped) = oneshot::channel();
+    tokio::spawn(read_inbound(
+        Inbound {
+            edge: edge.clone(),
+            ticket: ticket.clone(),
+            started,
+            heard: heard.clone(),
+        },
+        inbound,
+        ended,
+        stopped,
+    ));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let outbound = Outbound {
+        staleness: edge.holder().staleness(),
+        closing: Box::pin(edge.closing()),
+        guard: WatchGuard::new(edge.clone(), caller, prefixes),
+        edge,
+        watcher,
+        ticks,
+        silence: crate::clients::ClientRegistry::silence_limit(heartbeat),
+        started,
+        heard,
+        inbound_ended,
+        pending,
+        done: false,
+        _session: Registered {
+            registry,
+            ticket,
+            stop: Some(stop),
+        },
+    };
+    Ok(Box::pin(futures::stream::unfold(
+        outbound,
+        |mut out| async move {
+            let message = out.next().await?;
+            Some((message, out))
+        },
+    )))
+}
+
+/// The session's registration; dropping it (the response stream ended or was dropped with its
+/// connection) marks the client disconnected and stops the inbound reader.
+struct Registered {
+    registry: Arc<ClientRegistry>,
+    ticket: Ticket,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        registry.delivered(&ticket, revision);
+        self.registry.disconnected(&self.ticket);
     }
-    if outbox.send(Ok(beat(&edge))).await.is_err() {
-        registry.disconnected(&ticket);
-        return;
-    }
-    let end: Option<Status> = loop {
+}
+
+/// What the server sends: polled by the connection's own stream task, so an update goes from
+/// the watcher's queue to the wire with no hand-off in between.
+struct Outbound {
+    edge: Edge,
+    watcher: Watcher,
+    guard: WatchGuard,
+    ticks: tokio::time::Interval,
+    staleness: tokio::sync::watch::Receiver<bool>,
+    closing: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    silence: Duration,
+    started: Instant,
+    /// Milliseconds after `started` the client was last heard from.
+    heard: Arc<AtomicU64>,
+    /// The inbound reader ended: `Some` status to end the session with, `None` for a client that
+    /// simply left.
+    inbound_ended: oneshot::Receiver<Option<Status>>,
+    /// Sent before anything else: the start, the catch-up and its heartbeat.
+    pending: VecDeque<pb::ServerMessage>,
+    done: bool,
+    _session: Registered,
+}
+
+impl Outbound {
+    /// The next message, or the status that ends the session; `None` once it ended.
+    async fn next(&mut self) -> Option<Result<pb::ServerMessage, Status>> {
+        if self.done {
+            return None;
+        }
+        if let Some(message) = self.pending.pop_front() {
+            return Some(Ok(message));
+        }
+        let ended = |out: &mut Outbound, status: Option<Status>| {
+            out.done = true;
+            status.map(Err)
+        };
         tokio::select! {
-            message = watcher.next() => {
-                let Some(message) = message else { break None };
-                if let Err(error) = guard.check() {
-                    break Some(error.into());
+            message = self.watcher.next() => {
+                let Some(message) = message else { return ended(self, None) };
+                if let Err(error) = self.guard.check() {
+                    return ended(self, Some(error.into()));
                 }
-                let revision = message.revision();
-                if outbox.send(Ok(update(&message))).await.is_err() {
-                    break None;
-                }
-                registry.delivered(&ticket, revision);
+                self._session.registry.delivered(&self._session.ticket, message.revision());
+                Some(Ok(update(&message)))
             }
-            received = inbound.message() => match received {
-                Ok(Some(message)) => {
-                    heard = Instant::now();
-                    match message.kind {
-                        Some(ClientKindMsg::Receipt(receipt)) => {
-                            let failures: Vec<(String, String)> = receipt
-                                .failures
-                                .into_iter()
-                                .map(|n| (n.path, n.error))
-                                .collect();
-                            let committed = edge.holder().committed_at(receipt.revision);
-                            registry.receipt(&ticket, receipt.revision, &failures, committed);
-                        }
-                        Some(ClientKindMsg::Heartbeat(_)) => registry.seen(&ticket),
-                        Some(ClientKindMsg::Hello(_)) => {
-                            break Some(Status::invalid_argument("a session has one hello"));
-                        }
-                        None => {}
-                    }
-                }
-                Ok(None) | Err(_) => break None,
-            },
-            _ = ticks.tick() => {
-                if heard.elapsed() > silence {
-                    break Some(Status::deadline_exceeded(format!(
+            status = &mut self.inbound_ended => ended(self, status.ok().flatten()),
+            _ = self.ticks.tick() => {
+                let heard = Duration::from_millis(self.heard.load(Ordering::Relaxed));
+                if self.started.elapsed().saturating_sub(heard) > self.silence {
+                    let status = Status::deadline_exceeded(format!(
                         "no message from the client for {} ms (three heartbeat intervals)",
-                        silence.as_millis()
-                    )));
+                        self.silence.as_millis()
+                    ));
+                    return ended(self, Some(status));
                 }
-                if outbox.send(Ok(beat(&edge))).await.is_err() {
-                    break None;
-                }
+                Some(Ok(beat(&self.edge)))
             }
             // The client hears at once when this edge loses or regains its writer.
-            Ok(()) = staleness.changed() => {
-                if outbox.send(Ok(beat(&edge))).await.is_err() {
-                    break None;
-                }
+            Ok(()) = self.staleness.changed() => Some(Ok(beat(&self.edge))),
+            _ = &mut self.closing => {
+                ended(self, Some(Status::unavailable("the edge is shutting down")))
             }
-            _ = &mut closing => break Some(Status::unavailable("the edge is shutting down")),
+        }
+    }
+}
+
+struct Inbound {
+    edge: Edge,
+    ticket: Ticket,
+    started: Instant,
+    heard: Arc<AtomicU64>,
+}
+
+/// Reads the client's receipts and heartbeats into the registry until the client's side ends,
+/// breaks the protocol, or the session is over (`stopped`).
+async fn read_inbound(
+    session: Inbound,
+    mut inbound: Streaming<pb::ClientMessage>,
+    ended: oneshot::Sender<Option<Status>>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let registry = session.edge.clients();
+    let status = loop {
+        let received = tokio::select! {
+            received = inbound.message() => received,
+            _ = &mut stopped => return,
+        };
+        let message = match received {
+            Ok(Some(message)) => message,
+            Ok(None) | Err(_) => break None,
+        };
+        let at = u64::try_from(session.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        session.heard.store(at, Ordering::Relaxed);
+        match message.kind {
+            Some(ClientKindMsg::Receipt(receipt)) => {
+                let failures: Vec<(String, String)> = receipt
+                    .failures
+                    .into_iter()
+                    .map(|n| (n.path, n.error))
+                    .collect();
+                let committed = session.edge.holder().committed_at(receipt.revision);
+                registry.receipt(&session.ticket, receipt.revision, &failures, committed);
+            }
+            Some(ClientKindMsg::Heartbeat(_)) => registry.seen(&session.ticket),
+            Some(ClientKindMsg::Hello(_)) => {
+                break Some(Status::invalid_argument("a session has one hello"));
+            }
+            None => {}
         }
     };
-    if let Some(status) = end {
-        let _ = outbox.try_send(Err(status));
-    }
-    registry.disconnected(&ticket);
+    let _ = ended.send(status);
 }
 
 fn beat(edge: &Edge) -> pb::ServerMessage {

@@ -269,3 +269,44 @@ async fn a_silent_client_is_closed_after_three_heartbeats() {
         .await
     );
 }
+
+#[tokio::test]
+async fn a_message_of_another_type_ends_that_call_and_the_edge_keeps_serving() {
+    let edge = TestEdge::start().await;
+    edge.commit(vec![Op::Put("/a", json!(1))]);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", edge.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    // A Heartbeat where a ClientMessage belongs: field 1 arrives as a varint, not as the hello
+    // message it must be — bytes that do not decode.
+    let codec = tonic_prost::ProstCodec::<pb::Heartbeat, pb::ServerMessage>::default();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/setpoint.edge.v1.Edge/Session");
+    let request = tonic::Request::new(futures::stream::iter(vec![pb::Heartbeat {
+        revision: 5,
+        stale: true,
+    }]));
+    let refused = match grpc.streaming(request, path, codec).await {
+        Err(status) => status,
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("the session went on after bytes that do not decode"),
+                    Err(status) => break status,
+                }
+            }
+        }
+    };
+    assert_ne!(refused.code(), Code::Ok);
+    assert!(edge.edge.clients().records().is_empty());
+    let mut client = open(&edge, hello("after-garbage", &["/"], None))
+        .await
+        .unwrap();
+    assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
+}

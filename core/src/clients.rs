@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Revision;
+use crate::auth::{Action, Grants};
+use crate::{ConfigPath, Revision};
 
 /// Longest instance id, label key or value, SDK name, prefix list entry or error text accepted
 /// from a client (longer ones are refused at the edge, or cut in error texts).
@@ -105,9 +106,17 @@ impl ClientRecord {
         }
     }
 
-    /// Whether a caller may see this client: it can read one of the prefixes it watches.
-    pub fn visible_to(&self, can_read: impl Fn(&str) -> bool) -> bool {
-        self.prefixes.iter().any(|p| can_read(p))
+    /// Whether a caller with `grants` may see this client (and acknowledge for it): it can read
+    /// one of the prefixes the client watches.
+    pub fn readable_by(&self, grants: &Grants) -> bool {
+        self.prefixes.iter().any(|prefix| {
+            let path = if prefix == "/" {
+                Ok(ConfigPath::root())
+            } else {
+                ConfigPath::parse(prefix)
+            };
+            path.is_ok_and(|p| grants.allows(&p, Action::Read))
+        })
     }
 }
 

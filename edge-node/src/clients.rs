@@ -390,17 +390,15 @@ impl ClientRegistry {
         self.with(ticket, |slot| slot.record.last_seen_ms = at);
     }
 
-    /// The ticket of the connected record of `id`, and what it watches (for HTTP receipts).
-    pub fn connected_ticket(&self, id: &str) -> Option<(Ticket, Vec<String>)> {
+    /// The ticket of the connected record of `id`, and the record (for HTTP receipts).
+    pub fn connected_ticket(&self, id: &str) -> Option<(Ticket, ClientRecord)> {
         let state = self.lock();
         let slot = state.clients.get(id).filter(|s| s.record.is_connected())?;
-        Some((
-            Ticket {
-                id: id.to_owned(),
-                session: slot.session,
-            },
-            slot.record.prefixes.clone(),
-        ))
+        let ticket = Ticket {
+            id: id.to_owned(),
+            session: slot.session,
+        };
+        Some((ticket, slot.record.clone()))
     }
 
     /// The session ended.

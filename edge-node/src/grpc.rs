@@ -133,6 +133,24 @@ fn parse_prefix(raw: &str, what: &str) -> Result<ConfigPath, Status> {
     }
 }
 
+/// The prefixes of a `Watch` or a `Session`: at least one, `"/"` for everything.
+pub(crate) fn watched_prefixes(raw: &[String]) -> Result<Vec<ConfigPath>, Status> {
+    if raw.is_empty() {
+        return Err(Status::invalid_argument(
+            "prefixes is empty: name at least one prefix (\"/\" for everything)",
+        ));
+    }
+    raw.iter()
+        .map(|p| {
+            if p == "/" {
+                Ok(ConfigPath::root())
+            } else {
+                parse_path(p, "a prefix")
+            }
+        })
+        .collect()
+}
+
 impl Service {
     /// `Get` with an environment: the effective value, without substitution.
     fn get_in_environment(
@@ -315,22 +333,7 @@ impl EdgeApi for Service {
     ) -> Result<Response<WatchStream>, Status> {
         let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
-        if request.prefixes.is_empty() {
-            return Err(Status::invalid_argument(
-                "prefixes is empty: name at least one prefix (\"/\" for everything)",
-            ));
-        }
-        let prefixes = request
-            .prefixes
-            .iter()
-            .map(|p| {
-                if p == "/" {
-                    Ok(ConfigPath::root())
-                } else {
-                    parse_path(p, "a prefix")
-                }
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
+        let prefixes = watched_prefixes(&request.prefixes)?;
         for prefix in &prefixes {
             caller.require_all_below(prefix, Action::Read)?;
         }

@@ -62,19 +62,6 @@ impl Default for SessionConfig {
     }
 }
 
-fn parse_prefix(raw: &str) -> Result<ConfigPath, Status> {
-    if raw.trim().is_empty() {
-        return Err(Status::invalid_argument(
-            "a prefix is empty (\"/\" is everything)",
-        ));
-    }
-    if raw == "/" {
-        return Ok(ConfigPath::root());
-    }
-    ConfigPath::parse(raw)
-        .map_err(|e| Status::invalid_argument(format!("prefix {raw:?} is not a path: {e}")))
-}
-
 /// Reads and checks the hello: the first message, within [`HELLO_TIMEOUT`].
 async fn read_hello(inbound: &mut Streaming<pb::ClientMessage>) -> Result<pb::ClientHello, Status> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
@@ -150,22 +137,13 @@ pub async fn open(
     mut inbound: Streaming<pb::ClientMessage>,
 ) -> Result<SessionStream, Status> {
     let hello = read_hello(&mut inbound).await?;
-    if hello.prefixes.is_empty() {
-        return Err(Status::invalid_argument(
-            "prefixes is empty: name at least one prefix (\"/\" for everything)",
-        ));
-    }
     if hello.prefixes.len() > setpoint_core::clients::MAX_PREFIXES {
         return Err(Status::invalid_argument(format!(
             "at most {} prefixes",
             setpoint_core::clients::MAX_PREFIXES
         )));
     }
-    let prefixes = hello
-        .prefixes
-        .iter()
-        .map(|p| parse_prefix(p))
-        .collect::<Result<Vec<_>, Status>>()?;
+    let prefixes = crate::grpc::watched_prefixes(&hello.prefixes)?;
     for prefix in &prefixes {
         caller.require_all_below(prefix, Action::Read)?;
     }

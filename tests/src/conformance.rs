@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use cluster::{Cluster, EdgeOptions, Mode};
+use cluster::{Cluster, Mode};
 use driver::{Driver, Launch};
 
 /// The repository root (the workspace of this crate).
@@ -137,10 +137,7 @@ async fn run_scenario(launch: &Launch, mode: Mode, name: &str, scenario: &Value)
         .prefix(&format!("setpoint-conformance-{}-", launch.sdk))
         .tempdir()
         .expect("a scenario directory");
-    let options = EdgeOptions {
-        ring_capacity: scenario["edge_ring"].as_u64().map(|n| n as usize),
-    };
-    let cluster = Cluster::start(mode, dir.path(), options).await;
+    let cluster = Cluster::start(mode, dir.path()).await;
     let http = match cluster.token() {
         Some(token) => crate::writer::client_with_key(&token),
         None => reqwest::Client::new(),
@@ -462,9 +459,8 @@ impl Run<'_> {
                 "the callbacks of one commit carry different revisions: {seen:?}"
             ));
         }
-        let mut revisions: Vec<i64> = seen.iter().filter_map(|e| e["revision"].as_i64()).collect();
+        let revisions: Vec<i64> = seen.iter().filter_map(|e| e["revision"].as_i64()).collect();
         let ordered = revisions.windows(2).all(|w| w[0] <= w[1]);
-        revisions.dedup();
         if !ordered && !step["any_order"].as_bool().unwrap_or(false) {
             return Err(format!("callbacks out of revision order: {seen:?}"));
         }

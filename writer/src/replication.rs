@@ -102,7 +102,8 @@ pub struct Replication {
     fleet_swept_ms: std::sync::atomic::AtomicI64,
 }
 
-fn unix_ms() -> i64 {
+/// Now, in unix milliseconds (client records' clock).
+pub(crate) fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

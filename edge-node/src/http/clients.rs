@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use setpoint_core::auth::Action;
 use setpoint_core::clients::ClientKind;
 use setpoint_core::{ConfigPath, Revision};
 
@@ -129,17 +128,10 @@ pub async fn post_receipt(
             body.instance_id
         ))
     };
-    let (ticket, prefixes) = registry
+    let (ticket, record) = registry
         .connected_ticket(&body.instance_id)
         .ok_or_else(not_here)?;
-    let may = prefixes.iter().any(|p| {
-        let path = if p == "/" {
-            Ok(ConfigPath::root())
-        } else {
-            ConfigPath::parse(p)
-        };
-        path.is_ok_and(|p| caller.principal.grants.allows(&p, Action::Read))
-    });
+    let may = record.readable_by(&caller.principal.grants);
     if !may {
         // Indistinguishable from an unknown client: ids are not for probing.
         return Err(not_here());

@@ -26,13 +26,6 @@ impl Mode {
     }
 }
 
-/// Edge tuning a scenario may ask for.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EdgeOptions {
-    /// Applied batches the edge keeps for resumption (small: resumes fall back to resets).
-    pub ring_capacity: Option<usize>,
-}
-
 pub enum Cluster {
     Dev {
         process: Option<SetpointProcess>,
@@ -72,7 +65,7 @@ async fn wait_ready(addr: &str, what: &str) {
 }
 
 impl Cluster {
-    pub async fn start(mode: Mode, dir: &Path, options: EdgeOptions) -> Cluster {
+    pub async fn start(mode: Mode, dir: &Path) -> Cluster {
         match mode {
             Mode::Dev => {
                 let addr = format!("127.0.0.1:{}", free_port());
@@ -121,9 +114,6 @@ impl Cluster {
                     "--heartbeat-ms".into(),
                     "1000".into(),
                 ];
-                if let Some(capacity) = options.ring_capacity {
-                    edge_args.extend(["--ring-capacity".into(), capacity.to_string()]);
-                }
                 edge_args.extend(certs.args("edge"));
                 let edge = start(&edge_args, &edge_addr, dir).await;
                 wait_ready(&edge_addr, "the edge").await;

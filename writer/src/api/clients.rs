@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 use setpoint_core::ConfigPath;
-use setpoint_core::auth::Action;
 use setpoint_core::clients::{ClientFilter, ClientRecord};
 
 use super::AppState;
@@ -24,12 +23,6 @@ fn rfc3339(ms: i64) -> Value {
                 .ok()
         })
         .map_or(Value::Null, Value::String)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// One client as the API shows it.
@@ -115,17 +108,9 @@ fn filter(params: &[(String, String)]) -> Result<ClientFilter, Error> {
     Ok(filter)
 }
 
-/// May `caller` see `record`: admin, or `read` on one of the prefixes it watches.
+/// May `caller` see `record`: `read` on one of the prefixes it watches (admins may read all).
 fn visible(caller: &Caller, record: &ClientRecord) -> bool {
-    caller.principal.grants.is_admin()
-        || record.visible_to(|prefix| {
-            let path = if prefix == "/" {
-                Ok(ConfigPath::root())
-            } else {
-                ConfigPath::parse(prefix)
-            };
-            path.is_ok_and(|p| caller.may(&p, Action::Read))
-        })
+    record.readable_by(&caller.principal.grants)
 }
 
 #[utoipa::path(get, path = "/api/clients", tag = "clients",
@@ -142,7 +127,7 @@ pub async fn list(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, Error> {
     let filter = filter(&params)?;
-    let now = now_ms();
+    let now = crate::replication::unix_ms();
     let listed = match &state.replication {
         Some(replication) => replication.clients(|fleet| {
             fleet
@@ -165,7 +150,7 @@ pub async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Error> {
-    let now = now_ms();
+    let now = crate::replication::unix_ms();
     let found = state.replication.as_ref().and_then(|replication| {
         replication.clients(|fleet| {
             fleet

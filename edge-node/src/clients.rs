@@ -13,7 +13,7 @@
 //! nothing of gRPC or HTTP.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
@@ -101,6 +101,9 @@ pub struct ClientCounters {
     pub connected: IntGauge,
     pub receipts: IntCounter,
     pub nacks: IntCounterVec,
+    /// The `prefix` label values in use: clients name the paths of their NACKs, so the labels
+    /// are capped at [`MAX_NACK_LABELS`] (then `other`) to keep the metric bounded.
+    nack_labels: Arc<Mutex<HashSet<String>>>,
     /// Edge delivery → client receipt.
     pub propagation: Histogram,
     /// Commit (writer's clock) → client receipt.
@@ -121,6 +124,7 @@ impl ClientCounters {
                 "setpoint_edge_client_receipts_total",
                 "Receipts (applied revisions) received from clients.",
             )?,
+            nack_labels: Arc::default(),
             nacks: IntCounterVec::new(
                 Opts::new(
                     "setpoint_edge_client_nacks_total",
@@ -180,14 +184,31 @@ fn now_micros() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// The first segment of a path, for a bounded NACK label (`/myapp/db/host` → `/myapp`).
-fn first_segment(path: &str) -> String {
-    let rest = path.trim_start_matches('/');
-    let first = rest.split('/').next().unwrap_or_default();
-    if first.is_empty() || first.len() > 64 {
-        "/".into()
-    } else {
-        format!("/{first}")
+/// Distinct `prefix` labels of `setpoint_edge_client_nacks_total` before new ones count as
+/// `other`.
+const MAX_NACK_LABELS: usize = 256;
+
+impl ClientCounters {
+    /// Counts one NACK under the first segment of its path (`/myapp/db/host` → `/myapp`): `invalid`
+    /// for a path that does not parse, `other` once [`MAX_NACK_LABELS`] are in use.
+    fn nack(&self, path: &str) {
+        let label = match setpoint_core::ConfigPath::parse(path) {
+            Ok(parsed) => match parsed.segments().next() {
+                Some(first) => format!("/{first}"),
+                None => "/".to_owned(),
+            },
+            Err(_) => "invalid".to_owned(),
+        };
+        let label = {
+            let mut labels = self.nack_labels.lock().unwrap_or_else(|e| e.into_inner());
+            if labels.contains(&label) || labels.len() < MAX_NACK_LABELS {
+                labels.insert(label.clone());
+                label
+            } else {
+                "other".to_owned()
+            }
+        };
+        self.nacks.with_label_values(&[&label]).inc();
     }
 }
 
@@ -345,10 +366,7 @@ impl ClientRegistry {
             counters.receipts.inc();
             for (path, error) in failures.iter().take(MAX_PREFIXES) {
                 record.nacks += 1;
-                counters
-                    .nacks
-                    .with_label_values(&[&first_segment(path)])
-                    .inc();
+                counters.nack(path);
                 record.last_error = Some(ClientError {
                     path: cut(path, MAX_FIELD_BYTES),
                     error: cut(error, MAX_ERROR_BYTES),
@@ -547,6 +565,26 @@ mod tests {
             registry.counters().nacks.with_label_values(&["/app"]).get(),
             1
         );
+    }
+
+    #[test]
+    fn nack_labels_stay_bounded_whatever_paths_clients_name() {
+        let registry = registry();
+        let ticket = registry
+            .register(hello("a"), ClientKind::Session, 0)
+            .unwrap();
+        let failures: Vec<(String, String)> = (0..MAX_NACK_LABELS + 10)
+            .map(|i| (format!("/p{i}/x"), "boom".to_owned()))
+            .chain([("not a path".to_owned(), "boom".to_owned())])
+            .collect();
+        for chunk in failures.chunks(32) {
+            registry.receipt(&ticket, 1, chunk, None);
+        }
+        let nacks = &registry.counters().nacks;
+        assert_eq!(nacks.with_label_values(&["/p0"]).get(), 1);
+        assert!(nacks.with_label_values(&["other"]).get() >= 10);
+        let labels = registry.counters().nack_labels.lock().unwrap().len();
+        assert!(labels <= MAX_NACK_LABELS, "{labels} labels");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use setpoint_tests::wait_until;
 use setpoint_writer::store::embedded::EmbeddedStore;
 use setpoint_writer::store::etcd::EtcdStore;
 use setpoint_writer::store::{
-    Compare, CompareOp, EventKind, RangeRequest, Revision, Store, StoreError, Txn, TxnOp,
+    Compare, CompareOp, EventKind, RangeRequest, Read, Revision, Store, StoreError, Txn, TxnOp,
     WatchBatch, WatchStream,
 };
 
@@ -93,6 +93,8 @@ conformance!(
     case_watch_reports_deletes,
     case_compaction_then_watch,
     case_large_value_fits_and_too_large_fails,
+    case_read_is_one_revision_of_gets_and_ranges,
+    case_range_compare_sees_every_key_of_the_range,
 );
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -282,6 +284,67 @@ async fn case_false_compare_writes_nothing(store: &dyn Store) {
         (b"1".as_slice(), rev)
     );
     assert_eq!(store.get("f/b").await.unwrap(), None);
+}
+
+async fn case_read_is_one_revision_of_gets_and_ranges(store: &dyn Store) {
+    write(
+        store,
+        vec![put("r/a", "1"), put("r/b/x", "2"), put("r/b/y", "3")],
+    )
+    .await;
+    let rev = write(store, vec![put("r/c", "4")]).await;
+    let set = store
+        .read(vec![
+            Read::Get("r/a".to_owned()),
+            Read::Get("r/missing".to_owned()),
+            Read::Range(RangeRequest::prefix("r/b/")),
+            Read::Range(RangeRequest {
+                limit: 1,
+                descending: true,
+                ..RangeRequest::prefix("r/")
+            }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(set.revision, rev);
+    let keys: Vec<Vec<&str>> = set
+        .results
+        .iter()
+        .map(|kvs| kvs.iter().map(|kv| kv.key.as_str()).collect())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![vec!["r/a"], vec![], vec!["r/b/x", "r/b/y"], vec!["r/c"]]
+    );
+    assert_eq!(set.results[0][0].value, b"1");
+    assert!(store.read(vec![]).await.unwrap().results.is_empty());
+}
+
+async fn case_range_compare_sees_every_key_of_the_range(store: &dyn Store) {
+    // "Nothing under g/ changed since revision `seen`": holds on an empty range, holds while
+    // every key is older, fails once any key in the range (new or old) is written.
+    let unchanged = |seen: Revision| Compare::mod_revision_prefix("g/", CompareOp::Less, seen + 1);
+    let seen = write(store, vec![put("h", "0")]).await;
+    let guarded = |seen: Revision, value: &str| Txn {
+        compares: vec![unchanged(seen)],
+        writes: vec![put("h", value)],
+    };
+    assert!(store.txn(guarded(seen, "1")).await.unwrap().succeeded);
+    let seen = write(store, vec![put("g/a", "1"), put("g/b", "1")]).await;
+    write(store, vec![put("gz", "outside the range")]).await;
+    assert!(store.txn(guarded(seen, "2")).await.unwrap().succeeded);
+    write(store, vec![put("g/c", "new key")]).await;
+    let outcome = store.txn(guarded(seen, "3")).await.unwrap();
+    assert!(
+        !outcome.succeeded,
+        "a key created in the range must fail the compare"
+    );
+    assert_eq!(store.get("h").await.unwrap().unwrap().value, b"2");
+    let equal_zero = Txn {
+        compares: vec![Compare::mod_revision_prefix("none/", CompareOp::Equal, 0)],
+        writes: vec![put("h", "4")],
+    };
+    assert!(store.txn(equal_zero).await.unwrap().succeeded);
 }
 
 async fn case_mod_revision_zero_means_absent(store: &dyn Store) {

@@ -12,7 +12,8 @@ use prometheus::{
 };
 
 use crate::store::{
-    KeyValue, RangeRequest, RangeResult, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream,
+    KeyValue, RangeRequest, RangeResult, Read, ReadSet, Revision, Store, StoreError, Txn,
+    TxnOutcome, WatchStream,
 };
 
 pub struct Metrics {
@@ -205,6 +206,13 @@ impl Store for MeteredStore {
         let started = Instant::now();
         let result = self.inner.range(request).await;
         self.observe("range", started, &result);
+        result
+    }
+
+    async fn read(&self, reads: Vec<Read>) -> Result<ReadSet, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.read(reads).await;
+        self.observe("read", started, &result);
         result
     }
 

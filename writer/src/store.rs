@@ -57,6 +57,15 @@ pub enum Compare {
         op: CompareOp,
         revision: Revision,
     },
+    /// Compares the `mod_revision` of every key in `[start, end)` with `revision`; an empty
+    /// range compares 0 (etcd's range compare). `Less` than the revision a range was read at
+    /// means "nothing in it changed since" — including no key created in it.
+    ModRevisionRange {
+        start: String,
+        end: String,
+        op: CompareOp,
+        revision: Revision,
+    },
 }
 
 impl Compare {
@@ -65,6 +74,36 @@ impl Compare {
             key: key.into(),
             op,
             revision,
+        }
+    }
+
+    /// The same compare over every key starting with `prefix`.
+    pub fn mod_revision_prefix(prefix: &str, op: CompareOp, revision: Revision) -> Compare {
+        Compare::ModRevisionRange {
+            start: prefix.to_owned(),
+            end: prefix_end(prefix),
+            op,
+            revision,
+        }
+    }
+
+    /// The key (or the range's first key) the compare reads.
+    pub fn key(&self) -> &str {
+        match self {
+            Compare::ModRevision { key, .. } => key,
+            Compare::ModRevisionRange { start, .. } => start,
+        }
+    }
+}
+
+impl CompareOp {
+    /// Whether `actual op expected` holds.
+    pub fn holds(self, actual: Revision, expected: Revision) -> bool {
+        match self {
+            CompareOp::Equal => actual == expected,
+            CompareOp::NotEqual => actual != expected,
+            CompareOp::Greater => actual > expected,
+            CompareOp::Less => actual < expected,
         }
     }
 }
@@ -133,6 +172,21 @@ pub struct RangeResult {
     pub more: bool,
 }
 
+/// One read of an atomic multi-read ([`Store::read`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// One key: zero or one result.
+    Get(String),
+    Range(RangeRequest),
+}
+
+/// The results of [`Store::read`], in the order of the reads, all at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSet {
+    pub results: Vec<Vec<KeyValue>>,
+    pub revision: Revision,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Put,
@@ -180,6 +234,9 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
     async fn range(&self, request: RangeRequest) -> Result<RangeResult, StoreError>;
+    /// Several gets and ranges in one round trip, all seen at one revision (etcd: one read-only
+    /// transaction). A commit reads everything it decides on with one call.
+    async fn read(&self, reads: Vec<Read>) -> Result<ReadSet, StoreError>;
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
     /// Batches for keys starting with `prefix`, from `from_revision` inclusive (0 = only future
     /// changes). The stream ends with an error item when the store is lost.

@@ -136,36 +136,33 @@ impl Store for EmbeddedStore {
             let rtx = inner.db.begin_read().map_err(db_error)?;
             let revision = read_meta(&rtx.open_table(META).map_err(db_error)?, META_REVISION)?;
             let current = rtx.open_table(CURRENT).map_err(db_error)?;
-            let mut result = RangeResult {
-                kvs: Vec::new(),
+            let (kvs, more) = range_in(&current, &request)?;
+            Ok(RangeResult {
+                kvs,
                 revision,
-                more: false,
-            };
-            if !request.end.is_empty() && request.start >= request.end {
-                return Ok(result);
+                more,
+            })
+        })
+        .await
+    }
+
+    async fn read(&self, reads: Vec<Read>) -> Result<ReadSet, StoreError> {
+        self.blocking(move |inner| {
+            // One read transaction: every read sees the same committed state.
+            let rtx = inner.db.begin_read().map_err(db_error)?;
+            let revision = read_meta(&rtx.open_table(META).map_err(db_error)?, META_REVISION)?;
+            let current = rtx.open_table(CURRENT).map_err(db_error)?;
+            let mut results = Vec::with_capacity(reads.len());
+            for read in reads {
+                results.push(match read {
+                    Read::Get(key) => match current.get(key.as_str()).map_err(db_error)? {
+                        Some(record) => vec![decode_record(&key, record.value())?],
+                        None => Vec::new(),
+                    },
+                    Read::Range(request) => range_in(&current, &request)?.0,
+                });
             }
-            let end = if request.end.is_empty() {
-                Bound::Unbounded
-            } else {
-                Bound::Excluded(request.end.as_str())
-            };
-            let entries = current
-                .range::<&str>((Bound::Included(request.start.as_str()), end))
-                .map_err(db_error)?;
-            let mut entries: Box<dyn Iterator<Item = _>> = if request.descending {
-                Box::new(entries.rev())
-            } else {
-                Box::new(entries)
-            };
-            for entry in entries.by_ref() {
-                if request.limit > 0 && result.kvs.len() == request.limit {
-                    result.more = true;
-                    break;
-                }
-                let (key, record) = entry.map_err(db_error)?;
-                result.kvs.push(decode_record(key.value(), record.value())?);
-            }
-            Ok(result)
+            Ok(ReadSet { results, revision })
         })
         .await
     }
@@ -252,6 +249,73 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// The keys of `request` in `table`, and whether its limit cut them short.
+fn range_in(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    request: &RangeRequest,
+) -> Result<(Vec<KeyValue>, bool), StoreError> {
+    let mut kvs = Vec::new();
+    if !request.end.is_empty() && request.start >= request.end {
+        return Ok((kvs, false));
+    }
+    let end = if request.end.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Excluded(request.end.as_str())
+    };
+    let entries = table
+        .range::<&str>((Bound::Included(request.start.as_str()), end))
+        .map_err(db_error)?;
+    let mut entries: Box<dyn Iterator<Item = _>> = if request.descending {
+        Box::new(entries.rev())
+    } else {
+        Box::new(entries)
+    };
+    for entry in entries.by_ref() {
+        if request.limit > 0 && kvs.len() == request.limit {
+            return Ok((kvs, true));
+        }
+        let (key, record) = entry.map_err(db_error)?;
+        kvs.push(decode_record(key.value(), record.value())?);
+    }
+    Ok((kvs, false))
+}
+
+/// Whether `compare` holds in `table` (etcd's rules: a missing key, or an empty range,
+/// compares as mod revision 0).
+fn compare_holds(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    compare: &Compare,
+) -> Result<bool, StoreError> {
+    match compare {
+        Compare::ModRevision { key, op, revision } => {
+            let actual = match table.get(key.as_str()).map_err(db_error)? {
+                Some(record) => decode_record(key, record.value())?.mod_revision,
+                None => 0,
+            };
+            Ok(op.holds(actual, *revision))
+        }
+        Compare::ModRevisionRange {
+            start,
+            end,
+            op,
+            revision,
+        } => {
+            let request = RangeRequest {
+                start: start.clone(),
+                end: end.clone(),
+                limit: 0,
+                descending: false,
+            };
+            let (kvs, _) = range_in(table, &request)?;
+            if kvs.is_empty() {
+                return Ok(op.holds(0, *revision));
+            }
+            Ok(kvs.iter().all(|kv| op.holds(kv.mod_revision, *revision)))
+        }
+    }
+}
+
 /// The checks etcd makes before a transaction reaches its store.
 fn check_txn(txn: &Txn) -> Result<(), StoreError> {
     let mut keys = std::collections::HashSet::new();
@@ -271,8 +335,8 @@ fn check_txn(txn: &Txn) -> Result<(), StoreError> {
         }
         size += key.len() + value_len + 16;
     }
-    for Compare::ModRevision { key, .. } in &txn.compares {
-        size += key.len() + 16;
+    for compare in &txn.compares {
+        size += compare.key().len() + 16;
     }
     if size > MAX_REQUEST_BYTES {
         return Err(StoreError::TooLarge(format!(
@@ -289,24 +353,8 @@ fn commit(inner: &Inner, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let mut meta = wtx.open_table(META).map_err(db_error)?;
         let mut current = wtx.open_table(CURRENT).map_err(db_error)?;
         let revision = read_meta(&meta, META_REVISION)?;
-        for Compare::ModRevision {
-            key,
-            op,
-            revision: expected,
-        } in &txn.compares
-        {
-            let found = current.get(key.as_str()).map_err(db_error)?;
-            let actual = match found {
-                Some(record) => decode_record(key, record.value())?.mod_revision,
-                None => 0,
-            };
-            let holds = match op {
-                CompareOp::Equal => actual == *expected,
-                CompareOp::NotEqual => actual != *expected,
-                CompareOp::Greater => actual > *expected,
-                CompareOp::Less => actual < *expected,
-            };
-            if !holds {
+        for compare in &txn.compares {
+            if !compare_holds(&current, compare)? {
                 return Ok(TxnOutcome {
                     succeeded: false,
                     revision,

@@ -13,7 +13,7 @@ use super::*;
 use etcd_client::{
     Client, Compare as EtcdCompare, CompareOp as EtcdCompareOp, ConnectOptions, DeleteOptions,
     EventType, GetOptions, KvClient, SortOrder, SortTarget, Txn as EtcdTxn, TxnOp as EtcdTxnOp,
-    WatchClient, WatchOptions, WatchResponse,
+    TxnOpResponse, WatchClient, WatchOptions, WatchResponse,
 };
 
 /// Largest gRPC message either way. etcd's own request limit is 1.5 MiB (2 MiB on the wire with
@@ -153,28 +153,7 @@ impl Store for EtcdStore {
     }
 
     async fn range(&self, request: RangeRequest) -> Result<RangeResult, StoreError> {
-        // etcd reads an empty range end as "this one key" and refuses an empty key; the trait
-        // means "to the end" and "from the start". "\0" is etcd's spelling of both.
-        let start = if request.start.is_empty() {
-            vec![0]
-        } else {
-            request.start.into_bytes()
-        };
-        let end = if request.end.is_empty() {
-            vec![0]
-        } else {
-            request.end.into_bytes()
-        };
-        let mut options = GetOptions::new().with_range(end);
-        if request.limit > 0 {
-            let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
-            options = options.with_limit(limit);
-        }
-        // Ascending key order is etcd's natural order; asking for it explicitly would make etcd
-        // read the whole range before applying the limit.
-        if request.descending {
-            options = options.with_sort(SortTarget::Key, SortOrder::Descend);
-        }
+        let (start, options) = range_options(request);
         let mut kv = self.kv.clone();
         let response = self.deadline("range", kv.get(start, Some(options))).await?;
         Ok(RangeResult {
@@ -188,12 +167,57 @@ impl Store for EtcdStore {
         })
     }
 
+    async fn read(&self, reads: Vec<Read>) -> Result<ReadSet, StoreError> {
+        // A transaction without compares runs its reads at one revision, in one round trip.
+        let ops: Vec<EtcdTxnOp> = reads
+            .into_iter()
+            .map(|read| match read {
+                Read::Get(key) => EtcdTxnOp::get(key, None),
+                Read::Range(request) => {
+                    let (start, options) = range_options(request);
+                    EtcdTxnOp::get(start, Some(options))
+                }
+            })
+            .collect();
+        let count = ops.len();
+        let mut kv = self.kv.clone();
+        let response = self
+            .deadline("read", kv.txn(EtcdTxn::new().and_then(ops)))
+            .await?;
+        let revision = header_revision(response.header())?;
+        let mut results = Vec::with_capacity(count);
+        for op in response.op_responses() {
+            let TxnOpResponse::Get(get) = op else {
+                return Err(StoreError::Other(
+                    "etcd answered a read with a write response".to_owned(),
+                ));
+            };
+            results.push(get.kvs().iter().map(convert_kv).collect::<Result<_, _>>()?);
+        }
+        if results.len() != count {
+            return Err(StoreError::Other(format!(
+                "etcd answered {} of {count} reads",
+                results.len()
+            )));
+        }
+        Ok(ReadSet { results, revision })
+    }
+
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let compares: Vec<EtcdCompare> = txn
             .compares
             .into_iter()
-            .map(|Compare::ModRevision { key, op, revision }| {
-                EtcdCompare::mod_revision(key, convert_op(op), revision)
+            .map(|compare| match compare {
+                Compare::ModRevision { key, op, revision } => {
+                    EtcdCompare::mod_revision(key, convert_op(op), revision)
+                }
+                Compare::ModRevisionRange {
+                    start,
+                    end,
+                    op,
+                    revision,
+                } => EtcdCompare::mod_revision(start, convert_op(op), revision)
+                    .with_range(range_bound(end)),
             })
             .collect();
         let writes: Vec<EtcdTxnOp> = txn
@@ -363,4 +387,29 @@ impl EtcdWatchState {
             self.pending.push_back(Ok(batch));
         }
     }
+}
+
+/// etcd reads an empty range end as "this one key" and refuses an empty key; the trait means
+/// "to the end" and "from the start". "\0" is etcd's spelling of both.
+fn range_bound(key: String) -> Vec<u8> {
+    if key.is_empty() {
+        vec![0]
+    } else {
+        key.into_bytes()
+    }
+}
+
+/// The start key and options of a range read.
+fn range_options(request: RangeRequest) -> (Vec<u8>, GetOptions) {
+    let mut options = GetOptions::new().with_range(range_bound(request.end));
+    if request.limit > 0 {
+        let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
+        options = options.with_limit(limit);
+    }
+    // Ascending key order is etcd's natural order; asking for it explicitly would make etcd
+    // read the whole range before applying the limit.
+    if request.descending {
+        options = options.with_sort(SortTarget::Key, SortOrder::Descend);
+    }
+    (range_bound(request.start), options)
 }

@@ -52,11 +52,7 @@ pub struct AppState {
     /// environment-aware reads.
     pub feed: Arc<crate::replication::feed::Feed>,
     pub secrets: setpoint_secrets::serve::SecretAccess,
-    /// Serializes environment updates (see [`environments::put`]).
-    pub environments_lock: Arc<tokio::sync::Mutex<()>>,
     pub auth: Arc<auth::AuthState>,
-    /// Serializes decisions on change requests.
-    pub approvals_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn router(state: AppState) -> Router {

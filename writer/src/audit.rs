@@ -19,8 +19,30 @@ use serde::{Deserialize, Serialize};
 use setpoint_core::audit::{self as chain, Anchor, Seal};
 
 use crate::error::Error;
-use crate::model::Actor;
 use crate::store::{Compare, CompareOp, RangeRequest, Store, Txn, TxnOp, prefix_end};
+
+/// Who asked for a change: `updated_by` of what it writes, and the audit record's actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The account id (or, for anonymous loopback callers in `setpoint dev`, the
+    /// `X-Setpoint-Actor` name if given).
+    pub name: Option<String>,
+    /// `X-Request-Id` if the caller sent one, else generated.
+    pub request_id: String,
+    /// The caller's address.
+    pub source: Option<String>,
+}
+
+impl Actor {
+    /// The writer itself (bootstrap, default environments).
+    pub fn system() -> Actor {
+        Actor {
+            name: Some("setpoint".to_owned()),
+            request_id: "startup".to_owned(),
+            source: None,
+        }
+    }
+}
 
 /// Seals written per store transaction (two operations each, plus the head).
 const SEALS_PER_TXN: usize = 60;
@@ -137,19 +159,14 @@ impl AuditLog {
     async fn head(&self, store: &dyn Store) -> Result<(Option<Head>, i64), Error> {
         match store.get(&self.head_key()).await? {
             None => Ok((None, 0)),
-            Some(kv) => Ok((
-                Some(crate::model::records::decode_json(&kv.key, &kv.value)?),
-                kv.mod_revision,
-            )),
+            Some(kv) => Ok((Some(decode_record(&kv.key, &kv.value)?), kv.mod_revision)),
         }
     }
 
     async fn anchor(&self, store: &dyn Store) -> Result<Option<Anchor>, Error> {
         match store.get(&self.anchor_key()).await? {
             None => Ok(None),
-            Some(kv) => Ok(Some(crate::model::records::decode_json(
-                &kv.key, &kv.value,
-            )?)),
+            Some(kv) => Ok(Some(decode_record(&kv.key, &kv.value)?)),
         }
     }
 
@@ -239,7 +256,7 @@ impl AuditLog {
         let seals_range = store.range(RangeRequest::prefix(&self.seals())).await?;
         let mut seals = Vec::with_capacity(seals_range.kvs.len());
         for kv in &seals_range.kvs {
-            let seal: Seal = crate::model::records::decode_json(&kv.key, &kv.value)?;
+            let seal: Seal = decode_record(&kv.key, &kv.value)?;
             seals.push(seal);
         }
         let records: HashMap<String, Vec<u8>> = match seals.last() {
@@ -344,7 +361,7 @@ impl AuditLog {
             let mut writes = Vec::new();
             let mut last: Option<Seal> = None;
             for kv in &range.kvs {
-                let seal: Seal = crate::model::records::decode_json(&kv.key, &kv.value)?;
+                let seal: Seal = decode_record(&kv.key, &kv.value)?;
                 if seal.key >= cutoff_key {
                     break;
                 }
@@ -400,13 +417,14 @@ impl AuditLog {
 
     /// The store write that records `event` by `actor` at `now` (RFC 3339); the caller puts it
     /// into the same transaction as the change.
-    pub fn write(&self, actor: &Actor, event: &Event<'_>, now: &str) -> TxnOp {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+    pub fn write(&self, actor: &Actor, event: &Event<'_>, now: time::OffsetDateTime) -> TxnOp {
+        let nanos = u128::try_from(now.unix_timestamp_nanos()).unwrap_or(0);
+        let now = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
         let record = Record {
-            time: now.to_owned(),
+            time: now,
             actor: actor.name.clone(),
             action: event.action.to_owned(),
             path: event.path.map(str::to_owned),
@@ -440,4 +458,12 @@ fn matches(record: &Record, filter: &Filter) -> bool {
             .is_none_or(|a| record.actor.as_deref() == Some(a))
         && filter.action.as_deref().is_none_or(|a| record.action == a)
         && filter.outcome.is_none_or(|o| record.outcome == o)
+}
+
+/// A stored audit record, seal or chain end, decoded; a corrupt one is an internal error.
+fn decode_record<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        tracing::error!(%key, error = %e, "corrupt audit record in the store");
+        Error::internal(format!("corrupt record at {key}: {e}"))
+    })
 }

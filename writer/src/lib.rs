@@ -14,6 +14,7 @@
 pub mod api;
 pub mod audit;
 pub mod error;
+pub mod fault;
 pub mod metrics;
 pub mod model;
 pub mod replication;
@@ -247,8 +248,6 @@ impl Writer {
             gossip,
             feed,
             secrets: config.secrets.clone(),
-            environments_lock: Arc::new(tokio::sync::Mutex::new(())),
-            approvals_lock: Arc::new(tokio::sync::Mutex::new(())),
             auth: Arc::new(api::auth::AuthState::new(
                 config.auth_mode,
                 config.metrics_public,

@@ -14,23 +14,28 @@ pub mod accounts;
 pub mod approvals;
 pub mod environments;
 pub mod locks;
+pub mod plan;
 pub mod records;
 pub mod retention;
+pub mod rules;
 pub mod schemas;
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use setpoint_core::validate::{self, Schema, Validators, Violation};
 use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 use time::OffsetDateTime;
 
 use crate::audit;
+pub use crate::audit::Actor;
 use crate::error::{Error, ErrorCode};
 use crate::store::{
-    Compare, CompareOp, KeyValue, RangeRequest, Revision, Store, Txn, TxnOp, prefix_end,
+    Compare, KeyValue, RangeRequest, Read, Revision, Store, Txn, TxnOp, prefix_end,
 };
-use records::{Keys, Meta, Pointer, VersionHeader};
+use approvals::{ChangeRequest, Policy};
+use plan::Plan;
+use records::{Keys, Meta, Pointer};
 
 /// Most changes in one commit. Each change writes two keys, the commit one audit record, and
 /// etcd refuses transactions of more than 128 operations by default (`--max-txn-ops`).
@@ -118,6 +123,209 @@ impl Change {
     }
 }
 
+/// A change in its serializable form: one change of `POST /api/batch`, and how a change request
+/// keeps its changes. Unknown fields are refused (a typo is an error, not a silent no-op);
+/// `null` clears `description`, `owner`, `schema` or `validators`, absence keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSpec {
+    /// `put` or `delete`.
+    pub op: String,
+    pub path: String,
+    /// The value: any JSON; a string for `yaml` and `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Value>,
+    /// `json` (default), `yaml` or `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
+    /// JSON Schema (2020-12) enforced on this and every later write until replaced.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<Object>)]
+    pub schema: Option<Option<Value>>,
+    /// `[{"regex": "..."}, {"enum": [...]}]`.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub validators: Option<Option<Vec<Value>>>,
+    /// Like `If-Match`: a version number, or `"*"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub if_match: Option<Value>,
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or set.
+pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn update_of<T>(field: Option<Option<T>>) -> Update<T> {
+    Update::from_option(field)
+}
+
+fn field_of<T: Clone>(update: &Update<T>) -> Option<Option<T>> {
+    match update {
+        Update::Keep => None,
+        Update::Clear => Some(None),
+        Update::Set(v) => Some(Some(v.clone())),
+    }
+}
+
+impl Precondition {
+    /// `3`, `"3"`, `W/"3"` or `*`.
+    pub fn parse(text: &str) -> Result<Precondition, Error> {
+        let trimmed = text.trim();
+        if trimmed == "*" {
+            return Ok(Precondition::Exists);
+        }
+        let bare = trimmed
+            .strip_prefix("W/")
+            .unwrap_or(trimmed)
+            .trim_matches('"');
+        bare.parse::<Version>()
+            .map(Precondition::Version)
+            .map_err(|_| {
+                Error::bad_request(format!("If-Match {trimmed:?} is not a version number or *"))
+            })
+    }
+}
+
+impl Change {
+    /// A put of `value` (in `format`, JSON when not given) at `path`.
+    pub fn put(
+        path: ConfigPath,
+        value: Value,
+        format: Option<&str>,
+        if_match: Option<Precondition>,
+    ) -> Result<Change, Error> {
+        let format = format.map(Format::parse).transpose()?;
+        Ok(Change::Put(Box::new(PutChange {
+            path,
+            value: ParsedValue::from_request(value, format)?,
+            description: Update::Keep,
+            owner: Update::Keep,
+            schema: Update::Keep,
+            validators: Update::Keep,
+            if_match,
+        })))
+    }
+
+    /// Parses one change; every field is checked (path, format, value, `if_match`).
+    pub fn from_spec(spec: ChangeSpec) -> Result<Change, Error> {
+        let path = ConfigPath::parse(&spec.path)?;
+        let if_match = match &spec.if_match {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(Precondition::parse(&n.to_string())?),
+            Some(Value::String(s)) => Some(Precondition::parse(s)?),
+            Some(other) => {
+                return Err(Error::bad_request(format!(
+                    "if_match must be a version or \"*\", got {other}"
+                )));
+            }
+        };
+        match spec.op.as_str() {
+            "put" => {
+                let value = spec
+                    .value
+                    .ok_or_else(|| Error::bad_request("a put change needs a value"))?;
+                let Change::Put(mut put) =
+                    Change::put(path, value, spec.format.as_deref(), if_match)?
+                else {
+                    return Err(Error::internal("a put parsed as something else"));
+                };
+                put.description = update_of(spec.description);
+                put.owner = update_of(spec.owner);
+                put.schema = update_of(spec.schema);
+                put.validators = update_of(spec.validators.map(|v| v.map(Value::Array)));
+                Ok(Change::Put(put))
+            }
+            "delete" => {
+                if spec.value.is_some() || spec.schema.is_some() || spec.validators.is_some() {
+                    return Err(Error::bad_request(
+                        "a delete change takes only path and if_match",
+                    ));
+                }
+                Ok(Change::Delete { path, if_match })
+            }
+            other => Err(Error::bad_request(format!(
+                "unknown op {other:?}: expected put or delete"
+            ))),
+        }
+    }
+
+    /// The serializable form; [`Change::from_spec`] gives back an equal change.
+    pub fn to_spec(&self) -> ChangeSpec {
+        let if_match = |p: &Option<Precondition>| {
+            p.map(|p| match p {
+                Precondition::Exists => json!("*"),
+                Precondition::Version(v) => json!(v),
+            })
+        };
+        match self {
+            Change::Delete { path, if_match: p } => ChangeSpec {
+                op: "delete".to_owned(),
+                path: path.to_string(),
+                value: None,
+                format: None,
+                description: None,
+                owner: None,
+                schema: None,
+                validators: None,
+                if_match: if_match(p),
+            },
+            Change::Put(put) => ChangeSpec {
+                op: "put".to_owned(),
+                path: put.path.to_string(),
+                value: Some(put.value.to_api_value()),
+                format: Some(put.value.format().as_str().to_owned()),
+                description: field_of(&put.description),
+                owner: field_of(&put.owner),
+                schema: field_of(&put.schema),
+                validators: field_of(&put.validators).map(|v| {
+                    v.map(|v| match v {
+                        Value::Array(items) => items,
+                        other => vec![other],
+                    })
+                }),
+                if_match: if_match(&put.if_match),
+            },
+        }
+    }
+
+    /// The precondition slot of this change.
+    pub fn if_match_mut(&mut self) -> &mut Option<Precondition> {
+        match self {
+            Change::Put(put) => &mut put.if_match,
+            Change::Delete { if_match, .. } => if_match,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ChangeResult {
     pub path: String,
@@ -187,35 +395,98 @@ pub struct Configs {
     /// wait until it shows the caller's own writes.
     last_commit: std::sync::atomic::AtomicI64,
     audit: Arc<audit::AuditLog>,
+    rules: rules::RuleCache,
 }
 
-/// Who asked for a change: `updated_by` of what it writes, and the audit record's actor.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Actor {
-    /// The account id (or, for anonymous loopback callers in `setpoint dev`, the
-    /// `X-Setpoint-Actor` name if given).
-    pub name: Option<String>,
-    /// `X-Request-Id` if the caller sent one, else generated.
-    pub request_id: String,
-    /// The caller's address.
-    pub source: Option<String>,
+/// What [`Configs::submit`] did.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    Committed(Committed),
+    /// An approval policy governs a path: nothing was committed; this request now waits.
+    Pending(ChangeRequest),
 }
 
-impl Actor {
-    /// The writer itself (bootstrap, default environments).
-    pub fn system() -> Actor {
-        Actor {
-            name: Some("setpoint".to_owned()),
-            request_id: "startup".to_owned(),
-            source: None,
+/// How a commit is made.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Commit {
+    pub origin: Origin,
+    /// Whether approval policies apply.
+    pub gated: bool,
+    /// `updated_by` of what it writes, when not the actor (an approved change: its author).
+    pub author: Option<String>,
+    /// The change request this commit carries out; its entry may be written alongside.
+    pub request: Option<String>,
+}
+
+/// Compares and writes a caller adds to a planned transaction.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extra {
+    pub compares: Vec<Compare>,
+    pub writes: Vec<TxnOp>,
+}
+
+pub(crate) enum Outcome {
+    Committed(Committed),
+    NeedsApproval(Policy),
+}
+
+pub(crate) enum Attempt {
+    Done(Outcome),
+    /// A compare failed: another writer got there first. Read again.
+    Lost,
+}
+
+fn too_much_contention() -> Error {
+    Error::new(
+        ErrorCode::Conflict,
+        "too many concurrent writers on these paths; retry the request",
+    )
+}
+
+/// The checks on a batch before anything is read: size, one change per path, and the special
+/// paths only for their own origin — environment definitions (`/env/{name}`) for the
+/// environments API, the system namespace (`/_setpoint/…`) for the system's own records.
+fn check_batch(commit: &Commit, changes: &[Change]) -> Result<(), Error> {
+    if changes.is_empty() {
+        return Err(Error::bad_request("a batch needs at least one change"));
+    }
+    if changes.len() > MAX_BATCH_CHANGES {
+        return Err(Error::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a batch holds at most {MAX_BATCH_CHANGES} changes; this one has {}",
+                changes.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (index, change) in changes.iter().enumerate() {
+        let path = change.path();
+        let definition = setpoint_core::env::definition_name(path).is_some();
+        let system = setpoint_core::auth::is_system(path);
+        let allowed_special = (definition && commit.origin == Origin::Environments)
+            || (system && commit.origin == Origin::System)
+            || (commit.request.as_deref())
+                .is_some_and(|id| approvals::request_path(id).is_ok_and(|p| &p == path));
+        if !allowed_special {
+            path.check_writable()
+                .map_err(|e| Error::from(e).at_index(index))?;
+        }
+        if !seen.insert(path.clone()) {
+            return Err(
+                Error::bad_request(format!("path {path} appears twice in one batch"))
+                    .at_index(index),
+            );
         }
     }
+    Ok(())
 }
 
 /// Who asks for a commit: only the environments API may write definitions (`/env/{name}`),
 /// only the accounts API the system namespace (`/_setpoint/…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Origin {
+    #[default]
     Configs,
     Environments,
     System,
@@ -251,6 +522,7 @@ impl Configs {
             clock,
             last_commit: std::sync::atomic::AtomicI64::new(0),
             audit: Arc::new(audit::AuditLog::new(prefix)),
+            rules: rules::RuleCache::default(),
         }
     }
 
@@ -267,6 +539,11 @@ impl Configs {
         &self.store
     }
 
+    /// Seconds since the epoch, from the injected clock.
+    pub fn unix_now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
     fn now(&self) -> (OffsetDateTime, String) {
         let now = self.clock.now();
         let text = now
@@ -275,252 +552,230 @@ impl Configs {
         (now, text)
     }
 
-    /// Commits `changes` as one transaction (one revision), or nothing.
-    pub async fn commit(&self, changes: Vec<Change>, actor: &Actor) -> Result<Committed, Error> {
-        self.commit_from(Origin::Configs, changes, actor).await
+    /// Commits `changes` as one transaction (one revision), or — when an approval policy governs
+    /// one of the paths — stores a change request instead and commits nothing.
+    pub async fn submit(&self, changes: Vec<Change>, actor: &Actor) -> Result<Submitted, Error> {
+        let gated = Commit {
+            origin: Origin::Configs,
+            gated: true,
+            ..Commit::default()
+        };
+        match self.commit_as(&gated, &changes, actor).await? {
+            Outcome::Committed(committed) => Ok(Submitted::Committed(committed)),
+            Outcome::NeedsApproval(policy) => Ok(Submitted::Pending(
+                self.create_change_request(actor, &policy, &changes).await?,
+            )),
+        }
     }
 
+    /// Commits without the approval gate: system records, environment definitions, approved
+    /// changes.
     pub(crate) async fn commit_from(
         &self,
         origin: Origin,
         changes: Vec<Change>,
         actor: &Actor,
     ) -> Result<Committed, Error> {
-        if changes.is_empty() {
-            return Err(Error::bad_request("a batch needs at least one change"));
+        let commit = Commit {
+            origin,
+            ..Commit::default()
+        };
+        match self.commit_as(&commit, &changes, actor).await? {
+            Outcome::Committed(committed) => Ok(committed),
+            Outcome::NeedsApproval(_) => Err(Error::internal("an ungated commit met a policy")),
         }
-        if changes.len() > MAX_BATCH_CHANGES {
-            return Err(Error::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "a batch holds at most {MAX_BATCH_CHANGES} changes; this one has {}",
-                    changes.len()
-                ),
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (index, change) in changes.iter().enumerate() {
-            let definition = setpoint_core::env::definition_name(change.path()).is_some();
-            let system = setpoint_core::auth::is_system(change.path());
-            let allowed_special = (definition && origin == Origin::Environments)
-                || (system && origin == Origin::System);
-            if !allowed_special {
-                change
-                    .path()
-                    .check_writable()
-                    .map_err(|e| Error::from(e).at_index(index))?;
-            }
-            if !seen.insert(change.path().clone()) {
-                return Err(Error::bad_request(format!(
-                    "path {} appears twice in one batch",
-                    change.path()
-                ))
-                .at_index(index));
-            }
-        }
-        let own_rules = compile_own_rules(&changes)?;
-        let _guards = self.locks.lock(changes.iter().map(Change::path)).await;
-        let prefix_schemas = self.load_prefix_schemas().await?;
+    }
 
+    /// Read, plan, commit; again from the read when a compare lost to another writer.
+    async fn commit_as(
+        &self,
+        commit: &Commit,
+        changes: &[Change],
+        actor: &Actor,
+    ) -> Result<Outcome, Error> {
+        check_batch(commit, changes)?;
+        let own_rules = plan::compile_own_rules(changes)?;
+        // Only a fast path: writers in this process queue per path instead of losing compares
+        // to each other. Correctness rests on the compares alone.
+        let _guards = self.locks.lock(changes.iter().map(Change::path)).await;
         for _ in 0..COMMIT_ATTEMPTS {
-            let (_, now) = self.now();
-            let mut txn = Txn::default();
-            let mut results = Vec::with_capacity(changes.len());
-            let mut violations = Vec::new();
-            for (index, change) in changes.iter().enumerate() {
-                let path = change.path();
-                let pointer_key = self.keys.pointer(path);
-                let current = self.read_pointer(&pointer_key).await?;
-                let observed = current.as_ref().map_or(0, |(kv, _)| kv.mod_revision);
-                let current = current.map(|(_, p)| p);
-                check_precondition(path, current.as_ref(), change_precondition(change))
-                    .map_err(|e| e.at_index(index))?;
-                if let (Change::Put(_), Some((environment, _))) =
-                    (change, setpoint_core::env::split_override(path))
-                {
-                    // The environment must exist, and still exist when this commits.
-                    let definition = self.definition_pointer(environment).await?;
-                    let Some((kv, _)) = definition.filter(|(_, p)| !p.deleted) else {
-                        return Err(Error::new(
-                            ErrorCode::ValidationFailed,
-                            format!(
-                                "environment {environment} does not exist; create it first with PUT /api/environments/{environment}"
-                            ),
-                        )
-                        .at_index(index));
-                    };
-                    txn.compares.push(Compare::mod_revision(
-                        kv.key,
-                        CompareOp::Equal,
-                        kv.mod_revision,
-                    ));
+            match self
+                .attempt(commit, changes, &own_rules, actor, &Extra::default())
+                .await?
+            {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Lost => {
+                    tracing::debug!("commit lost a compare to a concurrent writer; retrying");
                 }
-                let next_version = current.as_ref().map_or(1, |p| p.version + 1);
-                let meta_base = current.as_ref().map(|p| p.meta.clone()).unwrap_or_default();
-                let (pointer, header, stored, result) = match change {
-                    Change::Delete { path, .. } => {
-                        let Some(current) = current.filter(|p| !p.deleted) else {
-                            return Err(
-                                Error::not_found(format!("{path} holds no value")).at_index(index)
-                            );
-                        };
-                        let meta = Meta {
-                            updated_at: now.clone(),
-                            updated_by: actor.name.clone(),
-                            ..meta_base
-                        };
-                        let pointer = Pointer {
-                            version: next_version,
-                            deleted: true,
-                            meta,
-                            ..current
-                        };
-                        let header = VersionHeader {
-                            version: next_version,
-                            deleted: true,
-                            format: pointer.format,
-                            meta: pointer.meta.clone(),
-                        };
-                        let result = ChangeResult {
-                            path: path.to_string(),
-                            version: next_version,
-                            created: false,
-                            deleted: true,
-                        };
-                        (pointer, header, String::new(), result)
-                    }
-                    Change::Put(put) => {
-                        let (schema, validators) =
-                            own_rules_for(&own_rules, index, current.as_ref())?;
-                        let applicable: Vec<&Schema> = prefix_schemas
-                            .iter()
-                            .filter(|(prefix, _)| schemas::applies(prefix, path))
-                            .map(|(_, schema)| schema)
-                            .chain(schema.as_deref())
-                            .collect();
-                        let found =
-                            validate::check(put.value.structured(), &applicable, &[&validators]);
-                        violations.extend(found.into_iter().map(|v| (path.clone(), v)));
-                        let created = current.as_ref().is_none_or(|p| p.deleted);
-                        let meta = Meta {
-                            description: put.description.clone().apply(meta_base.description),
-                            owner: put.owner.clone().apply(meta_base.owner),
-                            updated_by: actor.name.clone(),
-                            updated_at: now.clone(),
-                        };
-                        let pointer = Pointer {
-                            version: next_version,
-                            deleted: false,
-                            format: put.value.format(),
-                            meta,
-                            schema: schema.map(|s| s.source().clone()),
-                            validators: (!validators.is_empty())
-                                .then(|| validators.source().clone()),
-                        };
-                        let header = VersionHeader {
-                            version: next_version,
-                            deleted: false,
-                            format: pointer.format,
-                            meta: pointer.meta.clone(),
-                        };
-                        let result = ChangeResult {
-                            path: path.to_string(),
-                            version: next_version,
-                            created,
-                            deleted: false,
-                        };
-                        (pointer, header, put.value.stored().to_owned(), result)
-                    }
-                };
-                txn.compares.push(Compare::mod_revision(
-                    pointer_key.clone(),
-                    CompareOp::Equal,
-                    observed,
-                ));
-                txn.writes.push(TxnOp::Put {
-                    key: pointer_key,
-                    value: records::encode_json(&pointer),
-                });
-                txn.writes.push(TxnOp::Put {
-                    key: self.keys.version(path, next_version),
-                    value: records::encode_version(&header, &stored),
-                });
-                results.push(result);
             }
-            if !violations.is_empty() {
-                return Err(violation_error(violations));
-            }
-            txn.writes
-                .push(self.audit_write(origin, &results, actor, &now));
-            let outcome = self.store.txn(txn).await?;
-            if outcome.succeeded {
-                self.last_commit
-                    .fetch_max(outcome.revision, std::sync::atomic::Ordering::AcqRel);
-                return Ok(Committed {
-                    revision: outcome.revision,
-                    results,
-                });
-            }
-            tracing::debug!("commit lost a compare to a concurrent writer; retrying");
         }
-        Err(Error::new(
-            ErrorCode::Conflict,
-            "too many concurrent writers on these paths; retry the request",
-        ))
+        Err(too_much_contention())
+    }
+
+    /// One read → plan → transaction. `extra` adds compares and writes of the caller's own
+    /// (an environment definition's guard, a change request's status).
+    pub(crate) async fn attempt(
+        &self,
+        commit: &Commit,
+        changes: &[Change],
+        own_rules: &[Option<plan::OwnRules>],
+        actor: &Actor,
+        extra: &Extra,
+    ) -> Result<Attempt, Error> {
+        let (observed, rules) = self.observe(changes, commit.gated).await?;
+        let (_, now) = self.now();
+        let proposal = plan::Proposal {
+            changes,
+            own_rules,
+            author: commit.author.as_deref().or(actor.name.as_deref()),
+            now: &now,
+            gated: commit.gated,
+        };
+        let (mut txn, results) = match plan::plan(&self.keys, &proposal, &observed, &rules)? {
+            Plan::NeedsApproval(policy) => {
+                return Ok(Attempt::Done(Outcome::NeedsApproval(policy)));
+            }
+            Plan::Commit { txn, results } => (txn, results),
+        };
+        txn.compares.extend(extra.compares.iter().cloned());
+        txn.writes.extend(extra.writes.iter().cloned());
+        txn.writes.push(self.audit_write(commit, &results, actor));
+        let outcome = self.store.txn(txn).await?;
+        if !outcome.succeeded {
+            return Ok(Attempt::Lost);
+        }
+        self.last_commit
+            .fetch_max(outcome.revision, std::sync::atomic::Ordering::AcqRel);
+        Ok(Attempt::Done(Outcome::Committed(Committed {
+            revision: outcome.revision,
+            results,
+        })))
+    }
+
+    /// Everything a plan decides on, in one read at one revision: each touched pointer, the
+    /// definition of each environment an override lives in, and (when they matter) the prefix
+    /// schemas and the approval policies' pointers. Compiled schemas and parsed policies come
+    /// from the cache while their records are unchanged.
+    async fn observe(
+        &self,
+        changes: &[Change],
+        gated: bool,
+    ) -> Result<(plan::Observed, plan::Rules), Error> {
+        let environments: std::collections::BTreeSet<&str> = changes
+            .iter()
+            .filter(|c| matches!(c, Change::Put(_)))
+            .filter_map(|c| setpoint_core::env::split_override(c.path()).map(|(e, _)| e))
+            .collect();
+        let validates = changes.iter().any(|c| matches!(c, Change::Put(_)));
+        let mut reads: Vec<Read> = changes
+            .iter()
+            .map(|c| Read::Get(self.keys.pointer(c.path())))
+            .collect();
+        for environment in &environments {
+            let path = setpoint_core::env::definition_path(environment)?;
+            reads.push(Read::Get(self.keys.pointer(&path)));
+        }
+        if validates {
+            reads.push(Read::Range(RangeRequest::prefix(&self.keys.schemas())));
+        }
+        if gated {
+            reads.push(Read::Range(RangeRequest::prefix(&plan::policies_range(
+                &self.keys,
+            ))));
+        }
+        let set = self.store.read(reads).await?;
+        let mut results = set.results.into_iter();
+        let mut next = || results.next().unwrap_or_default();
+        let mut observed = plan::Observed {
+            revision: set.revision,
+            ..plan::Observed::default()
+        };
+        for _ in changes {
+            observed.pointers.push(match next().into_iter().next() {
+                Some(kv) => (
+                    kv.mod_revision,
+                    Some(records::decode_json::<Pointer>(&kv.key, &kv.value)?),
+                ),
+                None => (0, None),
+            });
+        }
+        for environment in environments {
+            let definition = match next().into_iter().next() {
+                Some(kv) => {
+                    let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
+                    (kv.mod_revision, !pointer.deleted)
+                }
+                None => (0, false),
+            };
+            observed
+                .definitions
+                .insert(environment.to_owned(), definition);
+        }
+        let mut rules = plan::Rules::default();
+        if validates {
+            rules.schemas = self.rules.schemas(&self.keys, next())?;
+        }
+        if gated {
+            rules.policies = self.policies_from(next()).await?;
+        }
+        Ok((observed, rules))
     }
 
     /// Writes one audit record on its own (a denied or refused attempt).
     pub async fn record_alone(&self, actor: &Actor, event: &audit::Event<'_>) -> Result<(), Error> {
-        let (_, now) = self.now();
         let txn = Txn {
             compares: vec![],
-            writes: vec![self.audit.write(actor, event, &now)],
+            writes: vec![self.audit.write(actor, event, self.clock.now())],
         };
         self.store.txn(txn).await?;
         Ok(())
     }
 
     /// One audit record for the whole commit: a single change names its path and versions; a
-    /// batch lists every change in `detail`.
-    fn audit_write(
-        &self,
-        origin: Origin,
-        results: &[ChangeResult],
-        actor: &Actor,
-        now: &str,
-    ) -> crate::store::TxnOp {
+    /// batch lists every change in `detail`. An approved change names its request; the request's
+    /// own record (its status) is part of the same commit and not listed.
+    fn audit_write(&self, commit: &Commit, results: &[ChangeResult], actor: &Actor) -> TxnOp {
         let before = |r: &ChangeResult| (r.version > 1).then(|| r.version - 1);
-        let event = match results {
+        let results: Vec<&ChangeResult> = results
+            .iter()
+            .filter(|r| commit.request.is_none() || !approvals::is_request_path(&r.path))
+            .collect();
+        let request = commit.request.as_deref();
+        let event = match results.as_slice() {
             [single] => audit::Event {
-                action: origin.action(&single.path, single.deleted),
+                action: commit.origin.action(&single.path, single.deleted),
                 path: Some(single.path.as_str()),
                 version_before: before(single),
                 version_after: Some(single.version),
                 outcome: audit::Outcome::Ok,
-                detail: None,
+                detail: request.map(|id| json!({ "change_request": id }).to_string()),
             },
-            many => audit::Event {
-                action: "config.batch",
-                path: None,
-                version_before: None,
-                version_after: None,
-                outcome: audit::Outcome::Ok,
-                detail: Some(
-                    json!(
-                        many.iter()
-                            .map(|r| json!({
-                                "op": if r.deleted { "delete" } else { "put" },
-                                "path": r.path,
-                                "version_before": before(r),
-                                "version_after": r.version,
-                            }))
-                            .collect::<Vec<_>>()
-                    )
-                    .to_string(),
-                ),
-            },
+            many => {
+                let changes = json!(
+                    many.iter()
+                        .map(|r| json!({
+                            "op": if r.deleted { "delete" } else { "put" },
+                            "path": r.path,
+                            "version_before": before(r),
+                            "version_after": r.version,
+                        }))
+                        .collect::<Vec<_>>()
+                );
+                let detail = match request {
+                    Some(id) => json!({ "change_request": id, "changes": changes }),
+                    None => changes,
+                };
+                audit::Event {
+                    action: "config.batch",
+                    path: None,
+                    version_before: None,
+                    version_after: None,
+                    outcome: audit::Outcome::Ok,
+                    detail: Some(detail.to_string()),
+                }
+            }
         };
-        self.audit.write(actor, &event, now)
+        self.audit.write(actor, &event, self.clock.now())
     }
 
     async fn read_pointer(&self, key: &str) -> Result<Option<(KeyValue, Pointer)>, Error> {
@@ -670,127 +925,4 @@ impl Configs {
             .await?
             .map_or(0, |(_, p)| p.version))
     }
-}
-
-fn change_precondition(change: &Change) -> Option<Precondition> {
-    match change {
-        Change::Put(put) => put.if_match,
-        Change::Delete { if_match, .. } => *if_match,
-    }
-}
-
-fn check_precondition(
-    path: &ConfigPath,
-    current: Option<&Pointer>,
-    want: Option<Precondition>,
-) -> Result<(), Error> {
-    let live_version = current.filter(|p| !p.deleted).map_or(0, |p| p.version);
-    let ok = match want {
-        None => true,
-        Some(Precondition::Exists) => live_version != 0,
-        Some(Precondition::Version(v)) => live_version == v,
-    };
-    if ok {
-        return Ok(());
-    }
-    let expected = match want {
-        Some(Precondition::Version(v)) => json!(v),
-        _ => json!("*"),
-    };
-    Err(Error::new(
-        ErrorCode::PreconditionFailed,
-        format!("{path} is at version {live_version}, If-Match asked for {expected}"),
-    )
-    .with_details(
-        json!({ "path": path.as_str(), "current_version": live_version, "if_match": expected }),
-    ))
-}
-
-/// Schemas and validators given with each put, compiled before any lock is taken.
-struct OwnRules {
-    schema: Update<Arc<Schema>>,
-    validators: Update<Validators>,
-}
-
-fn compile_own_rules(changes: &[Change]) -> Result<Vec<Option<OwnRules>>, Error> {
-    changes
-        .iter()
-        .enumerate()
-        .map(|(index, change)| {
-            let Change::Put(put) = change else {
-                return Ok(None);
-            };
-            let schema = match &put.schema {
-                Update::Keep => Update::Keep,
-                Update::Clear => Update::Clear,
-                Update::Set(source) => Update::Set(Arc::new(
-                    Schema::compile(source, "schema")
-                        .map_err(|e| Error::from(e).at_index(index))?,
-                )),
-            };
-            let validators = match &put.validators {
-                Update::Keep => Update::Keep,
-                Update::Clear => Update::Clear,
-                Update::Set(source) => Update::Set(
-                    Validators::parse(source).map_err(|e| Error::from(e).at_index(index))?,
-                ),
-            };
-            Ok(Some(OwnRules { schema, validators }))
-        })
-        .collect()
-}
-
-/// The schema and validators in force for a put: the ones given, else the stored ones.
-fn own_rules_for(
-    rules: &[Option<OwnRules>],
-    index: usize,
-    current: Option<&Pointer>,
-) -> Result<(Option<Arc<Schema>>, Validators), Error> {
-    let stored_schema = || -> Result<Option<Arc<Schema>>, Error> {
-        match current.and_then(|p| p.schema.as_ref()) {
-            None => Ok(None),
-            Some(source) => Schema::compile(source, "schema")
-                .map(|s| Some(Arc::new(s)))
-                .map_err(|e| Error::internal(format!("stored schema no longer compiles: {e}"))),
-        }
-    };
-    let stored_validators = || -> Result<Validators, Error> {
-        match current.and_then(|p| p.validators.as_ref()) {
-            None => Ok(Validators::default()),
-            Some(source) => Validators::parse(source)
-                .map_err(|e| Error::internal(format!("stored validators no longer parse: {e}"))),
-        }
-    };
-    let Some(Some(own)) = rules.get(index) else {
-        return Ok((stored_schema()?, stored_validators()?));
-    };
-    let schema = match &own.schema {
-        Update::Keep => stored_schema()?,
-        Update::Clear => None,
-        Update::Set(schema) => Some(schema.clone()),
-    };
-    let validators = match &own.validators {
-        Update::Keep => stored_validators()?,
-        Update::Clear => Validators::default(),
-        Update::Set(v) => v.clone(),
-    };
-    Ok((schema, validators))
-}
-
-fn violation_error(violations: Vec<(ConfigPath, Violation)>) -> Error {
-    let count = violations.len();
-    let list: Vec<Value> = violations
-        .into_iter()
-        .map(|(path, v)| json!({ "path": path.as_str(), "pointer": v.pointer, "message": v.message, "source": v.source }))
-        .collect();
-    let first = list
-        .first()
-        .and_then(|v| v["message"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    Error::new(
-        ErrorCode::ValidationFailed,
-        format!("{count} violation(s); first: {first}"),
-    )
-    .with_details(json!({ "violations": list }))
 }

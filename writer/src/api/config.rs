@@ -17,15 +17,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use setpoint_core::read::ReadQuery;
-use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
+use setpoint_core::{ConfigPath, ParsedValue, Version};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::approvals;
 use super::auth::Caller;
-use super::input::{self, Params, double_option};
+use super::input::{self, Params};
 use crate::error::{Error, ErrorCode};
-use crate::model::{Change, Committed, EntryView, Precondition, PutChange, Update};
+use crate::model::{
+    Change, ChangeSpec, Committed, EntryView, Precondition, Submitted, Update, double_option,
+};
 use setpoint_core::auth::Action;
 
 const REVISION_HEADER: &str = "x-setpoint-revision";
@@ -60,48 +62,17 @@ pub struct PutBody {
     pub validators: Option<Option<Vec<Value>>>,
 }
 
-/// One change of `POST /api/batch`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BatchChange {
-    /// `put` or `delete`.
-    pub op: String,
-    pub path: String,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub value: Option<Value>,
-    #[serde(default)]
-    pub format: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub owner: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Object>)]
-    pub schema: Option<Option<Value>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub validators: Option<Option<Vec<Value>>>,
-    /// Like `If-Match`: a version number, or `"*"`.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub if_match: Option<Value>,
-}
+/// One change of `POST /api/batch`: the model's own change form.
+pub type BatchChange = ChangeSpec;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
-    pub changes: Vec<BatchChange>,
+    pub changes: Vec<ChangeSpec>,
 }
 
 fn parse_path(raw: &str) -> Result<ConfigPath, Error> {
     Ok(ConfigPath::parse(raw)?)
-}
-
-fn parse_format(raw: Option<&str>) -> Result<Option<Format>, Error> {
-    raw.map(Format::parse).transpose().map_err(Error::from)
 }
 
 fn put_change(
@@ -109,17 +80,26 @@ fn put_change(
     body: PutBody,
     if_match: Option<Precondition>,
 ) -> Result<Change, Error> {
-    let format = parse_format(body.format.as_deref())?;
-    let value = ParsedValue::from_request(body.value, format)?;
-    Ok(Change::Put(Box::new(PutChange {
-        path,
-        value,
-        description: Update::from_option(body.description),
-        owner: Update::from_option(body.owner),
-        schema: Update::from_option(body.schema),
-        validators: Update::from_option(body.validators.map(|v| v.map(Value::Array))),
-        if_match,
-    })))
+    let mut change = Change::put(path, body.value, body.format.as_deref(), if_match)?;
+    if let Change::Put(put) = &mut change {
+        put.description = Update::from_option(body.description);
+        put.owner = Update::from_option(body.owner);
+        put.schema = Update::from_option(body.schema);
+        put.validators = Update::from_option(body.validators.map(|v| v.map(Value::Array)));
+    }
+    Ok(change)
+}
+
+/// Submits `changes`: the committed result, or 202 with the change request a policy made of it.
+async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    changes: Vec<Change>,
+) -> Result<Result<Committed, Response>, Error> {
+    Ok(match state.configs.submit(changes, &caller.actor).await? {
+        Submitted::Committed(committed) => Ok(committed),
+        Submitted::Pending(request) => Err(approvals::accepted(&request)),
+    })
 }
 
 fn with_revision(mut response: Response, revision: i64) -> Response {
@@ -156,31 +136,12 @@ pub async fn put(
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Write).await?;
-    let mut raw_body: Value = input::json_body(body)?;
-    let body: PutBody = serde_json::from_value(raw_body.clone()).map_err(|e| {
-        Error::bad_request(format!(
-            "the request body is not valid JSON for this call: {e}"
-        ))
-    })?;
-    let if_match = input::if_match(&headers)?;
-    let change = put_change(path.clone(), body, if_match)?;
-    raw_body["op"] = json!("put");
-    raw_body["path"] = json!(path.as_str());
-    if let Some(text) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        raw_body["if_match"] = json!(text.trim().trim_matches('"'));
+    let body: PutBody = input::json_body(body)?;
+    let change = put_change(path, body, input::if_match(&headers)?)?;
+    match submit(&state, &caller, vec![change]).await? {
+        Ok(committed) => Ok(single_result(committed)),
+        Err(accepted) => Ok(accepted),
     }
-    if let Some(accepted) = approvals::gate(
-        &state,
-        &caller,
-        vec![raw_body],
-        std::slice::from_ref(&change),
-    )
-    .await?
-    {
-        return Ok(accepted);
-    }
-    let committed = state.configs.commit(vec![change], &caller.actor).await?;
-    Ok(single_result(committed))
 }
 
 /// Delete a config: writes a tombstone version.
@@ -199,25 +160,13 @@ pub async fn delete(
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Delete).await?;
     let change = Change::Delete {
-        path: path.clone(),
+        path,
         if_match: input::if_match(&headers)?,
     };
-    let mut raw_change = json!({ "op": "delete", "path": path.as_str() });
-    if let Some(text) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
-        raw_change["if_match"] = json!(text.trim().trim_matches('"'));
+    match submit(&state, &caller, vec![change]).await? {
+        Ok(committed) => Ok(single_result(committed)),
+        Err(accepted) => Ok(accepted),
     }
-    if let Some(accepted) = approvals::gate(
-        &state,
-        &caller,
-        vec![raw_change],
-        std::slice::from_ref(&change),
-    )
-    .await?
-    {
-        return Ok(accepted);
-    }
-    let committed = state.configs.commit(vec![change], &caller.actor).await?;
-    Ok(single_result(committed))
 }
 
 fn single_result(committed: Committed) -> Response {
@@ -253,22 +202,12 @@ pub async fn batch(
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let raw_body: Value = input::json_body(body)?;
-    let raw_changes: Vec<Value> = raw_body
-        .get("changes")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let body: BatchBody = serde_json::from_value(raw_body).map_err(|e| {
-        Error::bad_request(format!(
-            "the request body is not valid JSON for this call: {e}"
-        ))
-    })?;
+    let body: BatchBody = input::json_body(body)?;
     let changes = body
         .changes
         .into_iter()
         .enumerate()
-        .map(|(index, change)| batch_change(change).map_err(|e| e.at_index(index)))
+        .map(|(index, change)| Change::from_spec(change).map_err(|e| e.at_index(index)))
         .collect::<Result<Vec<_>, _>>()?;
     for (index, change) in changes.iter().enumerate() {
         let action = match change {
@@ -280,56 +219,15 @@ pub async fn batch(
             .await
             .map_err(|e| e.at_index(index))?;
     }
-    if let Some(accepted) = approvals::gate(&state, &caller, raw_changes, &changes).await? {
-        return Ok(accepted);
-    }
-    let committed = state.configs.commit(changes, &caller.actor).await?;
+    let committed = match submit(&state, &caller, changes).await? {
+        Ok(committed) => committed,
+        Err(accepted) => return Ok(accepted),
+    };
     let body = json!({ "revision": committed.revision, "results": committed.results });
     Ok(with_revision(
         Json(body).into_response(),
         committed.revision,
     ))
-}
-
-pub(crate) fn batch_change(change: BatchChange) -> Result<Change, Error> {
-    let path = parse_path(&change.path)?;
-    let if_match = match &change.if_match {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(input::parse_precondition(&n.to_string())?),
-        Some(Value::String(s)) => Some(input::parse_precondition(s)?),
-        Some(other) => {
-            return Err(Error::bad_request(format!(
-                "if_match must be a version or \"*\", got {other}"
-            )));
-        }
-    };
-    match change.op.as_str() {
-        "put" => {
-            let value = change
-                .value
-                .ok_or_else(|| Error::bad_request("a put change needs a value"))?;
-            let body = PutBody {
-                value,
-                format: change.format,
-                description: change.description,
-                owner: change.owner,
-                schema: change.schema,
-                validators: change.validators,
-            };
-            put_change(path, body, if_match)
-        }
-        "delete" => {
-            if change.value.is_some() || change.schema.is_some() || change.validators.is_some() {
-                return Err(Error::bad_request(
-                    "a delete change takes only path and if_match",
-                ));
-            }
-            Ok(Change::Delete { path, if_match })
-        }
-        other => Err(Error::bad_request(format!(
-            "unknown op {other:?}: expected put or delete"
-        ))),
-    }
 }
 
 fn entry_json(entry: &EntryView) -> Value {

@@ -86,7 +86,6 @@ pub async fn put(
     let environment = Environment::from_json(&body)?;
     // One environment update at a time: two concurrent updates could each pass the cycle
     // check and form a cycle together.
-    let _serialized = state.environments_lock.lock().await;
     let committed = state
         .configs
         .put_environment(&name, environment, &caller.actor)
@@ -110,7 +109,6 @@ pub async fn delete(
 ) -> Result<Json<Value>, Error> {
     let definition = setpoint_core::env::definition_path(&name)?;
     caller.require(&state, &definition, Action::Admin).await?;
-    let _serialized = state.environments_lock.lock().await;
     let committed = state
         .configs
         .delete_environment(&name, &caller.actor)

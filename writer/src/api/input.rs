@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 use setpoint_core::Version;
 
 use crate::error::{Error, ErrorCode};
@@ -63,19 +62,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, Error> {
 }
 
 pub fn parse_precondition(text: &str) -> Result<Precondition, Error> {
-    let trimmed = text.trim();
-    if trimmed == "*" {
-        return Ok(Precondition::Exists);
-    }
-    let bare = trimmed
-        .strip_prefix("W/")
-        .unwrap_or(trimmed)
-        .trim_matches('"');
-    bare.parse::<Version>()
-        .map(Precondition::Version)
-        .map_err(|_| {
-            Error::bad_request(format!("If-Match {trimmed:?} is not a version number or *"))
-        })
+    Precondition::parse(text)
 }
 
 /// `If-None-Match` on a read: true when it names `version` (or is `*`).
@@ -132,13 +119,4 @@ impl Params {
             })
             .transpose()
     }
-}
-
-/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or set.
-pub fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }

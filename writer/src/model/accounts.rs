@@ -116,7 +116,7 @@ impl Configs {
                 format!("account {id} already exists"),
             ));
         }
-        let key = generate_key(unix_now(), expires_at)?;
+        let key = generate_key(self.unix_now(), expires_at)?;
         let account = Account {
             id: id.to_owned(),
             description,
@@ -168,7 +168,7 @@ impl Configs {
         expires_at: Option<i64>,
         actor: &Actor,
     ) -> Result<(Account, NewKey), Error> {
-        let now = unix_now();
+        let now = self.unix_now();
         let key = generate_key(now, expires_at)?;
         let record = key.record.clone();
         let (account, ()) = self
@@ -236,7 +236,7 @@ impl Configs {
         if !ever.kvs.is_empty() {
             return Ok(None);
         }
-        let now = unix_now();
+        let now = self.unix_now();
         let (record, location) = match admin_key_file {
             Some(file) => {
                 let token = std::fs::read_to_string(file)

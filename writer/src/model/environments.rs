@@ -11,9 +11,11 @@ use setpoint_core::env::{self, EnvError, Environment, Environments};
 use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 
 use super::records::{self, Pointer};
-use super::{Actor, Change, Configs, Origin, PutChange, Update};
+use super::{Actor, Attempt, Change, Commit, Configs, Extra, Origin, Outcome, PutChange, Update};
 use crate::error::{Error, ErrorCode};
-use crate::store::{KeyValue, RangeRequest};
+use crate::store::{Compare, CompareOp, KeyValue, RangeRequest, Read, Revision, TxnOp};
+
+const GUARD: &str = "environments";
 
 /// One environment as the API shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,13 +79,60 @@ impl Configs {
         }))
     }
 
-    async fn hierarchy(&self) -> Result<Environments, Error> {
-        Ok(Environments::from_definitions(
+    /// The guard's mod revision and the hierarchy as of it.
+    async fn hierarchy(&self) -> Result<(Revision, Environments), Error> {
+        let guard = self.keys.guard(GUARD);
+        let set = self.store.read(vec![Read::Get(guard)]).await?;
+        let revision = set
+            .results
+            .first()
+            .and_then(|kvs| kvs.first())
+            .map_or(0, |kv| kv.mod_revision);
+        // Read after the guard: a definition changed since shows as a newer guard at commit,
+        // whose compare then fails.
+        let hierarchy = Environments::from_definitions(
             self.environments()
                 .await?
                 .into_iter()
                 .map(|view| (view.name, view.environment, view.version)),
-        ))
+        );
+        Ok((revision, hierarchy))
+    }
+
+    /// Commits one definition change guarded by `guard_revision`, plus `extra`'s compares.
+    async fn commit_definition(
+        &self,
+        change: Change,
+        guard_revision: Revision,
+        mut extra: Extra,
+        actor: &Actor,
+    ) -> Result<Option<super::Committed>, Error> {
+        let guard = self.keys.guard(GUARD);
+        extra.compares.push(Compare::mod_revision(
+            guard.clone(),
+            CompareOp::Equal,
+            guard_revision,
+        ));
+        extra.writes.push(TxnOp::Put {
+            key: guard,
+            value: change.path().as_str().as_bytes().to_vec(),
+        });
+        let commit = Commit {
+            origin: Origin::Environments,
+            ..Commit::default()
+        };
+        let changes = [change];
+        super::check_batch(&commit, &changes)?;
+        match self
+            .attempt(&commit, &changes, &[None], actor, &extra)
+            .await?
+        {
+            Attempt::Done(Outcome::Committed(committed)) => Ok(Some(committed)),
+            Attempt::Done(Outcome::NeedsApproval(_)) => {
+                Err(Error::internal("a definition change met the gate"))
+            }
+            Attempt::Lost => Ok(None),
+        }
     }
 
     /// Creates or replaces an environment after checking it against the others.
@@ -93,21 +142,28 @@ impl Configs {
         environment: Environment,
         actor: &Actor,
     ) -> Result<super::Committed, Error> {
-        let hierarchy = self.hierarchy().await?;
-        hierarchy.check_update(name, &environment)?;
         let path = env::definition_path(name)?;
-        let value = ParsedValue::from_request(environment.to_json(), Some(Format::Json))?;
-        let change = Change::Put(Box::new(PutChange {
-            path,
-            value,
-            description: Update::from_option(Some(environment.description.clone())),
-            owner: Update::Keep,
-            schema: Update::Keep,
-            validators: Update::Keep,
-            if_match: None,
-        }));
-        self.commit_from(Origin::Environments, vec![change], actor)
-            .await
+        for _ in 0..super::COMMIT_ATTEMPTS {
+            let (guard, hierarchy) = self.hierarchy().await?;
+            hierarchy.check_update(name, &environment)?;
+            let value = ParsedValue::from_request(environment.to_json(), Some(Format::Json))?;
+            let change = Change::Put(Box::new(PutChange {
+                path: path.clone(),
+                value,
+                description: Update::from_option(Some(environment.description.clone())),
+                owner: Update::Keep,
+                schema: Update::Keep,
+                validators: Update::Keep,
+                if_match: None,
+            }));
+            if let Some(committed) = self
+                .commit_definition(change, guard, Extra::default(), actor)
+                .await?
+            {
+                return Ok(committed);
+            }
+        }
+        Err(super::too_much_contention())
     }
 
     /// Deletes an environment that no other environment inherits from and that holds no
@@ -117,53 +173,59 @@ impl Configs {
         name: &str,
         actor: &Actor,
     ) -> Result<super::Committed, Error> {
-        let hierarchy = self.hierarchy().await?;
-        if hierarchy.get(name).is_none() {
-            return Err(Error::not_found(format!(
-                "environment {name} does not exist"
-            )));
-        }
-        let children = hierarchy.children_of(name);
-        if !children.is_empty() {
-            return Err(Error::new(
-                ErrorCode::Conflict,
-                format!(
-                    "environment {name} is the parent of {}; change or delete those first",
-                    children.join(", ")
-                ),
-            ));
-        }
         let path = env::definition_path(name)?;
-        let overrides = self
-            .store
-            .range(RangeRequest::prefix(&self.keys.pointers_below(&path)))
-            .await?;
-        let mut live = 0usize;
-        for kv in &overrides.kvs {
-            let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
-            if !pointer.deleted
-                && self
-                    .keys
-                    .path_of_pointer(&kv.key)
-                    .is_some_and(|p| p != path)
-            {
-                live += 1;
+        for _ in 0..super::COMMIT_ATTEMPTS {
+            let (guard, hierarchy) = self.hierarchy().await?;
+            if hierarchy.get(name).is_none() {
+                return Err(Error::not_found(format!(
+                    "environment {name} does not exist"
+                )));
+            }
+            let children = hierarchy.children_of(name);
+            if !children.is_empty() {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "environment {name} is the parent of {}; change or delete those first",
+                        children.join(", ")
+                    ),
+                ));
+            }
+            let below = self.keys.pointers_below(&path);
+            let overrides = self.store.range(RangeRequest::prefix(&below)).await?;
+            let mut live = 0usize;
+            for kv in &overrides.kvs {
+                let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
+                if !pointer.deleted {
+                    live += 1;
+                }
+            }
+            if live > 0 {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "environment {name} still holds {live} override(s) under {path}/; delete them first"
+                    ),
+                ));
+            }
+            // No override may appear between that count and the delete.
+            let extra = Extra {
+                compares: vec![Compare::mod_revision_prefix(
+                    &below,
+                    CompareOp::Less,
+                    overrides.revision + 1,
+                )],
+                writes: Vec::new(),
+            };
+            let change = Change::Delete {
+                path: path.clone(),
+                if_match: None,
+            };
+            if let Some(committed) = self.commit_definition(change, guard, extra, actor).await? {
+                return Ok(committed);
             }
         }
-        if live > 0 {
-            return Err(Error::new(
-                ErrorCode::Conflict,
-                format!(
-                    "environment {name} still holds {live} override(s) under {path}/; delete them first"
-                ),
-            ));
-        }
-        let change = Change::Delete {
-            path,
-            if_match: None,
-        };
-        self.commit_from(Origin::Environments, vec![change], actor)
-            .await
+        Err(super::too_much_contention())
     }
 
     /// Creates each of `names` that was never defined (a deleted default stays deleted).

@@ -7,6 +7,8 @@
 //!   `\n`, then the value's stored bytes verbatim. The value is written exactly once per change,
 //!   so a 1 MiB value plus the pointer fits etcd's 1.5 MiB request limit.
 //! - `P` + `s` + prefix → a [`PrefixSchema`] applying to every config below the prefix.
+//! - `P` + `g` + name → a guard: `genvironments` is rewritten by every change of an environment
+//!   definition, which compares it, so definitions change one at a time across all writers.
 //!
 //! `@` cannot occur in a path segment, so `h/a@` never matches `h/a/b@…` in a prefix range.
 //! This module only encodes and decodes; it never talks to the store.
@@ -64,6 +66,12 @@ impl Keys {
     /// Prefix of every prefix schema.
     pub fn schemas(&self) -> String {
         format!("{}s/", self.prefix)
+    }
+
+    /// `P g` + name: a guard key, written by every change of a set of records that must change
+    /// one at a time (environment definitions) and compared by each of them.
+    pub fn guard(&self, name: &str) -> String {
+        format!("{}g{}", self.prefix, name)
     }
 
     pub fn path_of_schema(&self, key: &str) -> Option<ConfigPath> {

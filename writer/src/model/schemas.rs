@@ -2,16 +2,20 @@
 //!
 //! An environment override `/env/{e}/{path}` is the same config as `/{path}`, so a prefix schema
 //! on `/myapp` also applies to `/env/prod/myapp/...`. Putting a schema checks every live config it
-//! would govern first; if any violates it, nothing is stored and the 422 lists them all.
+//! would govern first; if any violates it, nothing is stored and the 422 lists them all. The
+//! schema's transaction compares the ranges it checked (no config under them written since), and
+//! every config commit compares the schemas' range, so a schema and a write racing it can never
+//! both land unchecked against each other.
 
 use serde_json::{Value, json};
 use setpoint_core::validate::{Schema, Violation};
 use setpoint_core::{ConfigPath, ParsedValue};
 
+use super::Configs;
+use super::plan::violation_error;
 use super::records::{self, Meta, Pointer, PrefixSchema};
-use super::{Configs, violation_error};
 use crate::error::Error;
-use crate::store::{RangeRequest, Revision, Txn, TxnOp};
+use crate::store::{Compare, CompareOp, RangeRequest, Read, Revision, Txn, TxnOp};
 
 /// The base config path an override stands for: `/env/prod/a/b` → `/a/b`.
 pub fn base_path(path: &ConfigPath) -> Option<ConfigPath> {
@@ -40,22 +44,6 @@ pub struct StoredSchema {
 }
 
 impl Configs {
-    /// Every prefix schema, compiled.
-    pub(crate) async fn load_prefix_schemas(&self) -> Result<Vec<(ConfigPath, Schema)>, Error> {
-        self.list_schemas()
-            .await?
-            .into_iter()
-            .map(|stored| {
-                let label = format!("schema:{}", stored.prefix);
-                Schema::compile(&stored.schema, label)
-                    .map(|compiled| (stored.prefix, compiled))
-                    .map_err(|e| {
-                        Error::internal(format!("stored prefix schema no longer compiles: {e}"))
-                    })
-            })
-            .collect()
-    }
-
     pub async fn list_schemas(&self) -> Result<Vec<StoredSchema>, Error> {
         let range = self
             .store
@@ -99,18 +87,18 @@ impl Configs {
         actor: &super::Actor,
     ) -> Result<Revision, Error> {
         let compiled = Schema::compile(&schema, format!("schema:{prefix}"))?;
-        let violations = self.existing_violations(prefix, &compiled).await?;
+        let (violations, checked) = self.existing_violations(prefix, &compiled).await?;
         if !violations.is_empty() {
             let mut err = violation_error(violations);
             err.message = format!("existing configs violate this schema: {}", err.message);
             return Err(err);
         }
-        let (_, now) = self.now();
+        let (now_time, now) = self.now();
         let record = PrefixSchema {
             schema,
             meta: Meta {
                 updated_by: actor.name.clone(),
-                updated_at: now.clone(),
+                updated_at: now,
                 ..Meta::default()
             },
         };
@@ -123,16 +111,23 @@ impl Configs {
             detail: None,
         };
         let txn = Txn {
-            compares: vec![],
+            compares: checked,
             writes: vec![
                 TxnOp::Put {
                     key: self.keys.schema(prefix),
                     value: records::encode_json(&record),
                 },
-                self.audit.write(actor, &event, &now),
+                self.audit.write(actor, &event, now_time),
             ],
         };
-        Ok(self.store.txn(txn).await?.revision)
+        let outcome = self.store.txn(txn).await?;
+        if !outcome.succeeded {
+            return Err(Error::new(
+                crate::error::ErrorCode::Conflict,
+                format!("configs under {prefix} changed while the schema was checked; retry"),
+            ));
+        }
+        Ok(outcome.revision)
     }
 
     pub async fn delete_schema(
@@ -144,7 +139,6 @@ impl Configs {
         if self.store.get(&key).await?.is_none() {
             return Err(Error::not_found(format!("no schema on {prefix}")));
         }
-        let (_, now) = self.now();
         let event = crate::audit::Event {
             action: "schema.delete",
             path: Some(prefix.as_str()),
@@ -155,56 +149,67 @@ impl Configs {
         };
         let txn = Txn {
             compares: vec![],
-            writes: vec![TxnOp::Delete { key }, self.audit.write(actor, &event, &now)],
+            writes: vec![
+                TxnOp::Delete { key },
+                self.audit.write(actor, &event, self.clock.now()),
+            ],
         };
         Ok(self.store.txn(txn).await?.revision)
     }
 
+    /// Every violation of `schema` among the live configs it would govern, and the compares
+    /// that hold while none of those configs changed since (all read at one revision).
     async fn existing_violations(
         &self,
         prefix: &ConfigPath,
         schema: &Schema,
-    ) -> Result<Vec<(ConfigPath, Violation)>, Error> {
-        let mut governed = vec![RangeRequest::prefix(
-            &self.keys.pointers_below(&ConfigPath::root()),
-        )];
-        if !prefix.is_root() {
+    ) -> Result<(Vec<(ConfigPath, Violation)>, Vec<Compare>), Error> {
+        let governed = if prefix.is_root() {
+            vec![self.keys.pointers_below(&ConfigPath::root())]
+        } else {
             // Only the prefix itself, its subtree and overrides can be governed.
-            governed = vec![
-                RangeRequest::prefix(&self.keys.pointer(prefix)),
-                RangeRequest::prefix(&self.keys.pointers_below(
-                    &ConfigPath::parse("/env").unwrap_or_else(|_| ConfigPath::root()),
-                )),
-            ];
-        }
+            let env = ConfigPath::parse("/env").unwrap_or_else(|_| ConfigPath::root());
+            vec![self.keys.pointer(prefix), self.keys.pointers_below(&env)]
+        };
+        let set = self
+            .store
+            .read(
+                governed
+                    .iter()
+                    .map(|range| Read::Range(RangeRequest::prefix(range)))
+                    .collect(),
+            )
+            .await?;
+        let compares = governed
+            .iter()
+            .map(|range| Compare::mod_revision_prefix(range, CompareOp::Less, set.revision + 1))
+            .collect();
         let mut out = Vec::new();
-        for request in governed {
-            for kv in self.store.range(request).await?.kvs {
-                let Some(path) = self.keys.path_of_pointer(&kv.key) else {
-                    continue;
-                };
-                if !applies(prefix, &path) {
-                    continue;
-                }
-                let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
-                if pointer.deleted {
-                    continue;
-                }
-                let Some(entry) = self.version(&path, pointer.version).await? else {
-                    continue;
-                };
-                let Some(value) = entry.value.as_ref().map(ParsedValue::structured) else {
-                    continue;
-                };
-                out.extend(
-                    schema
-                        .violations(value)
-                        .into_iter()
-                        .map(|v| (path.clone(), v)),
-                );
+        for kv in set.results.into_iter().flatten() {
+            let Some(path) = self.keys.path_of_pointer(&kv.key) else {
+                continue;
+            };
+            if !applies(prefix, &path) {
+                continue;
             }
+            let pointer: Pointer = records::decode_json(&kv.key, &kv.value)?;
+            if pointer.deleted {
+                continue;
+            }
+            let Some(entry) = self.version(&path, pointer.version).await? else {
+                continue;
+            };
+            let Some(value) = entry.value.as_ref().map(ParsedValue::structured) else {
+                continue;
+            };
+            out.extend(
+                schema
+                    .violations(value)
+                    .into_iter()
+                    .map(|v| (path.clone(), v)),
+            );
         }
-        Ok(out)
+        Ok((out, compares))
     }
 }
 

@@ -1,0 +1,368 @@
+//! Commit planning, pure: from what a commit read (pointers, environment definitions, all at one
+//! store revision), the rules in force (prefix schemas, approval policies) and the time, the one
+//! transaction that makes the change — or the refusal, or "this needs approvals".
+//!
+//! Every rule the plan relies on becomes a compare in the transaction itself, so a commit can
+//! never land on a state other than the one it was planned on, whichever writer process races it:
+//! - each touched pointer's mod revision (versions 1, 2, 3… without gap or reuse; `If-Match`);
+//! - each environment an override lives in: its definition, live, unchanged;
+//! - the prefix schemas it validated against: nothing under `P s` written since the read;
+//! - the approval policies it found none of: nothing under the policies' pointers written since.
+//!
+//! [`Configs`](super::Configs) does the I/O around it: one read, [`plan`], one transaction,
+//! again from the read when a compare fails.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use setpoint_core::validate::{self, Schema, Validators, Violation};
+use setpoint_core::{ConfigPath, Version};
+
+use super::approvals::{self, Policy};
+use super::records::{self, Keys, Meta, Pointer, VersionHeader};
+use super::schemas;
+use super::{Change, ChangeResult, Precondition, Update};
+use crate::error::{Error, ErrorCode};
+use crate::store::{Compare, CompareOp, Revision, Txn, TxnOp};
+
+/// The rules a commit is checked against.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// Every prefix schema, compiled.
+    pub schemas: Vec<(ConfigPath, Arc<Schema>)>,
+    /// Every approval policy, by the prefix it governs.
+    pub policies: Vec<(ConfigPath, Policy)>,
+}
+
+/// What a commit read, all at one store revision.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The store revision of the read; the schema and policy compares say "nothing changed
+    /// after it".
+    pub revision: Revision,
+    /// Per change, in the changes' order: the pointer's mod revision (0 when there is none)
+    /// and the pointer.
+    pub pointers: Vec<(Revision, Option<Pointer>)>,
+    /// Each environment an override of the batch lives in: its definition's mod revision (0 when
+    /// never defined) and whether it is live.
+    pub definitions: BTreeMap<String, (Revision, bool)>,
+}
+
+/// Schemas and validators given with a put, compiled once before any read.
+#[derive(Debug, Clone)]
+pub struct OwnRules {
+    pub schema: Update<Arc<Schema>>,
+    pub validators: Update<Validators>,
+}
+
+/// One proposed commit.
+pub struct Proposal<'a> {
+    pub changes: &'a [Change],
+    /// Per change: its own schema and validators (`None` for a delete).
+    pub own_rules: &'a [Option<OwnRules>],
+    /// `updated_by` of what it writes.
+    pub author: Option<&'a str>,
+    /// RFC 3339.
+    pub now: &'a str,
+    /// Whether approval policies apply (a config write); approved changes and system records
+    /// are not gated.
+    pub gated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// The transaction (pointer and version writes, compares; no audit record yet) and what each
+    /// change becomes.
+    Commit {
+        txn: Txn,
+        results: Vec<ChangeResult>,
+    },
+    /// A policy requires approvals for one of the paths: nothing is written.
+    NeedsApproval(Policy),
+}
+
+/// The prefix of every policy pointer: a compare on it sees any policy created, changed or
+/// deleted anywhere.
+pub fn policies_range(keys: &Keys) -> String {
+    keys.pointer(&approvals::policies_root())
+}
+
+/// Plans `proposal` on `observed` under `rules`.
+pub fn plan(
+    keys: &Keys,
+    proposal: &Proposal<'_>,
+    observed: &Observed,
+    rules: &Rules,
+) -> Result<Plan, Error> {
+    if observed.pointers.len() != proposal.changes.len() {
+        return Err(Error::internal(format!(
+            "{} pointers read for {} changes",
+            observed.pointers.len(),
+            proposal.changes.len()
+        )));
+    }
+    let mut txn = Txn::default();
+    if proposal.gated {
+        let policy = proposal
+            .changes
+            .iter()
+            .filter_map(|change| approvals::policy_for(&rules.policies, change.path()))
+            .max_by_key(|p| p.approvals_required);
+        if let Some(policy) = policy.filter(|p| p.approvals_required > 0) {
+            return Ok(Plan::NeedsApproval(policy));
+        }
+        // No policy governs these paths as of the read; none may appear before the commit.
+        txn.compares.push(Compare::mod_revision_prefix(
+            &policies_range(keys),
+            CompareOp::Less,
+            observed.revision + 1,
+        ));
+    }
+    let mut results = Vec::with_capacity(proposal.changes.len());
+    let mut violations = Vec::new();
+    let mut environments_checked = std::collections::BTreeSet::new();
+    let mut validated = false;
+    for (index, (change, (observed_revision, current))) in
+        proposal.changes.iter().zip(&observed.pointers).enumerate()
+    {
+        let path = change.path();
+        check_precondition(path, current.as_ref(), change_precondition(change))
+            .map_err(|e| e.at_index(index))?;
+        if let (Change::Put(_), Some((environment, _))) =
+            (change, setpoint_core::env::split_override(path))
+        {
+            let definition = observed.definitions.get(environment).copied();
+            let Some((revision, true)) = definition else {
+                return Err(Error::new(
+                    ErrorCode::ValidationFailed,
+                    format!(
+                        "environment {environment} does not exist; create it first with PUT /api/environments/{environment}"
+                    ),
+                )
+                .at_index(index));
+            };
+            // The environment must still exist when this commits.
+            if environments_checked.insert(environment.to_owned()) {
+                let key = keys.pointer(&setpoint_core::env::definition_path(environment)?);
+                txn.compares
+                    .push(Compare::mod_revision(key, CompareOp::Equal, revision));
+            }
+        }
+        let next_version = current.as_ref().map_or(1, |p| p.version + 1);
+        let meta_base = current.as_ref().map(|p| p.meta.clone()).unwrap_or_default();
+        let (pointer, stored, result) = match change {
+            Change::Delete { path, .. } => {
+                let Some(current) = current.clone().filter(|p| !p.deleted) else {
+                    return Err(Error::not_found(format!("{path} holds no value")).at_index(index));
+                };
+                let pointer = Pointer {
+                    version: next_version,
+                    deleted: true,
+                    meta: Meta {
+                        updated_at: proposal.now.to_owned(),
+                        updated_by: proposal.author.map(str::to_owned),
+                        ..meta_base
+                    },
+                    ..current
+                };
+                let result = ChangeResult {
+                    path: path.to_string(),
+                    version: next_version,
+                    created: false,
+                    deleted: true,
+                };
+                (pointer, String::new(), result)
+            }
+            Change::Put(put) => {
+                let (schema, validators) =
+                    rules_in_force(proposal.own_rules.get(index), current.as_ref())?;
+                let applicable: Vec<&Schema> = rules
+                    .schemas
+                    .iter()
+                    .filter(|(prefix, _)| schemas::applies(prefix, path))
+                    .map(|(_, schema)| schema.as_ref())
+                    .chain(schema.as_deref())
+                    .collect();
+                let found = validate::check(put.value.structured(), &applicable, &[&validators]);
+                violations.extend(found.into_iter().map(|v| (path.clone(), v)));
+                validated = true;
+                let pointer = Pointer {
+                    version: next_version,
+                    deleted: false,
+                    format: put.value.format(),
+                    meta: Meta {
+                        description: put.description.clone().apply(meta_base.description),
+                        owner: put.owner.clone().apply(meta_base.owner),
+                        updated_by: proposal.author.map(str::to_owned),
+                        updated_at: proposal.now.to_owned(),
+                    },
+                    schema: schema.map(|s| s.source().clone()),
+                    validators: (!validators.is_empty()).then(|| validators.source().clone()),
+                };
+                let result = ChangeResult {
+                    path: path.to_string(),
+                    version: next_version,
+                    created: current.as_ref().is_none_or(|p| p.deleted),
+                    deleted: false,
+                };
+                (pointer, put.value.stored().to_owned(), result)
+            }
+        };
+        let header = VersionHeader {
+            version: next_version,
+            deleted: pointer.deleted,
+            format: pointer.format,
+            meta: pointer.meta.clone(),
+        };
+        let pointer_key = keys.pointer(path);
+        txn.compares.push(Compare::mod_revision(
+            pointer_key.clone(),
+            CompareOp::Equal,
+            *observed_revision,
+        ));
+        txn.writes.push(TxnOp::Put {
+            key: pointer_key,
+            value: records::encode_json(&pointer),
+        });
+        txn.writes.push(TxnOp::Put {
+            key: keys.version(path, next_version),
+            value: records::encode_version(&header, &stored),
+        });
+        results.push(result);
+    }
+    if !violations.is_empty() {
+        return Err(violation_error(violations));
+    }
+    if validated {
+        // Validated against the prefix schemas as of the read; none may change before the commit.
+        txn.compares.push(Compare::mod_revision_prefix(
+            &keys.schemas(),
+            CompareOp::Less,
+            observed.revision + 1,
+        ));
+    }
+    Ok(Plan::Commit { txn, results })
+}
+
+pub(crate) fn change_precondition(change: &Change) -> Option<Precondition> {
+    match change {
+        Change::Put(put) => put.if_match,
+        Change::Delete { if_match, .. } => *if_match,
+    }
+}
+
+fn check_precondition(
+    path: &ConfigPath,
+    current: Option<&Pointer>,
+    want: Option<Precondition>,
+) -> Result<(), Error> {
+    let live_version = current.filter(|p| !p.deleted).map_or(0, |p| p.version);
+    let ok = match want {
+        None => true,
+        Some(Precondition::Exists) => live_version != 0,
+        Some(Precondition::Version(v)) => live_version == v,
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match want {
+        Some(Precondition::Version(v)) => json!(v),
+        _ => json!("*"),
+    };
+    Err(Error::new(
+        ErrorCode::PreconditionFailed,
+        format!("{path} is at version {live_version}, If-Match asked for {expected}"),
+    )
+    .with_details(
+        json!({ "path": path.as_str(), "current_version": live_version, "if_match": expected }),
+    ))
+}
+
+/// Compiles the schemas and validators given with each put (before any read or lock).
+pub fn compile_own_rules(changes: &[Change]) -> Result<Vec<Option<OwnRules>>, Error> {
+    changes
+        .iter()
+        .enumerate()
+        .map(|(index, change)| {
+            let Change::Put(put) = change else {
+                return Ok(None);
+            };
+            let schema = match &put.schema {
+                Update::Keep => Update::Keep,
+                Update::Clear => Update::Clear,
+                Update::Set(source) => Update::Set(Arc::new(
+                    Schema::compile(source, "schema")
+                        .map_err(|e| Error::from(e).at_index(index))?,
+                )),
+            };
+            let validators = match &put.validators {
+                Update::Keep => Update::Keep,
+                Update::Clear => Update::Clear,
+                Update::Set(source) => Update::Set(
+                    Validators::parse(source).map_err(|e| Error::from(e).at_index(index))?,
+                ),
+            };
+            Ok(Some(OwnRules { schema, validators }))
+        })
+        .collect()
+}
+
+/// The schema and validators in force for a put: the ones given, else the stored ones.
+fn rules_in_force(
+    own: Option<&Option<OwnRules>>,
+    current: Option<&Pointer>,
+) -> Result<(Option<Arc<Schema>>, Validators), Error> {
+    let stored_schema = || -> Result<Option<Arc<Schema>>, Error> {
+        match current.and_then(|p| p.schema.as_ref()) {
+            None => Ok(None),
+            Some(source) => Schema::compile(source, "schema")
+                .map(|s| Some(Arc::new(s)))
+                .map_err(|e| Error::internal(format!("stored schema no longer compiles: {e}"))),
+        }
+    };
+    let stored_validators = || -> Result<Validators, Error> {
+        match current.and_then(|p| p.validators.as_ref()) {
+            None => Ok(Validators::default()),
+            Some(source) => Validators::parse(source)
+                .map_err(|e| Error::internal(format!("stored validators no longer parse: {e}"))),
+        }
+    };
+    let Some(Some(own)) = own else {
+        return Ok((stored_schema()?, stored_validators()?));
+    };
+    let schema = match &own.schema {
+        Update::Keep => stored_schema()?,
+        Update::Clear => None,
+        Update::Set(schema) => Some(schema.clone()),
+    };
+    let validators = match &own.validators {
+        Update::Keep => stored_validators()?,
+        Update::Clear => Validators::default(),
+        Update::Set(v) => v.clone(),
+    };
+    Ok((schema, validators))
+}
+
+pub(crate) fn violation_error(violations: Vec<(ConfigPath, Violation)>) -> Error {
+    let count = violations.len();
+    let list: Vec<Value> = violations
+        .into_iter()
+        .map(|(path, v)| json!({ "path": path.as_str(), "pointer": v.pointer, "message": v.message, "source": v.source }))
+        .collect();
+    let first = list
+        .first()
+        .and_then(|v| v["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Error::new(
+        ErrorCode::ValidationFailed,
+        format!("{count} violation(s); first: {first}"),
+    )
+    .with_details(json!({ "violations": list }))
+}
+
+/// The version each change was planned against (0: no value), for change requests.
+pub fn live_version(current: Option<&Pointer>) -> Version {
+    current.filter(|p| !p.deleted).map_or(0, |p| p.version)
+}

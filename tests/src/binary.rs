@@ -72,6 +72,16 @@ impl SetpointProcess {
 
     /// Like [`SetpointProcess::start`] on a given address (to restart a node where it was).
     pub async fn start_on(args: &[&str], addr: &str, log_dir: &std::path::Path) -> SetpointProcess {
+        SetpointProcess::start_with_env(args, &[], addr, log_dir).await
+    }
+
+    /// Like [`SetpointProcess::start_on`] with extra environment variables.
+    pub async fn start_with_env(
+        args: &[&str],
+        env: &[(&str, &str)],
+        addr: &str,
+        log_dir: &std::path::Path,
+    ) -> SetpointProcess {
         let addr = addr.to_owned();
         let log = log_dir.join(format!("setpoint-{}.log", addr.replace([':', '.'], "_")));
         let log_file = std::fs::OpenOptions::new()
@@ -82,6 +92,7 @@ impl SetpointProcess {
         let child = Command::new(setpoint_bin())
             .args(args)
             .args(["--listen", &addr])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log handle"))
             .stderr(log_file)

@@ -132,7 +132,7 @@ async fn edges(
 
     let revision = match &state.replication {
         Some(replication) => replication.revision(),
-        None => state.configs.store().current_revision().await?,
+        None => state.configs.store_revision().await?,
     };
     let mut edges: BTreeMap<String, Value> = BTreeMap::new();
     if let Some(replication) = &state.replication {

@@ -539,6 +539,21 @@ impl Configs {
         &self.store
     }
 
+    /// The store's current revision (a cheap probe: readiness, `/api/edges`).
+    pub async fn store_revision(&self) -> Result<Revision, Error> {
+        Ok(self.store.current_revision().await?)
+    }
+
+    /// Audit records matching `filter`, oldest first, a page at a time.
+    pub async fn audit_query(&self, filter: &audit::Filter) -> Result<audit::Page, Error> {
+        self.audit.query(self.store.as_ref(), filter).await
+    }
+
+    /// Checks the audit hash chain.
+    pub async fn audit_verify(&self) -> Result<setpoint_core::audit::Report, Error> {
+        self.audit.verify(self.store.as_ref()).await
+    }
+
     /// Seconds since the epoch, from the injected clock.
     pub fn unix_now(&self) -> i64 {
         self.clock.now().unix_timestamp()

@@ -78,11 +78,7 @@ pub async fn list(
             .transpose()?
             .unwrap_or(100),
     };
-    let page = state
-        .configs
-        .audit()
-        .query(state.configs.store().as_ref(), &filter)
-        .await?;
+    let page = state.configs.audit_query(&filter).await?;
     Ok(Json(json!({ "records": page.records, "next": page.next })))
 }
 
@@ -93,10 +89,6 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Jso
     caller
         .require(&state, &ConfigPath::root(), Action::Admin)
         .await?;
-    let report = state
-        .configs
-        .audit()
-        .verify(state.configs.store().as_ref())
-        .await?;
+    let report = state.configs.audit_verify().await?;
     Ok(Json(json!(report)))
 }

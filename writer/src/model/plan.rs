@@ -366,3 +366,297 @@ pub(crate) fn violation_error(violations: Vec<(ConfigPath, Violation)>) -> Error
 pub fn live_version(current: Option<&Pointer>) -> Version {
     current.filter(|p| !p.deleted).map_or(0, |p| p.version)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{ChangeSpec, PutChange};
+
+    const NOW: &str = "2026-11-28T10:00:00Z";
+
+    fn keys() -> Keys {
+        Keys::new("/sp/")
+    }
+
+    fn path(text: &str) -> ConfigPath {
+        ConfigPath::parse(text).unwrap()
+    }
+
+    fn put(text: &str, value: serde_json::Value, if_match: Option<Precondition>) -> Change {
+        Change::put(path(text), value, None, if_match).unwrap()
+    }
+
+    fn delete(text: &str, if_match: Option<Precondition>) -> Change {
+        Change::Delete {
+            path: path(text),
+            if_match,
+        }
+    }
+
+    fn pointer(version: Version, deleted: bool) -> Pointer {
+        Pointer {
+            version,
+            deleted,
+            format: setpoint_core::Format::Json,
+            meta: Meta {
+                updated_at: "2026-01-01T00:00:00Z".into(),
+                ..Meta::default()
+            },
+            schema: None,
+            validators: None,
+        }
+    }
+
+    fn run(
+        changes: &[Change],
+        observed: &Observed,
+        rules: &Rules,
+        gated: bool,
+    ) -> Result<Plan, Error> {
+        let own_rules = compile_own_rules(changes).unwrap();
+        let proposal = Proposal {
+            changes,
+            own_rules: &own_rules,
+            author: Some("alice"),
+            now: NOW,
+            gated,
+        };
+        plan(&keys(), &proposal, observed, rules)
+    }
+
+    fn observed(pointers: Vec<(Revision, Option<Pointer>)>) -> Observed {
+        Observed {
+            revision: 40,
+            pointers,
+            definitions: BTreeMap::new(),
+        }
+    }
+
+    fn has_compare(txn: &Txn, wanted: &Compare) -> bool {
+        txn.compares.iter().any(|c| c == wanted)
+    }
+
+    #[test]
+    fn a_put_compares_its_pointer_the_schemas_and_the_policies() {
+        let changes = [put("/a/b", json!(1), None)];
+        let Plan::Commit { txn, results } = run(
+            &changes,
+            &observed(vec![(7, Some(pointer(3, false)))]),
+            &Rules::default(),
+            true,
+        )
+        .unwrap() else {
+            panic!("expected a commit");
+        };
+        assert_eq!(results[0].version, 4);
+        assert!(!results[0].created);
+        assert!(has_compare(
+            &txn,
+            &Compare::mod_revision("/sp/c/a/b", CompareOp::Equal, 7)
+        ));
+        assert!(has_compare(
+            &txn,
+            &Compare::mod_revision_prefix("/sp/s/", CompareOp::Less, 41)
+        ));
+        assert!(has_compare(
+            &txn,
+            &Compare::mod_revision_prefix("/sp/c/_setpoint/policies", CompareOp::Less, 41)
+        ));
+        let keys: Vec<&str> = txn
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                TxnOp::Put { key, .. } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, ["/sp/c/a/b", "/sp/h/a/b@00000000000000000004"]);
+    }
+
+    #[test]
+    fn an_ungated_delete_compares_neither_schemas_nor_policies() {
+        let changes = [delete("/a", None)];
+        let Plan::Commit { txn, results } = run(
+            &changes,
+            &observed(vec![(5, Some(pointer(1, false)))]),
+            &Rules::default(),
+            false,
+        )
+        .unwrap() else {
+            panic!("expected a commit");
+        };
+        assert!(results[0].deleted);
+        assert_eq!(txn.compares.len(), 1, "{:?}", txn.compares);
+    }
+
+    #[test]
+    fn the_longest_policy_prefix_decides_and_zero_means_no_approval() {
+        let rules = Rules {
+            schemas: vec![],
+            policies: vec![
+                (
+                    path("/pay"),
+                    Policy {
+                        approvals_required: 2,
+                        expires_in_secs: None,
+                    },
+                ),
+                (
+                    path("/pay/free"),
+                    Policy {
+                        approvals_required: 0,
+                        expires_in_secs: None,
+                    },
+                ),
+            ],
+        };
+        let none = observed(vec![(0, None)]);
+        let gated = run(&[put("/pay/limit", json!(5), None)], &none, &rules, true).unwrap();
+        assert!(matches!(gated, Plan::NeedsApproval(p) if p.approvals_required == 2));
+        let free = run(&[put("/pay/free/x", json!(5), None)], &none, &rules, true).unwrap();
+        assert!(matches!(free, Plan::Commit { .. }));
+        let approved = run(&[put("/pay/limit", json!(5), None)], &none, &rules, false).unwrap();
+        assert!(matches!(approved, Plan::Commit { .. }));
+    }
+
+    #[test]
+    fn an_override_needs_a_live_environment_and_compares_its_definition() {
+        let changes = [put("/env/prod/app", json!(1), None)];
+        let mut seen = observed(vec![(0, None)]);
+        let refused = run(&changes, &seen, &Rules::default(), false).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::ValidationFailed);
+        seen.definitions.insert("prod".into(), (9, false));
+        let refused = run(&changes, &seen, &Rules::default(), false).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::ValidationFailed, "a deleted one");
+        seen.definitions.insert("prod".into(), (9, true));
+        let Plan::Commit { txn, .. } = run(&changes, &seen, &Rules::default(), false).unwrap()
+        else {
+            panic!("expected a commit");
+        };
+        assert!(has_compare(
+            &txn,
+            &Compare::mod_revision("/sp/c/env/prod", CompareOp::Equal, 9)
+        ));
+    }
+
+    #[test]
+    fn prefix_schemas_govern_overrides_too_and_every_violation_is_listed() {
+        let schema = Schema::compile(&json!({"type": "integer"}), "schema:/app").unwrap();
+        let rules = Rules {
+            schemas: vec![(path("/app"), Arc::new(schema))],
+            policies: vec![],
+        };
+        let mut seen = observed(vec![(0, None), (0, None)]);
+        seen.definitions.insert("prod".into(), (3, true));
+        let changes = [
+            put("/app/x", json!("text"), None),
+            put("/env/prod/app/y", json!("text"), None),
+        ];
+        let refused = run(&changes, &seen, &rules, false).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::ValidationFailed);
+        let listed = refused.details.unwrap()["violations"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(listed, 2);
+    }
+
+    fn precondition() -> impl Strategy<Value = Option<Precondition>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Precondition::Exists)),
+            (0u64..4).prop_map(|v| Some(Precondition::Version(v))),
+        ]
+    }
+
+    fn current() -> impl Strategy<Value = (Revision, Option<Pointer>)> {
+        prop_oneof![
+            Just((0, None)),
+            (1i64..30, 1u64..4, any::<bool>())
+                .prop_map(|(rev, version, deleted)| (rev, Some(pointer(version, deleted)))),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the batch and the state it was read on: a plan either refuses with the
+        /// rule that failed, or writes each path's next version once, guarded by the pointer
+        /// it read — so replaying it on any other state fails as a whole.
+        #[test]
+        fn a_plan_commits_exactly_the_next_versions_or_refuses(
+            batch in proptest::collection::vec(
+                (0usize..5, any::<bool>(), precondition(), current()), 1..6)
+        ) {
+            let mut changes = Vec::new();
+            let mut pointers = Vec::new();
+            let mut used = std::collections::BTreeSet::new();
+            for (index, is_put, if_match, state) in batch {
+                if !used.insert(index) {
+                    continue;
+                }
+                let text = format!("/p{index}");
+                changes.push(if is_put {
+                    put(&text, json!(index), if_match)
+                } else {
+                    delete(&text, if_match)
+                });
+                pointers.push(state);
+            }
+            let seen = observed(pointers.clone());
+            let expected_error = changes.iter().zip(&pointers).find_map(|(change, (_, p))| {
+                let live = live_version(p.as_ref());
+                let precondition_ok = match change_precondition(change) {
+                    None => true,
+                    Some(Precondition::Exists) => live != 0,
+                    Some(Precondition::Version(v)) => live == v,
+                };
+                if !precondition_ok {
+                    return Some(ErrorCode::PreconditionFailed);
+                }
+                (matches!(change, Change::Delete { .. }) && live == 0).then_some(ErrorCode::NotFound)
+            });
+            match (run(&changes, &seen, &Rules::default(), false), expected_error) {
+                (Err(error), Some(code)) => prop_assert_eq!(error.code, code),
+                (Ok(Plan::Commit { txn, results }), None) => {
+                    prop_assert_eq!(results.len(), changes.len());
+                    prop_assert_eq!(txn.writes.len(), 2 * changes.len());
+                    for ((change, (revision, p)), result) in changes.iter().zip(&pointers).zip(&results) {
+                        let next = p.as_ref().map_or(1, |p| p.version + 1);
+                        prop_assert_eq!(result.version, next);
+                        prop_assert_eq!(result.deleted, matches!(change, Change::Delete { .. }));
+                        let pointer_key = keys().pointer(change.path());
+                        let guard = Compare::mod_revision(pointer_key, CompareOp::Equal, *revision);
+                        prop_assert!(has_compare(&txn, &guard));
+                    }
+                }
+                (other, expected) => prop_assert!(false, "got {other:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_survives_its_stored_form() {
+        let mut change = put("/a/b", json!({"k": [1, 2]}), Some(Precondition::Version(3)));
+        if let Change::Put(put) = &mut change {
+            let put: &mut PutChange = put;
+            put.description = Update::Set("why".into());
+            put.owner = Update::Clear;
+            put.validators = Update::Set(json!([{"regex": "x"}]));
+        }
+        let spec = change.to_spec();
+        let text = serde_json::to_string(&spec).unwrap();
+        let back: ChangeSpec = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, spec);
+        assert_eq!(Change::from_spec(back).unwrap().to_spec(), spec);
+        assert!(text.contains("\"owner\":null"), "{text}");
+        let delete = delete("/a", Some(Precondition::Exists)).to_spec();
+        assert_eq!(
+            serde_json::to_value(&delete).unwrap(),
+            json!({"op": "delete", "path": "/a", "if_match": "*"})
+        );
+    }
+}

@@ -16,10 +16,13 @@ use super::{Configs, Version};
 use crate::error::Error;
 use crate::store::{KeyValue, Read, Revision};
 
+/// One compiled prefix schema and the mod revision of the record it was compiled from.
+type CachedSchema = (Revision, ConfigPath, Arc<Schema>);
+
 #[derive(Default)]
 pub struct RuleCache {
-    /// Schema key → (mod revision, prefix, compiled).
-    schemas: Mutex<HashMap<String, (Revision, ConfigPath, Arc<Schema>)>>,
+    /// Schema key → its compiled schema.
+    schemas: Mutex<HashMap<String, CachedSchema>>,
     /// Policy path → (entry version, the policy; `None` when the entry is not a policy).
     policies: Mutex<HashMap<ConfigPath, (Version, Option<Policy>)>>,
 }

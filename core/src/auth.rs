@@ -365,6 +365,30 @@ impl Principal {
     }
 }
 
+/// Where account records live: `/_setpoint/accounts/{id}`.
+pub fn accounts_root() -> Option<ConfigPath> {
+    ConfigPath::parse(&format!("/{SYSTEM_SEGMENT}/accounts")).ok()
+}
+
+/// One account record, parsed and its grants compiled.
+#[derive(Debug, Clone)]
+pub struct ParsedAccount {
+    pub account: Arc<Account>,
+    pub grants: Arc<Grants>,
+}
+
+impl ParsedAccount {
+    /// `None` for a record that does not parse or whose grants do not compile.
+    pub fn parse(entry: &crate::snapshot::Entry) -> Option<ParsedAccount> {
+        let account = serde_json::from_value::<Account>(entry.value.structured().clone()).ok()?;
+        let grants = Grants::parse(&account.grants).ok()?;
+        Some(ParsedAccount {
+            account: Arc::new(account),
+            grants: Arc::new(grants),
+        })
+    }
+}
+
 /// Every account of a snapshot, indexed by key id.
 #[derive(Debug, Clone, Default)]
 pub struct Accounts {
@@ -376,20 +400,21 @@ impl Accounts {
     /// Reads every account under `/_setpoint/accounts/`. Records that do not parse (written
     /// around the API) are left out: they authenticate nobody.
     pub fn from_snapshot(snapshot: &Snapshot) -> Accounts {
-        let Ok(root) = ConfigPath::parse(&format!("/{SYSTEM_SEGMENT}/accounts")) else {
+        let Some(root) = accounts_root() else {
             return Accounts::default();
         };
+        let parsed: Vec<ParsedAccount> = snapshot
+            .below(&root)
+            .filter_map(|e| ParsedAccount::parse(e))
+            .collect();
+        Accounts::from_parsed(&parsed)
+    }
+
+    /// The index of accounts parsed before: a cache re-parses only the records that changed.
+    pub fn from_parsed<'a>(parsed: impl IntoIterator<Item = &'a ParsedAccount>) -> Accounts {
         let mut accounts = Accounts::default();
-        for entry in snapshot.below(&root) {
-            let Ok(account) = serde_json::from_value::<Account>(entry.value.structured().clone())
-            else {
-                continue;
-            };
-            let Ok(grants) = Grants::parse(&account.grants) else {
-                continue;
-            };
+        for ParsedAccount { account, grants } in parsed {
             accounts.count += 1;
-            let (account, grants) = (Arc::new(account), Arc::new(grants));
             for key in &account.keys {
                 accounts.by_key.insert(
                     key.id.clone(),

@@ -1,6 +1,12 @@
 //! Setpoint's one error vocabulary: every error any API returns has one [`ErrorCode`], which
 //! fixes its HTTP status here and its gRPC code in `setpoint_proto::grpc_code`, so the writer's
 //! REST API, the edge's HTTP API and the edge's gRPC API always agree.
+//!
+//! [`Error`] is an error as every API shows it — code, message for humans, optional structured
+//! details — without any HTTP or gRPC: `setpoint-serving` renders it (JSON body, gRPC status) for
+//! the writer and the edge alike, and core's own reads ([`crate::read`]) fail with it.
+
+use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -82,3 +88,34 @@ impl ErrorCode {
         }
     }
 }
+
+/// An error as the APIs show it: `{"error": {"code", "message", "details"?}}` once rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Error {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

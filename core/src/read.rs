@@ -81,23 +81,9 @@ impl ReadQuery {
     }
 }
 
-/// Why a read failed; the servers turn it into their error body / gRPC status.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    pub code: ErrorCode,
-    pub message: String,
-    pub details: Option<Value>,
-}
-
-impl Failure {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-            details: None,
-        }
-    }
-}
+/// Why a read failed: core's [`crate::error::Error`]; the servers render it as their error body
+/// or gRPC status.
+pub use crate::error::Error as Failure;
 
 impl From<EnvError> for Failure {
     fn from(error: EnvError) -> Failure {

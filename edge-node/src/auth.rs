@@ -2,14 +2,15 @@
 //! SSE and gRPC — gRPC metadata `authorization` is the HTTP/2 header, so one layer covers all
 //! three) and the [`Caller`] it attaches to each request.
 //!
-//! Every request except `/healthz`, `/readyz`, the gRPC health service (and `/metrics` when
-//! configured public) needs `Authorization: Bearer <key>`. Keys are checked against the accounts
-//! in the edge's own snapshot (`/_setpoint/accounts/…`, replicated like any config, key hashes
-//! only), rebuilt when the snapshot's revision moves: a revocation applies to the next request
-//! once the batch carrying it reaches the edge. In [`AuthMode::AnonymousLoopback`]
+//! The door is the writer's (`setpoint_serving::auth`): every request except `/healthz`,
+//! `/readyz`, the gRPC health service (and `/metrics` when configured public) needs
+//! `Authorization: Bearer <key>`. Keys are checked against the accounts in the edge's own
+//! snapshot (`/_setpoint/accounts/…`, replicated like any config, key hashes only; parsed once
+//! per record by `setpoint_serving::accounts::AccountsCache`): a revocation applies to the next
+//! request once the batch carrying it reaches the edge. In [`AuthMode::AnonymousLoopback`]
 //! (`setpoint dev` only) a request without a key from a loopback address gets every right.
 //!
-//! Failed attempts are counted per source address ([`FailureLimiter`]); past
+//! Failed attempts are counted per source address (core's `FailureLimiter`); past
 //! [`FAILURES_PER_MINUTE`] the source gets 429 (`RESOURCE_EXHAUSTED`) until the minute ends.
 //! Each refusal is logged (reason and source, never the key) and counted in
 //! `setpoint_edge_auth_failures_total{reason}`. gRPC callers get a trailers-only gRPC status,
@@ -22,112 +23,25 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use setpoint_core::auth::{Accounts, Action, AuthError, FailureLimiter, Grants, Principal};
-use setpoint_core::snapshot::{Entry, Snapshot};
-use setpoint_core::{ConfigPath, Revision};
+use setpoint_core::ConfigPath;
+use setpoint_core::auth::{Action, AuthError, Grants, Principal};
+use setpoint_serving::auth::{Credentials, INVALID_KEY, MISSING_KEY};
 
 use crate::Edge;
 use crate::error::{ApiError, ErrorCode};
 use crate::watch::WatchMessage;
 
-/// Whether callers without a key get in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AuthMode {
-    /// A key for everything but health (and public metrics).
-    #[default]
-    Required,
-    /// `setpoint dev`: no key needed from loopback addresses.
-    AnonymousLoopback,
-}
-
-/// Failed authentications allowed per source address and minute.
-pub const FAILURES_PER_MINUTE: u32 = 20;
+pub use setpoint_serving::auth::{AuthMode, AuthState, FAILURES_PER_MINUTE, unix_now};
 
 /// How often an open watch checks again that its key is still valid and still grants the
 /// watched prefixes (it also checks before the first message after a pause).
 pub const WATCH_RECHECK: Duration = Duration::from_secs(1);
-
-/// The accounts of the edge's snapshot, rebuilt when the revision moves and the account records
-/// changed (most batches touch no account: the parsed accounts are then reused as they are).
-#[derive(Default)]
-pub struct AccountsCache {
-    cached: ArcSwapOption<Cached>,
-}
-
-struct Cached {
-    revision: Revision,
-    /// The account records the accounts were built from (compared by pointer).
-    records: Vec<Arc<Entry>>,
-    accounts: Arc<Accounts>,
-}
-
-fn accounts_root() -> Option<ConfigPath> {
-    ConfigPath::parse(&format!(
-        "/{}/accounts",
-        setpoint_core::auth::SYSTEM_SEGMENT
-    ))
-    .ok()
-}
-
-impl AccountsCache {
-    /// The accounts of `snapshot`.
-    pub fn get(&self, snapshot: &Snapshot) -> Arc<Accounts> {
-        let cached = self.cached.load_full();
-        if let Some(cached) = &cached
-            && cached.revision == snapshot.revision()
-        {
-            return cached.accounts.clone();
-        }
-        let Some(root) = accounts_root() else {
-            return Arc::default();
-        };
-        let records: Vec<Arc<Entry>> = snapshot.below(&root).cloned().collect();
-        let unchanged = cached.as_ref().is_some_and(|cached| {
-            cached.records.len() == records.len()
-                && cached
-                    .records
-                    .iter()
-                    .zip(&records)
-                    .all(|(a, b)| Arc::ptr_eq(a, b))
-        });
-        let accounts = match cached {
-            Some(cached) if unchanged => cached.accounts.clone(),
-            _ => Arc::new(Accounts::from_snapshot(snapshot)),
-        };
-        self.cached.store(Some(Arc::new(Cached {
-            revision: snapshot.revision(),
-            records,
-            accounts: accounts.clone(),
-        })));
-        accounts
-    }
-}
-
-/// Authentication settings and state of one edge.
-pub struct AuthState {
-    pub mode: AuthMode,
-    pub metrics_public: bool,
-    pub accounts: AccountsCache,
-    pub limiter: FailureLimiter,
-}
-
-impl AuthState {
-    pub fn new(mode: AuthMode, metrics_public: bool) -> AuthState {
-        AuthState {
-            mode,
-            metrics_public,
-            accounts: AccountsCache::default(),
-            limiter: FailureLimiter::new(FAILURES_PER_MINUTE, 60),
-        }
-    }
-}
 
 /// The authenticated caller of one request.
 #[derive(Clone)]
@@ -213,23 +127,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The names of `path`'s children the caller may see: those it can read something below, never
-/// the `_setpoint` namespace.
-pub fn visible_children(snapshot: &Snapshot, path: &ConfigPath, grants: &Grants) -> Vec<String> {
-    let mut children = snapshot.children(path);
-    children.retain(|child| {
-        path.join(child).is_ok_and(|p| {
-            grants.can_read_somewhere_below(&p) && !setpoint_core::auth::is_system(&p)
-        })
-    });
-    children
-}
-
-/// Whether a listing may show `entry` to a caller holding `grants` (never a system record).
-pub fn listable(entry: &Entry, grants: &Grants) -> bool {
-    !setpoint_core::auth::is_system(&entry.path) && grants.allows(&entry.path, Action::Read)
-}
-
 /// Keeps an open watch honest: before a message goes out, at most once per [`WATCH_RECHECK`],
 /// checks the caller's key against the edge's current accounts (revoked, expired, disabled,
 /// deleted) and that its grants still cover every watched prefix.
@@ -309,33 +206,11 @@ impl WatchGuard {
     }
 }
 
-const MISSING_KEY: &str = "this call needs an API key: Authorization: Bearer <key>";
-const INVALID_KEY: &str = "the API key is not valid (unknown, expired or revoked)";
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
-}
-
-/// Paths that never need a key: health (HTTP and gRPC), and metrics when configured public.
-fn is_public(path: &str, metrics_public: bool) -> bool {
-    matches!(path, "/healthz" | "/readyz")
-        || path.starts_with("/grpc.health.v1.Health/")
-        || (metrics_public && path == "/metrics")
 }
 
 /// `error` as a gRPC status (trailers only) or as the JSON error body.
@@ -350,31 +225,19 @@ fn answer(grpc: bool, error: ApiError) -> Response {
 /// The middleware: authenticates, then hands the request on with a [`Caller`] attached.
 pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
     let auth = edge.auth();
-    if is_public(request.uri().path(), auth.metrics_public) {
+    if auth.is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let grpc = is_grpc(request.headers());
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
+    let peer = setpoint_serving::auth::peer(&request);
     let source = peer.map(|p| p.ip());
     let now = unix_now();
-    if let Some(ip) = source
-        && auth.limiter.is_blocked(ip, now)
-    {
+    if let Some(refusal) = auth.blocked(source, now) {
         edge.metrics().auth_failed("rate_limited");
-        tracing::warn!(source = %ip, "too many failed authentications; refusing this source for now");
-        return answer(
-            grpc,
-            ApiError::new(
-                ErrorCode::TooManyRequests,
-                "too many failed authentications from this address; try again later",
-            ),
-        );
+        return answer(grpc, refusal);
     }
-    let caller = match bearer(request.headers()) {
-        Some(token) => {
+    let caller = match auth.credentials(request.headers(), source) {
+        Credentials::Key(token) => {
             if !edge.holder().is_ready() {
                 return answer(
                     grpc,
@@ -394,137 +257,19 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
                 Err(reason) => return refuse(&edge, source, reason, grpc),
             }
         }
-        None if auth.mode == AuthMode::AnonymousLoopback
-            && source.is_some_and(|ip| ip.is_loopback()) =>
-        {
-            Caller {
-                principal: Principal::anonymous(),
-                token: None,
-                peer,
-            }
-        }
-        None => return refuse(&edge, source, AuthError::Missing, grpc),
+        Credentials::Anonymous => Caller {
+            principal: Principal::anonymous(),
+            token: None,
+            peer,
+        },
+        Credentials::Missing => return refuse(&edge, source, AuthError::Missing, grpc),
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
 fn refuse(edge: &Edge, source: Option<IpAddr>, reason: AuthError, grpc: bool) -> Response {
-    let failures = source.map(|ip| edge.auth().limiter.record_failure(ip, unix_now()));
-    tracing::warn!(
-        reason = reason.as_str(),
-        source = ?source,
-        failures = ?failures,
-        "authentication refused"
-    );
+    let error = edge.auth().refuse(source, reason, unix_now(), None);
     edge.metrics().auth_failed(reason.as_str());
-    let message = match reason {
-        AuthError::Missing => MISSING_KEY,
-        _ => INVALID_KEY,
-    };
-    answer(grpc, ApiError::new(ErrorCode::Unauthenticated, message))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use setpoint_core::auth::{Account, Grant, new_key};
-    use setpoint_core::snapshot::{Batch, Change, ChangeKind};
-    use setpoint_core::{Format, ParsedValue};
-
-    fn account_change(id: &str, key: &setpoint_core::auth::KeyRecord) -> Change {
-        let account = Account {
-            id: id.into(),
-            description: None,
-            grants: vec![Grant {
-                prefix: "/a".into(),
-                actions: [Action::Read].into(),
-            }],
-            keys: vec![key.clone()],
-            disabled: false,
-        };
-        Change {
-            path: ConfigPath::parse(&format!("/_setpoint/accounts/{id}")).unwrap(),
-            version: 1,
-            updated_at: String::new(),
-            kind: ChangeKind::Put {
-                value: ParsedValue::from_request(
-                    serde_json::to_value(&account).unwrap(),
-                    Some(Format::Json),
-                )
-                .unwrap(),
-            },
-        }
-    }
-
-    fn other_change(revision: i64) -> Change {
-        Change {
-            path: ConfigPath::parse("/a/x").unwrap(),
-            version: u64::try_from(revision).unwrap(),
-            updated_at: String::new(),
-            kind: ChangeKind::Put {
-                value: ParsedValue::from_stored(Format::Text, "x").unwrap(),
-            },
-        }
-    }
-
-    fn apply(snapshot: &Snapshot, revision: i64, changes: Vec<Change>) -> Snapshot {
-        snapshot
-            .apply(&Batch {
-                revision,
-                committed_at_micros: 0,
-                changes,
-            })
-            .unwrap()
-            .0
-    }
-
-    #[test]
-    fn the_cache_rebuilds_only_when_account_records_change() {
-        let key = new_key(&[1; 32], &[2; 9], 0, None);
-        let cache = AccountsCache::default();
-        let s1 = apply(
-            &Snapshot::empty(),
-            1,
-            vec![account_change("svc", &key.record)],
-        );
-        let first = cache.get(&s1);
-        assert!(first.authenticate(&key.token, 1).is_ok());
-        let s2 = apply(&s1, 2, vec![other_change(2)]);
-        assert!(Arc::ptr_eq(&first, &cache.get(&s2)), "reused");
-        let mut revoked = key.record.clone();
-        revoked.revoked = true;
-        let s3 = apply(&s2, 3, vec![account_change("svc", &revoked)]);
-        let third = cache.get(&s3);
-        assert!(!Arc::ptr_eq(&first, &third), "rebuilt");
-        assert_eq!(
-            third.authenticate(&key.token, 1).unwrap_err(),
-            AuthError::Revoked
-        );
-    }
-
-    #[test]
-    fn bearer_needs_the_scheme_and_a_token() {
-        let headers = |value: &str| {
-            let mut map = HeaderMap::new();
-            map.insert(header::AUTHORIZATION, value.parse().unwrap());
-            map
-        };
-        assert_eq!(bearer(&headers("Bearer abc")), Some("abc"));
-        assert_eq!(bearer(&headers("bearer   abc ")), Some("abc"));
-        assert_eq!(bearer(&headers("Basic abc")), None);
-        assert_eq!(bearer(&headers("Bearer")), None);
-        assert_eq!(bearer(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn only_health_and_optionally_metrics_are_public() {
-        assert!(is_public("/healthz", false));
-        assert!(is_public("/grpc.health.v1.Health/Check", false));
-        assert!(!is_public("/metrics", false));
-        assert!(is_public("/metrics", true));
-        assert!(!is_public("/api/config/healthz", true));
-        assert!(!is_public("/setpoint.edge.v1.Edge/Get", true));
-    }
+    answer(grpc, error)
 }

@@ -31,7 +31,7 @@ use setpoint_proto::edge::v1::edge_server::{Edge as EdgeApi, EdgeServer};
 use tonic::{Request, Response, Status};
 
 use crate::Edge;
-use crate::auth::{self, Caller, WatchGuard};
+use crate::auth::{Caller, WatchGuard};
 use crate::error::ApiError;
 use crate::watch::{WatchMessage, WatchSpec};
 
@@ -238,14 +238,17 @@ impl EdgeApi for Service {
         caller.require_some_below(&prefix)?;
         let grants = caller.grants();
         let snapshot = self.edge.holder().current();
-        let children = auth::visible_children(&snapshot, &prefix, grants);
+        let mut children = snapshot.children(&prefix);
+        setpoint_serving::listing::retain_visible_children(&mut children, &prefix, grants);
         if children.is_empty() && !prefix.is_root() {
             return Err(ApiError::not_found(format!("{prefix} has no children")).into());
         }
         let entries = if request.recursive {
             snapshot
                 .below(&prefix)
-                .filter(|e| e.path != prefix && auth::listable(e, grants))
+                .filter(|e| {
+                    e.path != prefix && setpoint_serving::listing::listable(&e.path, grants)
+                })
                 .map(|e| entry_message(e))
                 .collect()
         } else {

@@ -1,7 +1,8 @@
 //! The edge's HTTP API: config reads and SSE watches from memory, plus operations endpoints.
 //!
-//! Reads answer with the writer's JSON shapes (`entry_json`, listings, the error body) so a client
-//! can point at either. Every read is served from one snapshot load; `X-Setpoint-Revision` is the
+//! Reads answer with the writer's JSON shapes (`setpoint_serving::body`: entry, listing, the
+//! error body; ETag / If-None-Match and the listing rules are the writer's too) so a client can
+//! point at either. Every read is served from one snapshot load; `X-Setpoint-Revision` is the
 //! revision of that snapshot (so a client can watch from it without a gap) and
 //! `X-Setpoint-Stale: true` says the edge has not heard from the writer. An edge holds only the
 //! current version of each config: `?version=N` for any other version is a 404 saying so.
@@ -52,10 +53,14 @@ use setpoint_core::read::ReadQuery;
 use setpoint_core::snapshot::{Entry, Event, EventKind, Snapshot};
 use setpoint_core::{ConfigPath, Revision, Version};
 
+use setpoint_serving::body::{EntryBody, ListedEntry, ListingBody};
+use setpoint_serving::conditional::{etag, if_none_match_hits};
+use setpoint_serving::listing;
+
+use crate::Edge;
 use crate::auth::{Caller, WatchGuard};
 use crate::error::ApiError;
 use crate::watch::{ResetState, WatchBatch, WatchMessage, WatchSpec};
-use crate::{Edge, auth};
 
 mod clients;
 
@@ -67,7 +72,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// The HTTP routes, without a fallback (the caller adds one, see [`crate::Edge::router`]).
 pub fn routes(edge: Edge) -> Router {
-    let metrics = edge.metrics_handle();
+    let metrics = edge.metrics().http.clone();
     Router::new()
         .route("/api/config", get(get_root))
         .route("/api/config/", get(get_root))
@@ -78,7 +83,7 @@ pub fn routes(edge: Edge) -> Router {
         .route("/metrics", get(metrics_text))
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
-            crate::metrics::track,
+            setpoint_serving::metrics::track,
         ))
         .with_state(edge)
 }
@@ -204,63 +209,8 @@ fn annotate(mut response: Response, revision: Revision, stale: bool) -> Response
     response
 }
 
-fn etag(version: Version) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
-}
-
-/// `If-None-Match` naming `version` (quoted, bare or weak) or `*`.
-fn if_none_match_hits(headers: &HeaderMap, version: Version) -> bool {
-    let Some(text) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    text.split(',').any(|tag| {
-        let tag = tag.trim();
-        tag == "*"
-            || tag
-                .strip_prefix("W/")
-                .unwrap_or(tag)
-                .trim_matches('"')
-                .parse::<Version>()
-                .is_ok_and(|v| v == version)
-    })
-}
-
-/// An entry as the writer shows it: `{path, value, format, version, revision, updated_at}`.
-pub fn entry_json(entry: &Entry) -> Value {
-    json!({
-        "path": entry.path.as_str(),
-        "value": entry.value.to_api_value(),
-        "format": entry.value.format().as_str(),
-        "version": entry.version,
-        "revision": entry.revision,
-        "updated_at": entry.updated_at,
-    })
-}
-
-/// [`entry_json`]'s shape, serialized straight from the snapshot without copying the value.
-#[derive(serde::Serialize)]
-struct EntryBody<'a> {
-    path: &'a str,
-    value: setpoint_core::value::ApiValue<'a>,
-    format: &'static str,
-    version: Version,
-    revision: Revision,
-    updated_at: &'a str,
-}
-
 fn entry_response(entry: &Entry) -> Response {
-    let body = EntryBody {
-        path: entry.path.as_str(),
-        value: entry.value.api_value(),
-        format: entry.value.format().as_str(),
-        version: entry.version,
-        revision: entry.revision,
-        updated_at: &entry.updated_at,
-    };
-    let mut response = axum::Json(body).into_response();
+    let mut response = axum::Json(EntryBody::of(entry)).into_response();
     response
         .headers_mut()
         .insert(header::ETAG, etag(entry.version));
@@ -275,28 +225,21 @@ fn list(
 ) -> Result<Response, ApiError> {
     caller.require_some_below(path)?;
     let grants = caller.grants();
-    let children = auth::visible_children(snapshot, path, grants);
-    if children.is_empty() && !path.is_root() && !params.flag("list")? {
-        return Err(ApiError::not_found(format!(
-            "{path} holds no value and has no children"
-        )));
-    }
-    let mut body =
-        json!({ "path": path.as_str(), "children": children, "revision": snapshot.revision() });
-    if params.flag("recursive")? {
-        body["entries"] = snapshot
-            .below(path)
-            .filter(|e| e.path != *path && auth::listable(e, grants))
-            .map(|e| {
-                json!({
-                    "path": e.path.as_str(),
-                    "version": e.version,
-                    "format": e.value.format().as_str(),
-                    "updated_at": e.updated_at,
-                })
-            })
-            .collect();
-    }
+    let mut children = snapshot.children(path);
+    listing::retain_visible_children(&mut children, path, grants);
+    listing::check_not_empty(path, &children, params.flag("list")?)?;
+    let body = ListingBody {
+        path: path.as_str(),
+        children,
+        revision: snapshot.revision(),
+        entries: params.flag("recursive")?.then(|| {
+            snapshot
+                .below(path)
+                .filter(|e| e.path != *path && listing::listable(&e.path, grants))
+                .map(|e| ListedEntry::of(e))
+                .collect()
+        }),
+    };
     Ok(axum::Json(body).into_response())
 }
 
@@ -409,11 +352,24 @@ fn error_event(error: &ApiError) -> SseEvent {
     )
 }
 
+/// `{"type": "reset", "revision", "state": [entries]}`.
+#[derive(serde::Serialize)]
+struct ResetBody<'a> {
+    r#type: &'static str,
+    revision: Revision,
+    state: Vec<EntryBody<'a>>,
+}
+
 fn reset_event(reset: &ResetState) -> SseEvent {
-    let state: Vec<Value> = reset.entries.iter().map(|e| entry_json(e)).collect();
+    let body = ResetBody {
+        r#type: "reset",
+        revision: reset.revision,
+        state: reset.entries.iter().map(|e| EntryBody::of(e)).collect(),
+    };
+    // Plain strings and numbers: serializing cannot fail.
     SseEvent::default()
         .event("reset")
-        .data(json!({ "type": "reset", "revision": reset.revision, "state": state }).to_string())
+        .data(serde_json::to_string(&body).unwrap_or_default())
         .id(reset.revision.to_string())
 }
 

@@ -183,10 +183,6 @@ impl Edge {
         &self.inner.config.secrets
     }
 
-    pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {
-        self.inner.metrics.clone()
-    }
-
     /// Completes when the edge starts shutting down; long-lived streams end with it.
     pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut closing = self.inner.closing.subscribe();

@@ -2,19 +2,13 @@
 //!
 //! Applied revision and staleness are read from the holder at scrape time, so they are exact
 //! whenever they are looked at; the watch hub's counters are the hub's own handles registered
-//! here; HTTP requests are counted by a middleware, labelled by route template and status;
-//! refused authentications by reason (see [`crate::auth`]).
+//! here; HTTP requests are counted by the writer's middleware (`setpoint_serving::metrics`:
+//! route template, method, status); refused authentications by reason (see [`crate::auth`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use setpoint_serving::metrics::RequestMetrics;
 
 use crate::clients::ClientCounters;
 use crate::holder::SnapshotHolder;
@@ -24,8 +18,8 @@ pub struct Metrics {
     registry: Registry,
     applied_revision: IntGauge,
     staleness: Gauge,
-    http_requests: IntCounterVec,
-    http_duration: HistogramVec,
+    /// `setpoint_edge_http_requests_total{route,method,status}` and its latency histogram.
+    pub http: Arc<RequestMetrics>,
     auth_failures: IntCounterVec,
 }
 
@@ -40,20 +34,7 @@ impl Metrics {
             "setpoint_edge_staleness_seconds",
             "Seconds since the last frame from the writer (0 while connected).",
         )?;
-        let http_requests = IntCounterVec::new(
-            Opts::new("setpoint_edge_http_requests_total", "HTTP requests served."),
-            &["route", "status"],
-        )?;
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "setpoint_edge_http_request_duration_seconds",
-                "Time to the response head of HTTP requests (SSE: until the stream opens).",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-            ]),
-            &["route", "status"],
-        )?;
+        let http = Arc::new(RequestMetrics::register(&registry, "setpoint_edge")?);
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "setpoint_edge_auth_failures_total",
@@ -66,8 +47,6 @@ impl Metrics {
         registry.register(Box::new(applied_revision.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(staleness.clone()))?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(hub.watchers.clone()))?;
         registry.register(Box::new(hub.events_sent.clone()))?;
         registry.register(Box::new(hub.resets.clone()))?;
@@ -81,8 +60,7 @@ impl Metrics {
             registry,
             applied_revision,
             staleness,
-            http_requests,
-            http_duration,
+            http,
             auth_failures,
         })
     }
@@ -102,28 +80,4 @@ impl Metrics {
     pub fn auth_failed(&self, reason: &str) {
         self.auth_failures.with_label_values(&[reason]).inc();
     }
-
-    fn observe(&self, route: &str, status: &str, seconds: f64) {
-        self.http_requests.with_label_values(&[route, status]).inc();
-        self.http_duration
-            .with_label_values(&[route, status])
-            .observe(seconds);
-    }
-}
-
-/// Axum middleware counting every request by route template (not raw path: bounded labels).
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.observe(
-        &route,
-        response.status().as_str(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
 }

@@ -133,6 +133,22 @@ async fn reads_match_the_writer_shapes() {
         .await
         .unwrap();
     assert_eq!(not_modified.status(), 304);
+    // If-None-Match as the writer reads it (setpoint_serving::conditional): a list over several
+    // header lines, weak tags compared weakly, tags compared as text.
+    for (lines, expected) in [
+        (&["\"1\"", "W/\"2\""][..], 304),
+        (&["\"1\", \"3\""][..], 200),
+        (&["\"02\""][..], 200),
+        (&["*"][..], 304),
+    ] {
+        let mut request = reqwest::Client::new().get(edge.url("/api/config/app/db/host"));
+        for line in lines {
+            request = request.header("If-None-Match", *line);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), expected, "If-None-Match {lines:?}");
+        assert_eq!(response.headers()["etag"], "\"2\"");
+    }
 
     let (status, _, body) = get(&edge.url("/readyz")).await;
     assert_eq!(status, 200, "{body}");
@@ -163,7 +179,7 @@ async fn reads_match_the_writer_shapes() {
         "setpoint_edge_watchers 0",
         "setpoint_edge_events_sent_total",
         "setpoint_edge_watchers_reset_total",
-        "setpoint_edge_http_requests_total{route=\"/api/config/{*path}\",status=\"200\"}",
+        "setpoint_edge_http_requests_total{method=\"GET\",route=\"/api/config/{*path}\",status=\"200\"}",
         "setpoint_edge_http_request_duration_seconds_bucket",
     ] {
         assert!(metrics.contains(name), "{name} missing in\n{metrics}");

@@ -916,6 +916,22 @@ async fn etag_and_conditional_requests(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    // If-None-Match as the edges read it (setpoint_serving::conditional): a list over several
+    // header lines, weak tags compared weakly, tags compared as text.
+    for (lines, expected) in [
+        (&["\"7\"", "W/\"1\""][..], StatusCode::NOT_MODIFIED),
+        (&["\"2\", \"3\""][..], StatusCode::OK),
+        (&["\"01\""][..], StatusCode::OK),
+        (&["*"][..], StatusCode::NOT_MODIFIED),
+    ] {
+        let mut request = w.http.get(w.config_url("/tag/a"));
+        for line in lines {
+            request = request.header("If-None-Match", *line);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), expected, "If-None-Match {lines:?}");
+        assert_eq!(response.headers()["etag"], "\"1\"");
+    }
     for (if_match, expected) in [
         ("\"2\"", StatusCode::PRECONDITION_FAILED),
         ("1", StatusCode::OK),

@@ -22,13 +22,11 @@ pub mod ops;
 pub mod schemas;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::error::Error;
@@ -108,7 +106,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .route_layer(middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            setpoint_serving::metrics::track,
+        ))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -184,26 +185,6 @@ async fn edges(
 
 async fn not_found(method: Method, uri: Uri) -> Error {
     Error::not_found(format!("no route for {method} {}", uri.path()))
-}
-
-/// Counts and times every routed request by its route template, method and status.
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [route.as_str(), method.as_str(), status.as_str()];
-    state.metrics.http_requests.with_label_values(&labels).inc();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response.into_response()
 }
 
 /// `LIST /api/config/{prefix}` is `GET /api/config/{prefix}?list=true`. Axum routes only the

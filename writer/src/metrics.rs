@@ -11,6 +11,8 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+use setpoint_serving::metrics::{LATENCY_BUCKETS, RequestMetrics};
+
 use crate::store::{
     KeyValue, RangeRequest, RangeResult, Read, ReadSet, Revision, Store, StoreError, Txn,
     TxnOutcome, WatchStream,
@@ -18,8 +20,8 @@ use crate::store::{
 
 pub struct Metrics {
     pub registry: Registry,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
+    /// Routed requests by route, method and status (the edges count theirs alike).
+    pub http: Arc<RequestMetrics>,
     pub store_ops: HistogramVec,
     pub commits: IntCounter,
     pub commit_conflicts: IntCounter,
@@ -36,28 +38,10 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
 }
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "setpoint_http_requests_total",
-                "HTTP requests by route, method and status",
-            ),
-            &["route", "method", "status"],
-        )?;
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "setpoint_http_request_duration_seconds",
-                "HTTP request latency",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route", "method", "status"],
-        )?;
+        let http = Arc::new(RequestMetrics::register(&registry, "setpoint")?);
         let store_ops = HistogramVec::new(
             HistogramOpts::new(
                 "setpoint_store_operation_duration_seconds",
@@ -129,8 +113,6 @@ impl Metrics {
         registry.register(Box::new(edge_lag_revisions.clone()))?;
         registry.register(Box::new(edges_connected.clone()))?;
         registry.register(Box::new(clients.clone()))?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(store_ops.clone()))?;
         registry.register(Box::new(commits.clone()))?;
         registry.register(Box::new(commit_conflicts.clone()))?;
@@ -138,8 +120,7 @@ impl Metrics {
         registry.register(Box::new(history_removed.clone()))?;
         Ok(Metrics {
             registry,
-            http_requests,
-            http_duration,
+            http,
             store_ops,
             commits,
             commit_conflicts,

@@ -11,56 +11,23 @@
 //! Handlers take a [`Caller`] and ask it, per path and action, before they act; a refusal is a
 //! 403 that is also written to the audit log.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
-use arc_swap::ArcSwapOption;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use setpoint_core::auth::{Accounts, Action, AuthError, FailureLimiter, Principal};
-use setpoint_core::{ConfigPath, Revision};
+use setpoint_core::ConfigPath;
+use setpoint_core::auth::{Action, AuthError, Principal};
+use setpoint_serving::auth::{Credentials, unix_now};
 
 use super::AppState;
 use crate::audit::{Event, Outcome};
 use crate::error::{Error, ErrorCode};
 use crate::model::Actor;
-use crate::model::accounts::unix_now;
 
-/// Whether callers without a key get in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// A key for everything but health (and public metrics).
-    Required,
-    /// `setpoint dev`: no key needed from loopback addresses.
-    AnonymousLoopback,
-}
-
-/// Failed authentications allowed per source address and minute.
-pub const FAILURES_PER_MINUTE: u32 = 20;
-
-/// Accounts of the read model, rebuilt when its revision moves.
-#[derive(Default)]
-pub struct AccountsCache {
-    cached: ArcSwapOption<(Revision, Accounts)>,
-}
-
-impl AccountsCache {
-    pub fn get(&self, feed: &crate::replication::feed::Feed) -> Arc<(Revision, Accounts)> {
-        let revision = feed.config_revision();
-        if let Some(cached) = self.cached.load_full()
-            && cached.0 == revision
-        {
-            return cached;
-        }
-        let snapshot = feed.snapshot();
-        let fresh = Arc::new((snapshot.revision(), Accounts::from_snapshot(&snapshot)));
-        self.cached.store(Some(fresh.clone()));
-        fresh
-    }
-}
+pub use setpoint_serving::auth::{AuthMode, AuthState, FAILURES_PER_MINUTE};
 
 /// The authenticated caller of one request, with what the audit log needs.
 #[derive(Debug, Clone)]
@@ -132,12 +99,8 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<Caller>()
             .cloned()
-            .ok_or_else(|| unauthenticated("no API key given"))
+            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "no API key given"))
     }
-}
-
-fn unauthenticated(message: &str) -> Error {
-    Error::new(ErrorCode::Unauthenticated, message)
 }
 
 /// Writes a denied attempt to the audit log on its own; a store failure is logged, not raised
@@ -162,12 +125,6 @@ async fn record_denied(
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
@@ -187,24 +144,16 @@ fn request_id(headers: &HeaderMap) -> String {
         })
 }
 
-/// Paths that never need a key.
-fn is_public(path: &str, metrics_public: bool) -> bool {
-    matches!(path, "/healthz" | "/readyz") || (metrics_public && path == "/metrics")
-}
-
 /// The middleware: authenticates, then hands the request on with a [`Caller`] attached.
 pub async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    if is_public(request.uri().path(), state.auth.metrics_public) {
+    if state.auth.is_public(request.uri().path()) {
         return next.run(request).await;
     }
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0);
+    let peer = setpoint_serving::auth::peer(&request);
     let source_ip = peer.map(|p| p.ip());
     let headers = request.headers();
     let actor_header = super::input::actor(headers);
@@ -214,27 +163,16 @@ pub async fn authenticate(
         source: peer.map(|p| p.to_string()),
     };
     let now = unix_now();
-    if let Some(ip) = source_ip
-        && state.auth.limiter.is_blocked(ip, now)
-    {
-        tracing::warn!(source = %ip, "too many failed authentications; refusing this source for now");
-        return Error::new(
-            ErrorCode::TooManyRequests,
-            "too many failed authentications from this address; try again later",
-        )
-        .into_response();
+    if let Some(refusal) = state.auth.blocked(source_ip, now) {
+        return refusal.into_response();
     }
-    let principal = match bearer(headers) {
-        Some(token) => match authenticate_token(&state, token, now).await {
+    let principal = match state.auth.credentials(headers, source_ip) {
+        Credentials::Key(token) => match authenticate_token(&state, token, now).await {
             Ok(principal) => principal,
             Err(reason) => return refuse(&state, &actor, source_ip, reason).await,
         },
-        None if state.auth.mode == AuthMode::AnonymousLoopback
-            && source_ip.is_some_and(|ip| ip.is_loopback()) =>
-        {
-            Principal::anonymous()
-        }
-        None => return refuse(&state, &actor, source_ip, AuthError::Missing).await,
+        Credentials::Anonymous => Principal::anonymous(),
+        Credentials::Missing => return refuse(&state, &actor, source_ip, AuthError::Missing).await,
     };
     actor.name = if principal.key_id.is_none() {
         actor_header.or_else(|| Some(principal.account.clone()))
@@ -260,9 +198,9 @@ async fn authenticate_token(
             std::time::Duration::from_secs(3),
         )
         .await;
-    let cached = state.auth.accounts.get(&state.feed);
-    match cached.1.authenticate(token, now) {
-        Err(AuthError::Unknown) if cached.0 < state.configs.last_commit() => {
+    let snapshot = state.feed.snapshot();
+    match state.auth.accounts.get(&snapshot).authenticate(token, now) {
+        Err(AuthError::Unknown) if snapshot.revision() < state.configs.last_commit() => {
             let _ = state
                 .feed
                 .wait_for(
@@ -273,8 +211,7 @@ async fn authenticate_token(
             state
                 .auth
                 .accounts
-                .get(&state.feed)
-                .1
+                .get(&state.feed.snapshot())
                 .authenticate(token, now)
         }
         other => other,
@@ -287,14 +224,9 @@ async fn refuse(
     source: Option<IpAddr>,
     reason: AuthError,
 ) -> Response {
-    let failures = source.map(|ip| state.auth.limiter.record_failure(ip, unix_now()));
-    tracing::warn!(
-        reason = reason.as_str(),
-        source = ?source,
-        failures = ?failures,
-        request_id = %actor.request_id,
-        "authentication refused"
-    );
+    let error = state
+        .auth
+        .refuse(source, reason, unix_now(), Some(&actor.request_id));
     state
         .metrics
         .auth_failures
@@ -308,28 +240,5 @@ async fn refuse(
         reason.as_str().to_owned(),
     )
     .await;
-    let message = match reason {
-        AuthError::Missing => "this call needs an API key: Authorization: Bearer <key>",
-        _ => "the API key is not valid (unknown, expired or revoked)",
-    };
-    unauthenticated(message).into_response()
-}
-
-/// Authentication settings and state of one writer.
-pub struct AuthState {
-    pub mode: AuthMode,
-    pub metrics_public: bool,
-    pub accounts: AccountsCache,
-    pub limiter: FailureLimiter,
-}
-
-impl AuthState {
-    pub fn new(mode: AuthMode, metrics_public: bool) -> AuthState {
-        AuthState {
-            mode,
-            metrics_public,
-            accounts: AccountsCache::default(),
-            limiter: FailureLimiter::new(FAILURES_PER_MINUTE, 60),
-        }
-    }
+    error.into_response()
 }

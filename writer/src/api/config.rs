@@ -29,6 +29,9 @@ use crate::model::{
     Change, ChangeSpec, Committed, EntryView, Precondition, Submitted, Update, double_option,
 };
 use setpoint_core::auth::Action;
+use setpoint_serving::body::{EntryBody, ErrorBody, ListedEntry, ListingBody};
+use setpoint_serving::conditional::{etag, if_none_match_hits};
+use setpoint_serving::listing;
 
 const REVISION_HEADER: &str = "x-setpoint-revision";
 const DEFAULT_HISTORY_PAGE: u64 = 100;
@@ -109,10 +112,6 @@ fn with_revision(mut response: Response, revision: i64) -> Response {
             .insert(HeaderName::from_static(REVISION_HEADER), value);
     }
     response
-}
-
-fn etag(version: Version) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 /// Write a config: a new version of `path`.
@@ -230,37 +229,22 @@ pub async fn batch(
     ))
 }
 
-fn entry_json(entry: &EntryView) -> Value {
-    let mut body = json!({
-        "path": entry.path.as_str(),
-        "value": entry.value.as_ref().map(ParsedValue::to_api_value),
-        "format": entry.format.as_str(),
-        "version": entry.version,
-        "revision": entry.revision,
-        "updated_at": entry.meta.updated_at,
-    });
-    let optional = [
-        (
-            "updated_by",
-            entry.meta.updated_by.clone().map(Value::String),
-        ),
-        (
-            "description",
-            entry.meta.description.clone().map(Value::String),
-        ),
-        ("owner", entry.meta.owner.clone().map(Value::String)),
-        ("schema", entry.schema.clone()),
-        ("validators", entry.validators.clone()),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            body[name] = value;
-        }
+/// An entry as the API shows it: the edges' shape plus the metadata the writer keeps.
+fn entry_body(entry: &EntryView) -> EntryBody<'_> {
+    EntryBody {
+        path: entry.path.as_str(),
+        value: entry.value.as_ref().map(ParsedValue::api_value),
+        format: entry.format.as_str(),
+        version: entry.version,
+        revision: entry.revision,
+        updated_at: &entry.meta.updated_at,
+        updated_by: entry.meta.updated_by.as_deref(),
+        description: entry.meta.description.as_deref(),
+        owner: entry.meta.owner.as_deref(),
+        schema: entry.schema.as_ref(),
+        validators: entry.validators.as_ref(),
+        deleted: entry.deleted(),
     }
-    if entry.deleted() {
-        body["deleted"] = json!(true);
-    }
-    body
 }
 
 /// `GET /api/config` and `/api/config/`: the top-level names.
@@ -283,12 +267,12 @@ pub async fn get_root(
            ("resolve" = Option<bool>, Query, description = "Substitute ${VAR}, ${VAR:default} and ${secret:name}; on a prefix, the subtree as one object"),
            ("format" = Option<String>, Query, description = "Bundle of the subtree: json, yaml, dotenv, k8s-configmap, k8s-secret"),
            ("name" = Option<String>, Query, description = "Kubernetes object name for k8s-configmap / k8s-secret")),
-    responses((status = 200, description = "The entry {path, value, format, version, revision, updated_at, ...}, or {children: [...]} for a prefix; with format, the bundle"),
+    responses((status = 200, description = "The entry (EntryBody), or the children of a prefix (ListingBody); with format, the bundle", body = EntryBody),
               (status = 304, description = "If-None-Match matched the current version"),
-              (status = 403, description = "The read needs secrets and this node may not resolve them"),
-              (status = 404, description = "No value and no children (in that environment)"),
-              (status = 422, description = "Unresolvable references: every one listed"),
-              (status = 503, description = "Store or secret provider unavailable")))]
+              (status = 403, description = "The read needs secrets and this node may not resolve them", body = ErrorBody),
+              (status = 404, description = "No value and no children (in that environment)", body = ErrorBody),
+              (status = 422, description = "Unresolvable references: every one listed", body = ErrorBody),
+              (status = 503, description = "Store or secret provider unavailable", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -344,7 +328,7 @@ pub async fn get(
         return Ok(entry_response(&entry));
     }
     match state.configs.current(&path).await? {
-        Some(entry) if input::if_none_match_hits(&headers, entry.version) => {
+        Some(entry) if if_none_match_hits(&headers, entry.version) => {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             response
                 .headers_mut()
@@ -411,7 +395,7 @@ async fn environment_read(
 }
 
 fn entry_response(entry: &EntryView) -> Response {
-    let mut response = Json(entry_json(entry)).into_response();
+    let mut response = Json(entry_body(entry)).into_response();
     response
         .headers_mut()
         .insert(header::ETAG, etag(entry.version));
@@ -425,38 +409,32 @@ async fn list(
     params: &Params,
 ) -> Result<Response, Error> {
     let grants = &caller.principal.grants;
-    if !grants.can_read_somewhere_below(path) {
+    if !listing::may_list(path, grants) {
         return Err(caller.deny(state, path, Action::Read).await);
     }
     let recursive = params.flag("recursive")?;
-    let mut listing = state.configs.list(path, recursive).await?;
-    // Only what the caller may read, or read something below; system records are reached
-    // through /api/accounts, never listed.
-    listing.children.retain(|child| {
-        path.join(child).is_ok_and(|p| {
-            grants.can_read_somewhere_below(&p) && !setpoint_core::auth::is_system(&p)
-        })
-    });
-    listing
-        .entries
-        .retain(|e| !setpoint_core::auth::is_system(&e.path));
-    listing
-        .entries
-        .retain(|e| grants.allows(&e.path, Action::Read));
-    if listing.children.is_empty() && !path.is_root() && !params.flag("list")? {
-        return Err(Error::not_found(format!(
-            "{path} holds no value and has no children"
-        )));
-    }
-    let mut body = json!({ "path": path.as_str(), "children": listing.children, "revision": listing.revision });
-    if recursive {
-        body["entries"] = listing
-            .entries
-            .iter()
-            .map(|e| json!({ "path": e.path.as_str(), "version": e.version, "format": e.format.as_str(), "updated_at": e.updated_at }))
-            .collect();
-    }
-    Ok(with_revision(Json(body).into_response(), listing.revision))
+    let mut found = state.configs.list(path, recursive).await?;
+    listing::retain_visible_children(&mut found.children, path, grants);
+    listing::check_not_empty(path, &found.children, params.flag("list")?)?;
+    let body = ListingBody {
+        path: path.as_str(),
+        children: found.children,
+        revision: found.revision,
+        entries: recursive.then(|| {
+            found
+                .entries
+                .iter()
+                .filter(|e| listing::listable(&e.path, grants))
+                .map(|e| ListedEntry {
+                    path: e.path.as_str(),
+                    version: e.version,
+                    format: e.format.as_str(),
+                    updated_at: &e.updated_at,
+                })
+                .collect()
+        }),
+    };
+    Ok(with_revision(Json(body).into_response(), found.revision))
 }
 
 /// Versions of a config, newest first.
@@ -464,7 +442,7 @@ async fn list(
     params(("path" = String, Path, description = "Config path"),
            ("limit" = Option<u64>, Query, description = "Page size (default 100, at most 1000)"),
            ("before" = Option<u64>, Query, description = "Only versions older than this")),
-    responses((status = 200, description = "JSON array of versions, newest first; Link rel=next when more"),
+    responses((status = 200, description = "JSON array of versions, newest first; Link rel=next when more", body = [EntryBody]),
               (status = 404, description = "The path was never written")))]
 pub async fn history(
     state: &AppState,
@@ -482,7 +460,7 @@ pub async fn history(
     if page.versions.is_empty() && !state.configs.exists_ever(path).await? {
         return Err(Error::not_found(format!("{path} was never written")));
     }
-    let body: Vec<Value> = page.versions.iter().map(entry_json).collect();
+    let body: Vec<EntryBody<'_>> = page.versions.iter().map(entry_body).collect();
     let mut response = Json(body).into_response();
     if let Some(next) = page.next_before {
         let link = format!("</api/config{path}/history?limit={limit}&before={next}>; rel=\"next\"");

@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
-use setpoint_core::Version;
 
 use crate::error::{Error, ErrorCode};
 use crate::model::Precondition;
@@ -63,21 +62,6 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, Error> {
 
 pub fn parse_precondition(text: &str) -> Result<Precondition, Error> {
     Precondition::parse(text)
-}
-
-/// `If-None-Match` on a read: true when it names `version` (or is `*`).
-pub fn if_none_match_hits(headers: &HeaderMap, version: Version) -> bool {
-    let Some(text) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    text.split(',').any(|tag| match parse_precondition(tag) {
-        Ok(Precondition::Exists) => true,
-        Ok(Precondition::Version(v)) => v == version,
-        Err(_) => false,
-    })
 }
 
 /// The query string as a map, with typed getters that reject bad values by name.

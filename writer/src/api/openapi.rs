@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa), at
 //! `/api/openapi.json`. `LIST /api/config/{prefix}` is documented as its `GET ?list=true` twin:
-//! OpenAPI 3.1 has no way to name a non-standard method.
+//! OpenAPI 3.1 has no way to name a non-standard method. The read bodies (entry, listing, error)
+//! are the types the writer and the edges serialize (`setpoint_serving::body`), so the document
+//! cannot drift from what either answers.
 
 use axum::Json;
 use utoipa::OpenApi;
@@ -56,7 +58,12 @@ use super::{accounts, approvals, audit, clients, config, environments, ops, sche
         config::BatchBody,
         config::BatchChange,
         schemas::SchemaBody,
-        crate::model::ChangeResult
+        crate::model::ChangeResult,
+        setpoint_serving::body::EntryBody,
+        setpoint_serving::body::ListingBody,
+        setpoint_serving::body::ListedEntry,
+        setpoint_serving::body::ErrorBody,
+        setpoint_serving::body::ErrorDetail
     ))
 )]
 pub struct ApiDoc;

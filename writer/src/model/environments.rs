@@ -7,7 +7,7 @@
 //! store; callers serialize environment updates (the API holds one lock) so two concurrent
 //! updates cannot form a cycle together.
 
-use setpoint_core::env::{self, EnvError, Environment, Environments};
+use setpoint_core::env::{self, Environment, Environments};
 use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 
 use super::records::{self, Pointer};
@@ -25,17 +25,6 @@ pub struct EnvironmentView {
     pub version: Version,
     pub revision: i64,
     pub updated_at: String,
-}
-
-impl From<EnvError> for Error {
-    fn from(error: EnvError) -> Error {
-        let code = match &error {
-            EnvError::Unknown { .. } => ErrorCode::NotFound,
-            EnvError::InvalidName { .. } | EnvError::Malformed { .. } => ErrorCode::BadRequest,
-            _ => ErrorCode::ValidationFailed,
-        };
-        Error::new(code, error.to_string())
-    }
 }
 
 impl Configs {

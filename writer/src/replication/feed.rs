@@ -5,14 +5,21 @@
 //! byte-bounded) for edges that resume, the broadcast that fans batches out to sessions, and the
 //! instant each batch was seen (for skew-free propagation measurement).
 //!
+//! Reads never wait for the feed: the snapshot sits behind arc-swap and the newest revision in an
+//! atomic, so a request loads them without a lock. The one lock, over the ring, is taken by the
+//! feed's own task (a pointer swap and a push per batch: the snapshot is applied and the frame
+//! encoded before it) and by edge sessions starting or acknowledging — never by a request.
+//!
 //! Architecture invariant: the store's watch is the ONLY delta source. Nothing here is fed by the
 //! REST handlers, so whatever is committed to the store (by this writer, or another replica after
 //! failover) reaches every edge. Must not: write to the store, or speak QUIC.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures::StreamExt;
 use setpoint_core::snapshot::{Batch, Change, ChangeKind, Entry, Snapshot};
@@ -84,19 +91,24 @@ pub enum FeedError {
     Corrupt(#[from] records::CorruptRecord),
 }
 
-struct State {
-    snapshot: Snapshot,
+/// What a starting session must see consistently: the resumption ring and the revision it ends at.
+struct Ring {
     /// The newest revision seen, including transactions that changed no config.
     revision: Revision,
-    ring: VecDeque<Arc<FeedBatch>>,
-    ring_bytes: usize,
+    batches: VecDeque<Arc<FeedBatch>>,
+    bytes: usize,
     /// Every batch after this revision is in the ring.
-    ring_base: Revision,
+    base: Revision,
 }
 
 /// The shared side of the feed; the task that drives it is [`Feed::start`]'s.
 pub struct Feed {
-    state: Mutex<State>,
+    /// The current snapshot; replaced (never mutated) by the feed's task, under the ring's lock
+    /// so a starting session sees a snapshot and a ring that belong together.
+    snapshot: ArcSwap<Snapshot>,
+    /// [`Ring::revision`], readable without the lock.
+    revision: AtomicI64,
+    ring: Mutex<Ring>,
     events: broadcast::Sender<FeedEvent>,
     loaded: watch::Sender<bool>,
     /// The newest revision seen, for readers waiting to see their own write.
@@ -114,12 +126,13 @@ impl Feed {
     ) -> (Arc<Feed>, tokio::task::JoinHandle<()>) {
         let (events, _) = broadcast::channel(limits.session_queue.max(1));
         let feed = Arc::new(Feed {
-            state: Mutex::new(State {
-                snapshot: Snapshot::empty(),
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            revision: AtomicI64::new(0),
+            ring: Mutex::new(Ring {
                 revision: 0,
-                ring: VecDeque::new(),
-                ring_bytes: 0,
-                ring_base: 0,
+                batches: VecDeque::new(),
+                bytes: 0,
+                base: 0,
             }),
             events,
             loaded: watch::channel(false).0,
@@ -131,9 +144,9 @@ impl Feed {
         (feed, task)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Ring> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits until the first full load is done.
@@ -153,70 +166,72 @@ impl Feed {
 
     /// The newest revision the feed has seen (0 before the first load).
     pub fn revision(&self) -> Revision {
-        self.lock().revision
+        self.revision.load(Ordering::Acquire)
     }
 
     /// The revision of the last config change (the snapshot's); transactions that changed no
     /// config (retention removing old versions) move [`Feed::revision`] but not this, so an edge
     /// holding it has everything.
     pub fn config_revision(&self) -> Revision {
-        self.lock().snapshot.revision()
+        self.snapshot.load().revision()
     }
 
-    /// The writer's current snapshot.
+    /// The writer's current snapshot (a persistent map: cloning it copies no entry).
     pub fn snapshot(&self) -> Snapshot {
-        self.lock().snapshot.clone()
+        Snapshot::clone(&self.snapshot.load())
     }
 
     /// When the feed saw the batch at `revision`, while it is still in the ring.
     pub fn seen_at(&self, revision: Revision) -> Option<Instant> {
-        let state = self.lock();
-        let index = state
-            .ring
+        let ring = self.lock();
+        let index = ring
+            .batches
             .binary_search_by_key(&revision, |b| b.revision)
             .ok()?;
-        state.ring.get(index).map(|b| b.seen)
+        ring.batches.get(index).map(|b| b.seen)
     }
 
     /// Subscribes to live events and says where an edge holding `revision` starts. Both happen
     /// under one lock, so no batch falls between the start and the first live event.
     pub fn subscribe(&self, revision: Revision) -> (broadcast::Receiver<FeedEvent>, Start) {
-        let state = self.lock();
+        let ring = self.lock();
         let rx = self.events.subscribe();
-        let start = if revision >= state.ring_base && revision <= state.revision {
+        let start = if revision >= ring.base && revision <= ring.revision {
             Start::Resume(
-                state
-                    .ring
+                ring.batches
                     .iter()
                     .filter(|b| b.revision > revision)
                     .cloned()
                     .collect(),
             )
         } else {
-            Start::Snapshot(state.snapshot.clone())
+            Start::Snapshot(self.snapshot())
         };
         (rx, start)
+    }
+
+    /// Moves the newest revision seen on (under the ring's lock, after the snapshot it brings):
+    /// a reader woken by `seen_revision` finds the snapshot already applied.
+    fn advance(&self, ring: &mut Ring, revision: Revision) {
+        ring.revision = revision;
+        self.revision.store(revision, Ordering::Release);
+        self.seen_revision.send_replace(revision);
     }
 
     /// Replaces everything with a fresh load at `snapshot.revision()`. `history` holds the
     /// store's own batches after `history_base` up to the load (see [`backfill`]), so an edge that
     /// was a little behind when this writer (re)started still resumes by delta.
     fn reset(&self, snapshot: Snapshot, history_base: Revision, history: Vec<Batch>) {
-        let mut state = self.lock();
-        state.revision = snapshot.revision();
-        self.seen_revision.send_replace(state.revision);
-        state.ring_base = snapshot.revision();
-        state.snapshot = snapshot;
-        state.ring.clear();
-        state.ring_bytes = 0;
-        let mut ring = VecDeque::with_capacity(history.len());
-        let mut ring_bytes = 0;
+        let loaded = snapshot.revision();
+        // Encoded before the lock is taken.
+        let mut batches = VecDeque::with_capacity(history.len());
+        let mut bytes = 0;
         let mut complete = true;
         for batch in history.iter().filter(|b| !b.changes.is_empty()) {
             match frames::encode(&Frame::Batch(WireBatch::from_batch(batch))) {
                 Ok(frame) => {
-                    ring_bytes += frame.len();
-                    ring.push_back(Arc::new(FeedBatch {
+                    bytes += frame.len();
+                    batches.push_back(Arc::new(FeedBatch {
                         revision: batch.revision,
                         seen: Instant::now(),
                         frame: Bytes::from(frame),
@@ -225,46 +240,57 @@ impl Feed {
                 Err(_) => complete = false,
             }
         }
-        let fits = ring.len() <= self.limits.ring_batches && ring_bytes <= self.limits.ring_bytes;
-        if complete && fits && history_base < state.revision {
-            state.ring = ring;
-            state.ring_bytes = ring_bytes;
-            state.ring_base = history_base;
+        let fits = batches.len() <= self.limits.ring_batches && bytes <= self.limits.ring_bytes;
+        let mut ring = self.lock();
+        self.snapshot.store(Arc::new(snapshot));
+        if complete && fits && history_base < loaded {
+            ring.batches = batches;
+            ring.bytes = bytes;
+            ring.base = history_base;
+        } else {
+            ring.batches.clear();
+            ring.bytes = 0;
+            ring.base = loaded;
         }
+        self.advance(&mut ring, loaded);
         let _ = self.events.send(FeedEvent::Reset);
-        drop(state);
+        drop(ring);
         self.loaded.send_replace(true);
     }
 
     /// Applies one store batch: the snapshot moves on, the batch goes into the ring and out to
-    /// every session.
+    /// every session. Only the feed's task calls this, so the next snapshot and the frame are
+    /// computed before the lock is taken.
     fn publish(&self, batch: Batch, seen: Instant) {
-        let mut state = self.lock();
-        if batch.revision <= state.revision {
+        if batch.revision <= self.revision() {
             return;
         }
-        state.revision = batch.revision;
-        // Under the lock: a reader woken by this sees the snapshot only after it is applied.
-        self.seen_revision.send_replace(batch.revision);
         if batch.changes.is_empty() {
+            let mut ring = self.lock();
+            self.advance(&mut ring, batch.revision);
             return;
         }
-        let next = match state.snapshot.apply(&batch) {
+        let next = match self.snapshot.load().apply(&batch) {
             Ok((next, _)) => next,
             Err(err) => {
                 tracing::error!(%err, "feed batch out of order; skipped");
+                let mut ring = self.lock();
+                self.advance(&mut ring, batch.revision);
                 return;
             }
         };
-        state.snapshot = next;
-        let frame = match frames::encode(&Frame::Batch(WireBatch::from_batch(&batch))) {
+        let frame = frames::encode(&Frame::Batch(WireBatch::from_batch(&batch)));
+        let mut ring = self.lock();
+        self.snapshot.store(Arc::new(next));
+        self.advance(&mut ring, batch.revision);
+        let frame = match frame {
             Ok(frame) => Bytes::from(frame),
             Err(err) => {
                 // Too large for one frame: edges get it inside a (chunked) snapshot instead.
                 tracing::warn!(%err, revision = batch.revision, "batch cannot be framed; edges resync by snapshot");
-                state.ring.clear();
-                state.ring_bytes = 0;
-                state.ring_base = batch.revision;
+                ring.batches.clear();
+                ring.bytes = 0;
+                ring.base = batch.revision;
                 let _ = self.events.send(FeedEvent::Reset);
                 return;
             }
@@ -274,16 +300,16 @@ impl Feed {
             seen,
             frame,
         });
-        state.ring_bytes += batch.frame.len();
-        state.ring.push_back(batch.clone());
-        while state.ring.len() > self.limits.ring_batches
-            || (state.ring_bytes > self.limits.ring_bytes && state.ring.len() > 1)
+        ring.bytes += batch.frame.len();
+        ring.batches.push_back(batch.clone());
+        while ring.batches.len() > self.limits.ring_batches
+            || (ring.bytes > self.limits.ring_bytes && ring.batches.len() > 1)
         {
-            let Some(old) = state.ring.pop_front() else {
+            let Some(old) = ring.batches.pop_front() else {
                 break;
             };
-            state.ring_bytes -= old.frame.len();
-            state.ring_base = old.revision;
+            ring.bytes -= old.frame.len();
+            ring.base = old.revision;
         }
         let _ = self.events.send(FeedEvent::Batch(batch));
     }

@@ -1,8 +1,10 @@
 //! The on-disk snapshot: what lets a restarted edge serve at once, before the writer answers.
 //!
 //! File `snapshot.bin` in the data directory: a fixed header (magic, format version, revision,
-//! entry count, body length, CRC-32 of the body), then the body: postcard of a `Vec` of
-//! [`DiskEntry`]. Saving writes a temporary file in the same directory, fsyncs it and renames it
+//! entry count, body length, CRC-32 of the header fields before it and the body), then the body:
+//! postcard of a `Vec` of [`DiskEntry`]. The checksum covers the header too, so a flipped bit in
+//! the revision cannot make an edge claim a state it does not hold (format 1 checksummed only the
+//! body; such files are still read). Saving writes a temporary file in the same directory, fsyncs it and renames it
 //! over the old one, so a crash leaves either the old or the new snapshot, never half of one.
 //! Loading checks everything (header, checksum, every path and value) and reports a corrupt file
 //! as an error; the caller logs it and starts empty. Nothing here panics on what the disk says.
@@ -22,7 +24,11 @@ use crate::holder::SnapshotHolder;
 
 pub const FILE_NAME: &str = "snapshot.bin";
 const MAGIC: &[u8; 8] = b"SETPSNAP";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The first format: its checksum covers the body only.
+const FORMAT_BODY_CHECKSUM: u32 = 1;
+/// The header bytes before the checksum field.
+const CHECKED_HEADER_LEN: usize = HEADER_LEN - 4;
 /// magic + version + revision + count + body length + crc.
 const HEADER_LEN: usize = 8 + 4 + 8 + 8 + 8 + 4;
 /// The shortest time between two saves.
@@ -78,9 +84,18 @@ pub fn encode(snapshot: &Snapshot) -> Result<Vec<u8>, DiskError> {
     out.extend_from_slice(&snapshot.revision().to_le_bytes());
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    let crc = checksum(&out, &body);
+    out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&body);
     Ok(out)
+}
+
+/// CRC-32 of the header fields (everything before the checksum) and the body.
+fn checksum(header: &[u8], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(header);
+    hasher.update(body);
+    hasher.finalize()
 }
 
 /// Little-endian field reader over the header.
@@ -106,13 +121,15 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             bytes.len()
         ));
     }
-    let (header, body) = bytes.split_at(HEADER_LEN);
-    let mut header = Header { bytes: header };
+    let (header_bytes, body) = bytes.split_at(HEADER_LEN);
+    let mut header = Header {
+        bytes: header_bytes,
+    };
     if &header.take::<8>() != MAGIC {
         return Err("wrong magic (not a Setpoint snapshot)".to_owned());
     }
     let version = u32::from_le_bytes(header.take());
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_BODY_CHECKSUM {
         return Err(format!(
             "format version {version}; this edge reads {FORMAT_VERSION}"
         ));
@@ -127,7 +144,12 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
             body.len()
         ));
     }
-    if crc32fast::hash(body) != crc {
+    let expected = if version == FORMAT_BODY_CHECKSUM {
+        crc32fast::hash(body)
+    } else {
+        checksum(&header_bytes[..CHECKED_HEADER_LEN], body)
+    };
+    if expected != crc {
         return Err("checksum mismatch".to_owned());
     }
     let raw: Vec<DiskEntry> =
@@ -331,9 +353,38 @@ mod tests {
         bytes.extend_from_slice(&1i64.to_le_bytes());
         bytes.extend_from_slice(&1u64.to_le_bytes());
         bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        let crc = checksum(&bytes, &body);
+        bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(&body);
         assert!(decode(&bytes).unwrap_err().contains("/a/../b"));
+    }
+
+    #[test]
+    fn the_checksum_covers_the_header() {
+        let bytes = encode(&sample()).unwrap();
+        // Every header byte before the checksum: the revision, the count, the length.
+        for position in 12..CHECKED_HEADER_LEN {
+            let mut flipped = bytes.clone();
+            flipped[position] ^= 0x01;
+            assert!(decode(&flipped).is_err(), "byte {position} flipped unnoticed");
+        }
+        let mut revision = bytes.clone();
+        revision[12] ^= 0x01;
+        assert!(decode(&revision).unwrap_err().contains("checksum"));
+    }
+
+    #[test]
+    fn a_format_1_file_is_still_read() {
+        let snapshot = sample();
+        let current = encode(&snapshot).unwrap();
+        let body = &current[HEADER_LEN..];
+        let mut old = current[..CHECKED_HEADER_LEN].to_vec();
+        old[8..12].copy_from_slice(&FORMAT_BODY_CHECKSUM.to_le_bytes());
+        old.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        old.extend_from_slice(body);
+        let read = decode(&old).unwrap();
+        assert_eq!(read.revision(), snapshot.revision());
+        assert_eq!(read.len(), snapshot.len());
     }
 
     #[test]

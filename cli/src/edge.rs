@@ -51,6 +51,9 @@ pub struct EdgeArgs {
     /// further behind gets a reset (the full state of its prefixes).
     #[arg(long, env = "SETPOINT_RING_CAPACITY", default_value_t = setpoint_edge_node::holder::DEFAULT_RING_CAPACITY)]
     ring_capacity: usize,
+    /// About how many bytes of values those batches may hold; the oldest go first.
+    #[arg(long, env = "SETPOINT_RING_BYTES", default_value_t = setpoint_edge_node::holder::DEFAULT_RING_BYTES)]
+    ring_bytes: usize,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -83,6 +86,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         metrics_public: args.metrics_public,
         node_id: id.clone(),
         ring_capacity: args.ring_capacity.max(1),
+        ring_bytes: args.ring_bytes,
         session: setpoint_edge_node::session::SessionConfig {
             heartbeat: std::time::Duration::from_millis(args.heartbeat_ms.max(100)),
         },

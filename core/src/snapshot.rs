@@ -31,6 +31,14 @@ pub struct Entry {
     pub updated_at: String,
 }
 
+impl Entry {
+    /// About how much memory the entry holds: its stored text, the parsed value (counted as
+    /// much again), the path and the fixed parts. For byte budgets, not accounting.
+    pub fn approx_bytes(&self) -> usize {
+        2 * self.value.stored().len() + self.path.as_str().len() + self.updated_at.len() + 96
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeKind {
     Put { value: ParsedValue },
@@ -80,6 +88,21 @@ pub struct AppliedBatch {
     pub revision: Revision,
     pub committed_at_micros: i64,
     pub events: Vec<Event>,
+}
+
+impl AppliedBatch {
+    /// About how much memory keeping this batch holds (old and new values of every event).
+    pub fn approx_bytes(&self) -> usize {
+        self.events
+            .iter()
+            .map(|e| {
+                e.old.as_ref().map_or(0, |x| x.approx_bytes())
+                    + e.new.as_ref().map_or(0, |x| x.approx_bytes())
+                    + 64
+            })
+            .sum::<usize>()
+            + 64
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

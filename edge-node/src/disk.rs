@@ -366,7 +366,10 @@ mod tests {
         for position in 12..CHECKED_HEADER_LEN {
             let mut flipped = bytes.clone();
             flipped[position] ^= 0x01;
-            assert!(decode(&flipped).is_err(), "byte {position} flipped unnoticed");
+            assert!(
+                decode(&flipped).is_err(),
+                "byte {position} flipped unnoticed"
+            );
         }
         let mut revision = bytes.clone();
         revision[12] ^= 0x01;

@@ -21,6 +21,8 @@ use tokio::sync::{broadcast, watch};
 
 /// How many applied batches the ring keeps by default for watch resumption.
 pub const DEFAULT_RING_CAPACITY: usize = 10_000;
+/// How much memory (about) the ring may hold by default: the writer's ring is capped alike.
+pub const DEFAULT_RING_BYTES: usize = 64 << 20;
 /// How many hub messages the broadcast buffers before the hub is considered lagging.
 pub const HUB_CHANNEL_CAPACITY: usize = 4_096;
 
@@ -43,6 +45,9 @@ pub enum HubMessage {
 pub struct HolderOptions {
     /// Applied batches kept for resumption (at least 1).
     pub ring_capacity: usize,
+    /// About how many bytes of values the ring may hold; the oldest batches go first, the newest
+    /// one always stays.
+    pub ring_bytes: usize,
     /// True when the initial snapshot is real data (loaded from disk): the edge is ready to serve.
     pub ready: bool,
 }
@@ -51,34 +56,56 @@ impl Default for HolderOptions {
     fn default() -> HolderOptions {
         HolderOptions {
             ring_capacity: DEFAULT_RING_CAPACITY,
+            ring_bytes: DEFAULT_RING_BYTES,
             ready: false,
         }
     }
 }
 
-/// Every applied batch after `floor`, oldest first.
+/// Every applied batch after `floor`, oldest first, within a count and a byte budget.
 struct Ring {
     floor: Revision,
-    batches: VecDeque<Arc<AppliedBatch>>,
+    batches: VecDeque<(Arc<AppliedBatch>, usize)>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
 }
 
 impl Ring {
     fn push(&mut self, batch: Arc<AppliedBatch>) {
-        if self.batches.len() >= self.capacity
-            && let Some(evicted) = self.batches.pop_front()
+        let size = batch.approx_bytes();
+        self.batches.push_back((batch, size));
+        self.bytes += size;
+        while self.batches.len() > self.capacity
+            || (self.bytes > self.max_bytes && self.batches.len() > 1)
         {
+            let Some((evicted, size)) = self.batches.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
             self.floor = evicted.revision;
         }
-        self.batches.push_back(batch);
+    }
+
+    fn clear(&mut self, floor: Revision) {
+        self.batches.clear();
+        self.bytes = 0;
+        self.floor = floor;
     }
 
     fn since(&self, revision: Revision, current: Revision) -> Option<Vec<Arc<AppliedBatch>>> {
         if revision < self.floor || revision > current {
             return None;
         }
-        let start = self.batches.partition_point(|b| b.revision <= revision);
-        Some(self.batches.range(start..).cloned().collect())
+        let start = self
+            .batches
+            .partition_point(|(b, _)| b.revision <= revision);
+        Some(
+            self.batches
+                .range(start..)
+                .map(|(b, _)| b.clone())
+                .collect(),
+        )
     }
 }
 
@@ -126,6 +153,8 @@ impl SnapshotHolder {
                 floor: revision,
                 batches: VecDeque::new(),
                 capacity: options.ring_capacity.max(1),
+                max_bytes: options.ring_bytes,
+                bytes: 0,
             }),
             hub,
             changes,
@@ -172,8 +201,7 @@ impl SnapshotHolder {
         let revision = snapshot.revision();
         let mut ring = self.lock_ring();
         self.current.store(Arc::new(snapshot));
-        ring.batches.clear();
-        ring.floor = revision;
+        ring.clear(revision);
         let _ = self.hub.send(HubMessage::Reset { revision });
         drop(ring);
         self.ready.store(true, Ordering::Release);
@@ -243,9 +271,15 @@ impl SnapshotHolder {
         let ring = self.lock_ring();
         let index = ring
             .batches
-            .binary_search_by_key(&revision, |b| b.revision)
+            .binary_search_by_key(&revision, |(b, _)| b.revision)
             .ok()?;
-        ring.batches.get(index).map(|b| b.committed_at_micros)
+        ring.batches.get(index).map(|(b, _)| b.committed_at_micros)
+    }
+
+    /// What the resumption ring holds now: batches and (about) bytes.
+    pub fn ring_usage(&self) -> (usize, usize) {
+        let ring = self.lock_ring();
+        (ring.batches.len(), ring.bytes)
     }
 
     /// The hub's feed: every applied batch and every reset, in order.
@@ -306,6 +340,7 @@ mod tests {
             true,
             HolderOptions {
                 ring_capacity: 3,
+                ring_bytes: usize::MAX,
                 ready: false,
             },
         );
@@ -324,6 +359,51 @@ mod tests {
         assert!(holder.since(9).is_none(), "ahead of the edge");
         assert!(holder.apply(&batch(8, "/a")).is_err());
         assert_eq!(holder.revision(), 8);
+    }
+
+    #[test]
+    fn the_ring_is_bounded_in_bytes_and_keeps_the_newest_batch() {
+        let big = |revision: Revision| Batch {
+            revision,
+            committed_at_micros: 0,
+            changes: vec![Change {
+                path: ConfigPath::parse("/big").unwrap(),
+                version: revision as u64,
+                updated_at: "2026-01-01T00:00:00Z".into(),
+                kind: ChangeKind::Put {
+                    value: ParsedValue::from_stored(Format::Text, &"x".repeat(256 << 10)).unwrap(),
+                },
+            }],
+        };
+        let holder = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            true,
+            HolderOptions {
+                ring_capacity: 10_000,
+                ring_bytes: 4 << 20,
+                ready: false,
+            },
+        );
+        for revision in 2..1_000 {
+            holder.apply(&big(revision)).unwrap();
+        }
+        let (batches, bytes) = holder.ring_usage();
+        assert!(bytes <= 4 << 20, "{bytes} bytes held");
+        assert!(batches >= 2, "{batches} batches");
+        // What it holds is still a contiguous tail: resumable from its floor, not before.
+        assert!(holder.since(999 - batches as Revision).is_some());
+        assert!(holder.since(998 - batches as Revision).is_none());
+        let tiny = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            true,
+            HolderOptions {
+                ring_capacity: 10,
+                ring_bytes: 1,
+                ready: false,
+            },
+        );
+        tiny.apply(&big(2)).unwrap();
+        assert_eq!(tiny.ring_usage().0, 1, "the newest batch always stays");
     }
 
     #[test]

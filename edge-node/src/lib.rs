@@ -55,6 +55,8 @@ pub struct EdgeConfig {
     pub data_dir: Option<PathBuf>,
     /// Applied batches kept for watch resumption.
     pub ring_capacity: usize,
+    /// About how many bytes of values those batches may hold (the oldest go first).
+    pub ring_bytes: usize,
     /// Messages a watcher's queue holds before it is cut off with a reset.
     pub watcher_queue: usize,
     /// The secret provider for `${secret:…}` and whether reads may resolve secrets (then for
@@ -75,6 +77,7 @@ impl Default for EdgeConfig {
         EdgeConfig {
             data_dir: None,
             ring_capacity: holder::DEFAULT_RING_CAPACITY,
+            ring_bytes: holder::DEFAULT_RING_BYTES,
             watcher_queue: watch::DEFAULT_QUEUE_CAPACITY,
             secrets: setpoint_secrets::serve::SecretAccess::none(),
             auth: auth::AuthMode::Required,
@@ -121,6 +124,7 @@ impl Edge {
             true,
             HolderOptions {
                 ring_capacity: config.ring_capacity,
+                ring_bytes: config.ring_bytes,
                 ready,
             },
         );

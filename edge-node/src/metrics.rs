@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use setpoint_serving::metrics::RequestMetrics;
 
 use crate::clients::ClientCounters;
@@ -18,6 +20,8 @@ pub struct Metrics {
     registry: Registry,
     applied_revision: IntGauge,
     staleness: Gauge,
+    /// The resumption ring: batches and (about) bytes held.
+    ring: IntGaugeVec,
     /// `setpoint_edge_http_requests_total{route,method,status}` and its latency histogram.
     pub http: Arc<RequestMetrics>,
     auth_failures: IntCounterVec,
@@ -34,6 +38,13 @@ impl Metrics {
             "setpoint_edge_staleness_seconds",
             "Seconds since the last frame from the writer (0 while connected).",
         )?;
+        let ring = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_edge_ring",
+                "What the resumption ring holds: unit=batches, or unit=bytes (about; values).",
+            ),
+            &["unit"],
+        )?;
         let http = Arc::new(RequestMetrics::register(&registry, "setpoint_edge")?);
         let auth_failures = IntCounterVec::new(
             Opts::new(
@@ -47,6 +58,7 @@ impl Metrics {
         registry.register(Box::new(applied_revision.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(staleness.clone()))?;
+        registry.register(Box::new(ring.clone()))?;
         registry.register(Box::new(hub.watchers.clone()))?;
         registry.register(Box::new(hub.events_sent.clone()))?;
         registry.register(Box::new(hub.resets.clone()))?;
@@ -60,6 +72,7 @@ impl Metrics {
             registry,
             applied_revision,
             staleness,
+            ring,
             http,
             auth_failures,
         })
@@ -69,6 +82,12 @@ impl Metrics {
     pub fn render(&self, holder: &SnapshotHolder) -> String {
         self.applied_revision.set(holder.revision());
         self.staleness.set(holder.staleness_seconds());
+        let (batches, bytes) = holder.ring_usage();
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.ring
+            .with_label_values(&["batches"])
+            .set(gauge(batches));
+        self.ring.with_label_values(&["bytes"]).set(gauge(bytes));
         let mut out = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(%error, "cannot encode the metrics");

@@ -778,6 +778,7 @@ mod tests {
             false,
             crate::holder::HolderOptions {
                 ring_capacity: 2,
+                ring_bytes: usize::MAX,
                 ready: true,
             },
         );
@@ -804,6 +805,7 @@ mod tests {
             false,
             crate::holder::HolderOptions {
                 ring_capacity: 8,
+                ring_bytes: usize::MAX,
                 ready: true,
             },
         );
@@ -898,6 +900,7 @@ mod tests {
             false,
             crate::holder::HolderOptions {
                 ring_capacity: 4,
+                ring_bytes: usize::MAX,
                 ready: true,
             },
         );

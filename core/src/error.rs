@@ -40,6 +40,9 @@ pub enum ErrorCode {
     /// Not supported (yet) by this node.
     Unimplemented,
     StoreUnavailable,
+    /// This node is behind what the caller already has (a resume from a newer revision): retry
+    /// shortly, or at another node. Never answered with older state.
+    Behind,
     Internal,
 }
 
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::SecretsUnavailable => "secrets_unavailable",
             ErrorCode::Unimplemented => "unimplemented",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::Behind => "behind",
             ErrorCode::Internal => "internal",
         }
     }
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::SecretsUnavailable => 503,
             ErrorCode::Unimplemented => 501,
             ErrorCode::StoreUnavailable => 503,
+            ErrorCode::Behind => 503,
             ErrorCode::Internal => 500,
         }
     }

@@ -13,6 +13,11 @@ impl From<crate::watch::WatchError> for ApiError {
             reserved @ crate::watch::WatchError::Reserved { .. } => {
                 ApiError::bad_request(reserved.to_string())
             }
+            behind @ crate::watch::WatchError::Behind { .. } => ApiError {
+                code: setpoint_core::error::ErrorCode::Behind,
+                message: behind.to_string(),
+                details: None,
+            },
         }
     }
 }

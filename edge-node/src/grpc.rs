@@ -349,7 +349,8 @@ impl EdgeApi for Service {
         let watcher = self
             .edge
             .hub()
-            .subscribe_spec(spec, request.from_revision)
+            .resume(spec, request.from_revision, self.edge.config().resume_wait)
+            .await
             .map_err(ApiError::from)?;
         let stream = guard
             .wrap(watcher.into_stream().take_until(self.edge.closing()))

@@ -150,7 +150,7 @@ async fn read(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     if params.flag("watch")? {
-        return watch(edge, caller, path, params, headers);
+        return watch(edge, caller, path, params, headers).await;
     }
     let query = ReadQuery::from_params(|name| params.0.get(name).map(String::as_str))?;
     if !query.is_plain() {
@@ -243,7 +243,7 @@ fn list(
     Ok(axum::Json(body).into_response())
 }
 
-fn watch(
+async fn watch(
     edge: &Edge,
     caller: &Caller,
     path: ConfigPath,
@@ -269,7 +269,10 @@ fn watch(
     };
     let env = spec.env.clone();
     let guard = WatchGuard::new(edge.clone(), caller.clone(), vec![path.clone()]);
-    let watcher = edge.hub().subscribe_spec(spec, from)?;
+    let watcher = edge
+        .hub()
+        .resume(spec, from, edge.config().resume_wait)
+        .await?;
     let client = clients::register(edge, caller, &params.0, &path, env)?;
     let events = guard
         .wrap(watcher.into_stream().take_until(edge.closing()))

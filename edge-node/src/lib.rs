@@ -70,6 +70,9 @@ pub struct EdgeConfig {
     pub node_id: String,
     /// Client sessions (heartbeats).
     pub session: session::SessionConfig,
+    /// How long a watch resuming from a revision this edge has not reached waits for it before
+    /// answering "behind" (503 / UNAVAILABLE); it never answers with older state.
+    pub resume_wait: std::time::Duration,
 }
 
 impl Default for EdgeConfig {
@@ -84,6 +87,7 @@ impl Default for EdgeConfig {
             metrics_public: false,
             node_id: "edge".into(),
             session: session::SessionConfig::default(),
+            resume_wait: watch::RESUME_WAIT,
         }
     }
 }

@@ -63,6 +63,8 @@ impl Metrics {
         registry.register(Box::new(hub.events_sent.clone()))?;
         registry.register(Box::new(hub.resets.clone()))?;
         registry.register(Box::new(hub.cut_off.clone()))?;
+        registry.register(Box::new(hub.caught_up.clone()))?;
+        registry.register(Box::new(hub.queued_bytes.clone()))?;
         registry.register(Box::new(clients.connected.clone()))?;
         registry.register(Box::new(clients.receipts.clone()))?;
         registry.register(Box::new(clients.nacks.clone()))?;

@@ -6,16 +6,21 @@
 //! with several prefixes (overlaps normalized away at subscription) gets one merged message per
 //! batch, in the batch's event order.
 //!
-//! Every watcher has a small bounded queue. When it is full the watcher is marked lagged, the hub
-//! stops sending to it, and its stream drops what is pending and emits a reset (the current state
-//! of its prefixes at the snapshot's revision), then continues from there: memory per watcher is
-//! bounded whatever the consumer does. A snapshot replacement, or the hub itself lagging the
-//! holder's broadcast, resets every watcher the same way.
+//! Every watcher has a small queue, bounded in messages and in bytes. When it is full the watcher
+//! is marked behind and the hub stops sending to it; once its consumer has drained the queue, the
+//! watcher catches up from the holder's ring at its own pace (the ring is the backlog, shared by
+//! all watchers) and then goes live again — no reset for a watcher that is merely slower than a
+//! burst, e.g. an edge catching up hundreds of batches at once. Only when the ring no longer holds
+//! everything after the watcher's position does it drop what is pending and emit a reset (the
+//! current state of its prefixes). Memory per watcher stays bounded whatever the consumer does.
+//! A snapshot replacement, or the hub itself lagging the holder's broadcast, resets every watcher.
 //!
 //! Resumption: a watcher subscribed with `from_revision` first replays the batches the holder's
 //! ring still holds after it, then continues live with no gap and no duplicate (registration and
 //! the ring read happen under the same lock the hub delivers under). When the ring no longer
-//! covers it, the first message is a reset.
+//! covers it, the first message is a reset. A watcher is never moved backwards: resuming from a
+//! revision this edge has not reached yet waits (bounded) until it has ([`WatchHub::resume`]),
+//! else fails with [`WatchError::Behind`] — retry later or at another edge.
 //!
 //! System records (`/_setpoint/…`: the accounts, replicated so the edge can check keys) reach
 //! only watchers of a prefix inside that namespace: a watcher of `/` never sees them, in batches,
@@ -32,8 +37,9 @@
 //! This module knows nothing of HTTP, SSE or gRPC; those map [`WatchMessage`]s to their wire.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use prometheus::{IntCounter, IntGauge};
 use setpoint_core::auth::is_system;
@@ -42,12 +48,18 @@ use setpoint_core::env::{self, EnvError};
 use setpoint_core::snapshot::{AppliedBatch, Entry, Event, Snapshot};
 use setpoint_core::{ConfigPath, Revision};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::holder::{HubMessage, SnapshotHolder};
 
-/// Messages a watcher's queue holds before it is cut off with a reset.
+/// Messages a watcher's queue holds before it catches up from the ring instead.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
+/// Bytes (about: the values its messages hold) a watcher's queue holds before it catches up from
+/// the ring instead.
+pub const QUEUE_BYTES: usize = 8 << 20;
+/// How long a resume from a revision this edge has not reached yet waits for it.
+pub const RESUME_WAIT: Duration = Duration::from_secs(5);
 
 /// The changes of one commit batch below a watcher's prefixes, in the batch's order. Shared
 /// (`Arc`) by every watcher of the same prefix; each wire encoding is computed once, by the
@@ -56,6 +68,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
 pub struct WatchBatch {
     pub revision: Revision,
     pub events: Vec<Event>,
+    /// About the memory its events' values hold (for the queues' byte bound).
+    pub bytes: usize,
     /// SSE `data:` payloads, one per event.
     pub sse: std::sync::OnceLock<Arc<[String]>>,
     /// gRPC events, one per event.
@@ -64,9 +78,18 @@ pub struct WatchBatch {
 
 impl WatchBatch {
     pub fn new(revision: Revision, events: Vec<Event>) -> WatchBatch {
+        let bytes = events
+            .iter()
+            .map(|e| {
+                e.old.as_ref().map_or(0, |x| x.approx_bytes())
+                    + e.new.as_ref().map_or(0, |x| x.approx_bytes())
+                    + 64
+            })
+            .sum();
         WatchBatch {
             revision,
             events,
+            bytes,
             sse: Default::default(),
             grpc: Default::default(),
         }
@@ -129,6 +152,12 @@ pub enum WatchError {
         "{prefix} is under /env: watch the base prefix with an environment, or the override itself without env and resolve"
     )]
     Reserved { prefix: ConfigPath },
+    /// Resuming from a revision this edge has not reached (e.g. just restarted from its disk
+    /// snapshot): answering would move the caller backwards.
+    #[error(
+        "this edge is at revision {at}, behind the asked revision {asked}; retry shortly or at another edge"
+    )]
+    Behind { asked: Revision, at: Revision },
 }
 
 /// The hub's counters, registered by the metrics module.
@@ -140,8 +169,12 @@ pub struct HubCounters {
     pub events_sent: IntCounter,
     /// Resets emitted (cut off, snapshot replaced, resume not covered).
     pub resets: IntCounter,
-    /// Watchers cut off because their queue was full.
+    /// Watchers reset because they fell further behind than the ring holds.
     pub cut_off: IntCounter,
+    /// Watchers whose queue filled up and who caught up from the ring instead.
+    pub caught_up: IntCounter,
+    /// Bytes (about) held in all watchers' queues.
+    pub queued_bytes: IntGauge,
 }
 
 impl HubCounters {
@@ -158,7 +191,15 @@ impl HubCounters {
             )?,
             cut_off: IntCounter::new(
                 "setpoint_edge_watchers_cut_off_total",
-                "Watchers whose queue filled up and were cut off with a reset.",
+                "Watchers that fell further behind than the resumption ring holds and were reset.",
+            )?,
+            caught_up: IntCounter::new(
+                "setpoint_edge_watchers_caught_up_total",
+                "Watchers whose queue filled up and who caught up from the resumption ring.",
+            )?,
+            queued_bytes: IntGauge::new(
+                "setpoint_edge_watch_queued_bytes",
+                "Bytes (about: the values) held in watchers' queues.",
             )?,
         })
     }
@@ -175,8 +216,13 @@ struct Slot {
     /// `None` for a base watcher.
     view: Option<Arc<EnvView>>,
     tx: mpsc::Sender<Delivery>,
+    /// Must reset (snapshot replaced, hub lagged): nothing after its position can be proven.
     lagged: Arc<AtomicBool>,
-    /// The watcher already has everything up to this revision.
+    /// Its queue filled up: it catches up from the ring after `after` once drained.
+    behind: Arc<AtomicBool>,
+    /// Bytes of the messages in its queue.
+    queued: Arc<AtomicUsize>,
+    /// The watcher already has (or has queued) everything up to this revision.
     after: Revision,
 }
 
@@ -205,6 +251,7 @@ struct Inner {
     holder: Arc<SnapshotHolder>,
     registry: Mutex<Registry>,
     queue_capacity: usize,
+    queue_bytes: usize,
     counters: HubCounters,
     next_id: AtomicU64,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -250,6 +297,7 @@ impl WatchHub {
             holder,
             registry: Mutex::new(Registry::default()),
             queue_capacity: queue_capacity.max(1),
+            queue_bytes: QUEUE_BYTES,
             counters,
             next_id: AtomicU64::new(1),
             stop: Mutex::new(Some(stop)),
@@ -272,6 +320,28 @@ impl WatchHub {
     /// Without, starts live at the current revision. Dropping the [`Watcher`] unregisters it.
     pub fn subscribe(&self, prefixes: Vec<ConfigPath>, from_revision: Option<Revision>) -> Watcher {
         self.register(prefixes, None, from_revision)
+    }
+
+    /// [`WatchHub::subscribe_spec`] that never moves the caller backwards: resuming from a
+    /// revision this edge has not reached yet waits up to `wait` until it has, else fails with
+    /// [`WatchError::Behind`].
+    pub async fn resume(
+        &self,
+        spec: WatchSpec,
+        from_revision: Option<Revision>,
+        wait: Duration,
+    ) -> Result<Watcher, WatchError> {
+        if let Some(asked) = from_revision {
+            let mut changes = self.inner.holder.changes();
+            let reached = tokio::time::timeout(wait, changes.wait_for(|r| *r >= asked)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                return Err(WatchError::Behind {
+                    asked,
+                    at: self.inner.holder.revision(),
+                });
+            }
+        }
+        self.subscribe_spec(spec, from_revision)
     }
 
     /// [`WatchHub::subscribe`] for a [`WatchSpec`]: with an environment (or `resolve`), the
@@ -306,6 +376,8 @@ impl WatchHub {
         let prefixes: Arc<[ConfigPath]> = normalize(prefixes).into();
         let (tx, rx) = mpsc::channel(self.inner.queue_capacity);
         let lagged = Arc::new(AtomicBool::new(false));
+        let behind = Arc::new(AtomicBool::new(false));
+        let queued = Arc::new(AtomicUsize::new(0));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.inner.lock();
         let (replay, snapshot) = match from_revision {
@@ -329,6 +401,8 @@ impl WatchHub {
                 view: view.clone(),
                 tx,
                 lagged: lagged.clone(),
+                behind: behind.clone(),
+                queued: queued.clone(),
                 after: snapshot.revision(),
             },
         );
@@ -348,6 +422,8 @@ impl WatchHub {
             view,
             rx,
             lagged,
+            behind,
+            queued,
             replay: replay.into(),
             replay_before,
         }
@@ -435,6 +511,7 @@ fn deliver(inner: &Inner, batch: &AppliedBatch, before: &Snapshot, after: &Snaps
         watchers,
         revision: batch.revision,
         counters: &inner.counters,
+        queue_bytes: inner.queue_bytes,
         closed: &mut closed,
     };
     fan.out(by_prefix, &batch.events);
@@ -456,6 +533,7 @@ struct Fan<'a> {
     watchers: &'a mut HashMap<u64, Slot>,
     revision: Revision,
     counters: &'a HubCounters,
+    queue_bytes: usize,
     /// Watchers whose stream is gone, to unregister.
     closed: &'a mut Vec<u64>,
 }
@@ -511,19 +589,38 @@ impl Fan<'_> {
             let Some(slot) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            if slot.lagged.load(Ordering::Acquire) || message.revision <= slot.after {
+            if slot.lagged.load(Ordering::Acquire)
+                || slot.behind.load(Ordering::Acquire)
+                || message.revision <= slot.after
+            {
                 continue;
             }
-            match slot.tx.try_send(Delivery::Batch(message)) {
-                Ok(()) => slot.after = revision,
+            let size = message.bytes;
+            let queued = slot.queued.load(Ordering::Acquire);
+            let result = if queued > 0 && queued + size > self.queue_bytes {
+                Err(mpsc::error::TrySendError::Full(Delivery::Wake))
+            } else {
+                slot.tx.try_send(Delivery::Batch(message))
+            };
+            match result {
+                Ok(()) => {
+                    slot.after = revision;
+                    slot.queued.fetch_add(size, Ordering::AcqRel);
+                    self.counters.queued_bytes.add(gauge(size));
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    slot.lagged.store(true, Ordering::Release);
-                    self.counters.cut_off.inc();
+                    // The ring holds what follows; the watcher fetches it once it has drained.
+                    slot.behind.store(true, Ordering::Release);
+                    self.counters.caught_up.inc();
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => self.closed.push(id),
             }
         }
     }
+}
+
+fn gauge(bytes: usize) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 fn unregister(registry: &mut Registry, id: u64) -> bool {
@@ -555,6 +652,8 @@ pub struct Watcher {
     view: Option<Arc<EnvView>>,
     rx: mpsc::Receiver<Delivery>,
     lagged: Arc<AtomicBool>,
+    behind: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
     replay: std::collections::VecDeque<Arc<AppliedBatch>>,
     /// For an environment-aware replay: the snapshot before the next batch of `replay`.
     replay_before: Option<Snapshot>,
@@ -583,8 +682,24 @@ impl Watcher {
                 }
                 continue;
             }
-            match self.rx.recv().await {
+            let delivery = match self.rx.try_recv() {
+                Ok(delivery) => Some(delivery),
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => {
+                    // The hub sends nothing more while the watcher is behind, so an empty queue
+                    // here is the point to fetch the rest from the ring.
+                    if self.behind.load(Ordering::Acquire) {
+                        if let Some(reset) = self.catch_up() {
+                            return Some(reset);
+                        }
+                        continue;
+                    }
+                    self.rx.recv().await
+                }
+            };
+            match delivery {
                 Some(Delivery::Batch(batch)) => {
+                    self.dequeued(batch.bytes);
                     if !self.lagged.load(Ordering::Acquire) {
                         return Some(self.sent(batch));
                     }
@@ -593,6 +708,33 @@ impl Watcher {
                 None => return None,
             }
         }
+    }
+
+    fn dequeued(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        self.hub.counters.queued_bytes.sub(gauge(bytes));
+    }
+
+    /// Loads everything after the watcher's position from the ring as its replay and lets the hub
+    /// send to it again; a reset when the ring no longer holds all of it.
+    fn catch_up(&mut self) -> Option<WatchMessage> {
+        let mut registry = self.hub.lock();
+        let slot = registry.watchers.get_mut(&self.id)?;
+        let from = slot.after;
+        let (Some(batches), snapshot) = self.hub.holder.since_with_snapshot(from) else {
+            drop(registry);
+            self.hub.counters.cut_off.inc();
+            return Some(self.reset());
+        };
+        slot.after = snapshot.revision();
+        self.behind.store(false, Ordering::Release);
+        drop(registry);
+        self.replay_before = match &self.view {
+            Some(_) if !batches.is_empty() => Some(before_all(&snapshot, &batches, from)),
+            _ => None,
+        };
+        self.replay = batches.into();
+        None
     }
 
     /// Turns the watcher into a stream (for SSE and gRPC bodies).
@@ -636,12 +778,17 @@ impl Watcher {
     fn reset(&mut self) -> WatchMessage {
         let snapshot = {
             let mut registry = self.hub.lock();
-            while self.rx.try_recv().is_ok() {}
+            while let Ok(delivery) = self.rx.try_recv() {
+                if let Delivery::Batch(batch) = delivery {
+                    self.dequeued(batch.bytes);
+                }
+            }
             let snapshot = self.hub.holder.current();
             if let Some(slot) = registry.watchers.get_mut(&self.id) {
                 slot.after = snapshot.revision();
             }
             self.lagged.store(false, Ordering::Release);
+            self.behind.store(false, Ordering::Release);
             snapshot
         };
         self.replay.clear();
@@ -680,6 +827,8 @@ pub fn state_of(snapshot: &Snapshot, prefixes: &[ConfigPath]) -> ResetState {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        let pending = self.queued.swap(0, Ordering::AcqRel);
+        self.hub.counters.queued_bytes.sub(gauge(pending));
         let removed = unregister(&mut self.hub.lock(), self.id);
         if removed {
             self.hub.counters.watchers.dec();
@@ -1137,8 +1286,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_cuts_the_watcher_off_with_a_reset() {
+    async fn a_full_queue_catches_up_from_the_ring_in_order_without_a_reset() {
         let holder = SnapshotHolder::new(Snapshot::empty(), false);
+        let hub = WatchHub::start(holder.clone(), 2, HubCounters::new().unwrap());
+        let mut slow = hub.subscribe(vec![path("/a")], None);
+        let mut fast = hub.subscribe(vec![path("/a")], None);
+        // A burst (an edge catching up) far larger than the queue.
+        for revision in 2..=10 {
+            apply(&holder, revision, vec![put("/a", &revision.to_string())]);
+            assert_eq!(next(&mut fast).await.revision(), revision);
+        }
+        assert_eq!(hub.counters().caught_up.get(), 1);
+        for revision in 2..=10 {
+            let message = next(&mut slow).await;
+            assert!(
+                matches!(&message, WatchMessage::Batch(b) if b.revision == revision),
+                "{message:?}"
+            );
+        }
+        apply(&holder, 11, vec![put("/a", "11")]);
+        assert_eq!(next(&mut slow).await.revision(), 11, "live again");
+        assert_eq!(next(&mut fast).await.revision(), 11);
+        assert_eq!(hub.counters().resets.get(), 0);
+        assert_eq!(hub.counters().cut_off.get(), 0);
+        assert_eq!(hub.counters().queued_bytes.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_further_behind_than_the_ring_is_reset() {
+        let holder = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            false,
+            crate::holder::HolderOptions {
+                ring_capacity: 3,
+                ring_bytes: usize::MAX,
+                ready: true,
+            },
+        );
         let hub = WatchHub::start(holder.clone(), 2, HubCounters::new().unwrap());
         let mut slow = hub.subscribe(vec![path("/a")], None);
         let mut fast = hub.subscribe(vec![path("/a")], None);
@@ -1146,12 +1330,86 @@ mod tests {
             apply(&holder, revision, vec![put("/a", &revision.to_string())]);
             assert_eq!(next(&mut fast).await.revision(), revision);
         }
-        assert_eq!(hub.counters().cut_off.get(), 1);
+        assert_eq!(next(&mut slow).await.revision(), 2);
+        assert_eq!(next(&mut slow).await.revision(), 3);
         let reset = next(&mut slow).await;
         assert!(
-            matches!(&reset, WatchMessage::Reset(r) if r.revision == 10 && r.entries.len() == 1)
+            matches!(&reset, WatchMessage::Reset(r) if r.revision == 10 && r.entries.len() == 1),
+            "{reset:?}"
         );
+        assert_eq!(hub.counters().cut_off.get(), 1);
         apply(&holder, 11, vec![put("/a", "11")]);
         assert_eq!(next(&mut slow).await.revision(), 11);
+    }
+
+    #[tokio::test]
+    async fn queues_are_bounded_in_bytes_too() {
+        let holder = SnapshotHolder::with_options(
+            Snapshot::empty(),
+            false,
+            crate::holder::HolderOptions {
+                ring_capacity: 1_000,
+                ring_bytes: usize::MAX,
+                ready: true,
+            },
+        );
+        let hub = WatchHub::start(holder.clone(), 10_000, HubCounters::new().unwrap());
+        let mut slow = hub.subscribe(vec![path("/big")], None);
+        let value = "x".repeat(512 << 10);
+        for revision in 2..=60 {
+            apply(&holder, revision, vec![put("/big", &value)]);
+            let queued = hub.counters().queued_bytes.get();
+            assert!(
+                queued <= (QUEUE_BYTES + (2 << 20)) as i64,
+                "{queued} bytes queued"
+            );
+        }
+        for revision in 2..=60 {
+            assert_eq!(next(&mut slow).await.revision(), revision);
+        }
+        assert!(
+            hub.counters().caught_up.get() >= 1,
+            "the byte bound was reached"
+        );
+        assert_eq!(hub.counters().queued_bytes.get(), 0);
+        assert_eq!(hub.counters().resets.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resume_ahead_of_the_edge_waits_and_never_goes_backwards() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), false);
+        let hub = WatchHub::start(holder.clone(), 16, HubCounters::new().unwrap());
+        for revision in 2..=5 {
+            apply(&holder, revision, vec![put("/a", &revision.to_string())]);
+        }
+        let spec = WatchSpec {
+            prefixes: vec![path("/a")],
+            ..WatchSpec::default()
+        };
+        let refused = hub
+            .resume(spec.clone(), Some(9), Duration::from_millis(100))
+            .await
+            .err();
+        assert_eq!(refused, Some(WatchError::Behind { asked: 9, at: 5 }));
+        let catching_up = holder.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for revision in 6..=10 {
+                apply(
+                    &catching_up,
+                    revision,
+                    vec![put("/a", &revision.to_string())],
+                );
+            }
+        });
+        let mut watcher = hub
+            .resume(spec, Some(9), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let first = next(&mut watcher).await;
+        assert!(
+            matches!(&first, WatchMessage::Batch(b) if b.revision == 10),
+            "exactly what follows 9: {first:?}"
+        );
     }
 }

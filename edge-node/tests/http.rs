@@ -338,6 +338,44 @@ async fn last_event_id_replays_exactly_what_was_missed() {
 }
 
 #[tokio::test]
+async fn resuming_ahead_of_the_edge_waits_for_it_and_never_goes_backwards() {
+    let edge = TestEdge::start_with(EdgeConfig {
+        resume_wait: Duration::from_secs(2),
+        ..harness::anonymous()
+    })
+    .await;
+    let seen = edge.commit(vec![Op::Put("/app/a", json!(1))]);
+    let url = edge.url("/api/config/app?watch=true");
+    // A client that already has two revisions this edge has not applied yet (it came from a
+    // newer edge, or this one restarted from an older disk snapshot).
+    let ahead = seen + 2;
+    let opening = tokio::spawn({
+        let url = url.clone();
+        async move { SseReader::open(&url, Some(&ahead.to_string())).await }
+    });
+    edge.commit(vec![Op::Put("/app/b", json!(1))]);
+    edge.commit(vec![Op::Put("/app/c", json!(1))]);
+    let next = edge.commit(vec![Op::Put("/app/d", json!(1))]);
+    let mut resumed = opening.await.unwrap();
+    let frame = resumed.next().await;
+    assert_eq!(frame.event, None, "no reset to an older state: {frame:?}");
+    assert_eq!(frame.json()["path"], "/app/d");
+    assert_eq!(frame.id, Some(next.to_string()));
+
+    // Too far ahead for the wait: a retryable refusal, never older state.
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("Last-Event-ID", (next + 50).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "behind", "{body}");
+    edge.stop().await;
+}
+
+#[tokio::test]
 async fn resuming_past_the_ring_starts_with_a_reset() {
     let edge = TestEdge::start_with(EdgeConfig {
         ring_capacity: 2,
@@ -369,7 +407,7 @@ async fn resuming_past_the_ring_starts_with_a_reset() {
 }
 
 #[tokio::test]
-async fn a_watcher_that_never_reads_is_cut_off_and_others_are_unaffected() {
+async fn a_watcher_that_never_reads_holds_bounded_memory_and_others_are_unaffected() {
     let edge = TestEdge::start_with(EdgeConfig {
         watcher_queue: 8,
         ..harness::anonymous()
@@ -398,21 +436,39 @@ async fn a_watcher_that_never_reads_is_cut_off_and_others_are_unaffected() {
     assert!(
         wait_until(Duration::from_secs(10), || {
             let counters = counters.clone();
-            async move { counters.cut_off.get() >= 2 }
+            async move { counters.caught_up.get() >= 2 }
         })
         .await,
-        "both stuck watchers cut off, got {}",
-        counters.cut_off.get()
+        "both stuck watchers stopped receiving, got {}",
+        counters.caught_up.get()
     );
-    // The stuck in-process watcher, when it finally reads, gets a reset at the current revision.
+    // What they hold is their queue's bound, not the 400 batches (about 50 MiB of values).
+    let queued = counters.queued_bytes.get();
+    assert!(
+        queued <= 2 * (setpoint_edge_node::watch::QUEUE_BYTES as i64 + (1 << 20)),
+        "{queued} bytes queued"
+    );
+    // The stuck in-process watcher, when it finally reads, drains its queue and then, the ring
+    // no longer holding everything after it (64 MiB of 64 KiB values), gets a reset at the
+    // current revision.
     let mut stuck = stuck;
-    match tokio::time::timeout(Duration::from_secs(5), stuck.next()).await {
-        Ok(Some(WatchMessage::Reset(reset))) => {
-            assert_eq!(reset.revision, *revisions.last().unwrap());
-            assert_eq!(reset.entries.len(), 1);
+    let mut drained = Vec::new();
+    let reset = loop {
+        match tokio::time::timeout(Duration::from_secs(5), stuck.next()).await {
+            Ok(Some(WatchMessage::Batch(batch))) => drained.push(batch.revision),
+            Ok(Some(WatchMessage::Reset(reset))) => break reset,
+            other => panic!("expected batches then a reset, got {other:?}"),
         }
-        other => panic!("expected a reset, got {other:?}"),
-    }
+    };
+    assert_eq!(
+        drained,
+        revisions[..drained.len()].to_vec(),
+        "in order, from the start"
+    );
+    assert!(drained.len() <= 8, "at most its queue: {}", drained.len());
+    assert_eq!(reset.revision, *revisions.last().unwrap());
+    assert_eq!(reset.entries.len(), 1);
+    assert!(counters.cut_off.get() >= 1);
     drop(stuck_sse);
     edge.stop().await;
 }

@@ -55,7 +55,7 @@ impl EtcdServer {
         self.spawn();
     }
 
-    fn binary() -> PathBuf {
+    pub(crate) fn binary() -> PathBuf {
         if let Some(bin) = std::env::var_os("SETPOINT_ETCD_BIN") {
             return PathBuf::from(bin);
         }
@@ -135,18 +135,8 @@ impl EtcdServer {
             .is_some_and(|body| body.contains("\"health\":\"true\""))
     }
 
-    /// One raw HTTP/1.0 GET (no chunked encoding to undo); the whole response, headers included.
     fn http_get(&self, path: &str) -> Option<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.client_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.client_port
-        );
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        Some(response)
+        http_get(self.client_port, path)
     }
 
     fn log_tail(&self) -> String {
@@ -160,4 +150,16 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// One raw HTTP/1.0 GET to etcd's client port (no chunked encoding to undo); the whole response,
+/// headers included.
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
 }

@@ -22,6 +22,7 @@ macro_rules! both_stores {
 pub mod binary;
 pub mod conformance;
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod sse;
 pub mod writer;
 

@@ -1089,6 +1089,21 @@ async fn operations_endpoints(backend: Backend) {
     ] {
         assert!(openapi["paths"][route].is_object(), "openapi lacks {route}");
     }
+    // The read schemas are the types the writer and the edges serialize: every field a GET or
+    // a listing answers is one the document describes.
+    let schemas = &openapi["components"]["schemas"];
+    let (_, entry) = get(&w, "/ops/a").await;
+    let (_, listing) = get(&w, "/ops?list=true&recursive=true").await;
+    for (schema, body) in [("EntryBody", &entry), ("ListingBody", &listing)] {
+        let described = &schemas[schema]["properties"];
+        assert!(described.is_object(), "openapi lacks the {schema} schema");
+        for field in body.as_object().unwrap().keys() {
+            assert!(
+                described[field].is_object(),
+                "{schema} lacks {field}: {body}"
+            );
+        }
+    }
     let response = w.http.get(w.url("/no/such/route")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let body: Value = response.json().await.unwrap();

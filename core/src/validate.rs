@@ -6,10 +6,28 @@
 //! value's structured view and returns *every* violation with its JSON pointer, so a 422 can list
 //! them all. Compile once at the boundary ([`Schema::compile`], [`Validators::parse`]); bad
 //! schemas or validators are errors of the request, never panics.
+//!
+//! Schemas come from callers, so their cost is bounded: a schema whose subschemas, with every
+//! local `$ref` expanded, number more than [`MAX_SCHEMA_NODES`] is refused (nested `allOf`/`$ref`
+//! pairs double at each level); all violations are listed only while schema × value size stays
+//! within [`MAX_EVALUATION`] (else the first one, flagged); at most [`MAX_VIOLATIONS`] are kept,
+//! each message at most [`MAX_MESSAGE_CHARS`] long and never quoting a value longer than
+//! [`MAX_QUOTED_BYTES`].
 
 use serde_json::Value;
 
 use crate::value::type_name;
+
+/// Most subschemas a schema may expand to (local `$ref`s followed, each cycle once).
+pub const MAX_SCHEMA_NODES: usize = 5_000;
+/// Most violations listed per check.
+pub const MAX_VIOLATIONS: usize = 100;
+/// Longest violation message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+/// A value quoted in a message is at most this long (as JSON); longer ones read as "value".
+pub const MAX_QUOTED_BYTES: usize = 64;
+/// Schema nodes × value nodes up to which every violation is collected; above, only the first.
+pub const MAX_EVALUATION: usize = 2_000_000;
 
 /// One failed check.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -20,6 +38,14 @@ pub struct Violation {
     pub message: String,
     /// Where the rule came from: `schema`, `schema:/prefix`, `validator:regex`, `validator:enum`.
     pub source: String,
+}
+
+/// What a check found: the violations (at most [`MAX_VIOLATIONS`]) and whether more exist than
+/// are listed (the list was cut, or only the first was looked for).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    pub violations: Vec<Violation>,
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +61,8 @@ pub struct Schema {
     source: Value,
     label: String,
     compiled: jsonschema::Validator,
+    /// Subschemas with local `$ref`s expanded (at most [`MAX_SCHEMA_NODES`]).
+    nodes: usize,
 }
 
 impl std::fmt::Debug for Schema {
@@ -49,6 +77,12 @@ impl Schema {
     /// Compiles `source` as JSON Schema 2020-12 (unless it names another `$schema`) with format
     /// checking on. `label` becomes each violation's `source` (`schema`, `schema:/myapp`).
     pub fn compile(source: &Value, label: impl Into<String>) -> Result<Schema, RuleError> {
+        let nodes = expanded_nodes(source).ok_or_else(|| {
+            RuleError::InvalidSchema(format!(
+                "the schema is too complex: with its $refs expanded it has more than \
+                 {MAX_SCHEMA_NODES} subschemas"
+            ))
+        })?;
         // Formats are only annotations by default in 2020-12; Setpoint promises they are checked.
         let compiled = jsonschema::options()
             .should_validate_formats(true)
@@ -58,6 +92,7 @@ impl Schema {
             source: source.clone(),
             label: label.into(),
             compiled,
+            nodes,
         })
     }
     pub fn source(&self) -> &Value {
@@ -68,15 +103,157 @@ impl Schema {
         &self.label
     }
     pub fn violations(&self, instance: &Value) -> Vec<Violation> {
-        self.compiled
-            .iter_errors(instance)
-            .map(|error| Violation {
-                pointer: error.instance_path().as_str().to_owned(),
-                message: error.to_string(),
-                source: self.label.clone(),
-            })
-            .collect()
+        self.findings(instance).violations
     }
+
+    /// The violations of `instance`, bounded (see the module documentation).
+    pub fn findings(&self, instance: &Value) -> Findings {
+        if self.compiled.is_valid(instance) {
+            return Findings::default();
+        }
+        let violation = |error: &jsonschema::ValidationError<'_>| Violation {
+            pointer: error.instance_path().as_str().to_owned(),
+            message: message_of(error),
+            source: self.label.clone(),
+        };
+        let budget = MAX_EVALUATION / self.nodes.max(1);
+        if value_nodes(instance, budget).is_none() {
+            // Listing every violation could cost schema × value: the first one, flagged.
+            return Findings {
+                violations: self
+                    .compiled
+                    .validate(instance)
+                    .err()
+                    .map(|e| violation(&e))
+                    .into_iter()
+                    .collect(),
+                truncated: true,
+            };
+        }
+        let mut errors = self.compiled.iter_errors(instance);
+        let violations: Vec<Violation> = errors
+            .by_ref()
+            .take(MAX_VIOLATIONS)
+            .map(|e| violation(&e))
+            .collect();
+        Findings {
+            violations,
+            truncated: errors.next().is_some(),
+        }
+    }
+}
+
+/// The error's message, quoting the value only when it is short, cut to [`MAX_MESSAGE_CHARS`].
+fn message_of(error: &jsonschema::ValidationError<'_>) -> String {
+    let short = quoted_len(error.instance(), MAX_QUOTED_BYTES).is_some();
+    let message = if short {
+        error.to_string()
+    } else {
+        error.masked().to_string()
+    };
+    cut(message, MAX_MESSAGE_CHARS)
+}
+
+fn cut(mut text: String, max_chars: usize) -> String {
+    if let Some((index, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(index);
+        text.push('…');
+    }
+    text
+}
+
+/// The length of `value` as JSON when at most `budget` bytes (about: strings are not escaped).
+fn quoted_len(value: &Value, budget: usize) -> Option<usize> {
+    let len = match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(n) => n.to_string().len(),
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => {
+            let mut total = 2;
+            for item in items {
+                total += quoted_len(item, budget.checked_sub(total)?)? + 1;
+            }
+            total
+        }
+        Value::Object(map) => {
+            let mut total = 2;
+            for (key, item) in map {
+                total += key.len() + 3;
+                total += quoted_len(item, budget.checked_sub(total)?)? + 1;
+            }
+            total
+        }
+    };
+    (len <= budget).then_some(len)
+}
+
+/// The number of nodes in `value` when at most `budget`.
+fn value_nodes(value: &Value, budget: usize) -> Option<usize> {
+    let mut count = 0usize;
+    let mut stack = vec![value];
+    while let Some(node) = stack.pop() {
+        count += 1;
+        if count > budget {
+            return None;
+        }
+        match node {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    Some(count)
+}
+
+/// The subschemas of `schema` with every local `$ref` (`#`, `#/json/pointer`) expanded — a
+/// reference already being expanded (a cycle) counts once — or `None` past [`MAX_SCHEMA_NODES`].
+/// Evaluation cost grows with this number, not with the document's size.
+fn expanded_nodes(schema: &Value) -> Option<usize> {
+    fn walk<'a>(
+        root: &'a Value,
+        node: &'a Value,
+        expanding: &mut Vec<&'a str>,
+        count: &mut usize,
+    ) -> Option<()> {
+        *count += 1;
+        if *count > MAX_SCHEMA_NODES {
+            return None;
+        }
+        match node {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if key == "$ref"
+                        && let Some(reference) = child.as_str()
+                        && let Some(pointer) = reference.strip_prefix('#')
+                    {
+                        if expanding.contains(&reference) {
+                            continue;
+                        }
+                        let decoded = pointer.replace("%25", "%");
+                        if let Some(target) = root.pointer(&decoded) {
+                            expanding.push(reference);
+                            walk(root, target, expanding, count)?;
+                            expanding.pop();
+                        }
+                        continue;
+                    }
+                    // Values of keywords like `enum`, `const` and `default` are data, not
+                    // subschemas; counting them too only makes the bound stricter.
+                    walk(root, child, expanding, count)?;
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(root, item, expanding, count)?;
+                }
+            }
+            _ => {}
+        }
+        Some(())
+    }
+    let mut count = 0;
+    walk(schema, schema, &mut Vec::new(), &mut count)?;
+    Some(count)
 }
 
 /// One parsed custom validator.
@@ -201,15 +378,32 @@ impl Validators {
     }
 }
 
-/// Every violation of `instance` against all schemas and validators, in order.
+/// Every violation of `instance` against all schemas and validators, in order (at most
+/// [`MAX_VIOLATIONS`]; see [`check_bounded`] to know whether more exist).
 pub fn check(instance: &Value, schemas: &[&Schema], validators: &[&Validators]) -> Vec<Violation> {
-    let from_schemas = schemas
-        .iter()
-        .flat_map(|schema| schema.violations(instance));
-    let from_validators = validators
-        .iter()
-        .flat_map(|rules| rules.violations(instance));
-    from_schemas.chain(from_validators).collect()
+    check_bounded(instance, schemas, validators).violations
+}
+
+/// [`check`], saying whether the list was cut.
+pub fn check_bounded(
+    instance: &Value,
+    schemas: &[&Schema],
+    validators: &[&Validators],
+) -> Findings {
+    let mut found = Findings::default();
+    for schema in schemas {
+        let findings = schema.findings(instance);
+        found.truncated |= findings.truncated;
+        found.violations.extend(findings.violations);
+    }
+    for rules in validators {
+        found.violations.extend(rules.violations(instance));
+    }
+    if found.violations.len() > MAX_VIOLATIONS {
+        found.violations.truncate(MAX_VIOLATIONS);
+        found.truncated = true;
+    }
+    found
 }
 
 #[cfg(test)]
@@ -331,6 +525,70 @@ mod tests {
                 "{schema}: {got:?}"
             );
         }
+    }
+
+    /// A nested `allOf` of two `$ref`s, `depth` levels deep, over `maxLength: 1`: 2^depth leaves.
+    fn doubling_schema(depth: usize) -> Value {
+        let mut defs = serde_json::Map::new();
+        defs.insert("l0".into(), json!({"maxLength": 1}));
+        for level in 1..=depth {
+            let below = format!("#/$defs/l{}", level - 1);
+            defs.insert(
+                format!("l{level}"),
+                json!({"allOf": [{"$ref": below}, {"$ref": below}]}),
+            );
+        }
+        json!({"$defs": defs, "$ref": format!("#/$defs/l{depth}")})
+    }
+
+    #[test]
+    fn schemas_that_expand_exponentially_are_refused() {
+        assert!(Schema::compile(&doubling_schema(8), "schema").is_ok());
+        for depth in [14, 18, 30] {
+            let got = Schema::compile(&doubling_schema(depth), "schema");
+            assert!(
+                matches!(&got, Err(RuleError::InvalidSchema(m)) if m.contains("too complex")),
+                "depth {depth}: {got:?}"
+            );
+        }
+        // A recursive schema (a tree) is fine: the cycle counts once.
+        let tree = json!({"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}});
+        assert!(Schema::compile(&tree, "schema").is_ok());
+    }
+
+    #[test]
+    fn violations_are_bounded_and_never_quote_long_values() {
+        let many: Vec<Value> = (0..1_000).map(|_| json!({"maxLength": 1})).collect();
+        let schema = Schema::compile(&json!({"allOf": many}), "schema").unwrap();
+        let long = json!("x".repeat(500_000));
+        let found = check_bounded(&long, &[&schema], &[]);
+        assert_eq!(found.violations.len(), MAX_VIOLATIONS);
+        assert!(found.truncated);
+        let bytes: usize = found.violations.iter().map(|v| v.message.len()).sum();
+        assert!(bytes < 64 * 1024, "{bytes} bytes of messages");
+        assert!(
+            !found.violations[0].message.contains("xxxxxxxx"),
+            "{:?}",
+            found.violations[0]
+        );
+        // Short values are still quoted, as before.
+        let found = check_bounded(&json!("ab"), &[&schema], &[]);
+        assert!(
+            found.violations[0].message.contains("\"ab\""),
+            "{:?}",
+            found.violations[0]
+        );
+        // A huge value against a big schema: the first violation only, flagged.
+        let big = Schema::compile(&json!({"items": {"allOf": (0..1_000).map(|_| json!({"maxLength": 1})).collect::<Vec<_>>()}}), "schema").unwrap();
+        let array = json!((0..10_000).map(|_| "xy").collect::<Vec<_>>());
+        let found = check_bounded(&array, &[&big], &[]);
+        assert_eq!(found.violations.len(), 1);
+        assert!(found.truncated);
+        assert!(
+            check_bounded(&json!(["x"]), &[&big], &[])
+                .violations
+                .is_empty()
+        );
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub fn plan(
     }
     let mut results = Vec::with_capacity(proposal.changes.len());
     let mut violations = Vec::new();
+    let mut truncated = false;
     let mut environments_checked = std::collections::BTreeSet::new();
     let mut validated = false;
     for (index, (change, (observed_revision, current))) in
@@ -184,8 +185,14 @@ pub fn plan(
                     .map(|(_, schema)| schema.as_ref())
                     .chain(schema.as_deref())
                     .collect();
-                let found = validate::check(put.value.structured(), &applicable, &[&validators]);
-                violations.extend(found.into_iter().map(|v| (path.clone(), v)));
+                let found =
+                    validate::check_bounded(put.value.structured(), &applicable, &[&validators]);
+                truncated |= found.truncated;
+                if violations.len() < validate::MAX_VIOLATIONS {
+                    violations.extend(found.violations.into_iter().map(|v| (path.clone(), v)));
+                } else {
+                    truncated |= !found.violations.is_empty();
+                }
                 validated = true;
                 let pointer = Pointer {
                     version: next_version,
@@ -232,7 +239,7 @@ pub fn plan(
         results.push(result);
     }
     if !violations.is_empty() {
-        return Err(violation_error(violations));
+        return Err(violation_error(violations, truncated));
     }
     if validated {
         // Validated against the prefix schemas as of the read; none may change before the commit.
@@ -344,7 +351,16 @@ fn rules_in_force(
     Ok((schema, validators))
 }
 
-pub(crate) fn violation_error(violations: Vec<(ConfigPath, Violation)>) -> Error {
+/// The 422 listing `violations` — at most [`validate::MAX_VIOLATIONS`]; `truncated` (or a longer
+/// list) says more exist than are shown, so a hostile schema cannot make the answer huge.
+pub(crate) fn violation_error(
+    mut violations: Vec<(ConfigPath, Violation)>,
+    mut truncated: bool,
+) -> Error {
+    if violations.len() > validate::MAX_VIOLATIONS {
+        violations.truncate(validate::MAX_VIOLATIONS);
+        truncated = true;
+    }
     let count = violations.len();
     let list: Vec<Value> = violations
         .into_iter()
@@ -355,11 +371,20 @@ pub(crate) fn violation_error(violations: Vec<(ConfigPath, Violation)>) -> Error
         .and_then(|v| v["message"].as_str())
         .unwrap_or_default()
         .to_owned();
+    let counted = if truncated {
+        format!("{count} violation(s) shown, more not listed")
+    } else {
+        format!("{count} violation(s)")
+    };
+    let mut details = json!({ "violations": list });
+    if truncated {
+        details["truncated"] = json!(true);
+    }
     Error::new(
         ErrorCode::ValidationFailed,
-        format!("{count} violation(s); first: {first}"),
+        format!("{counted}; first: {first}"),
     )
-    .with_details(json!({ "violations": list }))
+    .with_details(details)
 }
 
 /// The version each change was planned against (0: no value), for change requests.

@@ -89,7 +89,8 @@ impl Configs {
         let compiled = Schema::compile(&schema, format!("schema:{prefix}"))?;
         let (violations, checked) = self.existing_violations(prefix, &compiled).await?;
         if !violations.is_empty() {
-            let mut err = violation_error(violations);
+            let truncated = violations.len() > setpoint_core::validate::MAX_VIOLATIONS;
+            let mut err = violation_error(violations, truncated);
             err.message = format!("existing configs violate this schema: {}", err.message);
             return Err(err);
         }
@@ -208,6 +209,10 @@ impl Configs {
                     .into_iter()
                     .map(|v| (path.clone(), v)),
             );
+            if out.len() > setpoint_core::validate::MAX_VIOLATIONS {
+                // Enough to refuse the schema and show why; the answer stays small.
+                break;
+            }
         }
         Ok((out, compares))
     }

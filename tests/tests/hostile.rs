@@ -1,0 +1,87 @@
+//! Hostile input: each finding of the attack probe (issue 11) as a regression test, named after
+//! it, against a real writer.
+#![allow(clippy::unwrap_used)]
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use setpoint_tests::writer::{Backend, TestWriter};
+
+/// `depth` levels of `allOf` over two `$ref`s to the level below, ending in `maxLength: 1`: the
+/// schema of the probe that made a 1.3 KB PUT answer 26 MB of violations.
+fn doubling_schema(depth: usize) -> Value {
+    let mut defs = serde_json::Map::new();
+    defs.insert("l0".into(), json!({"maxLength": 1}));
+    for level in 1..=depth {
+        let below = format!("#/$defs/l{}", level - 1);
+        defs.insert(
+            format!("l{level}"),
+            json!({"allOf": [{"$ref": below}, {"$ref": below}]}),
+        );
+    }
+    json!({"$defs": defs, "$ref": format!("#/$defs/l{depth}")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_violations_cannot_exhaust_memory() {
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+
+    // The exponential schema is refused as a bad request, before any evaluation.
+    let body = json!({"value": "a value of many characters", "schema": doubling_schema(18)});
+    let response = w
+        .http
+        .put(w.config_url("/hostile/nested"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex"),
+        "{answer}"
+    );
+
+    // A flat allOf of 1,000 maxLength:1 over a 500 KB value: a short 422, not 500 MB.
+    let many: Vec<Value> = (0..1_000).map(|_| json!({"maxLength": 1})).collect();
+    let body = json!({"value": "x".repeat(500_000), "schema": {"allOf": many}});
+    let response = w
+        .http
+        .put(w.config_url("/hostile/flat"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let text = response.text().await.unwrap();
+    assert!(text.len() < 100_000, "a {} byte answer", text.len());
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    let details = &answer["error"]["details"];
+    assert_eq!(details["truncated"], true, "{answer}");
+    assert_eq!(details["violations"].as_array().unwrap().len(), 100);
+    assert!(
+        !text.contains("xxxxxxxxxxxxxxxx"),
+        "the value is never echoed"
+    );
+
+    // Nothing was written, and the writer keeps serving.
+    let missing = w
+        .http
+        .get(w.config_url("/hostile/flat"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let ok = w
+        .http
+        .put(w.config_url("/hostile/fine"))
+        .body(json!({"value": "y", "schema": {"maxLength": 1}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    w.stop().await;
+}

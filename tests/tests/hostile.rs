@@ -85,3 +85,117 @@ async fn schema_violations_cannot_exhaust_memory() {
     assert_eq!(ok.status(), StatusCode::CREATED);
     w.stop().await;
 }
+
+async fn send(
+    w: &TestWriter,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = w.http.request(method, w.url(path));
+    if let Some(body) = body {
+        request = request.body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_cannot_lock_everyone_out() {
+    use reqwest::Method;
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    let (status, admin) = send(&w, Method::GET, "/api/accounts/admin", None).await;
+    assert_eq!(status, StatusCode::OK, "{admin}");
+    let key_id = admin["keys"][0]["id"].as_str().unwrap().to_owned();
+
+    // Alone, the admin can neither drop its grants nor revoke its only key.
+    let no_grants = json!({"grants": [{"prefix": "/app", "actions": ["read"]}]});
+    for (method, path, body) in [
+        (
+            Method::PUT,
+            "/api/accounts/admin/grants".to_owned(),
+            Some(no_grants.clone()),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/accounts/admin/keys/{key_id}"),
+            None,
+        ),
+    ] {
+        let (status, body) = send(&w, method.clone(), &path, body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method} {path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("administer"),
+            "{body}"
+        );
+    }
+    let (status, body) = send(&w, Method::DELETE, "/api/accounts/admin", None).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "no account deletes itself: {body}"
+    );
+    let (status, _) = send(&w, Method::GET, "/api/accounts", None).await;
+    assert_eq!(status, StatusCode::OK, "the key still works");
+
+    // With a second root admin, the first may step down.
+    let (status, body) = send(
+        &w,
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"id": "second", "grants": [{"prefix": "/", "actions": ["admin"]}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = send(
+        &w,
+        Method::PUT,
+        "/api/accounts/admin/grants",
+        Some(no_grants),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_request_to_delete_nothing_is_refused() {
+    use reqwest::Method;
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    let (status, body) = send(
+        &w,
+        Method::PUT,
+        "/api/policies/pay",
+        Some(json!({"approvals_required": 1})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(&w, Method::DELETE, "/api/config/pay/nothing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // A violation is refused at request time too; a valid change still waits for approval.
+    let (status, body) = send(
+        &w,
+        Method::PUT,
+        "/api/config/pay/limit",
+        Some(json!({"value": "x", "schema": {"type": "integer"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = send(
+        &w,
+        Method::PUT,
+        "/api/config/pay/limit",
+        Some(json!({"value": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (_, changes) = send(&w, Method::GET, "/api/changes", None).await;
+    assert_eq!(changes["changes"].as_array().unwrap().len(), 1, "{changes}");
+    w.stop().await;
+}

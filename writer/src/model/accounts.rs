@@ -34,6 +34,17 @@ pub fn generate_key(now: i64, expires_at: Option<i64>) -> Result<NewKey, Error> 
     Ok(auth::new_key(&secret, &id, now, expires_at))
 }
 
+/// An account that can administer everything now: enabled, admin on `/`, a usable key.
+fn is_working_admin(account: &Account, now: i64) -> bool {
+    !account.disabled
+        && Grants::parse(&account.grants)
+            .is_ok_and(|g| g.allows(&ConfigPath::root(), Action::Admin))
+        && account
+            .keys
+            .iter()
+            .any(|k| !k.revoked && k.expires_at.is_none_or(|at| at > now))
+}
+
 fn parse_grants(grants: &[Grant]) -> Result<(), Error> {
     Grants::parse(grants)
         .map(|_| ())
@@ -79,6 +90,12 @@ impl Configs {
         version: Option<u64>,
         actor: &Actor,
     ) -> Result<super::Committed, Error> {
+        let change = self.account_change(account, version)?;
+        self.commit_from(Origin::System, vec![change], actor).await
+    }
+
+    /// The put of `account` over the entry at `version` (`None`: it must not exist).
+    fn account_change(&self, account: &Account, version: Option<u64>) -> Result<Change, Error> {
         let path = Configs::account_path(&account.id)?;
         let value = ParsedValue::from_request(
             serde_json::to_value(account).map_err(|e| Error::internal(e.to_string()))?,
@@ -96,7 +113,7 @@ impl Configs {
                 None => super::Precondition::Version(0),
             }),
         }));
-        self.commit_from(Origin::System, vec![change], actor).await
+        Ok(change)
     }
 
     /// Creates an account with one key; returns the account and the key's token (shown once).
@@ -128,7 +145,8 @@ impl Configs {
         Ok((account, key))
     }
 
-    /// Changes an account with `edit`, guarded by the version read.
+    /// Changes an account with `edit`, guarded by the version read. A change that could leave
+    /// no working admin (grants, revocation) goes through [`Configs::keep_an_admin`].
     async fn edit_account<T>(
         &self,
         id: &str,
@@ -144,6 +162,72 @@ impl Configs {
         Ok((account, out))
     }
 
+    /// Commits `change` to account `id` (its new state `after`, `None` when deleted) only if some
+    /// account can still administer everything afterwards: a live root admin with a usable key.
+    /// The commit compares every account record, so two admins removing themselves at once
+    /// (through any writers) cannot both succeed.
+    async fn keep_an_admin(
+        &self,
+        id: &str,
+        after: Option<&Account>,
+        change: Change,
+        actor: &Actor,
+    ) -> Result<(), Error> {
+        let root = ConfigPath::parse(&format!("/{}/accounts", auth::SYSTEM_SEGMENT))?;
+        let below = self.keys.pointers_below(&root);
+        let pointers = self
+            .store
+            .range(crate::store::RangeRequest::prefix(&below))
+            .await?;
+        let now = self.unix_now();
+        let mut working = after.is_some_and(|a| is_working_admin(a, now));
+        for kv in &pointers.kvs {
+            if working {
+                break;
+            }
+            let Some(path) = self.keys.path_of_pointer(&kv.key) else {
+                continue;
+            };
+            let Some(other) = path.segments().last().filter(|other| *other != id) else {
+                continue;
+            };
+            if let Some((account, _)) = self.account(other).await? {
+                working = is_working_admin(&account, now);
+            }
+        }
+        if !working {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                "this would leave no account able to administer Setpoint (a root admin, enabled, \
+                 with a usable key); grant another account admin on / first",
+            ));
+        }
+        let extra = super::Extra {
+            compares: vec![crate::store::Compare::mod_revision_prefix(
+                &below,
+                crate::store::CompareOp::Less,
+                pointers.revision + 1,
+            )],
+            writes: Vec::new(),
+        };
+        let commit = super::Commit {
+            origin: Origin::System,
+            ..super::Commit::default()
+        };
+        let changes = [change];
+        super::check_batch(&commit, &changes)?;
+        match self
+            .attempt(&commit, &changes, &[None], actor, &extra)
+            .await?
+        {
+            super::Attempt::Done(_) => Ok(()),
+            super::Attempt::Lost => Err(Error::new(
+                ErrorCode::Conflict,
+                "accounts changed meanwhile; retry",
+            )),
+        }
+    }
+
     pub async fn set_grants(
         &self,
         id: &str,
@@ -151,13 +235,15 @@ impl Configs {
         actor: &Actor,
     ) -> Result<Account, Error> {
         parse_grants(&grants)?;
-        Ok(self
-            .edit_account(id, actor, |account| {
-                account.grants = grants;
-                Ok(())
-            })
+        let (mut account, version) = self
+            .account(id)
             .await?
-            .0)
+            .ok_or_else(|| Error::not_found(format!("account {id} does not exist")))?;
+        account.grants = grants;
+        let change = self.account_change(&account, Some(version))?;
+        self.keep_an_admin(id, Some(&account), change, actor)
+            .await?;
+        Ok(account)
     }
 
     /// A new key; every other live key stays valid for `grace` seconds more at most.
@@ -190,18 +276,20 @@ impl Configs {
         key_id: &str,
         actor: &Actor,
     ) -> Result<Account, Error> {
-        Ok(self
-            .edit_account(id, actor, |account| {
-                let key = account
-                    .keys
-                    .iter_mut()
-                    .find(|k| k.id == key_id)
-                    .ok_or_else(|| Error::not_found(format!("account {id} has no key {key_id}")))?;
-                key.revoked = true;
-                Ok(())
-            })
+        let (mut account, version) = self
+            .account(id)
             .await?
-            .0)
+            .ok_or_else(|| Error::not_found(format!("account {id} does not exist")))?;
+        let key = account
+            .keys
+            .iter_mut()
+            .find(|k| k.id == key_id)
+            .ok_or_else(|| Error::not_found(format!("account {id} has no key {key_id}")))?;
+        key.revoked = true;
+        let change = self.account_change(&account, Some(version))?;
+        self.keep_an_admin(id, Some(&account), change, actor)
+            .await?;
+        Ok(account)
     }
 
     pub async fn delete_account(&self, id: &str, actor: &Actor) -> Result<(), Error> {
@@ -213,9 +301,7 @@ impl Configs {
             path,
             if_match: None,
         };
-        self.commit_from(Origin::System, vec![change], actor)
-            .await?;
-        Ok(())
+        self.keep_an_admin(id, None, change, actor).await
     }
 
     /// On a store that never had an account: creates `admin` with every right. Its key is read

@@ -103,15 +103,16 @@ pub fn plan(
         )));
     }
     let mut txn = Txn::default();
+    // A change that needs approval is checked like any other first: a request that could
+    // never commit (a delete of nothing, a violation, a failed If-Match) is refused now.
+    let mut needs_approval = None;
     if proposal.gated {
         let policy = proposal
             .changes
             .iter()
             .filter_map(|change| approvals::policy_for(&rules.policies, change.path()))
             .max_by_key(|p| p.approvals_required);
-        if let Some(policy) = policy.filter(|p| p.approvals_required > 0) {
-            return Ok(Plan::NeedsApproval(policy));
-        }
+        needs_approval = policy.filter(|p| p.approvals_required > 0);
         // No policy governs these paths as of the read; none may appear before the commit.
         txn.compares.push(Compare::mod_revision_prefix(
             &policies_range(keys),
@@ -240,6 +241,9 @@ pub fn plan(
     }
     if !violations.is_empty() {
         return Err(violation_error(violations, truncated));
+    }
+    if let Some(policy) = needs_approval {
+        return Ok(Plan::NeedsApproval(policy));
     }
     if validated {
         // Validated against the prefix schemas as of the read; none may change before the commit.
@@ -547,6 +551,9 @@ mod tests {
         assert!(matches!(free, Plan::Commit { .. }));
         let approved = run(&[put("/pay/limit", json!(5), None)], &none, &rules, false).unwrap();
         assert!(matches!(approved, Plan::Commit { .. }));
+        // A request that could never commit is refused, not stored for approval.
+        let nothing = run(&[delete("/pay/limit", None)], &none, &rules, true).unwrap_err();
+        assert_eq!(nothing.code, ErrorCode::NotFound);
     }
 
     #[test]

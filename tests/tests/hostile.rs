@@ -199,3 +199,70 @@ async fn a_change_request_to_delete_nothing_is_refused() {
     assert_eq!(changes["changes"].as_array().unwrap().len(), 1, "{changes}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_requests_cannot_grow_the_store_without_limit() {
+    use reqwest::Method;
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    let (status, body) = send(
+        &w,
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"id": "reader", "grants": [{"prefix": "/app", "actions": ["read"]}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["key"].as_str().unwrap().to_owned();
+    let reader = setpoint_tests::writer::client_with_key(&token);
+    // 2,000 refused writes from one caller, and 200 from callers naming other paths.
+    let mut requests = Vec::new();
+    for n in 0..2_200 {
+        let path = if n < 2_000 {
+            "/app/locked".to_owned()
+        } else {
+            format!("/app/other{n}")
+        };
+        let reader = reader.clone();
+        let url = w.config_url(&path);
+        requests.push(tokio::spawn(async move {
+            reader
+                .put(url)
+                .body(json!({"value": 1}).to_string())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+        if requests.len() == 64 {
+            for request in requests.drain(..) {
+                assert_eq!(request.await.unwrap(), StatusCode::FORBIDDEN);
+            }
+        }
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::FORBIDDEN);
+    }
+    let (status, audit) = send(
+        &w,
+        Method::GET,
+        "/api/audit?outcome=denied&limit=1000",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let records = audit["records"].as_array().unwrap();
+    assert!(
+        !records.is_empty()
+            && records.len() <= 2 * setpoint_writer::model::denials::RECORDS_PER_MINUTE as usize,
+        "{} denial records for 2,200 denials",
+        records.len()
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["actor"] == "reader" && r["path"] == "/app/locked"),
+        "the first denial is on record"
+    );
+    w.stop().await;
+}

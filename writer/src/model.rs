@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod approvals;
+pub mod denials;
 pub mod environments;
 pub mod locks;
 pub mod plan;
@@ -396,6 +397,7 @@ pub struct Configs {
     last_commit: std::sync::atomic::AtomicI64,
     audit: Arc<audit::AuditLog>,
     rules: rules::RuleCache,
+    denials: denials::DenialLimiter,
 }
 
 /// What [`Configs::submit`] did.
@@ -523,6 +525,7 @@ impl Configs {
             last_commit: std::sync::atomic::AtomicI64::new(0),
             audit: Arc::new(audit::AuditLog::new(prefix)),
             rules: rules::RuleCache::default(),
+            denials: denials::DenialLimiter::default(),
         }
     }
 
@@ -736,13 +739,54 @@ impl Configs {
         Ok((observed, rules))
     }
 
-    /// Writes one audit record on its own (a denied or refused attempt).
+    /// Writes one audit record on its own (a denied or refused attempt). Denials go through
+    /// [`denials::DenialLimiter`]: repeats within a minute are summarized, and their records
+    /// are bounded per minute.
     pub async fn record_alone(&self, actor: &Actor, event: &audit::Event<'_>) -> Result<(), Error> {
-        let txn = Txn {
-            compares: vec![],
-            writes: vec![self.audit.write(actor, event, self.clock.now())],
-        };
-        self.store.txn(txn).await?;
+        let now = self.clock.now();
+        let mut writes = Vec::new();
+        let mut own = true;
+        if event.outcome == audit::Outcome::Denied {
+            let verdict = self.denials.admit(
+                denials::Denial::of(actor, event.action, event.path),
+                now.unix_timestamp(),
+            );
+            own = verdict.record;
+            for repeats in verdict.summaries {
+                let summary_actor = Actor {
+                    name: repeats.denial.actor.clone(),
+                    request_id: "denials".to_owned(),
+                    source: repeats.denial.source.clone(),
+                };
+                let detail = json!({
+                    "repeated": repeats.count,
+                    "first": repeats.first,
+                    "last": repeats.last,
+                })
+                .to_string();
+                let summary = audit::Event {
+                    action: &repeats.denial.action,
+                    path: repeats.denial.path.as_deref(),
+                    version_before: None,
+                    version_after: None,
+                    outcome: audit::Outcome::Denied,
+                    detail: Some(detail),
+                };
+                writes.push(self.audit.write(&summary_actor, &summary, now));
+            }
+        }
+        if own {
+            writes.push(self.audit.write(actor, event, now));
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .txn(Txn {
+                compares: vec![],
+                writes,
+            })
+            .await?;
         Ok(())
     }
 

@@ -140,6 +140,13 @@ pub(crate) fn watched_prefixes(raw: &[String]) -> Result<Vec<ConfigPath>, Status
             "prefixes is empty: name at least one prefix (\"/\" for everything)",
         ));
     }
+    if raw.len() > crate::watch::MAX_PREFIXES {
+        return Err(Status::invalid_argument(format!(
+            "{} prefixes: one watch takes at most {}; watch a common prefix instead",
+            raw.len(),
+            crate::watch::MAX_PREFIXES
+        )));
+    }
     raw.iter()
         .map(|p| {
             if p == "/" {

@@ -58,6 +58,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 128;
 /// Bytes (about: the values its messages hold) a watcher's queue holds before it catches up from
 /// the ring instead.
 pub const QUEUE_BYTES: usize = 8 << 20;
+/// Most prefixes one watch or session may name (after parsing, before overlaps are merged).
+pub const MAX_PREFIXES: usize = 1_000;
 /// How long a resume from a revision this edge has not reached yet waits for it.
 pub const RESUME_WAIT: Duration = Duration::from_secs(5);
 
@@ -445,13 +447,25 @@ fn before_all(snapshot: &Snapshot, batches: &[Arc<AppliedBatch>], from: Revision
 
 /// Sorts, dedups and drops every prefix that lies below another one.
 fn normalize(mut prefixes: Vec<ConfigPath>) -> Vec<ConfigPath> {
+    // Shallowest first, so a prefix is dropped when one of its ancestors (or itself) is kept:
+    // one set lookup per ancestor, linear in prefixes × depth (not quadratic: 100k prefixes in
+    // one request once cost the edge 25 s).
     prefixes.sort_by_key(|p| p.segment_count());
-    let mut kept: Vec<ConfigPath> = Vec::with_capacity(prefixes.len());
+    let mut kept: HashSet<ConfigPath> = HashSet::with_capacity(prefixes.len());
+    let root = ConfigPath::root();
     for prefix in prefixes {
-        if !kept.iter().any(|k| prefix.starts_with(k)) {
-            kept.push(prefix);
+        if kept.contains(&root) {
+            break;
+        }
+        let covered = prefix
+            .ancestors_and_self()
+            .iter()
+            .any(|ancestor| kept.contains(ancestor));
+        if !covered {
+            kept.insert(prefix);
         }
     }
+    let mut kept: Vec<ConfigPath> = kept.into_iter().collect();
     kept.sort();
     kept
 }
@@ -893,6 +907,30 @@ mod tests {
             path("/ab"),
         ]);
         assert_eq!(got, vec![path("/a"), path("/ab"), path("/c")]);
+        assert_eq!(
+            normalize(vec![path("/x"), ConfigPath::root()]),
+            vec![ConfigPath::root()]
+        );
+    }
+
+    #[test]
+    fn normalizing_many_prefixes_is_not_quadratic() {
+        // Issue 11, finding 5: 100k prefixes (every other one nested under another) cost 25 s
+        // when each was compared with every kept one. Linear now; the bound is only generous.
+        let mut prefixes = Vec::new();
+        for n in 0..50_000 {
+            prefixes.push(path(&format!("/p{n}")));
+            prefixes.push(path(&format!("/p{n}/child")));
+        }
+        let started = std::time::Instant::now();
+        let kept = normalize(prefixes);
+        assert_eq!(kept.len(), 50_000);
+        assert!(kept.iter().all(|p| p.segment_count() == 1));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

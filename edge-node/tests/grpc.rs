@@ -113,6 +113,12 @@ async fn watch_delivers_batches_in_order_and_refuses_bad_requests() {
     let mut client = client(&edge).await;
     let status = client.watch(watch(&[], None)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
+    // Issue 11, finding 5: a watch of 100k prefixes is refused at once; 1,000 are fine.
+    let many: Vec<String> = (0..100_000).map(|n| format!("/p{n}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let status = client.watch(watch(&many, None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("at most 1000"), "{status:?}");
     let status = client.watch(watch(&["/a/../b"], None)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 

@@ -174,7 +174,19 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     Ok(Snapshot::from_entries(revision, entries))
 }
 
-/// Writes `snapshot` to `data_dir/snapshot.bin` atomically (temp file, fsync, rename).
+/// Creates `dir` (and its parents) when missing; a directory created here is mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes `snapshot` to `data_dir/snapshot.bin` atomically (temp file, fsync, rename), mode 0600.
 pub fn save(data_dir: &Path, snapshot: &Snapshot) -> Result<(), DiskError> {
     let bytes = encode(snapshot)?;
     let target = snapshot_path(data_dir);
@@ -183,8 +195,18 @@ pub fn save(data_dir: &Path, snapshot: &Snapshot) -> Result<(), DiskError> {
         let path = path.to_owned();
         move |source| DiskError::Io { path, source }
     };
-    std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-    let mut file = std::fs::File::create(&temp).map_err(io(&temp))?;
+    create_private_dir(data_dir).map_err(io(data_dir))?;
+    // Every value and every account's key hashes: readable by this user only.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io(&temp))?
+    };
     file.write_all(&bytes).map_err(io(&temp))?;
     file.sync_all().map_err(io(&temp))?;
     drop(file);
@@ -357,6 +379,17 @@ mod tests {
         bytes.extend_from_slice(&crc.to_le_bytes());
         bytes.extend_from_slice(&body);
         assert!(decode(&bytes).unwrap_err().contains("/a/../b"));
+    }
+
+    #[test]
+    fn the_snapshot_file_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("edge-data");
+        save(&dir, &sample()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&snapshot_path(&dir)), 0o600);
+        assert_eq!(mode(&dir), 0o700);
     }
 
     #[test]

@@ -222,11 +222,16 @@ impl Edge {
     /// info (`into_make_service_with_connect_info::<SocketAddr>`, as [`run`] does): failures are
     /// counted per source address, and anonymous loopback access needs the peer.
     pub fn router(&self) -> Router {
-        self.authenticated(
+        let inner = self.authenticated(
             http::routes(self.clone())
                 .merge(self.grpc_routes().into_axum_router())
                 .fallback(fallback),
-        )
+        );
+        // `LIST` (as on the writer) becomes `GET …?list=true` before routing.
+        Router::new().fallback_service(tower::util::MapRequest::new(
+            inner,
+            setpoint_serving::listing::rewrite_list_method,
+        ))
     }
 
     fn authenticated(&self, router: Router) -> Router {

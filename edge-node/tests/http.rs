@@ -376,6 +376,26 @@ async fn resuming_ahead_of_the_edge_waits_for_it_and_never_goes_backwards() {
 }
 
 #[tokio::test]
+async fn list_is_answered_like_on_the_writer() {
+    // Issue 11, finding 9: the edge answered `LIST` with 405.
+    let edge = TestEdge::start().await;
+    edge.commit(vec![
+        Op::Put("/app/a", json!(1)),
+        Op::Put("/app/b/c", json!(2)),
+    ]);
+    let list = reqwest::Method::from_bytes(b"LIST").unwrap();
+    let response = reqwest::Client::new()
+        .request(list, edge.url("/api/config/app"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["children"], json!(["a", "b"]), "{body}");
+    edge.stop().await;
+}
+
+#[tokio::test]
 async fn resuming_past_the_ring_starts_with_a_reset() {
     let edge = TestEdge::start_with(EdgeConfig {
         ring_capacity: 2,

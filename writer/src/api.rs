@@ -24,7 +24,7 @@ pub mod schemas;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, Uri};
 use axum::middleware;
 use axum::routing::{get, post};
@@ -187,20 +187,4 @@ async fn not_found(method: Method, uri: Uri) -> Error {
     Error::not_found(format!("no route for {method} {}", uri.path()))
 }
 
-/// `LIST /api/config/{prefix}` is `GET /api/config/{prefix}?list=true`. Axum routes only the
-/// standard methods, so this runs before routing.
-pub fn rewrite_list_method(mut request: Request) -> Request {
-    if request.method().as_str() != "LIST" {
-        return request;
-    }
-    *request.method_mut() = Method::GET;
-    let uri = request.uri();
-    let query = match uri.query() {
-        Some(q) if !q.is_empty() => format!("{q}&list=true"),
-        _ => "list=true".to_owned(),
-    };
-    if let Ok(rewritten) = format!("{}?{query}", uri.path()).parse::<Uri>() {
-        *request.uri_mut() = rewritten;
-    }
-    request
-}
+pub use setpoint_serving::listing::rewrite_list_method;

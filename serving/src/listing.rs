@@ -41,6 +41,25 @@ pub fn check_not_empty(
     Ok(())
 }
 
+/// `LIST /api/config/{prefix}` is `GET /api/config/{prefix}?list=true`, on the writer and every
+/// edge alike. Axum routes only the standard methods, so this runs before routing.
+pub fn rewrite_list_method(mut request: axum::extract::Request) -> axum::extract::Request {
+    use axum::http::{Method, Uri};
+    if request.method().as_str() != "LIST" {
+        return request;
+    }
+    *request.method_mut() = Method::GET;
+    let uri = request.uri();
+    let query = match uri.query() {
+        Some(q) if !q.is_empty() => format!("{q}&list=true"),
+        _ => "list=true".to_owned(),
+    };
+    if let Ok(rewritten) = format!("{}?{query}", uri.path()).parse::<Uri>() {
+        *request.uri_mut() = rewritten;
+    }
+    request
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -87,23 +106,4 @@ mod tests {
         assert!(check_not_empty(&ConfigPath::root(), &[], false).is_ok());
         assert!(check_not_empty(&path("/a"), &["b".to_owned()], false).is_ok());
     }
-}
-
-/// `LIST /api/config/{prefix}` is `GET /api/config/{prefix}?list=true`, on the writer and every
-/// edge alike. Axum routes only the standard methods, so this runs before routing.
-pub fn rewrite_list_method(mut request: axum::extract::Request) -> axum::extract::Request {
-    use axum::http::{Method, Uri};
-    if request.method().as_str() != "LIST" {
-        return request;
-    }
-    *request.method_mut() = Method::GET;
-    let uri = request.uri();
-    let query = match uri.query() {
-        Some(q) if !q.is_empty() => format!("{q}&list=true"),
-        _ => "list=true".to_owned(),
-    };
-    if let Ok(rewritten) = format!("{}?{query}", uri.path()).parse::<Uri>() {
-        *request.uri_mut() = rewritten;
-    }
-    request
 }

@@ -247,9 +247,9 @@ impl EdgeApi for Service {
         let snapshot = self.edge.holder().current();
         let mut children = snapshot.children(&prefix);
         setpoint_serving::listing::retain_visible_children(&mut children, &prefix, grants);
-        if children.is_empty() && !prefix.is_root() {
-            return Err(ApiError::not_found(format!("{prefix} has no children")).into());
-        }
+        // The listing rule as a plain HTTP GET of a prefix applies it (List has always answered
+        // NOT_FOUND for a prefix with nothing visible below, and keeps doing so).
+        setpoint_serving::listing::check_not_empty(&prefix, &children, false)?;
         let entries = if request.recursive {
             snapshot
                 .below(&prefix)

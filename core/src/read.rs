@@ -46,14 +46,7 @@ impl ReadQuery {
     /// Reads the parameters from a query string lookup; `env=` empty is no environment. Bad
     /// values are a `bad_request` naming the parameter.
     pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<ReadQuery, Failure> {
-        let flag = |name: &str| match get(name) {
-            None | Some("false" | "0" | "no") => Ok(false),
-            Some("" | "true" | "1" | "yes") => Ok(true),
-            Some(other) => Err(Failure::new(
-                ErrorCode::BadRequest,
-                format!("query parameter {name}={other:?} must be true or false"),
-            )),
-        };
+        let flag = |name: &str| flag(name, get(name));
         let format = get("format")
             .map(|raw| {
                 ExportFormat::parse(raw).ok_or_else(|| {
@@ -78,6 +71,20 @@ impl ReadQuery {
     /// True when none of the environment-aware parameters is given: a plain read.
     pub fn is_plain(&self) -> bool {
         self.env.is_none() && !self.resolve && !self.explain && self.format.is_none()
+    }
+}
+
+/// A boolean query parameter, as every API reads one: absent, `false`, `0` or `no` is false;
+/// present without a value, `true`, `1` or `yes` is true; anything else is a `bad_request`
+/// naming the parameter.
+pub fn flag(name: &str, value: Option<&str>) -> Result<bool, Failure> {
+    match value {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("" | "true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(Failure::new(
+            ErrorCode::BadRequest,
+            format!("query parameter {name}={other:?} must be true or false"),
+        )),
     }
 }
 

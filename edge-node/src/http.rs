@@ -56,6 +56,7 @@ use setpoint_core::{ConfigPath, Revision, Version};
 use setpoint_serving::body::{EntryBody, ListedEntry, ListingBody};
 use setpoint_serving::conditional::{etag, if_none_match_hits};
 use setpoint_serving::listing;
+use setpoint_serving::params::Params;
 
 use crate::Edge;
 use crate::auth::{Caller, WatchGuard};
@@ -93,42 +94,20 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint on this edge")
 }
 
-/// The query string, with typed getters that reject bad values by name.
-struct Params(HashMap<String, String>);
-
-impl Params {
-    fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.0.get(name).map(String::as_str) {
-            None => Ok(false),
-            Some("" | "true" | "1" | "yes") => Ok(true),
-            Some("false" | "0" | "no") => Ok(false),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "query parameter {name}={other:?} must be true or false"
-            ))),
-        }
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        self.0
-            .get(name)
-            .map(|raw| {
-                raw.parse::<T>().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "query parameter {name}={raw:?} must be a non-negative integer"
-                    ))
-                })
-            })
-            .transpose()
-    }
-}
-
 async fn get_root(
     State(edge): State<Edge>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read(&edge, &caller, ConfigPath::root(), &Params(query), &headers).await
+    read(
+        &edge,
+        &caller,
+        ConfigPath::root(),
+        &Params::new(query),
+        &headers,
+    )
+    .await
 }
 
 async fn get_path(
@@ -139,7 +118,7 @@ async fn get_path(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let path = ConfigPath::parse(&raw)?;
-    read(&edge, &caller, path, &Params(query), &headers).await
+    read(&edge, &caller, path, &Params::new(query), &headers).await
 }
 
 async fn read(
@@ -152,7 +131,7 @@ async fn read(
     if params.flag("watch")? {
         return watch(edge, caller, path, params, headers).await;
     }
-    let query = ReadQuery::from_params(|name| params.0.get(name).map(String::as_str))?;
+    let query = ReadQuery::from_params(|name| params.get(name))?;
     if !query.is_plain() {
         let snapshot = edge.holder().current();
         let stale = edge.holder().is_stale();
@@ -264,7 +243,10 @@ async fn watch(
     caller.require_all_below(&path, Action::Read)?;
     let spec = WatchSpec {
         prefixes: vec![path.clone()],
-        env: params.0.get("env").filter(|e| !e.is_empty()).cloned(),
+        env: params
+            .get("env")
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned),
         resolve: params.flag("resolve")?,
     };
     let env = spec.env.clone();
@@ -273,7 +255,7 @@ async fn watch(
         .hub()
         .resume(spec, from, edge.config().resume_wait)
         .await?;
-    let client = clients::register(edge, caller, &params.0, &path, env)?;
+    let client = clients::register(edge, caller, params.map(), &path, env)?;
     let events = guard
         .wrap(watcher.into_stream().take_until(edge.closing()))
         .flat_map(move |message| {

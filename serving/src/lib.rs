@@ -20,5 +20,6 @@ pub mod conditional;
 pub mod error;
 pub mod listing;
 pub mod metrics;
+pub mod params;
 
 pub use error::{Error, ErrorCode};

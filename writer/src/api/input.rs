@@ -4,8 +4,6 @@
 //! a body that is not JSON is a 400 naming the parse error. Query parameters and headers are
 //! parsed here too, each failure a 400 that names the parameter.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -64,43 +62,6 @@ pub fn parse_precondition(text: &str) -> Result<Precondition, Error> {
     Precondition::parse(text)
 }
 
-/// The query string as a map, with typed getters that reject bad values by name.
-pub struct Params(HashMap<String, String>);
-
-impl Params {
-    pub fn new(map: HashMap<String, String>) -> Params {
-        Params(map)
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
-    pub fn flag(&self, name: &str) -> Result<bool, Error> {
-        match self.0.get(name).map(String::as_str) {
-            None => Ok(false),
-            Some("" | "true" | "1" | "yes") => Ok(true),
-            Some("false" | "0" | "no") => Ok(false),
-            Some(other) => Err(Error::bad_request(format!(
-                "query parameter {name}={other:?} must be true or false"
-            ))),
-        }
-    }
-
-    pub fn number(&self, name: &str) -> Result<Option<u64>, Error> {
-        self.0
-            .get(name)
-            .map(|raw| {
-                raw.parse::<u64>().map_err(|_| {
-                    Error::bad_request(format!(
-                        "query parameter {name}={raw:?} must be a non-negative integer"
-                    ))
-                })
-            })
-            .transpose()
-    }
-}
+/// The query string as a map, with typed getters that reject bad values by name (shared with
+/// the edges).
+pub use setpoint_serving::params::Params;

@@ -86,6 +86,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut replication = ReplicationConfig::new(args.listen, writer_tls);
     replication.client_retention = client_retention;
     config.replication = Some(replication);
+    config.advertise = Some(setpoint_writer::default_advertise(args.listen));
     let writer = Writer::start(config).await?;
 
     let edge = Edge::new(EdgeConfig {
@@ -104,7 +105,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let follower = crate::edge::spawn_subscriber(
         crate::edge::subscriber_config(
-            &loopback.to_string(),
+            &[loopback.to_string()],
             None,
             edge_tls,
             "dev-edge",

@@ -16,10 +16,11 @@ use crate::{TlsArgs, shutdown_signal};
 
 #[derive(Debug, Args)]
 pub struct EdgeArgs {
-    /// The writer's replication endpoint (QUIC over UDP), `HOST:PORT`.
-    #[arg(long, env = "SETPOINT_WRITER")]
-    writer: String,
-    /// Name the writer's certificate must carry (default: the host part of --writer).
+    /// The writers' replication endpoints (QUIC over UDP), `HOST:PORT[,HOST:PORT...]`: any
+    /// replica feeds; after a failure the edge tries the next one.
+    #[arg(long, env = "SETPOINT_WRITER", value_delimiter = ',', required = true)]
+    writer: Vec<String>,
+    /// Name every writer's certificate must carry (default: the host part of each --writer).
     #[arg(long, env = "SETPOINT_WRITER_NAME")]
     writer_name: Option<String>,
     /// Address to serve HTTP, SSE and gRPC on (one port).
@@ -122,7 +123,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         &edge,
         &stop,
     );
-    tracing::info!(%id, listen = %args.listen, writer = %args.writer, "edge starting");
+    tracing::info!(%id, listen = %args.listen, writers = ?args.writer, "edge starting");
     let served = setpoint_edge_node::run(listener, edge, shutdown_signal()).await;
     stop.cancel();
     let _ = follower.await;
@@ -133,26 +134,23 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
 }
 
 pub fn subscriber_config(
-    writer: &str,
+    writers: &[String],
     writer_name: Option<String>,
     tls: TlsFiles,
     id: &str,
     region: &str,
     http_addr: SocketAddr,
 ) -> SubscriberConfig {
-    let mut config = SubscriberConfig::new(writer, tls, id);
-    config.server_name = writer_name.unwrap_or_else(|| host_of(writer));
+    let mut config = SubscriberConfig::new("", tls, id);
+    config.writers = writers
+        .iter()
+        .map(|w| w.trim().to_owned())
+        .filter(|w| !w.is_empty())
+        .collect();
+    config.server_name = writer_name;
     config.region = region.to_owned();
     config.http_addr = http_addr.to_string();
     config
-}
-
-/// `host:port` → `host` (`[::1]:8000` → `::1`).
-fn host_of(addr: &str) -> String {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned()
 }
 
 pub fn spawn_subscriber(
@@ -168,16 +166,4 @@ pub fn spawn_subscriber(
             tracing::error!(%err, "the replication subscriber stopped");
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_of;
-
-    #[test]
-    fn host_of_strips_the_port() {
-        assert_eq!(host_of("127.0.0.1:8000"), "127.0.0.1");
-        assert_eq!(host_of("[::1]:8000"), "::1");
-        assert_eq!(host_of("writer.internal:7000"), "writer.internal");
-    }
 }

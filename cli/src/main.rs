@@ -127,6 +127,17 @@ struct WriterArgs {
     /// Region reported to the fleet.
     #[arg(long, env = "SETPOINT_REGION", default_value = "default")]
     region: String,
+    /// This writer's id among replicas on one store (default: writer-HOST:PORT of --advertise).
+    #[arg(long, env = "SETPOINT_ID")]
+    id: Option<String>,
+    /// The URL other replicas redirect writes to while this writer leads (default: http:// +
+    /// --listen, with the host name for a wildcard address).
+    #[arg(long, env = "SETPOINT_ADVERTISE")]
+    advertise: Option<String>,
+    /// Lifetime of the leader's etcd lease (`5s`, `2500ms`): a dead leader is replaced within
+    /// about this long. Renewed every third of it. etcd's minimum is about 2 s.
+    #[arg(long, env = "SETPOINT_LEASE_TTL", default_value = "5s", value_parser = parse_duration)]
+    lease_ttl: Duration,
     /// On a store without accounts, where the generated admin API key is written (mode 0600).
     #[arg(
         long,
@@ -282,6 +293,9 @@ async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     let client_retention = args.common.client_retention;
     args.common.apply(&mut config, true)?;
     config.bootstrap_key_path = args.bootstrap_key_file.clone();
+    config.id = args.id;
+    config.advertise = args.advertise;
+    config.lease_ttl = args.lease_ttl;
     if let Some(tls) = args.tls.optional()? {
         let mut replication =
             ReplicationConfig::new(args.replication_listen.unwrap_or(args.listen), tls);

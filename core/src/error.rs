@@ -43,6 +43,9 @@ pub enum ErrorCode {
     /// This node is behind what the caller already has (a resume from a newer revision): retry
     /// shortly, or at another node. Never answered with older state.
     Behind,
+    /// This writer is a standby or just lost leadership; the change was not committed. Retry
+    /// (the leader's address is in the message, or a standby redirects).
+    NotLeader,
     Internal,
 }
 
@@ -66,6 +69,7 @@ impl ErrorCode {
             ErrorCode::Unimplemented => "unimplemented",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Behind => "behind",
+            ErrorCode::NotLeader => "not_leader",
             ErrorCode::Internal => "internal",
         }
     }
@@ -87,7 +91,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => 429,
             ErrorCode::SecretsUnavailable => 503,
             ErrorCode::Unimplemented => 501,
-            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::StoreUnavailable | ErrorCode::NotLeader => 503,
             ErrorCode::Behind => 503,
             ErrorCode::Internal => 500,
         }

@@ -7,6 +7,9 @@
 //! staleness. Applied revisions are acked, coalesced while more frames are already buffered.
 //! Any error or disconnect marks the holder disconnected and reconnects with jittered
 //! exponential backoff (100 ms → 5 s); the writer's address is resolved again on every attempt.
+//! Given several writer replicas, each attempt after a failure goes to the next one in turn: any
+//! replica feeds (the feed follows the store), and the Hello's revision makes the new one resume
+//! by delta or send a snapshot, exactly as a reconnect to the same writer would.
 //!
 //! This module is the holder's only writer. It must not serve anything, and never trusts the
 //! writer's bytes: every frame is validated by the codec before it touches the holder.
@@ -30,16 +33,21 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reserve at most this many entries up front, whatever a `SnapshotBegin` announces.
 const MAX_RESERVE: usize = 100_000;
+/// A writer sends a heartbeat every second when idle; this long without any frame means it is
+/// gone (killed, paused, cut off), well before QUIC's idle timeout, so the edge moves on to
+/// another replica.
+const WRITER_SILENCE: Duration = Duration::from_secs(3);
 /// How often client registry changes go to the writer.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How an edge reaches its writer and introduces itself.
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
-    /// `host:port` of the writer's replication endpoint (UDP), resolved on every attempt.
-    pub writer: String,
-    /// The name the writer's certificate must carry.
-    pub server_name: String,
+    /// `host:port` of each writer replica's replication endpoint (UDP), resolved on every
+    /// attempt; tried in turn.
+    pub writers: Vec<String>,
+    /// The name every writer's certificate must carry (`None`: the host part of its address).
+    pub server_name: Option<String>,
     /// The edge's client certificate and key, and the CA the writer's certificate chains to.
     pub tls: TlsFiles,
     pub node_id: String,
@@ -53,8 +61,8 @@ pub struct SubscriberConfig {
 impl SubscriberConfig {
     pub fn new(writer: impl Into<String>, tls: TlsFiles, node_id: impl Into<String>) -> Self {
         SubscriberConfig {
-            writer: writer.into(),
-            server_name: "localhost".to_owned(),
+            writers: vec![writer.into()],
+            server_name: None,
             tls,
             node_id: node_id.into(),
             region: String::new(),
@@ -68,6 +76,8 @@ impl SubscriberConfig {
 pub enum SubscriberError {
     #[error("replication TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("no writer to replicate from")]
+    NoWriter,
 }
 
 /// Why one connection ended.
@@ -81,6 +91,8 @@ enum SessionError {
     Frame(#[from] FrameError),
     #[error("writer closed the stream")]
     Closed,
+    #[error("the writer sent nothing for {0:?}")]
+    Silent(Duration),
     #[error("writer said goodbye: {0}")]
     Goodbye(String),
     #[error("protocol violation: {0}")]
@@ -96,18 +108,25 @@ pub async fn run(
     let client_config = tls::client_config(&config.tls)?;
     let mut backoff = Backoff::new(&config.node_id);
     tokio::pin!(shutdown);
+    let mut turn = 0usize;
     loop {
+        let Some(writer) = config.writers.get(turn % config.writers.len().max(1)) else {
+            return Err(SubscriberError::NoWriter);
+        };
         let mut heard = false;
         let ended = tokio::select! {
             _ = &mut shutdown => break,
-            ended = session(&config, &client_config, &holder, &mut heard) => ended,
+            ended = session(writer, &config, &client_config, &holder, &mut heard) => ended,
         };
         holder.set_connected(false);
         if heard {
             backoff.reset();
         }
+        // The next replica, unless this is the only one. A writer that just died is likely
+        // still dead on the next attempt; another replica is likely alive.
+        turn = turn.wrapping_add(1);
         let delay = backoff.next();
-        tracing::warn!(writer = %config.writer, reason = %ended, retry_in = ?delay, "replication link down");
+        tracing::warn!(%writer, reason = %ended, retry_in = ?delay, "replication link down");
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(delay) => {}
@@ -118,21 +137,22 @@ pub async fn run(
 }
 
 async fn session(
+    writer: &str,
     config: &SubscriberConfig,
     client_config: &quinn::ClientConfig,
     holder: &SnapshotHolder,
     heard: &mut bool,
 ) -> SessionError {
-    let connection = match connect(config, client_config).await {
+    let connection = match connect(writer, config, client_config).await {
         Ok(connection) => connection,
         Err(err) => return err,
     };
     let err = match &config.clients {
         Some(clients) => tokio::select! {
-            err = follow(&connection, config, holder, heard) => err,
+            err = follow(&connection, writer, config, holder, heard) => err,
             err = report_clients(&connection, clients) => err,
         },
-        None => follow(&connection, config, holder, heard).await,
+        None => follow(&connection, writer, config, holder, heard).await,
     };
     let reason = err.to_string();
     connection.close(0u32.into(), reason.as_bytes());
@@ -140,14 +160,19 @@ async fn session(
 }
 
 async fn connect(
+    writer: &str,
     config: &SubscriberConfig,
     client_config: &quinn::ClientConfig,
 ) -> Result<quinn::Connection, SessionError> {
-    let addr = tokio::net::lookup_host(&config.writer)
+    let addr = tokio::net::lookup_host(writer)
         .await
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| SessionError::Resolve(config.writer.clone()))?;
+        .ok_or_else(|| SessionError::Resolve(writer.to_owned()))?;
+    let server_name = config
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host_of(writer));
     let bind: SocketAddr = if addr.is_ipv6() {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     } else {
@@ -157,7 +182,7 @@ async fn connect(
         quinn::Endpoint::client(bind).map_err(|e| SessionError::Connect(e.to_string()))?;
     endpoint.set_default_client_config(client_config.clone());
     let connecting = endpoint
-        .connect(addr, &config.server_name)
+        .connect(addr, &server_name)
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Ok(Ok(connection)) => Ok(connection),
@@ -195,6 +220,7 @@ struct Incoming {
 
 async fn follow(
     connection: &quinn::Connection,
+    writer: &str,
     config: &SubscriberConfig,
     holder: &SnapshotHolder,
     heard: &mut bool,
@@ -216,15 +242,18 @@ async fn follow(
     let mut incoming: Option<Incoming> = None;
     let mut unacked: Option<Revision> = None;
     loop {
-        let frame = match frames::read_frame(&mut recv).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return SessionError::Closed,
-            Err(err) => return err.into(),
+        // Abandoning a read half-way is fine: the session ends with it.
+        let frame = match tokio::time::timeout(WRITER_SILENCE, frames::read_frame(&mut recv)).await
+        {
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => return SessionError::Closed,
+            Ok(Err(err)) => return err.into(),
+            Err(_) => return SessionError::Silent(WRITER_SILENCE),
         };
         if !*heard {
             *heard = true;
             holder.set_connected(true);
-            tracing::info!(writer = %config.writer, revision = holder.revision(), "replication link up");
+            tracing::info!(%writer, revision = holder.revision(), "replication link up");
         }
         holder.touch();
         match handle(frame, holder, &mut incoming) {
@@ -322,6 +351,14 @@ fn handle(
     }
 }
 
+/// `host:port` → `host` (`[::1]:8000` → `::1`): the name a writer's certificate carries.
+pub fn host_of(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
+}
+
 /// Jittered exponential backoff; the jitter comes from a tiny PRNG seeded per node and process.
 struct Backoff {
     next: Duration,
@@ -362,6 +399,13 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_of_strips_the_port() {
+        assert_eq!(host_of("127.0.0.1:8000"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:8000"), "::1");
+        assert_eq!(host_of("writer.internal:7000"), "writer.internal");
+    }
 
     #[test]
     fn backoff_grows_to_the_cap_with_jitter_and_resets() {

@@ -46,9 +46,10 @@ pub fn grpc_code(code: setpoint_core::error::ErrorCode) -> tonic::Code {
         | ErrorCode::ResolutionFailed => tonic::Code::FailedPrecondition,
         ErrorCode::TooLarge => tonic::Code::ResourceExhausted,
         ErrorCode::Unimplemented => tonic::Code::Unimplemented,
-        ErrorCode::StoreUnavailable | ErrorCode::SecretsUnavailable | ErrorCode::Behind => {
-            tonic::Code::Unavailable
-        }
+        ErrorCode::StoreUnavailable
+        | ErrorCode::SecretsUnavailable
+        | ErrorCode::Behind
+        | ErrorCode::NotLeader => tonic::Code::Unavailable,
         ErrorCode::Forbidden => tonic::Code::PermissionDenied,
         ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
         ErrorCode::TooManyRequests => tonic::Code::ResourceExhausted,

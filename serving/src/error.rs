@@ -150,7 +150,16 @@ impl From<Error> for tonic::Status {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.body())).into_response()
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        // A writer lost leadership while this request was in flight: retrying reaches the new
+        // leader (through a standby's redirect) once one is known.
+        if self.code == ErrorCode::NotLeader {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

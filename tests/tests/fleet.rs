@@ -53,6 +53,9 @@ impl Writer {
             gossip.clone(),
             "--admin-key-file".into(),
             admin_key_file(dir),
+            // A killed writer's leadership lasts until its lease runs out: keep that short.
+            "--lease-ttl".into(),
+            "2s".into(),
         ];
         args.extend(certs.args("writer"));
         let process = start(&args, &addr, dir).await;
@@ -428,6 +431,20 @@ async fn changes_committed_while_the_writer_was_away_reach_watchers_as_deltas() 
         dir.path(),
     )
     .await;
+    // It stands by until the killed writer's lease expires, then leads.
+    let leads = wait_until(Duration::from_secs(10), || async {
+        let ready: Value = match http.get(format!("{}/readyz", other.base())).send().await {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        ready["role"] == "leader"
+    })
+    .await;
+    assert!(
+        leads,
+        "the other writer never took over:\n{}",
+        other.log_text()
+    );
     for i in 1..=5 {
         revisions.push(put(&http, &other.base(), "/away/k", json!(i)).await);
     }

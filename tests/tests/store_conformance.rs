@@ -904,3 +904,101 @@ async fn embedded_lagging_watcher_ends_with_an_error() {
     assert!(delivered < 1100);
     assert!(watch.next().await.is_none());
 }
+
+// ---- leases: etcd only (the embedded store is single-process and refuses them) -------------
+
+fn put_with_lease(key: &str, value: &str, lease: i64) -> TxnOp {
+    TxnOp::PutWithLease {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        lease,
+    }
+}
+
+#[tokio::test]
+async fn etcd_lease_keeps_its_key_while_renewed_and_revoke_deletes_it() {
+    let harness = etcd().await;
+    let store = &*harness.store;
+    let mut watch = store.watch("/lease/", 0).await.unwrap();
+    let lease = store.lease_grant(Duration::from_secs(2)).await.unwrap();
+    let put = write(store, vec![put_with_lease("/lease/a", "held", lease)]).await;
+    assert_eq!(next_batch(&mut watch).await.revision, put);
+    // Renewed past two TTLs, the key stays.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        store.lease_keep_alive(lease).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let kv = store.get("/lease/a").await.unwrap().expect("kept alive");
+    assert_eq!(kv.mod_revision, put);
+    store.lease_revoke(lease).await.unwrap();
+    let deleted = next_batch(&mut watch).await;
+    assert_eq!(deleted.events.len(), 1);
+    assert_eq!(deleted.events[0].kind, EventKind::Delete);
+    assert_eq!(deleted.events[0].kv.key, "/lease/a");
+    assert_eq!(store.get("/lease/a").await.unwrap(), None);
+    // An ended lease is gone for every call, and a put cannot attach to it.
+    assert_eq!(
+        store.lease_keep_alive(lease).await,
+        Err(StoreError::LeaseNotFound(lease))
+    );
+    assert_eq!(
+        store.lease_revoke(lease).await,
+        Err(StoreError::LeaseNotFound(lease))
+    );
+    let refused = store
+        .txn(Txn {
+            compares: vec![],
+            writes: vec![put_with_lease("/lease/b", "late", lease)],
+        })
+        .await;
+    assert_eq!(refused, Err(StoreError::LeaseNotFound(lease)));
+}
+
+#[tokio::test]
+async fn etcd_lease_expiry_deletes_its_key() {
+    let harness = etcd().await;
+    let store = &*harness.store;
+    let lease = store.lease_grant(Duration::from_secs(2)).await.unwrap();
+    let put = write(store, vec![put_with_lease("/lease/x", "v", lease)]).await;
+    let mut watch = store.watch("/lease/", put + 1).await.unwrap();
+    let started = Instant::now();
+    let deleted = tokio::time::timeout(Duration::from_secs(10), next_batch(&mut watch))
+        .await
+        .expect("the key is deleted once the lease expires");
+    assert_eq!(deleted.events[0].kind, EventKind::Delete);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "deleted after {:?}, before the 2 s TTL",
+        started.elapsed()
+    );
+    assert_eq!(
+        store.lease_keep_alive(lease).await,
+        Err(StoreError::LeaseNotFound(lease))
+    );
+}
+
+#[tokio::test]
+async fn embedded_refuses_leases_and_a_second_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.lease_grant(Duration::from_secs(2)).await,
+        Err(StoreError::Other(_))
+    ));
+    let refused = store
+        .txn(Txn {
+            compares: vec![],
+            writes: vec![put_with_lease("/k", "v", 1)],
+        })
+        .await;
+    assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");
+    assert_eq!(store.get("/k").await.unwrap(), None);
+    // The file is locked while open: a second handle (as a second process would) is refused
+    // with a message that says why.
+    let Err(second) = EmbeddedStore::open(dir.path()) else {
+        panic!("a second open of a locked embedded store succeeded");
+    };
+    let message = second.to_string();
+    assert!(message.contains("in use by another process"), "{message}");
+}

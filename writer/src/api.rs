@@ -20,6 +20,7 @@ pub mod input;
 pub mod openapi;
 pub mod ops;
 pub mod schemas;
+pub mod standby;
 
 use std::sync::Arc;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub feed: Arc<crate::replication::feed::Feed>,
     pub secrets: setpoint_secrets::serve::SecretAccess,
     pub auth: Arc<auth::AuthState>,
+    /// Whether this replica leads; standbys redirect writes ([`standby`]).
+    pub leadership: Arc<crate::leader::Leadership>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -115,6 +118,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            standby::redirect_writes,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -178,8 +185,14 @@ async fn edges(
             entry["gossip_addr"] = json!(member.gossip_addr.to_string());
         }
     }
+    let leadership = state.leadership.status();
+    let writer = json!({
+        "id": state.leadership.me().id,
+        "role": leadership.role().as_str(),
+        "leader": leadership.leader().map(|l| l.url.clone()),
+    });
     Ok(axum::Json(
-        json!({ "edges": edges.into_values().collect::<Vec<_>>(), "revision": revision }),
+        json!({ "edges": edges.into_values().collect::<Vec<_>>(), "revision": revision, "writer": writer }),
     ))
 }
 

@@ -11,7 +11,10 @@ impl From<StoreError> for Error {
         let code = match err {
             StoreError::Unavailable(_) => ErrorCode::StoreUnavailable,
             StoreError::TooLarge(_) => ErrorCode::TooLarge,
-            StoreError::Compacted { .. } | StoreError::Other(_) => ErrorCode::Internal,
+            StoreError::NotLeader(_) => ErrorCode::NotLeader,
+            StoreError::Compacted { .. } | StoreError::LeaseNotFound(_) | StoreError::Other(_) => {
+                ErrorCode::Internal
+            }
         };
         Error::new(code, err.to_string())
     }

@@ -7,6 +7,8 @@
 //! - [`api`]: the REST API (axum) over the model, plus health, readiness, metrics and OpenAPI.
 //! - [`metrics`]: the Prometheus registry and the store-timing wrapper.
 //! - [`replication`]: the QUIC link to edge nodes, fed by the store's watch.
+//! - [`leader`]: which replica leads (an etcd lease on one key) and the fence on every commit.
+//! - [`jobs`]: the jobs only the leader runs (bootstrap, audit sealer, retention, compaction).
 //! - [`error`]: the one error vocabulary (code → HTTP status).
 //!
 //! [`run`] serves a writer on a listener until a shutdown future resolves.
@@ -15,6 +17,8 @@ pub mod api;
 pub mod audit;
 pub mod error;
 pub mod fault;
+pub mod jobs;
+pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod replication;
@@ -32,6 +36,8 @@ use tokio::net::TcpListener;
 use setpoint_cluster::gossip::{Gossip, GossipConfig, GossipError};
 
 pub use crate::api::auth::AuthMode;
+use crate::leader::fence::FencedStore;
+use crate::leader::{LeaderInfo, Leadership, Role};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::model::{Configs, SystemClock};
 use crate::replication::feed::Feed;
@@ -114,6 +120,13 @@ pub struct WriterConfig {
     pub audit_retention: Option<Duration>,
     /// How often the audit sealer runs.
     pub audit_seal_interval: Duration,
+    /// This writer's id among replicas (default: `writer-` + the advertised host:port).
+    pub id: Option<String>,
+    /// The URL standbys send clients to when this writer leads (default: `http://` + the
+    /// listen address, filled in by [`run`]).
+    pub advertise: Option<String>,
+    /// Lifetime of the leader's etcd lease: a dead leader is replaced within about this long.
+    pub lease_ttl: Duration,
 }
 
 impl WriterConfig {
@@ -138,7 +151,23 @@ impl WriterConfig {
             metrics_public: false,
             audit_retention: None,
             audit_seal_interval: Duration::from_millis(500),
+            id: None,
+            advertise: None,
+            lease_ttl: leader::DEFAULT_LEASE_TTL,
         }
+    }
+
+    /// Who this writer is in the leader key.
+    fn identity(&self) -> LeaderInfo {
+        let url = self.advertise.clone().unwrap_or_default();
+        let id = self.id.clone().unwrap_or_else(|| {
+            let host = url
+                .split_once("://")
+                .map_or(url.as_str(), |(_, rest)| rest)
+                .trim_end_matches('/');
+            format!("writer-{host}")
+        });
+        LeaderInfo { id, url }
     }
 }
 
@@ -173,17 +202,41 @@ pub async fn open_store(spec: &StoreSpec, timeout: Duration) -> Result<Arc<dyn S
 /// [`Writer::router`] is its REST API, to serve alone ([`run`]) or beside an edge (`setpoint dev`).
 pub struct Writer {
     state: api::AppState,
-    compaction: tokio::task::JoinHandle<()>,
+    /// Starts the leader-only jobs (audit sealer, retention, compaction, bootstrap) on each
+    /// term and stops them when it ends.
+    leader_jobs: tokio::task::JoinHandle<()>,
+    stop_leader_jobs: tokio::sync::oneshot::Sender<()>,
+    /// The campaign loop (`None` on the embedded store, whose writer is the sole leader).
+    campaign: Option<tokio::task::JoinHandle<()>>,
+    /// The unfenced store, to resign leadership on shutdown.
+    raw_store: Arc<dyn Store>,
     replication: Option<ReplicationServer>,
     feed: tokio::task::JoinHandle<()>,
-    sealer: tokio::task::JoinHandle<()>,
 }
 
 impl Writer {
     pub async fn start(config: WriterConfig) -> Result<Writer, RunError> {
         let metrics = Arc::new(Metrics::new()?);
         let raw_store = open_store(&config.store, config.store_timeout).await?;
-        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(raw_store, metrics.clone()));
+        let identity = config.identity();
+        // The embedded store admits one process (it locks its file), so its writer leads alone;
+        // on etcd the replicas elect one by a lease (see `leader`).
+        let (leadership, campaign) = match &config.store {
+            StoreSpec::Embedded { .. } => (Leadership::sole(&config.store_prefix, identity), None),
+            StoreSpec::Etcd { .. } => {
+                let (leadership, task) = Leadership::campaign(
+                    raw_store.clone(),
+                    &config.store_prefix,
+                    identity,
+                    config.lease_ttl,
+                );
+                (leadership, Some(task))
+            }
+        };
+        let metered: Arc<dyn Store> =
+            Arc::new(MeteredStore::new(raw_store.clone(), metrics.clone()));
+        // Every transaction the writer makes goes through the fence; the feed only reads.
+        let store: Arc<dyn Store> = Arc::new(FencedStore::new(metered.clone(), leadership.clone()));
         // The writer's read model: every config in memory, fed by the store's watch. It serves
         // environment-aware reads here and the replication stream to edges.
         let limits = config
@@ -191,7 +244,7 @@ impl Writer {
             .as_ref()
             .map(|r| r.limits)
             .unwrap_or_default();
-        let (feed, feed_task) = Feed::start(store.clone(), &config.store_prefix, limits);
+        let (feed, feed_task) = Feed::start(metered, &config.store_prefix, limits);
         let replication = match &config.replication {
             Some(replication) => Some(ReplicationServer::start(
                 replication,
@@ -209,37 +262,31 @@ impl Writer {
             &config.store_prefix,
             Arc::new(SystemClock),
         ));
-        // The store may still be starting (etcd launched beside us): retry the first writes
-        // for a while instead of dying, as a running writer rides out an outage.
-        let location = startup_with_retries(|| async {
-            configs
-                .ensure_environments(&config.default_environments)
-                .await
-                .map_err(RunError::Environments)?;
-            configs
-                .bootstrap_admin(config.admin_key_file.as_deref(), &config.bootstrap_key_path)
-                .await
-                .map_err(RunError::Bootstrap)
-        })
-        .await?;
-        if let Some(location) = location {
-            tracing::info!(
-                file = %location.display(),
-                "created the admin account; its API key is in this file (readable by its owner only)"
-            );
+        // The store may still be starting (etcd launched beside us): wait for the first election
+        // round as long as startup writes are retried.
+        if tokio::time::timeout(STARTUP_RETRY, leadership.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!("no leader decided yet; starting as a standby");
         }
-        // A record is sealed once it is older than any commit can take (the store timeout
-        // bounds it), so none can appear behind the sealer.
-        let settle = (config.store_timeout * 2).max(Duration::from_secs(1));
-        let sealer = tokio::spawn(configs.audit().clone().sealer(
-            configs.store().clone(),
-            settle,
-            config.audit_seal_interval,
-        ));
-        let compaction = tokio::spawn(compaction_loop(
+        // Leading from the start: bootstrap now, so a broken admin key file still stops the
+        // start. A standby bootstraps (in the background) when it becomes leader.
+        let bootstrapped = match leadership.status() {
+            status if status.role() == Role::Leader => {
+                jobs::bootstrap(&configs, &config).await?;
+                Some(status.term_revision())
+            }
+            _ => None,
+        };
+        let (stop_leader_jobs, stop) = tokio::sync::oneshot::channel();
+        let leader_jobs = tokio::spawn(jobs::leader_jobs(
+            leadership.clone(),
             configs.clone(),
             metrics.clone(),
             config.clone(),
+            bootstrapped,
+            stop,
         ));
         let state = api::AppState {
             configs,
@@ -248,6 +295,7 @@ impl Writer {
             gossip,
             feed,
             secrets: config.secrets.clone(),
+            leadership: leadership.clone(),
             auth: Arc::new(api::auth::AuthState::new(
                 config.auth_mode,
                 config.metrics_public,
@@ -259,13 +307,15 @@ impl Writer {
                  without a key from 127.0.0.0/8 or ::1 get every right"
             );
         }
-        tracing::info!(store = ?config.store, "writer started");
+        tracing::info!(store = ?config.store, id = leadership.me().id, role = leadership.status().role().as_str(), "writer started");
         Ok(Writer {
             state,
-            compaction,
+            leader_jobs,
+            stop_leader_jobs,
+            campaign,
+            raw_store,
             replication,
             feed: feed_task,
-            sealer,
         })
     }
 
@@ -285,20 +335,27 @@ impl Writer {
     pub async fn shutdown(self) {
         let Writer {
             state,
-            compaction,
+            leader_jobs,
+            stop_leader_jobs,
+            campaign,
+            raw_store,
             replication,
             feed,
-            sealer,
         } = self;
-        compaction.abort();
-        sealer.abort();
-        let _ = sealer.await;
+        // It stops its jobs and waits for them, so nothing holds the store afterwards.
+        let _ = stop_leader_jobs.send(());
+        let _ = leader_jobs.await;
+        if let Some(campaign) = campaign {
+            campaign.abort();
+            let _ = campaign.await;
+            // Hand over now rather than after the lease's TTL.
+            state.leadership.resign(raw_store.as_ref()).await;
+        }
         if let Some(replication) = replication {
             replication.shutdown().await;
         }
         feed.abort();
         let _ = feed.await;
-        let _ = compaction.await;
         if let Some(gossip) = state.gossip
             && let Ok(gossip) = Arc::try_unwrap(gossip)
         {
@@ -337,17 +394,36 @@ pub async fn run(
     config: WriterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let mut config = config;
+    if config.advertise.is_none() {
+        config.advertise = Some(default_advertise(listener.local_addr()?));
+    }
     let writer = Writer::start(config).await?;
     let served = serve(listener, writer.router(), shutdown).await;
     writer.shutdown().await;
     Ok(served?)
 }
 
+/// `http://` + the listen address; a wildcard address (`0.0.0.0`) is replaced by the host's
+/// name, which other machines can resolve, unlike the wildcard.
+pub fn default_advertise(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("http://{host}:{}", listen.port())
+    } else {
+        format!("http://{listen}")
+    }
+}
+
 /// How long a starting writer keeps retrying its first store writes.
-const STARTUP_RETRY: Duration = Duration::from_secs(30);
+pub(crate) const STARTUP_RETRY: Duration = Duration::from_secs(30);
 
 /// Runs `step` until it succeeds, retrying store outages with backoff for [`STARTUP_RETRY`].
-async fn startup_with_retries<T, F, Fut>(mut step: F) -> Result<T, RunError>
+pub(crate) async fn startup_with_retries<T, F, Fut>(mut step: F) -> Result<T, RunError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, RunError>>,
@@ -370,7 +446,11 @@ where
     }
 }
 
-async fn compaction_loop(configs: Arc<Configs>, metrics: Arc<Metrics>, config: WriterConfig) {
+pub(crate) async fn compaction_loop(
+    configs: Arc<Configs>,
+    metrics: Arc<Metrics>,
+    config: WriterConfig,
+) {
     let mut ticker = tokio::time::interval(config.compaction_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut compacted_to = 0;

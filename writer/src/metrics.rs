@@ -14,7 +14,7 @@ use prometheus::{
 use setpoint_serving::metrics::{LATENCY_BUCKETS, RequestMetrics};
 
 use crate::store::{
-    KeyValue, RangeRequest, RangeResult, Read, ReadSet, Revision, Store, StoreError, Txn,
+    KeyValue, LeaseId, RangeRequest, RangeResult, Read, ReadSet, Revision, Store, StoreError, Txn,
     TxnOutcome, WatchStream,
 };
 
@@ -36,6 +36,10 @@ pub struct Metrics {
     pub clients: IntGaugeVec,
     /// Refused authentications by reason (missing, unknown, expired, revoked, …).
     pub auth_failures: IntCounterVec,
+    /// 1 while this writer leads (may commit), 0 while it stands by.
+    pub leader: IntGauge,
+    /// Times this writer became leader or stopped being it.
+    pub leadership_changes: IntCounter,
 }
 
 impl Metrics {
@@ -107,6 +111,16 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let leader = IntGauge::new(
+            "setpoint_writer_leader",
+            "1 while this writer is the leader (commits), 0 while it is a standby",
+        )?;
+        let leadership_changes = IntCounter::new(
+            "setpoint_writer_leadership_changes_total",
+            "Times this writer became leader or stopped being leader",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(leadership_changes.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(replication_propagation.clone()))?;
         registry.register(Box::new(edge_applied_revision.clone()))?;
@@ -132,6 +146,8 @@ impl Metrics {
             edges_connected,
             clients,
             auth_failures,
+            leader,
+            leadership_changes,
         })
     }
 
@@ -232,5 +248,17 @@ impl Store for MeteredStore {
         let result = self.inner.current_revision().await;
         self.observe("current_revision", started, &result);
         result
+    }
+
+    async fn lease_grant(&self, ttl: std::time::Duration) -> Result<LeaseId, StoreError> {
+        self.inner.lease_grant(ttl).await
+    }
+
+    async fn lease_keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
+        self.inner.lease_keep_alive(lease).await
+    }
+
+    async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
+        self.inner.lease_revoke(lease).await
     }
 }

@@ -7,6 +7,11 @@
 //! quickstart). One conformance suite (`tests/tests/store_conformance.rs`) holds both to the same
 //! contract.
 //!
+//! Leases (grant with a TTL, keep alive, revoke, puts attached to one) are etcd's and exist only
+//! there: the embedded store is single-process (its directory is locked), so the process holding
+//! it is the only writer by construction and has nothing to fence; it refuses lease calls with
+//! [`StoreError::Other`].
+//!
 //! Semantics shared by both (they are etcd's):
 //! - Every successful transaction that writes at least one key gets the next global revision;
 //!   all its writes carry that revision as `mod_revision`. A transaction with no writes does not
@@ -27,6 +32,9 @@ use std::pin::Pin;
 use futures::Stream;
 
 pub type Revision = i64;
+
+/// An etcd lease: keys put with it are deleted when it expires or is revoked.
+pub type LeaseId = i64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {
@@ -110,8 +118,19 @@ impl CompareOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOp {
-    Put { key: String, value: Vec<u8> },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+    },
+    /// A put attached to `lease`: the key disappears (a delete event) when the lease ends.
+    PutWithLease {
+        key: String,
+        value: Vec<u8>,
+        lease: LeaseId,
+    },
 }
 
 /// All `compares` hold → all `writes` are applied as one revision; otherwise nothing is written.
@@ -223,9 +242,23 @@ pub enum StoreError {
     /// The request exceeds a store limit (etcd's request size).
     #[error("request too large for the store: {0}")]
     TooLarge(String),
+    /// The lease is unknown to the store: expired, revoked or never granted.
+    #[error("lease {0:x} not found (expired or revoked)")]
+    LeaseNotFound(LeaseId),
+    /// This writer no longer leads (refused before sending, or its fence compare failed because
+    /// another writer took the leader key); the transaction was not applied. Maps to 503.
+    #[error("this writer is not the leader{}", leader_hint(.0))]
+    NotLeader(Option<String>),
     /// Anything else the store reported.
     #[error("store error: {0}")]
     Other(String),
+}
+
+fn leader_hint(leader: &Option<String>) -> String {
+    match leader {
+        Some(url) => format!(" (the leader is {url})"),
+        None => " (no leader is known yet)".to_owned(),
+    }
 }
 
 #[async_trait::async_trait]
@@ -245,4 +278,11 @@ pub trait Store: Send + Sync + 'static {
     /// Discards the history (not the current values) before `revision`.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
     async fn current_revision(&self) -> Result<Revision, StoreError>;
+    /// A new lease that lives `ttl` (rounded up to whole seconds; etcd may raise it to its
+    /// minimum) unless kept alive.
+    async fn lease_grant(&self, ttl: std::time::Duration) -> Result<LeaseId, StoreError>;
+    /// Renews `lease` to its full TTL; [`StoreError::LeaseNotFound`] once it has ended.
+    async fn lease_keep_alive(&self, lease: LeaseId) -> Result<(), StoreError>;
+    /// Ends `lease` now, deleting its keys. Revoking an unknown lease is `LeaseNotFound`.
+    async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError>;
 }

@@ -19,15 +19,24 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The store is reachable.
+/// The store is reachable. Says whether this writer leads and where the leader is: a standby
+/// is ready too (it serves reads and redirects writes).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "{ready: true, store, revision}"), (status = 503, description = "Store unreachable")))]
+    responses((status = 200, description = "{ready: true, store, revision, role, leader}"), (status = 503, description = "Store unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.configs.store();
     match tokio::time::timeout(READY_TIMEOUT, store.current_revision()).await {
         Ok(Ok(revision)) => {
-            Json(json!({ "ready": true, "store": store.kind(), "revision": revision }))
-                .into_response()
+            let leadership = state.leadership.status();
+            Json(json!({
+                "ready": true,
+                "store": store.kind(),
+                "revision": revision,
+                "id": state.leadership.me().id,
+                "role": leadership.role().as_str(),
+                "leader": leadership.leader().map(|l| l.url.clone()),
+            }))
+            .into_response()
         }
         Ok(Err(err)) => not_ready(store.kind(), err.to_string()),
         Err(_) => not_ready(store.kind(), format!("no answer within {READY_TIMEOUT:?}")),

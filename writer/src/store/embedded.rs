@@ -62,6 +62,14 @@ impl EmbeddedStore {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
+                // redb locks the whole file; the holder is another live process (or this one).
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    return Err(StoreError::Other(format!(
+                        "the embedded store {} is in use by another process: only one writer \
+                         may open an embedded store (run standby writers on etcd)",
+                        path.display()
+                    )));
+                }
                 Err(e) => {
                     return Err(StoreError::Other(format!(
                         "opening {}: {e}",
@@ -247,6 +255,26 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+    async fn lease_grant(&self, _ttl: std::time::Duration) -> Result<LeaseId, StoreError> {
+        Err(no_leases())
+    }
+
+    async fn lease_keep_alive(&self, _lease: LeaseId) -> Result<(), StoreError> {
+        Err(no_leases())
+    }
+
+    async fn lease_revoke(&self, _lease: LeaseId) -> Result<(), StoreError> {
+        Err(no_leases())
+    }
+}
+
+/// Leases fence writers that share a store. Only one process can open this one (redb locks
+/// the file), so there is nothing to fence and no lease to keep.
+fn no_leases() -> StoreError {
+    StoreError::Other(
+        "the embedded store has no leases: it is single-process, so its writer is the only one"
+            .to_owned(),
+    )
 }
 
 /// The keys of `request` in `table`, and whether its limit cut them short.
@@ -324,6 +352,7 @@ fn check_txn(txn: &Txn) -> Result<(), StoreError> {
         let (key, value_len) = match write {
             TxnOp::Put { key, value } => (key, value.len()),
             TxnOp::Delete { key } => (key, 0),
+            TxnOp::PutWithLease { .. } => return Err(no_leases()),
         };
         if key.is_empty() {
             return Err(StoreError::Other("key is not provided".to_owned()));
@@ -385,6 +414,8 @@ fn commit(inner: &Inner, txn: Txn) -> Result<TxnOutcome, StoreError> {
                         kv,
                     });
                 }
+                // `check_txn` refused these before the transaction began.
+                TxnOp::PutWithLease { .. } => return Err(no_leases()),
                 // Like etcd, deleting a missing key changes nothing and makes no event.
                 TxnOp::Delete { key } => {
                     if current.remove(key.as_str()).map_err(db_error)?.is_some() {

@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::*;
 use etcd_client::{
     Client, Compare as EtcdCompare, CompareOp as EtcdCompareOp, ConnectOptions, DeleteOptions,
-    EventType, GetOptions, KvClient, SortOrder, SortTarget, Txn as EtcdTxn, TxnOp as EtcdTxnOp,
-    TxnOpResponse, WatchClient, WatchOptions, WatchResponse,
+    EventType, GetOptions, KvClient, LeaseClient, PutOptions, SortOrder, SortTarget,
+    Txn as EtcdTxn, TxnOp as EtcdTxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse,
 };
 
 /// Largest gRPC message either way. etcd's own request limit is 1.5 MiB (2 MiB on the wire with
@@ -24,6 +24,7 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
+    lease: LeaseClient,
     op_timeout: Duration,
 }
 
@@ -56,6 +57,7 @@ impl EtcdStore {
             watch: client
                 .watch_client()
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            lease: client.lease_client(),
             op_timeout,
         })
     }
@@ -82,7 +84,11 @@ fn map_error(error: etcd_client::Error) -> StoreError {
     match error {
         etcd_client::Error::GRpcStatus(status) => {
             let message = status.message();
-            if message.contains("request is too large") || status.code() == Code::ResourceExhausted
+            if message.contains("requested lease not found") {
+                // The caller knows which lease it asked about and fills in the id.
+                StoreError::LeaseNotFound(0)
+            } else if message.contains("request is too large")
+                || status.code() == Code::ResourceExhausted
             {
                 StoreError::TooLarge(format!("etcd: {message}"))
             } else if message.contains("required revision has been compacted") {
@@ -108,6 +114,13 @@ fn map_error(error: etcd_client::Error) -> StoreError {
         }
         etcd_client::Error::IoError(e) => StoreError::Unavailable(format!("etcd io: {e}")),
         etcd_client::Error::WatchError(e) => StoreError::Unavailable(format!("etcd watch: {e}")),
+        // etcd-client's own check of the first keep-alive answer (TTL <= 0).
+        etcd_client::Error::LeaseKeepAliveError(e) if e.contains("not found") => {
+            StoreError::LeaseNotFound(0)
+        }
+        etcd_client::Error::LeaseKeepAliveError(e) => {
+            StoreError::Unavailable(format!("etcd lease keep-alive: {e}"))
+        }
         other => StoreError::Other(format!("etcd: {other}")),
     }
 }
@@ -204,6 +217,10 @@ impl Store for EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        let lease = txn.writes.iter().find_map(|write| match write {
+            TxnOp::PutWithLease { lease, .. } => Some(*lease),
+            _ => None,
+        });
         let compares: Vec<EtcdCompare> = txn
             .compares
             .into_iter()
@@ -226,11 +243,17 @@ impl Store for EtcdStore {
             .map(|write| match write {
                 TxnOp::Put { key, value } => EtcdTxnOp::put(key, value, None),
                 TxnOp::Delete { key } => EtcdTxnOp::delete(key, None::<DeleteOptions>),
+                TxnOp::PutWithLease { key, value, lease } => {
+                    EtcdTxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))
+                }
             })
             .collect();
         let request = EtcdTxn::new().when(compares).and_then(writes);
         let mut kv = self.kv.clone();
-        let response = self.deadline("txn", kv.txn(request)).await?;
+        let response = self
+            .deadline("txn", kv.txn(request))
+            .await
+            .map_err(|e| with_lease_id(e, lease.unwrap_or(0)))?;
         Ok(TxnOutcome {
             succeeded: response.succeeded(),
             revision: header_revision(response.header())?,
@@ -295,6 +318,49 @@ impl Store for EtcdStore {
             .deadline("get", kv.get(vec![0u8], Some(options)))
             .await?;
         header_revision(response.header())
+    }
+
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        let seconds = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut lease = self.lease.clone();
+        let response = self
+            .deadline("lease grant", lease.grant(seconds, None))
+            .await?;
+        if !response.error().is_empty() {
+            return Err(StoreError::Other(format!(
+                "etcd lease grant: {}",
+                response.error()
+            )));
+        }
+        Ok(response.id())
+    }
+
+    async fn lease_keep_alive(&self, id: LeaseId) -> Result<(), StoreError> {
+        // One request on a fresh keep-alive stream: etcd-client sends it and checks the first
+        // answer (TTL > 0). Renewals come every TTL/3, so a stream per renewal costs nothing
+        // worth keeping a long-lived stream (and its failure modes) for.
+        let mut lease = self.lease.clone();
+        self.deadline("lease keep-alive", lease.keep_alive(id))
+            .await
+            .map(drop)
+            .map_err(|e| with_lease_id(e, id))
+    }
+
+    async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
+        let mut lease = self.lease.clone();
+        self.deadline("lease revoke", lease.revoke(id))
+            .await
+            .map(drop)
+            .map_err(|e| with_lease_id(e, id))
+    }
+}
+
+fn with_lease_id(error: StoreError, id: LeaseId) -> StoreError {
+    match error {
+        StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(id),
+        other => other,
     }
 }
 

@@ -457,6 +457,51 @@ async fn a_paused_leader_commits_nothing_after_its_lease_and_steps_down() {
     let b = Writer::start("writer-b", &etcd, None, dir.path()).await;
     let (leader, standby) = elect(&http, a, b).await;
 
+    // Writes flow to the leader only (no redirects followed) while it is paused, so one is in
+    // flight inside it when it stops and resumes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loop_statuses = Arc::new(Mutex::new(Vec::<StatusCode>::new()));
+    let loading = tokio::spawn({
+        let (url, stop, statuses) = (
+            format!("{}/api/config/paused/load", leader.base()),
+            stop.clone(),
+            loop_statuses.clone(),
+        );
+        async move {
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                if let Ok(response) = http
+                    .put(&url)
+                    .header(AUTHORIZATION, bearer())
+                    .body(json!({ "value": n }).to_string())
+                    .send()
+                    .await
+                {
+                    statuses.lock().unwrap().push(response.status());
+                }
+            }
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            loop_statuses
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.is_success())
+                .count()
+                >= 5
+        })
+        .await,
+        "writes to the leader commit before the pause"
+    );
+
     leader.signal("-STOP");
     let took_over = wait_role(&http, &standby, "leader", LEASE_TTL + TAKEOVER_MARGIN).await;
     if !took_over {
@@ -490,6 +535,42 @@ async fn a_paused_leader_commits_nothing_after_its_lease_and_steps_down() {
     })
     .await;
     assert!(stepped_down, "{}", readyz(&http, &leader.base()).await);
+    // The in-flight and later writes of the load failed too: every version of that path was
+    // committed before the new leader's term began (the revision of its leader key).
+    let resumed_at = loop_statuses.lock().unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            loop_statuses.lock().unwrap().len() >= resumed_at + 3
+        })
+        .await
+    );
+    stop.store(true, Ordering::SeqCst);
+    loading.await.unwrap();
+    let store = EtcdStore::connect(&[etcd.endpoint()], Duration::from_secs(2))
+        .await
+        .unwrap();
+    let term = store
+        .get("/setpoint/Wleader")
+        .await
+        .unwrap()
+        .expect("the new leader's key")
+        .mod_revision;
+    let versions = history(&http, &standby.base(), "/paused/load").await;
+    let late: Vec<&Value> = versions
+        .iter()
+        .filter(|v| v["revision"].as_i64().unwrap() > term)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the paused leader committed after losing its lease (new term at {term}): {late:?}"
+    );
+    let statuses = loop_statuses.lock().unwrap().clone();
+    println!("paused leader's load: {statuses:?}");
+    assert!(
+        statuses[resumed_at..].iter().all(|s| !s.is_success()),
+        "the resumed former leader acknowledged a write: {statuses:?}"
+    );
+
     // Its write never reached the store: not on either replica.
     for base in [leader.base(), standby.base()] {
         let (status, body) =

@@ -354,8 +354,9 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     assert!(warmed, "the load loop commits through the leader");
 
     let standby_base = standby.base();
-    let killed_at = Instant::now();
+    // `kill` returns once the process is gone, so an answer after this came from the standby.
     leader.process.kill();
+    let killed_at = Instant::now();
     let resumed = wait_until(
         LEASE_TTL + TAKEOVER_MARGIN + Duration::from_secs(5),
         || async {

@@ -331,10 +331,10 @@ pub fn event_json(event: &Event) -> Value {
 
 /// The last event of a watch that may not go on (key revoked or expired, grant gone).
 fn error_event(error: &ApiError) -> SseEvent {
-    SseEvent::default().event("error").data(
-        json!({ "type": "error", "error": { "code": error.code.as_str(), "message": error.message } })
-            .to_string(),
-    )
+    // The error body every answer carries, with the event's type beside it.
+    SseEvent::default()
+        .event("error")
+        .data(json!({ "type": "error", "error": error.body().error }).to_string())
 }
 
 /// `{"type": "reset", "revision", "state": [entries]}`.

@@ -120,7 +120,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let app = compose(writer.router(), &edge);
     tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), "setpoint dev: writer + edge");
     let closing = edge.clone();
-    let served = setpoint_writer::serve(listener, app, async move {
+    let served = setpoint_writer::serve(listener, app, writer.connection_metrics(), async move {
         shutdown_signal().await;
         closing.close();
     })

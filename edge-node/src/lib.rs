@@ -40,7 +40,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use setpoint_core::snapshot::Snapshot;
 use tokio::net::TcpListener;
 
@@ -250,8 +249,8 @@ async fn fallback(request: Request) -> Response {
     }
 }
 
-/// Serves `edge.router()` on `listener` with each connection's peer address (TCP_NODELAY on
-/// every connection, HTTP/1.1 and h2c)
+/// Serves `edge.router()` on `listener` with each connection's peer address (HTTP/1.1 and h2c,
+/// with the connection limits of `setpoint_serving::server`)
 /// until `shutdown` completes, then drains connections. With a `data_dir`, also runs the
 /// persister, which saves once more after the server stops.
 pub async fn run(
@@ -266,21 +265,17 @@ pub async fn run(
             let _ = stopped.wait_for(|stop| *stop).await;
         }))
     });
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
     let closing = edge.clone();
-    let served = axum::serve(
+    let served = setpoint_serving::server::serve(
         listener,
-        edge.router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        edge.router(),
+        async move {
+            shutdown.await;
+            closing.close();
+        },
+        setpoint_serving::server::Limits::default(),
+        edge.metrics().connections.clone(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        closing.close();
-    })
     .await;
     let _ = stop.send(true);
     if let Some(persister) = persister

@@ -24,6 +24,8 @@ pub struct Metrics {
     ring: IntGaugeVec,
     /// `setpoint_edge_http_requests_total{route,method,status}` and its latency histogram.
     pub http: Arc<RequestMetrics>,
+    /// Open connections and those refused past the cap (`setpoint_serving::server`).
+    pub connections: setpoint_serving::server::ConnectionMetrics,
     auth_failures: IntCounterVec,
 }
 
@@ -46,6 +48,8 @@ impl Metrics {
             &["unit"],
         )?;
         let http = Arc::new(RequestMetrics::register(&registry, "setpoint_edge")?);
+        let connections =
+            setpoint_serving::server::ConnectionMetrics::register(&registry, "setpoint_edge")?;
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "setpoint_edge_auth_failures_total",
@@ -76,6 +80,7 @@ impl Metrics {
             staleness,
             ring,
             http,
+            connections,
             auth_failures,
         })
     }

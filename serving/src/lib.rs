@@ -21,5 +21,6 @@ pub mod error;
 pub mod listing;
 pub mod metrics;
 pub mod params;
+pub mod server;
 
 pub use error::{Error, ErrorCode};

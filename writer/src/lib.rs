@@ -29,7 +29,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use setpoint_core::retention::Rule;
 use tokio::net::TcpListener;
 
@@ -319,6 +318,11 @@ impl Writer {
         })
     }
 
+    /// The connection counters its server reports in `/metrics`.
+    pub fn connection_metrics(&self) -> setpoint_serving::server::ConnectionMetrics {
+        self.state.metrics.connections.clone()
+    }
+
     /// The REST API (with `LIST` mapped to `GET …?list=true`).
     pub fn router(&self) -> axum::Router {
         // The rewrite must run before routing (axum routes only standard methods), so the whole
@@ -365,25 +369,21 @@ impl Writer {
     }
 }
 
-/// Serves `router` on `listener` (TCP_NODELAY on every connection, HTTP/1.1 and h2c) until
-/// `shutdown` resolves, then drains in-flight requests.
+/// Serves `router` on `listener` (HTTP/1.1 and h2c, with the connection limits of
+/// `setpoint_serving::server`) until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
+    connections: setpoint_serving::server::ConnectionMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "listening");
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
+    setpoint_serving::server::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        shutdown,
+        setpoint_serving::server::Limits::default(),
+        connections,
     )
-    .with_graceful_shutdown(shutdown)
     .await
 }
 
@@ -399,7 +399,13 @@ pub async fn run(
         config.advertise = Some(default_advertise(listener.local_addr()?));
     }
     let writer = Writer::start(config).await?;
-    let served = serve(listener, writer.router(), shutdown).await;
+    let served = serve(
+        listener,
+        writer.router(),
+        writer.connection_metrics(),
+        shutdown,
+    )
+    .await;
     writer.shutdown().await;
     Ok(served?)
 }

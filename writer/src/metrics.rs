@@ -12,6 +12,7 @@ use prometheus::{
 };
 
 use setpoint_serving::metrics::{LATENCY_BUCKETS, RequestMetrics};
+use setpoint_serving::server::ConnectionMetrics;
 
 use crate::store::{
     KeyValue, LeaseId, RangeRequest, RangeResult, Read, ReadSet, Revision, Store, StoreError, Txn,
@@ -22,6 +23,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// Routed requests by route, method and status (the edges count theirs alike).
     pub http: Arc<RequestMetrics>,
+    /// Open connections and those refused past the cap (`setpoint_serving::server`).
+    pub connections: ConnectionMetrics,
     pub store_ops: HistogramVec,
     pub commits: IntCounter,
     pub commit_conflicts: IntCounter,
@@ -46,6 +49,7 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let http = Arc::new(RequestMetrics::register(&registry, "setpoint")?);
+        let connections = ConnectionMetrics::register(&registry, "setpoint")?;
         let store_ops = HistogramVec::new(
             HistogramOpts::new(
                 "setpoint_store_operation_duration_seconds",
@@ -135,6 +139,7 @@ impl Metrics {
         Ok(Metrics {
             registry,
             http,
+            connections,
             store_ops,
             commits,
             commit_conflicts,

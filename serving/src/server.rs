@@ -1,0 +1,310 @@
+//! The one HTTP server loop of the writer and the edges: HTTP/1.1 and h2c on one port, each
+//! request told its peer address (`ConnectInfo`), graceful shutdown — and the limits a public
+//! port needs (issue 11, finding 3: 20,000 half-sent requests once exhausted the writer's file
+//! descriptors):
+//! - at most [`Limits::max_connections`] open connections; one more is accepted and closed at
+//!   once (counted), so the listen backlog never fills with connections nobody serves;
+//! - a connection that sends nothing within [`Limits::first_byte_timeout`] is closed;
+//! - HTTP/1.1 request heads must arrive within [`Limits::header_read_timeout`], which also
+//!   closes a keep-alive connection idle that long between requests (streams in progress — SSE
+//!   watches — are not idle);
+//! - HTTP/2 connections are pinged, and closed when pings go unanswered.
+//!
+//! Shutdown stops accepting, then waits until every request in flight has its answer (at most
+//! 30 s); idle keep-alive connections do not hold it up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use prometheus::{IntCounter, IntGauge, Registry};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+/// The longest shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Bounds on what one client can hold of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub first_byte_timeout: Duration,
+    pub header_read_timeout: Duration,
+    /// HTTP/2 ping interval; a ping unanswered for as long closes the connection.
+    pub http2_keep_alive: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+            first_byte_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(15),
+            http2_keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `{prefix}_connections` (open now) and `{prefix}_connections_refused_total` (over the cap).
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    pub refused: IntCounter,
+}
+
+impl ConnectionMetrics {
+    pub fn register(
+        registry: &Registry,
+        prefix: &str,
+    ) -> Result<ConnectionMetrics, prometheus::Error> {
+        let open = IntGauge::new(
+            format!("{prefix}_connections"),
+            "Open HTTP/gRPC connections.",
+        )?;
+        let refused = IntCounter::new(
+            format!("{prefix}_connections_refused_total"),
+            "Connections closed at once because the server held its maximum.",
+        )?;
+        registry.register(Box::new(open.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        Ok(ConnectionMetrics { open, refused })
+    }
+
+    /// Counters registered nowhere (a server whose caller keeps no metrics, tests).
+    pub fn unregistered() -> Result<ConnectionMetrics, prometheus::Error> {
+        ConnectionMetrics::register(&Registry::new(), "unregistered")
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` resolves, then stops accepting
+/// and waits for the connections in flight to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+    metrics: ConnectionMetrics,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.http2_keep_alive))
+        .keep_alive_timeout(limits.http2_keep_alive);
+    let builder = Arc::new(builder);
+    // Requests whose response head is not out yet: shutdown waits for these, not for idle
+    // keep-alive connections (which would hold it for a whole header timeout).
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or the peer gave up: keep serving the others.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.refused.inc();
+            drop(tcp);
+            continue;
+        };
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let metrics = metrics.clone();
+        let in_flight = in_flight.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            metrics.open.inc();
+            let _open = scopeguard(|| metrics.open.dec());
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.first_byte_timeout, tcp.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let answer = router.clone().oneshot(request.map(Body::new));
+                let in_flight = in_flight.clone();
+                in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                let done = scopeguard(move || {
+                    in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                });
+                async move {
+                    let response = answer.await;
+                    drop(done);
+                    response
+                }
+            });
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(tcp),
+                TowerToHyperService::new(service),
+            );
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%error, %peer, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let requests_done = async {
+        let started = tokio::time::Instant::now();
+        while in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
+            && started.elapsed() < SHUTDOWN_GRACE
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // Every connection is told to finish; return once they have, or once no request is
+    // waiting for its answer (idle keep-alive connections are then simply closed).
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = requests_done => {}
+    }
+    Ok(())
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    async fn start(
+        limits: Limits,
+    ) -> (
+        SocketAddr,
+        ConnectionMetrics,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = ConnectionMetrics::unregistered().unwrap();
+        let router = Router::new().route(
+            "/who",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(
+            listener,
+            router,
+            async {
+                let _ = stopped.await;
+            },
+            limits,
+            metrics.clone(),
+        ));
+        (addr, metrics, stop)
+    }
+
+    /// Reads until the server closes the connection; how long that took.
+    async fn closed_within(tcp: &mut TcpStream, bound: Duration) -> Duration {
+        let started = Instant::now();
+        let mut buffer = [0u8; 256];
+        loop {
+            match tokio::time::timeout(bound, tcp.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+                Ok(Ok(_)) => continue,
+                Err(_) => panic!("the server kept the connection open past {bound:?}"),
+            }
+        }
+    }
+
+    use std::net::SocketAddr;
+
+    #[tokio::test]
+    async fn silent_half_sent_and_idle_connections_are_closed() {
+        let limits = Limits {
+            first_byte_timeout: Duration::from_millis(300),
+            header_read_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (addr, _metrics, _stop) = start(limits).await;
+        // Sends nothing.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        closed_within(&mut silent, Duration::from_secs(5)).await;
+        // Half a request head (slowloris).
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        closed_within(&mut half, Duration::from_secs(5)).await;
+        // One whole request, then idle on keep-alive.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /who HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 512];
+        let n = idle.read(&mut answer).await.unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("127.0.0.1"),
+            "{text}"
+        );
+        closed_within(&mut idle, Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_refused_and_counted() {
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let (addr, metrics, _stop) = start(limits).await;
+        let _held: Vec<TcpStream> = vec![
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        let started = Instant::now();
+        while metrics.open.get() < 2 {
+            assert!(started.elapsed() < Duration::from_secs(5), "two open");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        closed_within(&mut third, Duration::from_secs(5)).await;
+        assert_eq!(metrics.refused.get(), 1);
+    }
+}

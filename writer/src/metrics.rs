@@ -29,6 +29,8 @@ pub struct Metrics {
     pub commits: IntCounter,
     pub commit_conflicts: IntCounter,
     pub revision: IntGauge,
+    /// Per store endpoint (etcd member): 1 while it answers, 0 after a failed call.
+    pub store_endpoint_up: IntGaugeVec,
     pub history_removed: IntCounter,
     /// Commit seen by the writer → edge ack, per edge (writer clock only).
     pub replication_propagation: HistogramVec,
@@ -70,6 +72,14 @@ impl Metrics {
             "setpoint_store_revision",
             "Last store revision this writer committed or read",
         )?;
+        let store_endpoint_up = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_store_endpoint_up",
+                "Per etcd member: 1 while it answers, 0 for a second after a failed call.",
+            ),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(store_endpoint_up.clone()))?;
         let history_removed = IntCounter::new(
             "setpoint_history_versions_removed_total",
             "Old versions removed by retention",
@@ -144,6 +154,7 @@ impl Metrics {
             commits,
             commit_conflicts,
             revision,
+            store_endpoint_up,
             history_removed,
             replication_propagation,
             edge_applied_revision,
@@ -195,6 +206,10 @@ impl MeteredStore {
 impl Store for MeteredStore {
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn endpoints(&self) -> Vec<(String, bool)> {
+        self.inner.endpoints()
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {

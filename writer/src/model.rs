@@ -542,6 +542,11 @@ impl Configs {
         &self.store
     }
 
+    /// Each store endpoint and whether it answers (etcd members), for metrics.
+    pub fn store_endpoints(&self) -> Vec<(String, bool)> {
+        self.store.endpoints()
+    }
+
     /// The store's current revision (a cheap probe: readiness, `/api/edges`).
     pub async fn store_revision(&self) -> Result<Revision, Error> {
         Ok(self.store.current_revision().await?)

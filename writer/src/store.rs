@@ -265,6 +265,11 @@ fn leader_hint(leader: &Option<String>) -> String {
 pub trait Store: Send + Sync + 'static {
     /// `etcd` or `embedded`, for metrics and logs.
     fn kind(&self) -> &'static str;
+    /// Each endpoint of the store and whether it answered its last call (etcd's members; empty
+    /// for a store without endpoints).
+    fn endpoints(&self) -> Vec<(String, bool)> {
+        Vec::new()
+    }
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
     async fn range(&self, request: RangeRequest) -> Result<RangeResult, StoreError>;
     /// Several gets and ranges in one round trip, all seen at one revision (etcd: one read-only

@@ -51,6 +51,13 @@ fn not_ready(store: &str, reason: String) -> Response {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    for (endpoint, up) in state.configs.store_endpoints() {
+        state
+            .metrics
+            .store_endpoint_up
+            .with_label_values(&[endpoint.as_str()])
+            .set(i64::from(up));
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

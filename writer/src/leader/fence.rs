@@ -37,6 +37,10 @@ impl Store for FencedStore {
         self.inner.kind()
     }
 
+    fn endpoints(&self) -> Vec<(String, bool)> {
+        self.inner.endpoints()
+    }
+
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         self.inner.get(key).await
     }

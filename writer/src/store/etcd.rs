@@ -1,13 +1,20 @@
 //! [`Store`] on a real etcd cluster (etcd-client). Every call has a deadline so an unreachable
 //! cluster is a quick [`StoreError::Unavailable`], never a hang; the client reconnects by itself.
 //!
-//! It owns the translation between the trait and etcd's gRPC API and nothing else: no retries
-//! (callers decide), no caching. etcd-client always builds a balanced tonic channel, which dials
-//! lazily and redials after a failure, so [`EtcdStore::connect`] succeeds while etcd is down and
-//! calls made meanwhile time out as `Unavailable`.
+//! It owns the translation between the trait and etcd's gRPC API and failing over between the
+//! cluster's members; no caching. One client per member (each dials lazily and redials after a
+//! failure, so [`EtcdStore::connect`] succeeds while etcd is down). Every call goes to the member
+//! that answered last; when a member cannot be reached (connection refused, a transport error),
+//! the call moves to the next one within the same deadline — so with one member of three dead,
+//! every call still succeeds, as etcd's own Go client does. Reads and other idempotent calls
+//! also move on when a member does not answer in its share of the deadline (a hung member); a
+//! transaction that may have reached a member is never sent twice (its outcome would be
+//! unknown), it fails as `Unavailable` and the next call starts at another member. A member that
+//! failed is tried last for a second. [`EtcdStore::members`] tells which member is up.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use super::*;
 use etcd_client::{
@@ -21,11 +28,36 @@ use etcd_client::{
 /// rejects what is too large, and must accept range responses holding several large values.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-pub struct EtcdStore {
+/// How long a member that failed is tried after the others.
+const MEMBER_PENALTY: Duration = Duration::from_secs(1);
+
+/// One cluster member: its clients and when it last failed.
+struct Member {
+    endpoint: String,
     kv: KvClient,
     watch: WatchClient,
     lease: LeaseClient,
+    /// Milliseconds after the store's start until which the member is tried last (0: healthy).
+    down_until_ms: AtomicU64,
+    /// Whether its last call succeeded.
+    up: std::sync::atomic::AtomicBool,
+}
+
+pub struct EtcdStore {
+    members: Vec<Member>,
+    /// The member that answered last; calls start there.
+    preferred: AtomicUsize,
     op_timeout: Duration,
+    started: Instant,
+}
+
+/// Whether a call may be sent again to another member after a member did not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads, compaction, lease calls: sending twice is harmless.
+    Idempotent,
+    /// Transactions: only when the member certainly never got the request.
+    NotSent,
 }
 
 impl EtcdStore {
@@ -35,42 +67,158 @@ impl EtcdStore {
         endpoints: &[String],
         op_timeout: Duration,
     ) -> Result<EtcdStore, StoreError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(op_timeout)
-            .with_timeout(op_timeout)
-            .with_keep_alive(
-                Duration::from_secs(5),
-                op_timeout.max(Duration::from_secs(1)),
+        if endpoints.is_empty() {
+            return Err(StoreError::Other("no etcd endpoint given".to_owned()));
+        }
+        let mut members = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let options = ConnectOptions::new()
+                .with_connect_timeout(op_timeout)
+                .with_timeout(op_timeout)
+                .with_keep_alive(
+                    Duration::from_secs(5),
+                    op_timeout.max(Duration::from_secs(1)),
+                )
+                .with_keep_alive_while_idle(true);
+            // With no credentials `Client::connect` only registers the endpoint with the
+            // channel; it does not dial. The deadline guards against that ever changing.
+            let client = tokio::time::timeout(
+                op_timeout,
+                Client::connect([endpoint.as_str()], Some(options)),
             )
-            .with_keep_alive_while_idle(true);
-        // With no credentials `Client::connect` only registers the endpoints with the balanced
-        // channel; it does not dial. The deadline guards against that ever changing.
-        let client = tokio::time::timeout(op_timeout, Client::connect(endpoints, Some(options)))
             .await
             .map_err(|_| unavailable_timeout("connect", op_timeout))?
             .map_err(map_error)?;
+            members.push(Member {
+                endpoint: endpoint.clone(),
+                kv: client
+                    .kv_client()
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                watch: client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                lease: client.lease_client(),
+                down_until_ms: AtomicU64::new(0),
+                up: std::sync::atomic::AtomicBool::new(true),
+            });
+        }
         Ok(EtcdStore {
-            kv: client
-                .kv_client()
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            watch: client
-                .watch_client()
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            lease: client.lease_client(),
+            members,
+            preferred: AtomicUsize::new(0),
             op_timeout,
+            started: Instant::now(),
         })
     }
 
-    async fn deadline<T>(
-        &self,
-        what: &str,
-        call: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.op_timeout, call)
-            .await
-            .map_err(|_| unavailable_timeout(what, self.op_timeout))?
-            .map_err(map_error)
+    /// Each member's endpoint and whether its last call succeeded, for metrics.
+    pub fn members(&self) -> Vec<(String, bool)> {
+        self.members
+            .iter()
+            .map(|m| (m.endpoint.clone(), m.up.load(Ordering::Acquire)))
+            .collect()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The members in the order to try: the preferred one, then the others, those that failed
+    /// lately last.
+    fn order(&self) -> Vec<usize> {
+        let count = self.members.len();
+        let start = self.preferred.load(Ordering::Acquire) % count;
+        let now = self.now_ms();
+        let mut order: Vec<usize> = (0..count).map(|i| (start + i) % count).collect();
+        order.sort_by_key(|&i| self.members[i].down_until_ms.load(Ordering::Acquire) > now);
+        order
+    }
+
+    /// Runs `call` on one member after the other until one answers, within one deadline.
+    async fn call<T, F, Fut>(&self, what: &str, retry: Retry, call: F) -> Result<T, StoreError>
+    where
+        F: Fn(&Member) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.op_timeout;
+        let order = self.order();
+        let mut last = unavailable_timeout(what, self.op_timeout);
+        for (position, &index) in order.iter().enumerate() {
+            let member = &self.members[index];
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let others = order.len() - position - 1;
+            // An idempotent call leaves time for the members after this one, should it hang.
+            let budget = match retry {
+                Retry::Idempotent if others > 0 => remaining / 2,
+                _ => remaining,
+            };
+            match tokio::time::timeout(budget, call(member)).await {
+                Ok(Ok(value)) => {
+                    member.down_until_ms.store(0, Ordering::Release);
+                    member.up.store(true, Ordering::Release);
+                    self.preferred.store(index, Ordering::Release);
+                    return Ok(value);
+                }
+                Ok(Err(error)) => {
+                    let unsent = not_sent(&error);
+                    let mapped = map_error(error);
+                    let transient = matches!(mapped, StoreError::Unavailable(_));
+                    if !transient {
+                        return Err(mapped);
+                    }
+                    self.penalize(member);
+                    if !unsent && retry == Retry::NotSent {
+                        // It may have been applied: never send it twice.
+                        return Err(mapped);
+                    }
+                    tracing::debug!(endpoint = %member.endpoint, %mapped, "etcd member failed; trying the next");
+                    last = mapped;
+                }
+                Err(_) => {
+                    self.penalize(member);
+                    last = unavailable_timeout(what, budget);
+                    if retry == Retry::NotSent {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn penalize(&self, member: &Member) {
+        member.up.store(false, Ordering::Release);
+        let until = self.now_ms() + u64::try_from(MEMBER_PENALTY.as_millis()).unwrap_or(1000);
+        member.down_until_ms.store(until, Ordering::Release);
+        // The next call starts elsewhere.
+        let count = self.members.len();
+        if let Some(index) = self.members.iter().position(|m| std::ptr::eq(m, member)) {
+            let _ = self.preferred.compare_exchange(
+                index,
+                (index + 1) % count,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+}
+
+/// True when the error shows the request never reached the member (no connection), so sending
+/// it elsewhere cannot apply it twice.
+fn not_sent(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message().to_ascii_lowercase();
+            status.code() == tonic::Code::Unavailable
+                && (message.contains("connect")
+                    || message.contains("connection refused")
+                    || message.contains("dns error"))
+        }
+        _ => false,
     }
 }
 
@@ -159,16 +307,29 @@ impl Store for EtcdStore {
         "etcd"
     }
 
+    fn endpoints(&self) -> Vec<(String, bool)> {
+        self.members()
+    }
+
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.kv.clone();
-        let response = self.deadline("get", kv.get(key, None)).await?;
+        let response = self
+            .call("get", Retry::Idempotent, |m| {
+                let mut kv = m.kv.clone();
+                let key = key.to_owned();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         response.kvs().first().map(convert_kv).transpose()
     }
 
     async fn range(&self, request: RangeRequest) -> Result<RangeResult, StoreError> {
-        let (start, options) = range_options(request);
-        let mut kv = self.kv.clone();
-        let response = self.deadline("range", kv.get(start, Some(options))).await?;
+        let response = self
+            .call("range", Retry::Idempotent, |m| {
+                let mut kv = m.kv.clone();
+                let (start, options) = range_options(request.clone());
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await?;
         Ok(RangeResult {
             kvs: response
                 .kvs()
@@ -193,9 +354,12 @@ impl Store for EtcdStore {
             })
             .collect();
         let count = ops.len();
-        let mut kv = self.kv.clone();
         let response = self
-            .deadline("read", kv.txn(EtcdTxn::new().and_then(ops)))
+            .call("read", Retry::Idempotent, |m| {
+                let mut kv = m.kv.clone();
+                let request = EtcdTxn::new().and_then(ops.clone());
+                async move { kv.txn(request).await }
+            })
             .await?;
         let revision = header_revision(response.header())?;
         let mut results = Vec::with_capacity(count);
@@ -249,9 +413,12 @@ impl Store for EtcdStore {
             })
             .collect();
         let request = EtcdTxn::new().when(compares).and_then(writes);
-        let mut kv = self.kv.clone();
         let response = self
-            .deadline("txn", kv.txn(request))
+            .call("txn", Retry::NotSent, |m| {
+                let mut kv = m.kv.clone();
+                let request = request.clone();
+                async move { kv.txn(request).await }
+            })
             .await
             .map_err(|e| with_lease_id(e, lease.unwrap_or(0)))?;
         Ok(TxnOutcome {
@@ -269,13 +436,20 @@ impl Store for EtcdStore {
         if from_revision > 0 {
             options = options.with_start_revision(from_revision);
         }
-        let mut client = self.watch.clone();
-        let mut stream = self
-            .deadline("watch", client.watch(prefix, Some(options)))
+        // Etcd confirms the watcher with a first message, so that "from now" really starts
+        // before the caller's next write; a member that cannot confirm is passed over.
+        let (stream, first) = self
+            .call("watch", Retry::Idempotent, |m| {
+                let mut client = m.watch.clone();
+                let options = options.clone();
+                let prefix = prefix.to_owned();
+                async move {
+                    let mut stream = client.watch(prefix, Some(options)).await?;
+                    let first = stream.message().await?;
+                    Ok((stream, first))
+                }
+            })
             .await?;
-        // Wait for etcd to confirm the watcher so that "from now" really starts before the
-        // caller's next write.
-        let first = self.deadline("watch", stream.message()).await?;
         let mut state = EtcdWatchState {
             from_revision,
             stream,
@@ -300,8 +474,13 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
-        let mut kv = self.kv.clone();
-        match self.deadline("compact", kv.compact(revision, None)).await {
+        let compacted = self
+            .call("compact", Retry::Idempotent, |m| {
+                let mut kv = m.kv.clone();
+                async move { kv.compact(revision, None).await }
+            })
+            .await;
+        match compacted {
             Ok(_) => Ok(()),
             Err(StoreError::Compacted { .. }) => Err(StoreError::Compacted {
                 requested: revision,
@@ -312,10 +491,12 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
-        let mut kv = self.kv.clone();
-        let options = GetOptions::new().with_keys_only().with_limit(1);
         let response = self
-            .deadline("get", kv.get(vec![0u8], Some(options)))
+            .call("get", Retry::Idempotent, |m| {
+                let mut kv = m.kv.clone();
+                let options = GetOptions::new().with_keys_only().with_limit(1);
+                async move { kv.get(vec![0u8], Some(options)).await }
+            })
             .await?;
         header_revision(response.header())
     }
@@ -324,9 +505,11 @@ impl Store for EtcdStore {
         let seconds = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0))
             .unwrap_or(i64::MAX)
             .max(1);
-        let mut lease = self.lease.clone();
         let response = self
-            .deadline("lease grant", lease.grant(seconds, None))
+            .call("lease grant", Retry::Idempotent, |m| {
+                let mut lease = m.lease.clone();
+                async move { lease.grant(seconds, None).await }
+            })
             .await?;
         if !response.error().is_empty() {
             return Err(StoreError::Other(format!(
@@ -341,19 +524,23 @@ impl Store for EtcdStore {
         // One request on a fresh keep-alive stream: etcd-client sends it and checks the first
         // answer (TTL > 0). Renewals come every TTL/3, so a stream per renewal costs nothing
         // worth keeping a long-lived stream (and its failure modes) for.
-        let mut lease = self.lease.clone();
-        self.deadline("lease keep-alive", lease.keep_alive(id))
-            .await
-            .map(drop)
-            .map_err(|e| with_lease_id(e, id))
+        self.call("lease keep-alive", Retry::Idempotent, |m| {
+            let mut lease = m.lease.clone();
+            async move { lease.keep_alive(id).await }
+        })
+        .await
+        .map(drop)
+        .map_err(|e| with_lease_id(e, id))
     }
 
     async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
-        let mut lease = self.lease.clone();
-        self.deadline("lease revoke", lease.revoke(id))
-            .await
-            .map(drop)
-            .map_err(|e| with_lease_id(e, id))
+        self.call("lease revoke", Retry::Idempotent, |m| {
+            let mut lease = m.lease.clone();
+            async move { lease.revoke(id).await }
+        })
+        .await
+        .map(drop)
+        .map_err(|e| with_lease_id(e, id))
     }
 }
 

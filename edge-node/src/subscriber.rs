@@ -33,10 +33,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reserve at most this many entries up front, whatever a `SnapshotBegin` announces.
 const MAX_RESERVE: usize = 100_000;
-/// A writer sends a heartbeat every second when idle; this long without any frame means it is
-/// gone (killed, paused, cut off), well before QUIC's idle timeout, so the edge moves on to
-/// another replica.
-const WRITER_SILENCE: Duration = Duration::from_secs(3);
+/// A writer sends a heartbeat every second when idle; this long without any frame (two and a half
+/// missed heartbeats) means it is gone (killed, paused, cut off), well before QUIC's idle timeout:
+/// the edge says it is stale — within 3 s of the writer's last word — and moves on to another
+/// replica.
+const WRITER_SILENCE: Duration = Duration::from_millis(2_500);
 /// How often client registry changes go to the writer.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -81,3 +81,121 @@ async fn every_write_succeeds_while_an_etcd_quorum_holds() {
         .status();
     assert_eq!(lost, StatusCode::NOT_FOUND);
 }
+
+/// The writer dies (SIGKILL) and comes back on the same address: the edge says it is stale
+/// within about 3 s of the writer's silence (application heartbeats, not the transport's 10 s
+/// idle timeout), keeps serving what it has meanwhile, and is caught up again about a second
+/// after the writer's return — including a write acknowledged right after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_is_stale_within_3_s_of_a_dead_writer_and_catches_up_on_its_return() {
+    use setpoint_tests::binary::{Certs, SetpointProcess};
+    use setpoint_tests::etcd::EtcdServer;
+    use setpoint_tests::writer::{client_with_key, test_admin_key};
+
+    let etcd = EtcdServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let key_file = dir.path().join("admin.key");
+    std::fs::write(&key_file, test_admin_key()).unwrap();
+    let writer_addr = format!("127.0.0.1:{}", setpoint_tests::free_port());
+    let mut writer_args: Vec<String> = vec![
+        "writer".into(),
+        "--store".into(),
+        format!("etcd://{}", etcd.endpoint()),
+        "--replication-listen".into(),
+        writer_addr.clone(),
+        "--admin-key-file".into(),
+        key_file.to_str().unwrap().into(),
+    ];
+    writer_args.extend(certs.args("writer"));
+    let args: Vec<&str> = writer_args.iter().map(String::as_str).collect();
+    let writer = SetpointProcess::start_on(&args, &writer_addr, dir.path()).await;
+    let mut edge_args: Vec<String> = vec![
+        "edge".into(),
+        "--id".into(),
+        "edge-1".into(),
+        "--writer".into(),
+        writer_addr.clone(),
+        "--data-dir".into(),
+        dir.path().join("edge").to_str().unwrap().into(),
+    ];
+    edge_args.extend(certs.args("edge"));
+    let args: Vec<&str> = edge_args.iter().map(String::as_str).collect();
+    let edge = SetpointProcess::start(&args, dir.path()).await;
+    let http = client_with_key(&test_admin_key());
+    let put = |value: i64| {
+        let http = http.clone();
+        let url = format!("http://{writer_addr}/api/config/f/a");
+        async move {
+            let response = http
+                .put(url)
+                .body(json!({ "value": value }).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+    };
+    let serves = |want: i64| {
+        let http = http.clone();
+        let url = format!("{}/api/config/f/a", edge.base());
+        async move {
+            let Ok(response) = http.get(url).send().await else {
+                return false;
+            };
+            response
+                .json::<Value>()
+                .await
+                .is_ok_and(|body| body["value"] == json!(want))
+        }
+    };
+    let health = || {
+        let url = format!("{}/healthz", edge.base());
+        async move {
+            let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            body["stale"].as_bool().unwrap()
+        }
+    };
+    put(1).await;
+    assert!(setpoint_tests::wait_until(Duration::from_secs(20), || serves(1)).await);
+    assert!(!health().await, "fresh while the writer is up");
+
+    let killed = Instant::now();
+    writer.kill();
+    assert!(
+        setpoint_tests::wait_until(Duration::from_secs(15), health).await,
+        "the edge never said it was stale"
+    );
+    let noticed = killed.elapsed();
+    println!("edge stale {noticed:?} after the writer's SIGKILL");
+    assert!(
+        noticed < Duration::from_millis(4_500),
+        "stale only after {noticed:?}"
+    );
+    assert!(
+        serves(1).await,
+        "still serving the last value while the writer is away"
+    );
+
+    let writer = SetpointProcess::start_on(
+        &writer_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &writer_addr,
+        dir.path(),
+    )
+    .await;
+    let back = Instant::now();
+    put(2).await;
+    assert!(
+        setpoint_tests::wait_until(Duration::from_secs(15), || serves(2)).await,
+        "the edge never caught up"
+    );
+    let caught_up = back.elapsed();
+    assert!(!health().await, "fresh again");
+    println!("edge caught up {caught_up:?} after the writer's return");
+    assert!(
+        caught_up < Duration::from_secs(3),
+        "caught up only after {caught_up:?}"
+    );
+    drop(writer);
+    drop(edge);
+}

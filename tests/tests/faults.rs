@@ -82,47 +82,170 @@ async fn every_write_succeeds_while_an_etcd_quorum_holds() {
     assert_eq!(lost, StatusCode::NOT_FOUND);
 }
 
+/// A writer on a real etcd and one edge following it, as real processes with mutual TLS.
+struct Stack {
+    _etcd: setpoint_tests::etcd::EtcdServer,
+    dir: tempfile::TempDir,
+    writer_addr: String,
+    writer_args: Vec<String>,
+    edge_addr: String,
+    edge_args: Vec<String>,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    fn new() -> Stack {
+        use setpoint_tests::binary::Certs;
+        use setpoint_tests::writer::{client_with_key, test_admin_key};
+        let etcd = setpoint_tests::etcd::EtcdServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::make(dir.path());
+        let key_file = dir.path().join("admin.key");
+        std::fs::write(&key_file, test_admin_key()).unwrap();
+        let writer_addr = format!("127.0.0.1:{}", setpoint_tests::free_port());
+        let mut writer_args: Vec<String> = vec![
+            "writer".into(),
+            "--store".into(),
+            format!("etcd://{}", etcd.endpoint()),
+            "--replication-listen".into(),
+            writer_addr.clone(),
+            "--admin-key-file".into(),
+            key_file.to_str().unwrap().into(),
+        ];
+        writer_args.extend(certs.args("writer"));
+        let mut edge_args: Vec<String> = vec![
+            "edge".into(),
+            "--id".into(),
+            "edge-1".into(),
+            "--writer".into(),
+            writer_addr.clone(),
+            "--data-dir".into(),
+            dir.path().join("edge").to_str().unwrap().into(),
+        ];
+        edge_args.extend(certs.args("edge"));
+        Stack {
+            _etcd: etcd,
+            dir,
+            writer_addr,
+            writer_args,
+            edge_addr: format!("127.0.0.1:{}", setpoint_tests::free_port()),
+            edge_args,
+            http: client_with_key(&test_admin_key()),
+        }
+    }
+
+    async fn writer(&self) -> setpoint_tests::binary::SetpointProcess {
+        let args: Vec<&str> = self.writer_args.iter().map(String::as_str).collect();
+        setpoint_tests::binary::SetpointProcess::start_on(&args, &self.writer_addr, self.dir.path())
+            .await
+    }
+
+    async fn edge(&self) -> setpoint_tests::binary::SetpointProcess {
+        let args: Vec<&str> = self.edge_args.iter().map(String::as_str).collect();
+        setpoint_tests::binary::SetpointProcess::start_on(&args, &self.edge_addr, self.dir.path())
+            .await
+    }
+
+    async fn put(&self, path: &str, value: Value) -> Value {
+        let response = self
+            .http
+            .put(format!("http://{}/api/config{path}", self.writer_addr))
+            .body(json!({ "value": value }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.json().await.unwrap()
+    }
+}
+
+/// An edge killed (SIGKILL) right after a burst of writes restarts from a disk snapshot that may
+/// be behind what its watchers already have (it saves at most once a second). A watcher resuming
+/// there must never be moved backwards: the edge waits until it has caught up (or answers
+/// `behind`), and the watcher ends with every version exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_resuming_at_a_restarted_edge_never_goes_backwards() {
+    let stack = Stack::new();
+    let _writer = stack.writer().await;
+    let edge = stack.edge().await;
+    let url = format!("http://{}/api/config/w?watch=true", stack.edge_addr);
+    let watcher = setpoint_tests::sse::SseWatcher::start_with_key(
+        url,
+        Some(setpoint_tests::writer::test_admin_key()),
+    );
+    let first = stack.put("/w/k", json!(0)).await;
+    let seen = |revision: i64| {
+        let events = watcher.changes();
+        async move { events.iter().any(|(r, _, _)| *r >= revision) }
+    };
+    let first_revision = first["revision"].as_i64().unwrap();
+    assert!(setpoint_tests::wait_until(Duration::from_secs(20), || seen(first_revision)).await);
+    // A burst, the watcher keeps up, then the edge dies before its next save.
+    let mut last = 0;
+    for n in 1..=30 {
+        last = stack.put("/w/k", json!(n)).await["revision"]
+            .as_i64()
+            .unwrap();
+    }
+    assert!(setpoint_tests::wait_until(Duration::from_secs(20), || seen(last)).await);
+    edge.kill();
+    let restarted = stack.edge().await;
+    let loaded = restarted
+        .log_text()
+        .lines()
+        .find(|l| l.contains("loaded the disk snapshot"))
+        .map(str::to_owned);
+    println!("watcher saw revision {last}; restarted edge: {loaded:?}");
+    let mut final_revision = 0;
+    for n in 31..=35 {
+        final_revision = stack.put("/w/k", json!(n)).await["revision"]
+            .as_i64()
+            .unwrap();
+    }
+    assert!(
+        setpoint_tests::wait_until(Duration::from_secs(30), || seen(final_revision)).await,
+        "the watcher never got the writes made after the edge's restart"
+    );
+    // History check: no event older than one already seen, and versions 1..=36 exactly once.
+    let events = watcher.events();
+    let mut high = 0;
+    for event in &events {
+        let revision = event.data["revision"].as_i64().unwrap_or(0);
+        assert!(
+            revision >= high,
+            "moved backwards: {} at revision {revision} after {high}; all: {:?}",
+            event.data["type"],
+            events
+                .iter()
+                .map(|e| (e.id, e.data["type"].clone()))
+                .collect::<Vec<_>>()
+        );
+        high = revision;
+    }
+    let versions: Vec<u64> = watcher.changes().iter().map(|(_, _, v)| *v).collect();
+    assert_eq!(
+        versions,
+        (1..=36).collect::<Vec<u64>>(),
+        "every version once, in order"
+    );
+    println!(
+        "watcher: {} events over {} connections",
+        events.len(),
+        watcher.connects()
+    );
+}
+
 /// The writer dies (SIGKILL) and comes back on the same address: the edge says it is stale
 /// within about 3 s of the writer's silence (application heartbeats, not the transport's 10 s
 /// idle timeout), keeps serving what it has meanwhile, and is caught up again about a second
 /// after the writer's return — including a write acknowledged right after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_is_stale_within_3_s_of_a_dead_writer_and_catches_up_on_its_return() {
-    use setpoint_tests::binary::{Certs, SetpointProcess};
-    use setpoint_tests::etcd::EtcdServer;
-    use setpoint_tests::writer::{client_with_key, test_admin_key};
-
-    let etcd = EtcdServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let certs = Certs::make(dir.path());
-    let key_file = dir.path().join("admin.key");
-    std::fs::write(&key_file, test_admin_key()).unwrap();
-    let writer_addr = format!("127.0.0.1:{}", setpoint_tests::free_port());
-    let mut writer_args: Vec<String> = vec![
-        "writer".into(),
-        "--store".into(),
-        format!("etcd://{}", etcd.endpoint()),
-        "--replication-listen".into(),
-        writer_addr.clone(),
-        "--admin-key-file".into(),
-        key_file.to_str().unwrap().into(),
-    ];
-    writer_args.extend(certs.args("writer"));
-    let args: Vec<&str> = writer_args.iter().map(String::as_str).collect();
-    let writer = SetpointProcess::start_on(&args, &writer_addr, dir.path()).await;
-    let mut edge_args: Vec<String> = vec![
-        "edge".into(),
-        "--id".into(),
-        "edge-1".into(),
-        "--writer".into(),
-        writer_addr.clone(),
-        "--data-dir".into(),
-        dir.path().join("edge").to_str().unwrap().into(),
-    ];
-    edge_args.extend(certs.args("edge"));
-    let args: Vec<&str> = edge_args.iter().map(String::as_str).collect();
-    let edge = SetpointProcess::start(&args, dir.path()).await;
-    let http = client_with_key(&test_admin_key());
+    let stack = Stack::new();
+    let writer = stack.writer().await;
+    let edge = stack.edge().await;
+    let writer_addr = stack.writer_addr.clone();
+    let http = stack.http.clone();
     let put = |value: i64| {
         let http = http.clone();
         let url = format!("http://{writer_addr}/api/config/f/a");
@@ -177,12 +300,7 @@ async fn an_edge_is_stale_within_3_s_of_a_dead_writer_and_catches_up_on_its_retu
         "still serving the last value while the writer is away"
     );
 
-    let writer = SetpointProcess::start_on(
-        &writer_args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &writer_addr,
-        dir.path(),
-    )
-    .await;
+    let writer = stack.writer().await;
     let back = Instant::now();
     put(2).await;
     assert!(

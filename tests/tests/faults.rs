@@ -317,3 +317,59 @@ async fn an_edge_is_stale_within_3_s_of_a_dead_writer_and_catches_up_on_its_retu
     drop(writer);
     drop(edge);
 }
+
+/// A hung store — etcd SIGSTOPped: connections stay open, nothing answers — is not a killed one
+/// (refused at once): every call still ends within the store timeout as a 503, the process keeps
+/// serving, and once etcd runs again the same writer commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_store_answers_503_within_the_store_timeout() {
+    let cluster = EtcdCluster::start(1);
+    let mut config = WriterConfig::new(StoreSpec::Etcd {
+        endpoints: cluster.endpoints(),
+    });
+    config.store_timeout = Duration::from_secs(2);
+    let w = TestWriter::start_with(config).await;
+    let (status, body) = put(&w, "/hung/a", json!(1)).await;
+    assert!(status.is_success(), "{status} {body}");
+
+    cluster.pause(0);
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let (status, body) = put(&w, "/hung/a", json!(2)).await;
+        let elapsed = started.elapsed();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        // The store timeout, plus a margin for a loaded machine; never a hang.
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "attempt {attempt}: 503 after {elapsed:?}"
+        );
+        println!("hung store: 503 after {elapsed:?}");
+    }
+    let health = w.http.get(w.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "the process itself serves");
+
+    cluster.resume(0);
+    let back = setpoint_tests::wait_until(Duration::from_secs(30), || async {
+        put(&w, "/hung/a", json!(3)).await.0.is_success()
+    })
+    .await;
+    assert!(
+        back,
+        "no successful write within 30 s of etcd running again"
+    );
+    let current: Value = w
+        .http
+        .get(w.config_url("/hung/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(current["value"], json!(3));
+    assert_eq!(
+        current["version"],
+        json!(2),
+        "the refused writes left nothing"
+    );
+}

@@ -373,3 +373,56 @@ async fn a_hung_store_answers_503_within_the_store_timeout() {
         "the refused writes left nothing"
     );
 }
+
+/// SIGTERM drains: a request already in flight when the writer is told to stop still gets its
+/// answer (here a slow one — the store hangs — answered 503 at the store timeout), and only then
+/// does the process exit; a new connection after the signal is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_requests_in_flight() {
+    use setpoint_tests::binary::SetpointProcess;
+    use setpoint_tests::writer::{client_with_key, test_admin_key};
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("admin.key");
+    std::fs::write(&key_file, test_admin_key()).unwrap();
+    let store = cluster.store_url();
+    let key = key_file.to_str().unwrap().to_owned();
+    let writer = SetpointProcess::start(
+        &["writer", "--store", &store, "--admin-key-file", &key],
+        dir.path(),
+    )
+    .await;
+    let http = client_with_key(&test_admin_key());
+    let url = format!("{}/api/config/drain/a", writer.base());
+    let first = http
+        .put(&url)
+        .body(json!({"value": 1}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(first.status().is_success(), "{}", first.status());
+
+    // A request that will take the whole store timeout, then SIGTERM while it is in flight.
+    cluster.pause(0);
+    let slow = tokio::spawn({
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.put(url)
+                .body(json!({"value": 2}).to_string())
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exit = tokio::task::spawn_blocking(move || writer.terminate());
+    let answered = slow.await.unwrap();
+    assert_eq!(
+        answered.expect("the in-flight request got an answer, not a dropped connection"),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let status = exit.await.unwrap();
+    assert!(status.success(), "clean exit after draining: {status}");
+    cluster.resume(0);
+}

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ConfigPath;
 use crate::snapshot::Snapshot;
+use crate::value::ApiValue;
+use crate::{ConfigPath, ParsedValue};
 
 /// The reserved first segment of system records.
 pub const SYSTEM_SEGMENT: &str = "_setpoint";
@@ -224,6 +225,40 @@ pub fn check_account_id(id: &str) -> Result<(), String> {
 /// True for paths in the reserved `_setpoint` namespace.
 pub fn is_system(path: &ConfigPath) -> bool {
     path.segments().next() == Some(SYSTEM_SEGMENT)
+}
+
+/// An account record's path, `/_setpoint/accounts/{id}`.
+pub fn is_account_record(path: &ConfigPath) -> bool {
+    let mut segments = path.segments();
+    segments.next() == Some(SYSTEM_SEGMENT)
+        && segments.next() == Some("accounts")
+        && segments.next().is_some()
+}
+
+/// An account record as reads show it (to admins, the only ones who may read `_setpoint`):
+/// every key without its `hash`, as `/api/accounts` shows accounts. The hashes stay in the
+/// stored record, where the writer and the edges check keys against them.
+pub fn hide_key_hashes(value: &serde_json::Value) -> serde_json::Value {
+    let mut shown = value.clone();
+    if let Some(keys) = shown
+        .get_mut("keys")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for key in keys.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            key.remove("hash");
+        }
+    }
+    shown
+}
+
+/// `value` stored at `path` as every read shows it: account records without key hashes, every
+/// other value as it is. The one rendering the writer's and the edges' reads (HTTP and gRPC)
+/// share.
+pub fn shown_value<'a>(path: &ConfigPath, value: &'a ParsedValue) -> ApiValue<'a> {
+    match value.api_value() {
+        ApiValue::Json(json) if is_account_record(path) => ApiValue::AccountRecord(json),
+        shown => shown,
+    }
 }
 
 /// A freshly made key: the token to hand out once, and what to store.
@@ -461,16 +496,27 @@ impl Accounts {
     }
 }
 
-/// Counts failed authentications per source address in fixed windows; past `max` failures in a
-/// window the source is refused outright (429) until the window ends. Bounded: at most
-/// [`FailureLimiter::MAX_SOURCES`] sources are tracked (the oldest windows are dropped first).
+/// Counts failed authentications per source address in fixed windows. Only failures are
+/// counted and only failures are refused: past `max` failures in a window, the source's next
+/// failures are answered "limited" (429) until the window ends, while a request with a valid key
+/// never asks the limiter at all — a caller with a good key is never locked out by someone
+/// else's failures from the same address (a NAT, a shared proxy). Bounded: at most
+/// [`FailureLimiter::MAX_SOURCES`] sources are tracked.
 #[derive(Debug)]
 pub struct FailureLimiter {
     max: u32,
     window_secs: i64,
+    /// Per source: failures in the window and the window's start.
     sources: std::sync::Mutex<HashMap<std::net::IpAddr, (u32, i64)>>,
-    /// Whether any source is tracked: the common case (no failures) skips the lock.
-    tracking: std::sync::atomic::AtomicBool,
+}
+
+/// What one more failure from a source comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureVerdict {
+    /// Within the limit: the `n`th failure of the window (answer 401).
+    Counted(u32),
+    /// Past the limit: answer 429 and say when the window ends.
+    Limited { retry_after_secs: u64 },
 }
 
 impl FailureLimiter {
@@ -481,7 +527,6 @@ impl FailureLimiter {
             max,
             window_secs: window_secs.max(1),
             sources: std::sync::Mutex::default(),
-            tracking: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -489,34 +534,42 @@ impl FailureLimiter {
         self.sources.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// True when `source` has used up its failures in the current window.
-    pub fn is_blocked(&self, source: std::net::IpAddr, now: i64) -> bool {
-        if !self.tracking.load(std::sync::atomic::Ordering::Relaxed) {
-            return false;
-        }
-        self.lock()
-            .get(&source)
-            .is_some_and(|(count, start)| now - start < self.window_secs && *count >= self.max)
-    }
-
-    /// Counts one failure; returns the count in the current window.
-    pub fn record_failure(&self, source: std::net::IpAddr, now: i64) -> u32 {
+    /// Counts one failed authentication from `source` at `now` and says how to answer it.
+    pub fn record_failure(&self, source: std::net::IpAddr, now: i64) -> FailureVerdict {
         let mut sources = self.lock();
-        self.tracking
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         if sources.len() >= FailureLimiter::MAX_SOURCES && !sources.contains_key(&source) {
-            let window = self.window_secs;
-            sources.retain(|_, (_, start)| now - *start < window);
-            if sources.len() >= FailureLimiter::MAX_SOURCES {
-                sources.clear();
-            }
+            self.make_room(&mut sources, now);
         }
         let entry = sources.entry(source).or_insert((0, now));
-        if now - entry.1 >= self.window_secs {
+        if now - entry.1 >= self.window_secs || now < entry.1 {
             *entry = (0, now);
         }
         entry.0 = entry.0.saturating_add(1);
-        entry.0
+        if entry.0 <= self.max {
+            return FailureVerdict::Counted(entry.0);
+        }
+        let left = (entry.1 + self.window_secs - now).max(1);
+        FailureVerdict::Limited {
+            retry_after_secs: u64::try_from(left).unwrap_or(1),
+        }
+    }
+
+    /// Frees a slot: expired windows go first, then sources still within the limit (forgetting
+    /// them costs little), and only when every tracked source is limited, all of them.
+    fn make_room(&self, sources: &mut HashMap<std::net::IpAddr, (u32, i64)>, now: i64) {
+        let (window, max) = (self.window_secs, self.max);
+        sources.retain(|_, (_, start)| now - *start < window);
+        if sources.len() >= FailureLimiter::MAX_SOURCES {
+            sources.retain(|_, (count, _)| *count > max);
+        }
+        if sources.len() >= FailureLimiter::MAX_SOURCES {
+            sources.clear();
+        }
+    }
+
+    /// Sources tracked now (for tests of the bound).
+    pub fn tracked(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -648,13 +701,67 @@ mod tests {
         let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
         let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
         for i in 1..=3 {
-            assert!(!limiter.is_blocked(a, 100));
-            assert_eq!(limiter.record_failure(a, 100), i);
+            assert_eq!(limiter.record_failure(a, 100), FailureVerdict::Counted(i));
         }
-        assert!(limiter.is_blocked(a, 100));
-        assert!(!limiter.is_blocked(b, 100), "per source");
-        assert!(!limiter.is_blocked(a, 160), "a new window");
-        assert_eq!(limiter.record_failure(a, 160), 1);
+        assert_eq!(
+            limiter.record_failure(a, 130),
+            FailureVerdict::Limited {
+                retry_after_secs: 30
+            },
+            "limited until the window ends"
+        );
+        assert_eq!(
+            limiter.record_failure(b, 130),
+            FailureVerdict::Counted(1),
+            "per source"
+        );
+        assert_eq!(
+            limiter.record_failure(a, 160),
+            FailureVerdict::Counted(1),
+            "a new window"
+        );
+    }
+
+    #[test]
+    fn the_limiter_stays_bounded_and_keeps_limited_sources_longest() {
+        let limiter = FailureLimiter::new(1, 60);
+        let flooder: std::net::IpAddr = "10.9.9.9".parse().unwrap();
+        limiter.record_failure(flooder, 0);
+        assert!(matches!(
+            limiter.record_failure(flooder, 0),
+            FailureVerdict::Limited { .. }
+        ));
+        for i in 0..(FailureLimiter::MAX_SOURCES as u32 + 10) {
+            let source = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            limiter.record_failure(source, 1);
+            assert!(limiter.tracked() <= FailureLimiter::MAX_SOURCES);
+        }
+        assert!(
+            matches!(
+                limiter.record_failure(flooder, 2),
+                FailureVerdict::Limited { .. }
+            ),
+            "sources within the limit are forgotten before a limited one"
+        );
+    }
+
+    #[test]
+    fn account_records_are_shown_without_key_hashes() {
+        let key = new_key(&[5; 32], &[6; 9], 0, None);
+        let account = serde_json::json!({"id": "a", "grants": [], "keys": [key.record]});
+        let value = ParsedValue::from_request(account, Some(Format::Json)).unwrap();
+        let shown =
+            serde_json::to_value(shown_value(&path("/_setpoint/accounts/a"), &value)).unwrap();
+        assert_eq!(shown["keys"][0]["id"], key.record.id.as_str());
+        assert!(shown["keys"][0].get("hash").is_none(), "{shown}");
+        assert!(!shown.to_string().contains(&key.record.hash));
+        let elsewhere = serde_json::to_value(shown_value(&path("/app/a"), &value)).unwrap();
+        assert_eq!(
+            elsewhere["keys"][0]["hash"],
+            key.record.hash.as_str(),
+            "only accounts"
+        );
+        assert!(!is_account_record(&path("/_setpoint/accounts")));
     }
 
     #[test]

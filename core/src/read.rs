@@ -177,6 +177,7 @@ pub fn plan(
     if !grants.can_read_somewhere_below(path) {
         return Err(forbidden(format!("the caller may not read {path}")));
     }
+    plain_only(path)?;
     if env::is_reserved(path) {
         return Err(Failure::new(
             ErrorCode::BadRequest,
@@ -296,6 +297,18 @@ pub fn plan(
         secrets,
         revision: snapshot.revision(),
     })
+}
+
+/// System records (`/_setpoint/…`) are read only as they are: no environment layers them, and
+/// an effective or resolved read would show an account record's key hashes.
+pub fn plain_only(path: &ConfigPath) -> Result<(), Failure> {
+    if !crate::auth::is_system(path) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        ErrorCode::BadRequest,
+        format!("{path} is a system record: read it without env, resolve, explain or format"),
+    ))
 }
 
 fn nothing_at(path: &ConfigPath, chain: &Chain) -> Failure {

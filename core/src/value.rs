@@ -222,6 +222,8 @@ impl ParsedValue {
 pub enum ApiValue<'a> {
     Json(&'a serde_json::Value),
     Text(&'a str),
+    /// An account record, shown without its key hashes (`auth::shown_value`).
+    AccountRecord(&'a serde_json::Value),
 }
 
 impl Serialize for ApiValue<'_> {
@@ -229,6 +231,9 @@ impl Serialize for ApiValue<'_> {
         match self {
             ApiValue::Json(value) => value.serialize(serializer),
             ApiValue::Text(text) => serializer.serialize_str(text),
+            ApiValue::AccountRecord(value) => {
+                crate::auth::hide_key_hashes(value).serialize(serializer)
+            }
         }
     }
 }

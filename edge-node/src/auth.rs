@@ -8,10 +8,13 @@
 //! snapshot (`/_setpoint/accounts/…`, replicated like any config, key hashes only; parsed once
 //! per record by `setpoint_serving::accounts::AccountsCache`): a revocation applies to the next
 //! request once the batch carrying it reaches the edge. In [`AuthMode::AnonymousLoopback`]
-//! (`setpoint dev` only) a request without a key from a loopback address gets every right.
+//! (`setpoint dev` only) a request without an `Authorization` header from a loopback address gets
+//! every right; a header that is not `Bearer <key>` is a 401 in every mode.
 //!
-//! Failed attempts are counted per source address (core's `FailureLimiter`); past
-//! [`FAILURES_PER_MINUTE`] the source gets 429 (`RESOURCE_EXHAUSTED`) until the minute ends.
+//! The key is checked first. Only failed attempts are counted per source address (core's
+//! `FailureLimiter`); past [`FAILURES_PER_MINUTE`] the source's failures get 429
+//! (`RESOURCE_EXHAUSTED`) with `Retry-After` (gRPC: `retry-after` metadata) until the minute
+//! ends, while a valid key from the same address is served as always.
 //! Each refusal is logged (reason and source, never the key) and counted in
 //! `setpoint_edge_auth_failures_total{reason}`. gRPC callers get a trailers-only gRPC status,
 //! HTTP callers the JSON error body.
@@ -232,10 +235,8 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
     let peer = setpoint_serving::auth::peer(&request);
     let source = peer.map(|p| p.ip());
     let now = unix_now();
-    if let Some(refusal) = auth.blocked(source, now) {
-        edge.metrics().auth_failed("rate_limited");
-        return answer(grpc, refusal);
-    }
+    // The key first: only a failed authentication is counted against the source or refused
+    // for its failures (see `setpoint_serving::auth`).
     let caller = match auth.credentials(request.headers(), source) {
         Credentials::Key(token) => {
             if !edge.holder().is_ready() {
@@ -263,13 +264,22 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
             peer,
         },
         Credentials::Missing => return refuse(&edge, source, AuthError::Missing, grpc),
+        Credentials::Malformed => return refuse(&edge, source, AuthError::Malformed, grpc),
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
 fn refuse(edge: &Edge, source: Option<IpAddr>, reason: AuthError, grpc: bool) -> Response {
-    let error = edge.auth().refuse(source, reason, unix_now(), None);
-    edge.metrics().auth_failed(reason.as_str());
-    answer(grpc, error)
+    let refusal = edge.auth().refuse(source, reason, unix_now(), None);
+    if refusal.retry_after_secs.is_some() {
+        edge.metrics().auth_failed("rate_limited");
+    } else {
+        edge.metrics().auth_failed(reason.as_str());
+    }
+    if grpc {
+        refusal.into_grpc()
+    } else {
+        refusal.into_http()
+    }
 }

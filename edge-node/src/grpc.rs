@@ -65,15 +65,16 @@ fn parse_path(raw: &str, what: &str) -> Result<ConfigPath, Status> {
     ConfigPath::parse(raw).map_err(|e| ApiError::from(e).into())
 }
 
-fn json_text(value: &setpoint_core::ParsedValue) -> String {
+/// The value at `path` as the REST API shows it (account records without key hashes).
+fn json_text(path: &ConfigPath, value: &setpoint_core::ParsedValue) -> String {
     // Serializing a JSON value or a string cannot fail.
-    serde_json::to_string(&value.api_value()).unwrap_or_default()
+    serde_json::to_string(&setpoint_core::auth::shown_value(path, value)).unwrap_or_default()
 }
 
 pub fn entry_message(entry: &Entry) -> pb::Entry {
     pb::Entry {
         path: entry.path.as_str().to_owned(),
-        value: json_text(&entry.value),
+        value: json_text(&entry.path, &entry.value),
         format: entry.value.format().as_str().to_owned(),
         version: entry.version,
         revision: entry.revision,
@@ -89,8 +90,8 @@ fn event_message(event: &Event) -> pb::Event {
     pb::Event {
         r#type: kind as i32,
         path: event.path.as_str().to_owned(),
-        old_value: event.old.as_ref().map(|e| json_text(&e.value)),
-        new_value: event.new.as_ref().map(|e| json_text(&e.value)),
+        old_value: event.old.as_ref().map(|e| json_text(&e.path, &e.value)),
+        new_value: event.new.as_ref().map(|e| json_text(&e.path, &e.value)),
         version: event.version,
         revision: event.revision,
         format: event
@@ -177,6 +178,7 @@ impl Service {
                 "{path} is under /env: ask for the base path with env set"
             )));
         }
+        setpoint_core::read::plain_only(path).map_err(ApiError::from)?;
         let chain = Environments::from_snapshot(snapshot)
             .chain(env)
             .map_err(|e| ApiError::from(setpoint_core::read::Failure::from(e)))?;

@@ -395,33 +395,183 @@ async fn revocation_refuses_the_next_request_and_ends_open_watches() {
     assert_eq!(ended.code(), Code::Unauthenticated);
 }
 
+/// Issue 11, finding 2: 21 bad keys from one address made every request from it 429 for the
+/// rest of the minute, the valid admin key included, with no `Retry-After`.
 #[tokio::test]
-async fn too_many_failures_from_one_source_get_429_on_http_and_grpc() {
+async fn a_valid_key_is_never_locked_out_by_others_failures() {
     let (edge, keys) = edge().await;
     let limit = setpoint_edge_node::auth::FAILURES_PER_MINUTE;
-    for attempt in 0..limit {
+    // Failures on both surfaces count against the one source (127.0.0.1).
+    for attempt in 0..limit - 1 {
         let (status, _) = get(&edge, "/api/config/a/x/k", Some("garbage")).await;
         assert_eq!(status, 401, "attempt {attempt}");
     }
-    let (status, body) = get(&edge, "/api/config/a/x/k", Some("garbage")).await;
-    assert_eq!(status, 429, "{body}");
+    let last = grpc(&edge)
+        .await
+        .get(with_key(get_request("/a/x/k"), Some("garbage")))
+        .await
+        .unwrap_err();
+    assert_eq!(last.code(), Code::Unauthenticated, "the {limit}th failure");
+
+    // Past the limit, a failure is 429 with Retry-After (at most the window) ...
+    let response = reqwest::Client::new()
+        .get(edge.url("/api/config/a/x/k"))
+        .bearer_auth("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=60).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
+    let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_requests");
-    // The source is refused outright for now, even with a valid key.
+    let (status, _) = get(&edge, "/api/config/a/x/k", None).await;
+    assert_eq!(status, 429, "a missing key is a failure too");
+    let limited = grpc(&edge)
+        .await
+        .get(with_key(get_request("/a/x/k"), Some("garbage")))
+        .await
+        .unwrap_err();
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    let retry_after: u64 = limited
+        .metadata()
+        .get("retry-after")
+        .expect("retry-after in the status metadata")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=60).contains(&retry_after),
+        "retry-after: {retry_after}"
+    );
+
+    // ... while valid keys from the very same address are served, on every surface.
+    let (status, body) = get(&edge, "/api/config/a/x/k", Some(&keys.reader.token)).await;
+    assert_eq!((status, &body["value"]), (200, &json!("x")), "{body}");
     assert_eq!(
-        get(&edge, "/api/config/a/x/k", Some(&keys.reader.token))
+        get(&edge, "/api/config/b/k", Some(&keys.admin.token))
             .await
             .0,
-        429
+        200
     );
-    let refused = grpc(&edge)
+    let served = grpc(&edge)
         .await
         .get(with_key(get_request("/a/x/k"), Some(&keys.reader.token)))
         .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted);
+        .unwrap()
+        .into_inner();
+    assert_eq!(served.entry.unwrap().value, "\"x\"");
+    // Opening asserts 200 and an event stream.
+    let sse = SseReader::open_with_key(
+        &edge.url("/api/config/a/x?watch=true"),
+        None,
+        Some(&keys.reader.token),
+    )
+    .await;
+    drop(sse);
     assert_eq!(
         get(&edge, "/healthz", None).await.0,
         200,
         "health stays open"
     );
+}
+
+/// Issue 11, finding 7: in `setpoint dev`, a malformed `Authorization` header counted as
+/// anonymous; only a request without the header is.
+#[tokio::test]
+async fn a_malformed_authorization_header_is_refused_not_anonymous() {
+    let edge = harness::TestEdge::start().await;
+    edge.commit(vec![Op::Put("/a/k", json!("v"))]);
+    let http = reqwest::Client::new();
+    for value in [
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer",
+        "Bearer ",
+        "spk_nothing",
+        "Token x",
+    ] {
+        let response = http
+            .get(edge.url("/api/config/a/k"))
+            .header(reqwest::header::AUTHORIZATION, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "Authorization: {value:?}");
+        let mut request = tonic::Request::new(get_request("/a/k"));
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse().unwrap());
+        let refused = grpc(&edge).await.get(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{value:?}");
+    }
+    let (status, body) = get(&edge, "/api/config/a/k", None).await;
+    assert_eq!(
+        (status, &body["value"]),
+        (200, &json!("v")),
+        "no header: anonymous"
+    );
+    let anonymous = grpc(&edge)
+        .await
+        .get(tonic::Request::new(get_request("/a/k")))
+        .await;
+    assert!(anonymous.is_ok(), "no metadata at all: anonymous on gRPC");
+}
+
+/// Issue 11, finding 7: raw reads of `/_setpoint/accounts/*` showed admins the key hashes that
+/// `/api/accounts` hides; on the edge, HTTP and gRPC alike, they are hidden now.
+#[tokio::test]
+async fn account_reads_never_show_key_hashes() {
+    let (edge, keys) = edge().await;
+    let admin = Some(keys.admin.token.as_str());
+    let hashes = [&keys.admin.record.hash, &keys.reader.record.hash];
+    let (status, body) = get(&edge, "/api/config/_setpoint/accounts/reader", admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["value"]["keys"][0]["id"],
+        keys.reader.record.id.as_str()
+    );
+    let text = body.to_string();
+    assert!(
+        !text.contains("hash") && hashes.iter().all(|h| !text.contains(h.as_str())),
+        "{text}"
+    );
+    for query in ["env=prod", "resolve=true", "format=json"] {
+        let (status, body) = get(
+            &edge,
+            &format!("/api/config/_setpoint/accounts/reader?{query}"),
+            admin,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+    let (status, body) = get(&edge, "/api/config/?format=json", admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.to_string().contains("hash"), "{body}");
+
+    let mut client = grpc(&edge).await;
+    let entry = client
+        .get(with_key(get_request("/_setpoint/accounts/admin"), admin))
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    assert!(
+        entry.value.contains(&keys.admin.record.id),
+        "{}",
+        entry.value
+    );
+    assert!(!entry.value.contains("hash"), "{}", entry.value);
+    let mut in_env = get_request("/_setpoint/accounts/admin");
+    in_env.env = Some("prod".into());
+    let refused = client.get(with_key(in_env, admin)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
 }

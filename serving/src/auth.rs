@@ -1,6 +1,11 @@
 //! API keys at the door, as the writer and the edges check them: which paths need no key,
 //! `Authorization: Bearer <key>`, anonymous loopback callers in `setpoint dev`, the per-source
-//! failure limit (429 past [`FAILURES_PER_MINUTE`]) and the messages a refused caller gets.
+//! failure limit and the messages a refused caller gets.
+//!
+//! The key is checked first; only a request that fails authentication is counted against its
+//! source and can be refused for the source's failures (429 with `Retry-After` past
+//! [`FAILURES_PER_MINUTE`]). A request with a valid key never touches the limiter, so it is never
+//! refused because others failed from the same address, and costs nothing more.
 //!
 //! Each service's middleware strings these together with what only it does (the writer audits
 //! refusals and waits for its read model; the edge answers gRPC callers with a status). The key
@@ -10,8 +15,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, header};
-use setpoint_core::auth::{AuthError, FailureLimiter};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use setpoint_core::auth::{AuthError, FailureLimiter, FailureVerdict};
 
 use crate::accounts::AccountsCache;
 use crate::error::{Error, ErrorCode};
@@ -31,6 +37,9 @@ pub const FAILURES_PER_MINUTE: u32 = 20;
 
 pub const MISSING_KEY: &str = "this call needs an API key: Authorization: Bearer <key>";
 pub const INVALID_KEY: &str = "the API key is not valid (unknown, expired or revoked)";
+
+pub const TOO_MANY_FAILURES: &str =
+    "too many failed authentications from this address; try again after Retry-After seconds";
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive, spaces trimmed).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -56,6 +65,46 @@ pub enum Credentials<'a> {
     Anonymous,
     /// No key where one is needed.
     Missing,
+    /// An `Authorization` header that is not `Bearer <token>` (`Basic …`, an empty `Bearer`, not
+    /// text): refused in every mode, never taken for "no header".
+    Malformed,
+}
+
+/// A refused request: the error, and for a limited source how long until it may try again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub error: Error,
+    /// Seconds until the source's failure window ends (429s only).
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Refusal {
+    /// The answer to an HTTP caller: the JSON error body, `Retry-After` on a 429.
+    pub fn into_http(self) -> Response {
+        let retry_after = self.retry_after_value();
+        let mut response = self.error.into_response();
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+
+    /// The answer to a gRPC caller: a trailers-only status, `retry-after` in its metadata on a
+    /// `RESOURCE_EXHAUSTED`.
+    pub fn into_grpc(self) -> Response {
+        let retry_after = self.retry_after_value();
+        let mut status = tonic::Status::from(self.error);
+        if let Some(value) = retry_after
+            && let Ok(value) = value.to_str().unwrap_or_default().parse()
+        {
+            status.metadata_mut().insert("retry-after", value);
+        }
+        status.into_http()
+    }
+
+    fn retry_after_value(&self) -> Option<HeaderValue> {
+        self.retry_after_secs.map(HeaderValue::from)
+    }
 }
 
 /// Authentication settings and state of one node.
@@ -84,49 +133,54 @@ impl AuthState {
             || (self.metrics_public && path == "/metrics")
     }
 
-    /// The 429 for a source that used up its failures, if it has.
-    pub fn blocked(&self, source: Option<IpAddr>, now: i64) -> Option<Error> {
-        let ip = source?;
-        if !self.limiter.is_blocked(ip, now) {
-            return None;
-        }
-        tracing::warn!(source = %ip, "too many failed authentications; refusing this source for now");
-        Some(Error::new(
-            ErrorCode::TooManyRequests,
-            "too many failed authentications from this address; try again later",
-        ))
-    }
-
-    /// What `headers` present, from `source`.
+    /// What `headers` present, from `source`. Only a request with no `Authorization` header at
+    /// all can be anonymous.
     pub fn credentials<'a>(
         &self,
         headers: &'a HeaderMap,
         source: Option<IpAddr>,
     ) -> Credentials<'a> {
-        match bearer(headers) {
-            Some(token) => Credentials::Key(token),
-            None if self.mode == AuthMode::AnonymousLoopback
-                && source.is_some_and(|ip| ip.is_loopback()) =>
-            {
-                Credentials::Anonymous
-            }
-            None => Credentials::Missing,
+        if let Some(token) = bearer(headers) {
+            return Credentials::Key(token);
+        }
+        if headers.contains_key(header::AUTHORIZATION) {
+            return Credentials::Malformed;
+        }
+        if self.mode == AuthMode::AnonymousLoopback && source.is_some_and(|ip| ip.is_loopback()) {
+            Credentials::Anonymous
+        } else {
+            Credentials::Missing
         }
     }
 
-    /// Counts a refusal against `source`, logs it and gives the 401 to answer with.
+    /// Counts a failed authentication against `source`, logs it and gives the answer: 401, or
+    /// 429 with the seconds to wait once the source is past [`FAILURES_PER_MINUTE`]. Only
+    /// failures come here: a valid key is never refused for its source's failures.
     pub fn refuse(
         &self,
         source: Option<IpAddr>,
         reason: AuthError,
         now: i64,
         request_id: Option<&str>,
-    ) -> Error {
-        let failures = source.map(|ip| self.limiter.record_failure(ip, now));
+    ) -> Refusal {
+        let verdict = source.map(|ip| self.limiter.record_failure(ip, now));
+        if let Some(FailureVerdict::Limited { retry_after_secs }) = verdict {
+            tracing::warn!(
+                reason = reason.as_str(),
+                source = ?source,
+                retry_after_secs,
+                request_id = request_id.unwrap_or(""),
+                "too many failed authentications from this source; refusing its failures for now"
+            );
+            return Refusal {
+                error: Error::new(ErrorCode::TooManyRequests, TOO_MANY_FAILURES),
+                retry_after_secs: Some(retry_after_secs),
+            };
+        }
         tracing::warn!(
             reason = reason.as_str(),
             source = ?source,
-            failures = ?failures,
+            failures = ?verdict,
             request_id = request_id.unwrap_or(""),
             "authentication refused"
         );
@@ -134,7 +188,10 @@ impl AuthState {
             AuthError::Missing => MISSING_KEY,
             _ => INVALID_KEY,
         };
-        Error::new(ErrorCode::Unauthenticated, message)
+        Refusal {
+            error: Error::new(ErrorCode::Unauthenticated, message),
+            retry_after_secs: None,
+        }
     }
 }
 
@@ -194,21 +251,39 @@ mod tests {
     }
 
     #[test]
-    fn a_source_past_the_limit_is_refused_until_the_window_ends() {
+    fn a_malformed_authorization_header_is_never_anonymous() {
+        let loopback: Option<IpAddr> = Some("127.0.0.1".parse().unwrap());
+        let dev = AuthState::new(AuthMode::AnonymousLoopback, false);
+        for value in ["Basic YTpi", "Bearer", "Bearer   ", "", "spk_x"] {
+            assert_eq!(
+                dev.credentials(&headers(value), loopback),
+                Credentials::Malformed,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_past_the_limit_gets_429_with_retry_after_until_the_window_ends() {
         let auth = AuthState::new(AuthMode::Required, false);
         let source: Option<IpAddr> = Some("192.0.2.7".parse().unwrap());
         for _ in 0..FAILURES_PER_MINUTE {
-            assert!(auth.blocked(source, 100).is_none());
-            let error = auth.refuse(source, AuthError::Unknown, 100, None);
-            assert_eq!(error.code, ErrorCode::Unauthenticated);
-            assert_eq!(error.message, INVALID_KEY);
+            let refusal = auth.refuse(source, AuthError::Unknown, 100, None);
+            assert_eq!(refusal.error.code, ErrorCode::Unauthenticated);
+            assert_eq!(refusal.error.message, INVALID_KEY);
+            assert_eq!(refusal.retry_after_secs, None);
         }
-        let blocked = auth.blocked(source, 130).unwrap();
-        assert_eq!(blocked.code, ErrorCode::TooManyRequests);
-        assert!(auth.blocked(source, 160).is_none(), "a new window");
-        assert_eq!(
-            auth.refuse(source, AuthError::Missing, 160, None).message,
-            MISSING_KEY
-        );
+        let limited = auth.refuse(source, AuthError::Unknown, 130, None);
+        assert_eq!(limited.error.code, ErrorCode::TooManyRequests);
+        assert_eq!(limited.retry_after_secs, Some(30));
+        let http = limited.clone().into_http();
+        assert_eq!(http.status(), 429);
+        assert_eq!(http.headers()[header::RETRY_AFTER], "30");
+        let grpc = limited.into_grpc();
+        assert_eq!(grpc.headers()["retry-after"], "30");
+        assert_eq!(grpc.headers()["grpc-status"], "8", "RESOURCE_EXHAUSTED");
+        let fresh = auth.refuse(source, AuthError::Missing, 160, None);
+        assert_eq!(fresh.error.message, MISSING_KEY, "a new window");
+        assert_eq!(fresh.retry_after_secs, None);
     }
 }

@@ -48,7 +48,7 @@ impl<'a> EntryBody<'a> {
     pub fn of(entry: &'a Entry) -> EntryBody<'a> {
         EntryBody {
             path: entry.path.as_str(),
-            value: Some(entry.value.api_value()),
+            value: Some(setpoint_core::auth::shown_value(&entry.path, &entry.value)),
             format: entry.value.format().as_str(),
             version: entry.version,
             revision: entry.revision,

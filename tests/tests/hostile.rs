@@ -266,3 +266,199 @@ async fn denied_requests_cannot_grow_the_store_without_limit() {
     );
     w.stop().await;
 }
+
+/// Finding 2: 21 bad keys from one address made every request from it 429 for the rest of the
+/// minute, the valid admin key included, with no `Retry-After`. Only failures are limited now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_key_is_never_locked_out_by_others_failures() {
+    use reqwest::Method;
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    let (status, _) = send(
+        &w,
+        Method::PUT,
+        "/api/config/app/k",
+        Some(json!({"value": 1})),
+    )
+    .await;
+    assert!(status.is_success(), "{status}");
+    let (status, created) = send(
+        &w,
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"id": "reader", "grants": [{"prefix": "/app", "actions": ["read"]}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let reader_key = created["key"].as_str().unwrap().to_owned();
+
+    // Everything below leaves from 127.0.0.1, the admin's address too. The limit is the one
+    // door both services share (`setpoint_serving::auth`).
+    let anyone = reqwest::Client::new();
+    let url = w.config_url("/app/k");
+    for attempt in 0..setpoint_edge_node::auth::FAILURES_PER_MINUTE {
+        let response = anyone
+            .get(&url)
+            .bearer_auth("garbage")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+        assert!(
+            !response
+                .headers()
+                .contains_key(reqwest::header::RETRY_AFTER)
+        );
+    }
+    for refused in [
+        anyone.get(&url).bearer_auth("garbage"),
+        anyone.get(&url),
+        anyone
+            .get(&url)
+            .header(reqwest::header::AUTHORIZATION, "Basic YTpi"),
+    ] {
+        let response = refused.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry_after: u64 = response.headers()[reqwest::header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (1..=60).contains(&retry_after),
+            "Retry-After: {retry_after}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_many_requests");
+    }
+
+    // The valid keys from the same address are served: the admin's and an ordinary account's.
+    let (status, body) = send(&w, Method::GET, "/api/config/app/k", None).await;
+    assert_eq!(
+        (status, &body["value"]),
+        (StatusCode::OK, &json!(1)),
+        "{body}"
+    );
+    let response = anyone
+        .get(&url)
+        .bearer_auth(&reader_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = send(
+        &w,
+        Method::PUT,
+        "/api/config/app/k",
+        Some(json!({"value": 2})),
+    )
+    .await;
+    assert!(status.is_success(), "writes too: {status}");
+    w.stop().await;
+}
+
+/// Finding 7: in `setpoint dev` a malformed `Authorization` header (`Basic …`, an empty
+/// `Bearer`, a value that is no key) counted as anonymous; only a request without one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_authorization_header_is_refused_not_anonymous() {
+    let backend = Backend::embedded();
+    let mut config = setpoint_writer::WriterConfig::new(backend.spec());
+    config.auth_mode = setpoint_writer::AuthMode::AnonymousLoopback;
+    let w = TestWriter::start_with(config).await;
+    let anonymous = reqwest::Client::new();
+    let response = anonymous
+        .put(w.config_url("/app/k"))
+        .body(json!({"value": 1}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "no header: anonymous");
+    for value in [
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer",
+        "Bearer  ",
+        "Bearer not-a-key",
+        "x",
+    ] {
+        let response = anonymous
+            .get(w.config_url("/app/k"))
+            .header(reqwest::header::AUTHORIZATION, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "Authorization: {value:?}"
+        );
+    }
+    w.stop().await;
+}
+
+/// Finding 7: `GET /api/config/_setpoint/accounts/*` showed admins the key hashes that
+/// `/api/accounts` hides. Every read of an account record — current, old versions, history,
+/// diff — hides them; effective, resolved and bundled reads of system records are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_reads_never_show_key_hashes() {
+    use reqwest::Method;
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    let admin_hash = setpoint_core::auth::new_key(&[42; 32], &[7; 9], 0, None)
+        .record
+        .hash;
+    let (status, created) = send(
+        &w,
+        Method::POST,
+        "/api/accounts",
+        Some(json!({"id": "svc", "grants": [{"prefix": "/app", "actions": ["read"]}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _) = send(&w, Method::POST, "/api/accounts/svc/keys", Some(json!({}))).await;
+    assert!(status.is_success(), "rotate: {status}");
+
+    let record = "/api/config/_setpoint/accounts/svc";
+    for path in [
+        record.to_owned(),
+        format!("{record}?version=1"),
+        format!("{record}/history"),
+        format!("{record}/diff?from=1&to=2"),
+        "/api/config/_setpoint/accounts/admin".to_owned(),
+    ] {
+        let response = w.http.get(w.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("keys"), "{path}: {text}");
+        assert!(
+            !text.contains("hash") && !text.contains(&admin_hash),
+            "{path}: {text}"
+        );
+    }
+    let (_, current) = send(&w, Method::GET, record, None).await;
+    let keys = current["value"]["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{current}");
+    assert!(keys.iter().all(|k| k["id"].is_string()), "{current}");
+
+    for query in ["env=prod", "resolve=true", "explain=true", "format=json"] {
+        let (status, body) = send(&w, Method::GET, &format!("{record}?{query}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
+    // Listings and bundles of the root never include system records.
+    for path in ["/api/config/?recursive=true", "/api/config/?format=json"] {
+        let text = w
+            .http
+            .get(w.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!text.contains("hash"), "{path}: {text}");
+    }
+    w.stop().await;
+}

@@ -4,9 +4,11 @@
 //! `Authorization: Bearer <key>`; the key is checked against the accounts of the writer's read
 //! model (the feed's snapshot — a revocation committed a moment ago applies at once). In
 //! [`AuthMode::AnonymousLoopback`] (`setpoint dev` only) a request without a key from a
-//! loopback address gets every right. Failed attempts are counted per source address; past
-//! the limit the source gets 429 until the window ends, and each refusal is logged (never the
-//! key) and audited.
+//! loopback address gets every right; any `Authorization` header that is not `Bearer <key>` is
+//! a 401 in every mode. The key is checked first: only failed attempts are counted per source
+//! address, and past the limit the source's failures get 429 with `Retry-After` until the window
+//! ends — a valid key is never refused for them. Each refusal is logged (never the key) and
+//! audited (a limited source's, only counted).
 //!
 //! Handlers take a [`Caller`] and ask it, per path and action, before they act; a refusal is a
 //! 403 that is also written to the audit log.
@@ -17,7 +19,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use setpoint_core::ConfigPath;
 use setpoint_core::auth::{Action, AuthError, Principal};
 use setpoint_serving::auth::{Credentials, unix_now};
@@ -163,9 +165,8 @@ pub async fn authenticate(
         source: peer.map(|p| p.to_string()),
     };
     let now = unix_now();
-    if let Some(refusal) = state.auth.blocked(source_ip, now) {
-        return refusal.into_response();
-    }
+    // The key first: only a failed authentication is counted against the source or refused
+    // for its failures (see `setpoint_serving::auth`).
     let principal = match state.auth.credentials(headers, source_ip) {
         Credentials::Key(token) => match authenticate_token(&state, token, now).await {
             Ok(principal) => principal,
@@ -173,6 +174,9 @@ pub async fn authenticate(
         },
         Credentials::Anonymous => Principal::anonymous(),
         Credentials::Missing => return refuse(&state, &actor, source_ip, AuthError::Missing).await,
+        Credentials::Malformed => {
+            return refuse(&state, &actor, source_ip, AuthError::Malformed).await;
+        }
     };
     actor.name = if principal.key_id.is_none() {
         actor_header.or_else(|| Some(principal.account.clone()))
@@ -224,21 +228,30 @@ async fn refuse(
     source: Option<IpAddr>,
     reason: AuthError,
 ) -> Response {
-    let error = state
+    let refusal = state
         .auth
         .refuse(source, reason, unix_now(), Some(&actor.request_id));
+    let limited = refusal.retry_after_secs.is_some();
     state
         .metrics
         .auth_failures
-        .with_label_values(&[reason.as_str()])
+        .with_label_values(&[if limited {
+            "rate_limited"
+        } else {
+            reason.as_str()
+        }])
         .inc();
-    record_denied(
-        state,
-        actor,
-        "auth.refused",
-        None,
-        reason.as_str().to_owned(),
-    )
-    .await;
-    error.into_response()
+    // A limited source's failures are not audited one by one: the limit is what stops a flood
+    // of them from growing the audit log.
+    if !limited {
+        record_denied(
+            state,
+            actor,
+            "auth.refused",
+            None,
+            reason.as_str().to_owned(),
+        )
+        .await;
+    }
+    refusal.into_http()
 }

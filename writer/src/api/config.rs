@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use setpoint_core::read::ReadQuery;
-use setpoint_core::{ConfigPath, ParsedValue, Version};
+use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -233,7 +233,10 @@ pub async fn batch(
 fn entry_body(entry: &EntryView) -> EntryBody<'_> {
     EntryBody {
         path: entry.path.as_str(),
-        value: entry.value.as_ref().map(ParsedValue::api_value),
+        value: entry
+            .value
+            .as_ref()
+            .map(|value| setpoint_core::auth::shown_value(&entry.path, value)),
         format: entry.format.as_str(),
         version: entry.version,
         revision: entry.revision,
@@ -471,6 +474,17 @@ pub async fn history(
     Ok(response)
 }
 
+/// A version's value as a diff may show it: an account record without its key hashes.
+fn shown_for_diff(path: &ConfigPath, value: Option<ParsedValue>) -> Option<ParsedValue> {
+    let value = value?;
+    if !setpoint_core::auth::is_account_record(path) || value.format() != Format::Json {
+        return Some(value);
+    }
+    let hidden = setpoint_core::auth::hide_key_hashes(value.structured());
+    // Re-parsing a value that parsed once cannot fail; keep nothing rather than the hashes.
+    ParsedValue::from_request(hidden, Some(Format::Json)).ok()
+}
+
 /// Difference between two versions: JSON Patch for json/yaml, unified diff for text.
 #[utoipa::path(get, path = "/api/config/{path}/diff", tag = "config",
     params(("path" = String, Path, description = "Config path"),
@@ -495,7 +509,7 @@ pub async fn diff(state: &AppState, path: &ConfigPath, params: &Params) -> Resul
             .configs
             .version(path, version)
             .await?
-            .map(|e| e.value)
+            .map(|e| shown_for_diff(path, e.value))
             .ok_or_else(|| Error::not_found(format!("{path} has no version {version}")))
     };
     let older = load(from).await?;

@@ -462,3 +462,34 @@ async fn account_reads_never_show_key_hashes() {
     }
     w.stop().await;
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_root_honours_format_and_resolve_like_the_edge() {
+    use reqwest::Method;
+    // Issue 11, finding 9: on `/` the writer ignored format= and resolve=true.
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    let (status, _) = send(
+        &w,
+        Method::PUT,
+        "/api/config/app/port",
+        Some(json!({"value": 8080})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, listing) = send(&w, Method::GET, "/api/config", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listing["children"].as_array().is_some(),
+        "a plain read lists: {listing}"
+    );
+    for query in ["format=json", "resolve=true"] {
+        let (status, body) = send(&w, Method::GET, &format!("/api/config?{query}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        let text = body.to_string();
+        assert!(
+            body.get("children").is_none() && text.contains("8080"),
+            "{query} gives the tree, not a listing: {body}"
+        );
+    }
+    w.stop().await;
+}

@@ -256,7 +256,16 @@ pub async fn get_root(
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Error> {
-    list(&state, &caller, &ConfigPath::root(), &Params::new(query)).await
+    let params = Params::new(query);
+    let root = ConfigPath::root();
+    if !params.flag("list")? {
+        // `?format=`, `?env=`, `?resolve=` on `/` read the whole tree, as on the edges.
+        let query = ReadQuery::from_params(|name| params.get(name))?;
+        if !query.is_plain() {
+            return environment_read(&state, &caller, &root, &query).await;
+        }
+    }
+    list(&state, &caller, &root, &params).await
 }
 
 /// Read a config, an old version, or the children of a prefix.

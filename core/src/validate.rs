@@ -162,6 +162,14 @@ fn cut(mut text: String, max_chars: usize) -> String {
     text
 }
 
+/// `value` as JSON when it is short, else the word `value` (as a schema's masked messages say).
+fn quoted(value: &Value) -> String {
+    match quoted_len(value, MAX_QUOTED_BYTES) {
+        Some(_) => value.to_string(),
+        None => "value".to_owned(),
+    }
+}
+
 /// The length of `value` as JSON when at most `budget` bytes (about: strings are not escaped).
 fn quoted_len(value: &Value, budget: usize) -> Option<usize> {
     let len = match value {
@@ -304,7 +312,11 @@ impl Rule {
                 Value::String(text) if regex.is_match(text) => return None,
                 Value::String(_) => (
                     "validator:regex",
-                    format!("{instance} does not match regex {:?}", regex.as_str()),
+                    format!(
+                        "{} does not match regex {:?}",
+                        quoted(instance),
+                        regex.as_str()
+                    ),
                 ),
                 other => (
                     "validator:regex",
@@ -318,9 +330,15 @@ impl Rule {
             Rule::Enum(allowed) if allowed.contains(instance) => return None,
             Rule::Enum(allowed) => (
                 "validator:enum",
-                format!("{instance} is not one of {}", Value::Array(allowed.clone())),
+                format!(
+                    "{} is not one of {}",
+                    quoted(instance),
+                    Value::Array(allowed.clone())
+                ),
             ),
         };
+        // The same bounds as a schema's messages: a long pattern or enum is cut too.
+        let message = cut(message, MAX_MESSAGE_CHARS);
         Some(Violation {
             pointer: String::new(),
             message,
@@ -725,6 +743,40 @@ mod tests {
         let got = check(&json!(5), &[&first, &second], &[&rules]);
         let sources: Vec<&str> = got.iter().map(|v| v.source.as_str()).collect();
         assert_eq!(sources, ["schema", "schema:/app", "validator:enum"]);
+    }
+
+    /// Found by the `schema` fuzz target: a failing regex or enum validator quoted the whole
+    /// value (and the whole enum), so a 500 KB value gave a 500 KB message per validator.
+    #[test]
+    fn fuzz_validator_messages_quote_no_long_value() {
+        let long = "v".repeat(10_000);
+        let rules = Validators::parse(&json!([
+            {"regex": "^a+$"},
+            {"enum": ["a", "e".repeat(10_000)]}
+        ]))
+        .expect("valid validators");
+        let got = check(&json!(long), &[], &[&rules]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].message, r#"value does not match regex "^a+$""#);
+        assert!(
+            got[1]
+                .message
+                .starts_with(r#"value is not one of ["a","eee"#),
+            "{got:?}"
+        );
+        for violation in &got {
+            assert!(
+                !violation.message.contains(&long[..MAX_QUOTED_BYTES]),
+                "{violation:?}"
+            );
+            assert!(
+                violation.message.chars().count() <= MAX_MESSAGE_CHARS + 1,
+                "{violation:?}"
+            );
+        }
+        // A short value is still quoted.
+        let got = check(&json!("bb"), &[], &[&rules]);
+        assert_eq!(got[0].message, r#""bb" does not match regex "^a+$""#);
     }
 
     #[test]

@@ -213,12 +213,17 @@ fn value_nodes(value: &Value, budget: usize) -> Option<usize> {
     Some(count)
 }
 
-/// The subschemas of `schema` with every local `$ref` (`#`, `#/json/pointer`) expanded — a
-/// reference already being expanded (a cycle) counts once — or `None` past [`MAX_SCHEMA_NODES`].
-/// Evaluation cost grows with this number, not with the document's size.
+/// The subschemas of `schema` with every `$ref` (and `$dynamicRef`, `$recursiveRef`) expanded —
+/// a reference already being expanded (a cycle) counts once — or `None` past
+/// [`MAX_SCHEMA_NODES`]. Evaluation cost grows with this number, not with the document's size.
+///
+/// References resolve as the validator resolves them: a JSON pointer (percent-decoded), an
+/// anchor (`#name`: `$anchor`, `$dynamicAnchor`), either after the `$id` of a subschema of this
+/// document. A reference this cannot place counts as the whole document again, an upper bound,
+/// so no spelling of a reference dodges the count.
 fn expanded_nodes(schema: &Value) -> Option<usize> {
     fn walk<'a>(
-        root: &'a Value,
+        index: &Index<'a>,
         node: &'a Value,
         expanding: &mut Vec<&'a str>,
         count: &mut usize,
@@ -230,38 +235,114 @@ fn expanded_nodes(schema: &Value) -> Option<usize> {
         match node {
             Value::Object(map) => {
                 for (key, child) in map {
-                    if key == "$ref"
+                    if matches!(key.as_str(), "$ref" | "$dynamicRef" | "$recursiveRef")
                         && let Some(reference) = child.as_str()
-                        && let Some(pointer) = reference.strip_prefix('#')
                     {
                         if expanding.contains(&reference) {
                             continue;
                         }
-                        let decoded = pointer.replace("%25", "%");
-                        if let Some(target) = root.pointer(&decoded) {
-                            expanding.push(reference);
-                            walk(root, target, expanding, count)?;
-                            expanding.pop();
-                        }
+                        let target = index.resolve(reference).unwrap_or(index.root);
+                        expanding.push(reference);
+                        walk(index, target, expanding, count)?;
+                        expanding.pop();
                         continue;
                     }
                     // Values of keywords like `enum`, `const` and `default` are data, not
                     // subschemas; counting them too only makes the bound stricter.
-                    walk(root, child, expanding, count)?;
+                    walk(index, child, expanding, count)?;
                 }
             }
             Value::Array(items) => {
                 for item in items {
-                    walk(root, item, expanding, count)?;
+                    walk(index, item, expanding, count)?;
                 }
             }
             _ => {}
         }
         Some(())
     }
+    let index = Index::new(schema);
     let mut count = 0;
-    walk(schema, schema, &mut Vec::new(), &mut count)?;
+    walk(&index, schema, &mut Vec::new(), &mut count)?;
     Some(count)
+}
+
+/// Where a schema's references can point: its `$id`s and anchors, found once.
+struct Index<'a> {
+    root: &'a Value,
+    ids: std::collections::HashMap<&'a str, &'a Value>,
+    anchors: std::collections::HashMap<&'a str, &'a Value>,
+}
+
+impl<'a> Index<'a> {
+    fn new(root: &'a Value) -> Index<'a> {
+        let mut index = Index {
+            root,
+            ids: Default::default(),
+            anchors: Default::default(),
+        };
+        let mut stack = vec![root];
+        while let Some(node) = stack.pop() {
+            match node {
+                Value::Object(map) => {
+                    if let Some(id) = map.get("$id").and_then(Value::as_str) {
+                        index.ids.entry(id.trim_end_matches('#')).or_insert(node);
+                    }
+                    for key in ["$anchor", "$dynamicAnchor"] {
+                        if let Some(anchor) = map.get(key).and_then(Value::as_str) {
+                            index.anchors.entry(anchor).or_insert(node);
+                        }
+                    }
+                    stack.extend(map.values());
+                }
+                Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+        index
+    }
+
+    /// The subschema `reference` names, when it is in this document.
+    fn resolve(&self, reference: &str) -> Option<&'a Value> {
+        let (base, fragment) = reference.split_once('#').unwrap_or((reference, ""));
+        let document = if base.is_empty() {
+            self.root
+        } else {
+            self.ids.get(base).copied()?
+        };
+        let fragment = percent_decode(fragment);
+        if fragment.is_empty() {
+            Some(document)
+        } else if fragment.starts_with('/') {
+            document.pointer(&fragment)
+        } else {
+            self.anchors.get(fragment.as_str()).copied()
+        }
+    }
+}
+
+/// `%XX` escapes decoded (a URI fragment); anything else kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        match (bytes[at], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One parsed custom validator.
@@ -572,6 +653,47 @@ mod tests {
         // A recursive schema (a tree) is fine: the cycle counts once.
         let tree = json!({"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#"}}}});
         assert!(Schema::compile(&tree, "schema").is_ok());
+    }
+
+    /// Found while fuzzing schemas: the count followed only `#/json/pointer` references, so
+    /// the same doubling schema written with anchors (`#l3`), percent-encoded pointers
+    /// (`#/%24defs/l3`) or the document's `$id` (`urn:s#/$defs/l3`) compiled, and depth 20 took
+    /// 19 s to check (×4 every two levels).
+    #[test]
+    fn refs_by_anchor_encoded_pointer_or_id_count_toward_the_bound() {
+        let spelled = |depth: usize, spell: &dyn Fn(usize) -> String| {
+            let mut defs = serde_json::Map::new();
+            defs.insert("l0".into(), json!({"$anchor": "l0", "maxLength": 1}));
+            for level in 1..=depth {
+                let below = spell(level - 1);
+                defs.insert(
+                    format!("l{level}"),
+                    json!({"$anchor": format!("l{level}"), "allOf": [{"$ref": below}, {"$ref": below}]}),
+                );
+            }
+            json!({"$id": "urn:s", "$defs": defs, "$ref": spell(depth)})
+        };
+        let spellings: [&dyn Fn(usize) -> String; 4] = [
+            &|level| format!("#l{level}"),
+            &|level| format!("#/%24defs/l{level}"),
+            &|level| format!("urn:s#/$defs/l{level}"),
+            &|level| format!("#/$defs/%6C{level}"),
+        ];
+        for spell in spellings {
+            let small = spelled(6, spell);
+            let got = Schema::compile(&small, "schema");
+            assert!(got.is_ok(), "{small}: {got:?}");
+            let deep = spelled(18, spell);
+            let got = Schema::compile(&deep, "schema");
+            assert!(
+                matches!(&got, Err(RuleError::InvalidSchema(m)) if m.contains("too complex")),
+                "{}: {got:?}",
+                spell(18)
+            );
+        }
+        // A reference that cannot be placed counts as the whole document: a few are fine.
+        let meta = json!({"allOf": [{"$ref": "https://json-schema.org/draft/2020-12/schema"}]});
+        assert!(Schema::compile(&meta, "schema").is_ok());
     }
 
     #[test]

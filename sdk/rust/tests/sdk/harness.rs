@@ -124,15 +124,43 @@ impl Server {
         let body = self
             .send(self.http.put(url).json(&json!({"value": value})))
             .await;
-        body["revision"]
+        let revision = body["revision"]
             .as_i64()
-            .expect("revision in the PUT answer")
+            .expect("revision in the PUT answer");
+        self.edge_reaches(revision).await;
+        revision
+    }
+
+    /// Waits until the edge has applied `revision`: the writer acknowledges a commit a moment
+    /// before its edge applies it, and the SDK reads from the edge.
+    pub async fn edge_reaches(&self, revision: i64) {
+        let url = format!("{}/edge/healthz", self.base());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reached = match self.http.get(&url).send().await {
+                Ok(response) => response
+                    .json::<Json>()
+                    .await
+                    .is_ok_and(|body| body["revision"].as_i64().unwrap_or(0) >= revision),
+                Err(_) => false,
+            };
+            if reached {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the edge did not apply revision {revision} within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn delete(&self, path: &str) -> i64 {
         let url = format!("{}/api/config{path}", self.base());
         let body = self.send(self.http.delete(url)).await;
-        body["revision"].as_i64().unwrap_or_default()
+        let revision = body["revision"].as_i64().unwrap_or_default();
+        self.edge_reaches(revision).await;
+        revision
     }
 
     /// POST /api/batch with `changes`; returns the batch's revision.
@@ -141,9 +169,11 @@ impl Server {
         let body = self
             .send(self.http.post(url).json(&json!({"changes": changes})))
             .await;
-        body["revision"]
+        let revision = body["revision"]
             .as_i64()
-            .expect("revision in the batch answer")
+            .expect("revision in the batch answer");
+        self.edge_reaches(revision).await;
+        revision
     }
 
     /// Sends `signal` (e.g. `STOP`, `CONT`) to the server process, by its PID.

@@ -78,11 +78,6 @@ impl ConnectionMetrics {
         registry.register(Box::new(refused.clone()))?;
         Ok(ConnectionMetrics { open, refused })
     }
-
-    /// Counters registered nowhere (a server whose caller keeps no metrics, tests).
-    pub fn unregistered() -> Result<ConnectionMetrics, prometheus::Error> {
-        ConnectionMetrics::register(&Registry::new(), "unregistered")
-    }
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves, then stops accepting
@@ -220,7 +215,7 @@ mod tests {
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let metrics = ConnectionMetrics::unregistered().unwrap();
+        let metrics = ConnectionMetrics::register(&Registry::new(), "test").unwrap();
         let router = Router::new().route(
             "/who",
             axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {

@@ -169,7 +169,7 @@ impl EtcdStore {
                     if !transient {
                         return Err(mapped);
                     }
-                    self.penalize(member);
+                    self.penalize(index);
                     if !unsent && retry == Retry::NotSent {
                         // It may have been applied: never send it twice.
                         return Err(mapped);
@@ -178,7 +178,7 @@ impl EtcdStore {
                     last = mapped;
                 }
                 Err(_) => {
-                    self.penalize(member);
+                    self.penalize(index);
                     last = unavailable_timeout(what, budget);
                     if retry == Retry::NotSent {
                         return Err(last);
@@ -189,20 +189,18 @@ impl EtcdStore {
         Err(last)
     }
 
-    fn penalize(&self, member: &Member) {
+    fn penalize(&self, index: usize) {
+        let member = &self.members[index];
         member.up.store(false, Ordering::Release);
         let until = self.now_ms() + u64::try_from(MEMBER_PENALTY.as_millis()).unwrap_or(1000);
         member.down_until_ms.store(until, Ordering::Release);
         // The next call starts elsewhere.
-        let count = self.members.len();
-        if let Some(index) = self.members.iter().position(|m| std::ptr::eq(m, member)) {
-            let _ = self.preferred.compare_exchange(
-                index,
-                (index + 1) % count,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-        }
+        let _ = self.preferred.compare_exchange(
+            index,
+            (index + 1) % self.members.len(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 }
 

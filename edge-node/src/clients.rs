@@ -9,8 +9,11 @@
 //! An instance id is owned by its newest session: when an app reconnects before its old
 //! session noticed, the old one's late news (receipts, its end) is ignored.
 //!
-//! Bounded: at most [`MAX_CLIENTS`] records, [`MAX_PENDING`] delivery times per client. Knows
-//! nothing of gRPC or HTTP.
+//! Bounded in count and in bytes: at most [`MAX_CLIENTS`] records holding at most
+//! [`MAX_REGISTRY_BYTES`] (labels and prefixes make a record anywhere from a few hundred bytes to
+//! about 50 KiB, so a count alone would allow gigabytes), [`MAX_PENDING`] delivery times per
+//! client; `setpoint_edge_client_registry_{records,bytes}` show the use. Knows nothing of gRPC or
+//! HTTP.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +28,8 @@ use setpoint_core::clients::{
 
 /// Most client records one edge keeps (connected plus not yet reported disconnected).
 pub const MAX_CLIENTS: usize = 200_000;
+/// Most bytes the records may hold together (see [`footprint`]).
+pub const MAX_REGISTRY_BYTES: usize = 256 << 20;
 /// Delivery times kept per client while waiting for its receipts.
 const MAX_PENDING: usize = 64;
 
@@ -93,6 +98,8 @@ pub enum RegisterError {
     Invalid(String),
     #[error("this edge already tracks {MAX_CLIENTS} clients")]
     Full,
+    #[error("this edge's client registry holds {MAX_REGISTRY_BYTES} bytes of records: no room for another")]
+    FullBytes,
 }
 
 /// The registry's metrics, registered by [`crate::metrics`].
@@ -108,6 +115,10 @@ pub struct ClientCounters {
     pub propagation: Histogram,
     /// Commit (writer's clock) → client receipt.
     pub end_to_end: Histogram,
+    /// Records held (connected, and disconnected not yet reported).
+    pub records: IntGauge,
+    /// Bytes those records hold (see [`footprint`]).
+    pub bytes: IntGauge,
 }
 
 impl ClientCounters {
@@ -147,6 +158,14 @@ impl ClientCounters {
                 )
                 .buckets(buckets),
             )?,
+            records: IntGauge::new(
+                "setpoint_edge_client_registry_records",
+                "Client records this edge holds (connected, and disconnected not yet reported).",
+            )?,
+            bytes: IntGauge::new(
+                "setpoint_edge_client_registry_bytes",
+                "Bytes the client records hold (bounded: new clients are refused past the limit).",
+            )?,
         })
     }
 }
@@ -158,9 +177,38 @@ struct Slot {
     pending: VecDeque<(Revision, Instant)>,
 }
 
+/// What a record costs the registry: its strings, its pending queue and fixed overhead (the map
+/// entry and its key). An estimate of the heap it holds, exact enough to bound it.
+fn footprint(slot: &Slot) -> usize {
+    let record = &slot.record;
+    let strings = [
+        &record.id,
+        &record.edge,
+        &record.address,
+        &record.sdk,
+        &record.sdk_version,
+    ]
+    .iter()
+    .map(|s| s.len())
+    .sum::<usize>();
+    let env = record.env.as_ref().map_or(0, String::len);
+    let labels: usize = record.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    let prefixes: usize = record.prefixes.iter().map(|p| p.len() + 24).sum();
+    let error = record
+        .last_error
+        .as_ref()
+        .map_or(0, |e| e.path.len() + e.error.len());
+    let pending = slot.pending.capacity() * std::mem::size_of::<(Revision, Instant)>();
+    // The map's key repeats the id; the slot itself and a dirty-set entry.
+    let fixed = record.id.len() + std::mem::size_of::<Slot>() + 64;
+    strings + env + labels + prefixes + error + pending + fixed
+}
+
 #[derive(Default)]
 struct State {
     clients: HashMap<String, Slot>,
+    /// The sum of the records' [`footprint`]s.
+    bytes: usize,
     /// Changed since the last report.
     dirty: HashSet<String>,
     next_session: u64,
@@ -210,6 +258,10 @@ impl ClientCounters {
         };
         self.nacks.with_label_values(&[&label]).inc();
     }
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn cut(text: &str, limit: usize) -> String {
@@ -263,11 +315,10 @@ impl ClientRegistry {
         hello.check().map_err(RegisterError::Invalid)?;
         let now = now_ms();
         let mut state = self.lock();
+        let state = &mut *state;
         if state.clients.len() >= MAX_CLIENTS && !state.clients.contains_key(&hello.id) {
             return Err(RegisterError::Full);
         }
-        state.next_session += 1;
-        let session = state.next_session;
         let was_connected = state
             .clients
             .get(&hello.id)
@@ -293,21 +344,27 @@ impl ClientRegistry {
             nacks: 0,
             last_error: None,
         };
-        let previous = state.clients.insert(
-            hello.id.clone(),
-            Slot {
-                record,
-                session,
-                pending: VecDeque::new(),
-            },
-        );
-        if let Some(previous) = previous
-            && let Some(slot) = state.clients.get_mut(&hello.id)
-        {
+        let mut slot = Slot {
+            record,
+            session: 0,
+            pending: VecDeque::new(),
+        };
+        let replaced = state.clients.get(&hello.id).map_or(0, footprint);
+        if let Some(previous) = state.clients.get(&hello.id) {
             // What the instance did before this session is still true of it.
             slot.record.nacks = previous.record.nacks;
-            slot.record.last_error = previous.record.last_error;
+            slot.record.last_error = previous.record.last_error.clone();
         }
+        let added = footprint(&slot);
+        if state.bytes - replaced + added > MAX_REGISTRY_BYTES {
+            return Err(RegisterError::FullBytes);
+        }
+        state.next_session += 1;
+        let session = state.next_session;
+        slot.session = session;
+        state.clients.insert(hello.id.clone(), slot);
+        state.bytes = state.bytes - replaced + added;
+        self.measured(state);
         state.dirty.insert(hello.id.clone());
         if !was_connected {
             self.counters.connected.inc();
@@ -318,16 +375,27 @@ impl ClientRegistry {
         })
     }
 
+    /// Publishes the registry's size.
+    fn measured(&self, state: &State) {
+        self.counters.bytes.set(gauge(state.bytes));
+        self.counters.records.set(gauge(state.clients.len()));
+    }
+
     /// Runs `f` on the record `ticket` owns, marking it changed; nothing when another session
     /// took it over.
     fn with<T>(&self, ticket: &Ticket, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
         let mut state = self.lock();
+        let state = &mut *state;
         let slot = state
             .clients
             .get_mut(&ticket.id)
             .filter(|s| s.session == ticket.session)?;
+        let before = footprint(slot);
         let out = f(slot);
+        // A receipt's error text may grow the record; the pending queue may grow or shrink.
+        state.bytes = state.bytes - before + footprint(slot);
         state.dirty.insert(ticket.id.clone());
+        self.measured(state);
         Some(out)
     }
 
@@ -451,9 +519,12 @@ impl ClientRegistry {
             };
             records.push(slot.record.clone());
             if !slot.record.is_connected() {
+                let freed = footprint(slot);
                 state.clients.remove(&id);
+                state.bytes -= freed;
             }
         }
+        self.measured(&state);
         drop(state);
         if records.is_empty() && !full {
             return Vec::new();
@@ -508,6 +579,59 @@ mod tests {
             prefixes: vec!["/app".into()],
             ..Hello::default()
         }
+    }
+
+    /// The largest hello the checks allow: every label and prefix at its limit.
+    fn heavy_hello(id: &str) -> Hello {
+        let long = |i: usize| format!("{i:0>width$}", width = MAX_FIELD_BYTES);
+        Hello {
+            id: id.into(),
+            labels: (0..MAX_LABELS).map(|i| (long(i), long(i))).collect(),
+            prefixes: (0..MAX_PREFIXES)
+                .map(|i| format!("/{}", "p".repeat(500 - i)))
+                .collect(),
+            sdk: long(0),
+            sdk_version: long(1),
+            ..Hello::default()
+        }
+    }
+
+    #[test]
+    fn the_registry_is_bounded_in_bytes_and_frees_reported_records() {
+        let registry = registry();
+        let mut tickets = Vec::new();
+        let refused = loop {
+            let id = format!("client-{}", tickets.len());
+            match registry.register(heavy_hello(&id), ClientKind::Session, 1) {
+                Ok(ticket) => tickets.push(ticket),
+                Err(e) => break e,
+            }
+            assert!(tickets.len() < MAX_CLIENTS, "never refused");
+        };
+        assert!(matches!(refused, RegisterError::FullBytes), "{refused}");
+        // Far fewer than the count limit: the bytes bound is what held.
+        assert!(tickets.len() < MAX_CLIENTS / 10, "{} records", tickets.len());
+        let counters = registry.counters();
+        let bytes = usize::try_from(counters.bytes.get()).unwrap();
+        assert!(bytes <= MAX_REGISTRY_BYTES, "{bytes} bytes");
+        assert!(bytes > MAX_REGISTRY_BYTES / 2, "{bytes} bytes: footprint undercounts");
+        assert_eq!(counters.records.get(), i64::try_from(tickets.len()).unwrap());
+        // Taking over an existing instance's record is always possible.
+        let again = registry.register(heavy_hello("client-0"), ClientKind::Session, 2);
+        assert!(again.is_ok(), "a reconnect was refused: {again:?}");
+
+        // Disconnected records are forgotten once reported, and their bytes with them.
+        for ticket in &tickets[1..] {
+            registry.disconnected(ticket);
+        }
+        let _ = registry.report(false);
+        assert_eq!(registry.counters().records.get(), 1);
+        let left = usize::try_from(registry.counters().bytes.get()).unwrap();
+        assert!(left < bytes / 100, "{left} bytes left of {bytes}");
+        assert!(
+            registry.register(heavy_hello("newcomer"), ClientKind::Session, 1).is_ok(),
+            "room was not given back"
+        );
     }
 
     #[test]

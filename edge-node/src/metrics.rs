@@ -74,6 +74,8 @@ impl Metrics {
         registry.register(Box::new(clients.nacks.clone()))?;
         registry.register(Box::new(clients.propagation.clone()))?;
         registry.register(Box::new(clients.end_to_end.clone()))?;
+        registry.register(Box::new(clients.records.clone()))?;
+        registry.register(Box::new(clients.bytes.clone()))?;
         Ok(Metrics {
             registry,
             applied_revision,

@@ -172,7 +172,9 @@ pub async fn open(
         .register(client, ClientKind::Session, from.unwrap_or(0))
         .map_err(|e| match e {
             RegisterError::Invalid(message) => Status::invalid_argument(message),
-            RegisterError::Full => Status::resource_exhausted(e.to_string()),
+            RegisterError::Full | RegisterError::FullBytes => {
+                Status::resource_exhausted(e.to_string())
+            }
         })?;
     let heartbeat = edge.config().session.heartbeat;
     let registry = registry.clone();

@@ -78,7 +78,7 @@ pub fn register(
         .register(hello, ClientKind::Sse, revision)
         .map_err(|e| match e {
             RegisterError::Invalid(message) => ApiError::bad_request(message),
-            RegisterError::Full => ApiError::new(
+            RegisterError::Full | RegisterError::FullBytes => ApiError::new(
                 setpoint_core::error::ErrorCode::StoreUnavailable,
                 e.to_string(),
             ),

@@ -98,7 +98,9 @@ pub enum RegisterError {
     Invalid(String),
     #[error("this edge already tracks {MAX_CLIENTS} clients")]
     Full,
-    #[error("this edge's client registry holds {MAX_REGISTRY_BYTES} bytes of records: no room for another")]
+    #[error(
+        "this edge's client registry holds {MAX_REGISTRY_BYTES} bytes of records: no room for another"
+    )]
     FullBytes,
 }
 
@@ -192,7 +194,11 @@ fn footprint(slot: &Slot) -> usize {
     .map(|s| s.len())
     .sum::<usize>();
     let env = record.env.as_ref().map_or(0, String::len);
-    let labels: usize = record.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+    let labels: usize = record
+        .labels
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 48)
+        .sum();
     let prefixes: usize = record.prefixes.iter().map(|p| p.len() + 24).sum();
     let error = record
         .last_error
@@ -610,12 +616,22 @@ mod tests {
         };
         assert!(matches!(refused, RegisterError::FullBytes), "{refused}");
         // Far fewer than the count limit: the bytes bound is what held.
-        assert!(tickets.len() < MAX_CLIENTS / 10, "{} records", tickets.len());
+        assert!(
+            tickets.len() < MAX_CLIENTS / 10,
+            "{} records",
+            tickets.len()
+        );
         let counters = registry.counters();
         let bytes = usize::try_from(counters.bytes.get()).unwrap();
         assert!(bytes <= MAX_REGISTRY_BYTES, "{bytes} bytes");
-        assert!(bytes > MAX_REGISTRY_BYTES / 2, "{bytes} bytes: footprint undercounts");
-        assert_eq!(counters.records.get(), i64::try_from(tickets.len()).unwrap());
+        assert!(
+            bytes > MAX_REGISTRY_BYTES / 2,
+            "{bytes} bytes: footprint undercounts"
+        );
+        assert_eq!(
+            counters.records.get(),
+            i64::try_from(tickets.len()).unwrap()
+        );
         // Taking over an existing instance's record is always possible.
         let again = registry.register(heavy_hello("client-0"), ClientKind::Session, 2);
         assert!(again.is_ok(), "a reconnect was refused: {again:?}");
@@ -629,7 +645,9 @@ mod tests {
         let left = usize::try_from(registry.counters().bytes.get()).unwrap();
         assert!(left < bytes / 100, "{left} bytes left of {bytes}");
         assert!(
-            registry.register(heavy_hello("newcomer"), ClientKind::Session, 1).is_ok(),
+            registry
+                .register(heavy_hello("newcomer"), ClientKind::Session, 1)
+                .is_ok(),
             "room was not given back"
         );
     }

@@ -23,6 +23,7 @@ pub mod binary;
 pub mod conformance;
 pub mod etcd;
 pub mod etcd_cluster;
+pub mod history;
 pub mod sse;
 pub mod writer;
 

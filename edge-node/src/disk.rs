@@ -9,7 +9,9 @@
 //! Loading checks everything (header, checksum, every path and value) and reports a corrupt file
 //! as an error; the caller logs it and starts empty. Nothing here panics on what the disk says.
 //!
-//! The [`persist`] task saves after changes, at most once per second, and once more on shutdown.
+//! The [`persist`] task saves after changes, at most once per second, and once more on shutdown;
+//! a snapshot the holder already has when the task starts is saved at once (the first one from
+//! the writer can arrive before the task first runs), so a crash never depends on a later change.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -278,16 +280,22 @@ pub async fn persist(
     let mut changes = holder.changes();
     changes.mark_unchanged();
     let mut saved: Option<Revision> = None;
+    // What the holder applied before this task first ran is seen by no `changed()`: save it now.
+    // (A snapshot just loaded from disk is written once more; that costs one save at start.)
+    let mut unsaved = holder.is_ready();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    break;
+        if !unsaved {
+            tokio::select! {
+                () = &mut shutdown => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
                 }
             }
         }
+        unsaved = false;
         if let Some(revision) = save_current(&data_dir, holder.current()).await {
             saved = Some(revision);
         }
@@ -443,6 +451,10 @@ mod tests {
         assert_eq!(loaded.revision(), 100_001);
     }
 
+    /// Issue 10: this test stopped the persister at once, so only the save on shutdown was ever
+    /// checked — a persister that saved only on shutdown passed, and a crashed edge (SIGKILL,
+    /// no shutdown) would restart from nothing. It now waits for the save that follows changes
+    /// while the persister runs, then checks the one on shutdown.
     #[tokio::test]
     async fn persister_saves_after_changes_and_on_shutdown() {
         use setpoint_core::snapshot::{Batch, Change, ChangeKind};
@@ -452,7 +464,7 @@ mod tests {
         let task = tokio::spawn(persist(holder.clone(), dir.path().to_owned(), async {
             let _ = stopped.await;
         }));
-        for revision in 2..5 {
+        let apply = |revision: Revision| {
             holder
                 .apply(&Batch {
                     revision,
@@ -467,9 +479,60 @@ mod tests {
                     }],
                 })
                 .unwrap();
+        };
+        // On this single-threaded runtime, yielding lets the persister run to its first wait, so
+        // the changes below reach it as changes (the other path has its own test below).
+        tokio::task::yield_now().await;
+        for revision in 2..5 {
+            apply(revision);
         }
+        // Saved while running (within a few save intervals; generous for a loaded machine).
+        let saved_revision = || {
+            load(dir.path())
+                .ok()
+                .flatten()
+                .map(|snapshot| snapshot.revision())
+        };
+        let deadline = tokio::time::Instant::now() + SAVE_INTERVAL * 20;
+        while saved_revision() != Some(4) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no save of revision 4 while running; on disk: {:?}",
+                saved_revision()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A change just before shutdown is in the debounce pause: the shutdown save has it.
+        apply(5);
         stop.send(()).unwrap();
         task.await.unwrap();
-        assert_eq!(load(dir.path()).unwrap().unwrap().revision(), 4);
+        assert_eq!(saved_revision(), Some(5));
+    }
+
+    /// Issue 10: the edge starts its replication subscriber before the persister, so the first
+    /// snapshot could be applied before the persister first ran; it then waited for the *next*
+    /// change, and a quiet writer meant an edge that crashed (SIGKILL) restarted from nothing.
+    #[tokio::test]
+    async fn a_snapshot_applied_before_the_persister_starts_is_saved_without_another_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = SnapshotHolder::new(Snapshot::empty(), true);
+        holder.replace(sample());
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(persist(holder.clone(), dir.path().to_owned(), async {
+            let _ = stopped.await;
+        }));
+        let deadline = tokio::time::Instant::now() + SAVE_INTERVAL * 20;
+        loop {
+            if let Ok(Some(saved)) = load(dir.path()) {
+                assert_eq!(saved.revision(), sample().revision());
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the snapshot the holder started with was never saved"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
     }
 }

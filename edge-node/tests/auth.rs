@@ -366,7 +366,7 @@ async fn revocation_refuses_the_next_request_and_ends_open_watches() {
     edge.wait_for_watchers(2).await;
     let revision = edge.commit(vec![Op::Put("/a/x/k", json!("x2"))]);
     assert_eq!(sse.next().await.id, Some(revision.to_string()));
-    assert_eq!(stream.message().await.unwrap().unwrap().revision, revision);
+    assert_eq!(harness::next_message(&mut stream).await.revision, revision);
 
     edge.commit(vec![Op::Put(
         "/_setpoint/accounts/reader",
@@ -388,10 +388,7 @@ async fn revocation_refuses_the_next_request_and_ends_open_watches() {
     assert_eq!(last.json()["error"]["code"], "unauthenticated");
     assert!(!last.data.contains("after revocation"));
     assert!(sse.wait_for_end().await, "the SSE stream ends");
-    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .unwrap()
-        .unwrap_err();
+    let ended = harness::next_result(&mut stream).await.unwrap_err();
     assert_eq!(ended.code(), Code::Unauthenticated);
 }
 

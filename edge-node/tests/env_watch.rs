@@ -203,7 +203,7 @@ async fn grpc_env_watch_streams_effective_changes_and_resumes() {
         "/env/prod/myapp/db/host",
         json!({"h": "prod-db"}),
     )]);
-    let message = stream.message().await.unwrap().unwrap();
+    let message = harness::next_message(&mut stream).await;
     assert_eq!(
         message.revision, revision,
         "prod-eu's override is not prod's"
@@ -237,7 +237,7 @@ async fn grpc_env_watch_streams_effective_changes_and_resumes() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(resumed.message().await.unwrap().unwrap(), message);
+    assert_eq!(harness::next_message(&mut resumed).await, message);
 
     let status = client
         .watch(watch("/myapp", "nope", None))

@@ -133,7 +133,7 @@ async fn watch_delivers_batches_in_order_and_refuses_bad_requests() {
         Op::Put("/load/k", json!(0)),
         Op::Put("/other", json!(0)),
     ]);
-    let message = stream.message().await.unwrap().unwrap();
+    let message = harness::next_message(&mut stream).await;
     assert_eq!(message.revision, first);
     assert!(!message.reset);
     let paths: Vec<&str> = message.events.iter().map(|e| e.path.as_str()).collect();
@@ -149,7 +149,7 @@ async fn watch_delivers_batches_in_order_and_refuses_bad_requests() {
         expected.push(edge.commit(vec![Op::Put("/load/k", json!(i))]));
     }
     for (i, revision) in expected.iter().enumerate() {
-        let message = stream.message().await.unwrap().unwrap();
+        let message = harness::next_message(&mut stream).await;
         assert_eq!(message.revision, *revision);
         assert_eq!(message.events.len(), 1);
         let event = &message.events[0];
@@ -160,7 +160,7 @@ async fn watch_delivers_batches_in_order_and_refuses_bad_requests() {
         assert_eq!(event.old_value.as_deref(), Some(i.to_string().as_str()));
     }
     let deleted = edge.commit(vec![Op::Delete("/app/a")]);
-    let message = stream.message().await.unwrap().unwrap();
+    let message = harness::next_message(&mut stream).await;
     assert_eq!(message.revision, deleted);
     assert_eq!(message.events[0].r#type, pb::event::Type::Delete as i32);
     assert_eq!(message.events[0].new_value, None);
@@ -185,7 +185,7 @@ async fn watch_resumes_from_a_revision_or_resets() {
         .into_inner();
     for revision in &revisions[3..] {
         assert_eq!(
-            resumed.message().await.unwrap().unwrap().revision,
+            harness::next_message(&mut resumed).await.revision,
             *revision
         );
     }
@@ -194,7 +194,7 @@ async fn watch_resumes_from_a_revision_or_resets() {
         .await
         .unwrap()
         .into_inner();
-    let first = reset.message().await.unwrap().unwrap();
+    let first = harness::next_message(&mut reset).await;
     assert!(first.reset);
     assert_eq!(first.revision, revisions[4]);
     assert_eq!(first.state.len(), 1);
@@ -254,7 +254,7 @@ async fn reflected_services(channel: Channel) -> Vec<String> {
         .await
         .unwrap()
         .into_inner();
-    let response = responses.message().await.unwrap().unwrap();
+    let response = harness::next_message(&mut responses).await;
     match response.message_response {
         Some(MessageResponse::ListServicesResponse(list)) => {
             list.service.into_iter().map(|s| s.name).collect()

@@ -295,7 +295,7 @@ async fn a_message_of_another_type_ends_that_call_and_the_edge_keeps_serving() {
         Ok(response) => {
             let mut stream = response.into_inner();
             loop {
-                match stream.message().await {
+                match harness::next_result(&mut stream).await {
                     Ok(Some(_)) => {}
                     Ok(None) => panic!("the session went on after bytes that do not decode"),
                     Err(status) => break status,

@@ -35,6 +35,29 @@ where
     }
 }
 
+/// How long a test waits for one message of a stream (gRPC or SSE) or for a shutdown before it
+/// fails: generous for a loaded machine, short enough that a silent stream fails the test
+/// instead of hanging it.
+pub const STREAM_WAIT: Duration = Duration::from_secs(10);
+
+/// The next message of a gRPC stream; fails the test when the stream ends, fails, or stays
+/// silent for [`STREAM_WAIT`].
+pub async fn next_message<T>(stream: &mut tonic::Streaming<T>) -> T {
+    match next_result(stream).await {
+        Ok(Some(message)) => message,
+        Ok(None) => panic!("the gRPC stream ended where a message was expected"),
+        Err(status) => panic!("the gRPC stream failed where a message was expected: {status:?}"),
+    }
+}
+
+/// The next item of a gRPC stream as it came (a message, the end, or the status it failed
+/// with); fails the test when nothing comes within [`STREAM_WAIT`].
+pub async fn next_result<T>(stream: &mut tonic::Streaming<T>) -> Result<Option<T>, tonic::Status> {
+    tokio::time::timeout(STREAM_WAIT, stream.message())
+        .await
+        .unwrap_or_else(|_| panic!("nothing on the gRPC stream within {STREAM_WAIT:?}"))
+}
+
 pub enum Op {
     Put(&'static str, Value),
     Text(&'static str, &'static str),
@@ -155,7 +178,7 @@ impl TestEdge {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
+            tokio::time::timeout(STREAM_WAIT, task)
                 .await
                 .expect("the edge shuts down")
                 .unwrap();
@@ -214,14 +237,14 @@ impl SseReader {
     }
 
     pub async fn next(&mut self) -> SseFrame {
-        tokio::time::timeout(Duration::from_secs(10), self.next_inner())
+        tokio::time::timeout(STREAM_WAIT, self.next_inner())
             .await
-            .expect("an SSE event within 10 s")
+            .unwrap_or_else(|_| panic!("no SSE event within {STREAM_WAIT:?}"))
     }
 
-    /// Waits (10 s at most) for the server to end the stream; true when it did.
+    /// Waits ([`STREAM_WAIT`] at most) for the server to end the stream; true when it did.
     pub async fn wait_for_end(&mut self) -> bool {
-        tokio::time::timeout(Duration::from_secs(10), async {
+        tokio::time::timeout(STREAM_WAIT, async {
             while let Ok(Some(_)) = self.response.chunk().await {}
         })
         .await

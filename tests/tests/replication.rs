@@ -18,6 +18,7 @@ use setpoint_tests::writer::{Backend, TestWriter};
 use setpoint_writer::WriterConfig;
 use setpoint_writer::replication::ReplicationConfig;
 use setpoint_writer::replication::feed::FeedLimits;
+use setpoint_writer::replication::server;
 use tokio::sync::{broadcast, oneshot};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -78,7 +79,10 @@ impl TestEdge {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.unwrap();
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .unwrap_or_else(|_| panic!("the edge's subscriber did not stop within {WAIT:?}"))
+            .unwrap();
         self.holder.clone()
     }
 
@@ -134,7 +138,7 @@ async fn edges(w: &TestWriter) -> Value {
 /// its revision visible, so a reader that saw the revision may be a moment early).
 async fn drain_until(rx: &mut broadcast::Receiver<HubMessage>, revision: i64) -> Vec<(i64, i64)> {
     let mut out = drain(rx);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + WAIT;
     while out.last().map(|m| m.0) != Some(revision) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
         out.extend(drain(rx));
@@ -343,6 +347,31 @@ async fn the_edge_reconnects_and_catches_up_after_a_writer_restart() {
     edge.stop().await;
 }
 
+async fn metrics(w: &TestWriter) -> String {
+    w.http
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// How a connection was closed by the writer: its application code and reason.
+async fn closed_by_writer(connection: &quinn::Connection) -> (quinn::VarInt, String) {
+    match tokio::time::timeout(WAIT, connection.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(close)) => (
+            close.error_code,
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ),
+        other => panic!("the writer closes the connection within {WAIT:?}: {other:?}"),
+    }
+}
+
+/// Issue 10: this test passed on the hello deadline alone, which closed a silent peer with the
+/// same code as garbage. Garbage now has its own close code and counter, and it is seen as
+/// garbage while a silent peer opened before it is still waiting out its hello deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_a_peer_closes_only_its_connection() {
     let backend = Backend::embedded();
@@ -354,6 +383,8 @@ async fn garbage_from_a_peer_closes_only_its_connection() {
 
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(tls::client_config(&certs.edge).unwrap());
+    // A peer that connects and says nothing: only the hello deadline (5 s) ends it.
+    let silent = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
     for garbage in [
         // A length prefix far over the frame limit.
         vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
@@ -363,23 +394,38 @@ async fn garbage_from_a_peer_closes_only_its_connection() {
         let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
         let (mut send, _recv) = connection.open_bi().await.unwrap();
         send.write_all(&garbage).await.unwrap();
-        let closed = tokio::time::timeout(WAIT, connection.closed()).await;
-        assert!(
-            matches!(closed, Ok(quinn::ConnectionError::ApplicationClosed(_))),
-            "the writer closes the connection: {closed:?}"
-        );
+        let (code, reason) = closed_by_writer(&connection).await;
+        assert_eq!(code, server::CLOSE_UNDECODABLE, "{garbage:?}: {reason}");
+        assert!(reason.contains("undecodable frame"), "{reason}");
     }
+    assert!(
+        silent.close_reason().is_none(),
+        "garbage is told apart before the silent peer's hello deadline ends it"
+    );
+    let counted = metrics(&w).await;
+    assert!(
+        counted.contains("setpoint_replication_undecodable_frames_total 2"),
+        "{counted}"
+    );
 
-    // A well-formed but wrong first frame is refused too.
+    // A well-formed but wrong first frame is a protocol violation, not garbage.
     let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
     let (mut send, _recv) = connection.open_bi().await.unwrap();
     frames::write_frame(&mut send, &Frame::Ack { revision: 1 })
         .await
         .unwrap();
+    let (code, reason) = closed_by_writer(&connection).await;
+    assert_eq!(code, server::CLOSE_PROTOCOL, "{reason}");
+    assert!(reason.contains("first frame must be Hello"), "{reason}");
+
+    // The silent peer is closed by the deadline, with the protocol code and its own reason.
+    let (code, reason) = closed_by_writer(&silent).await;
+    assert_eq!(code, server::CLOSE_PROTOCOL, "{reason}");
+    assert!(reason.contains("no Hello"), "{reason}");
+    let counted = metrics(&w).await;
     assert!(
-        tokio::time::timeout(WAIT, connection.closed())
-            .await
-            .is_ok()
+        counted.contains("setpoint_replication_undecodable_frames_total 2"),
+        "neither the wrong frame nor silence counts as garbage: {counted}"
     );
 
     let revision = put(&w, "/g/after", json!(true)).await;
@@ -397,18 +443,13 @@ async fn propagation_is_measured_and_edges_are_listed() {
     let edge = TestEdge::start("edge-g", addr, &certs.edge, Snapshot::empty());
     edge.wait_for_revision(1).await;
 
-    let mut worst = Duration::ZERO;
+    // Every commit reaches the edge (within `WAIT`); how fast is `loadtest`'s to measure, not a
+    // test's on a loaded machine.
     let mut revision = 0;
     for i in 0..20 {
-        let started = Instant::now();
         revision = put(&w, "/p/key", json!(i)).await;
         edge.wait_for_revision(revision).await;
-        worst = worst.max(started.elapsed());
     }
-    assert!(
-        worst < Duration::from_secs(1),
-        "commit → edge applied took {worst:?}"
-    );
 
     let writer: &TestWriter = &w;
     let listed = wait_until(WAIT, move || {
@@ -432,15 +473,7 @@ async fn propagation_is_measured_and_edges_are_listed() {
     assert_eq!(edge_json["lag"], 0);
     assert_eq!(body["revision"].as_i64(), Some(revision));
 
-    let metrics = w
-        .http
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&w).await;
     assert!(metrics.contains("setpoint_replication_propagation_seconds_count{edge=\"edge-g\"}"));
     assert!(metrics.contains(&format!(
         "setpoint_edge_applied_revision{{edge=\"edge-g\"}} {revision}"
@@ -520,7 +553,7 @@ async fn an_edge_that_stops_reading_is_cut_off() {
     let closed = tokio::time::timeout(WAIT, connection.closed()).await;
     match closed {
         Ok(quinn::ConnectionError::ApplicationClosed(close)) => {
-            assert_eq!(close.error_code, quinn::VarInt::from_u32(2), "{close:?}");
+            assert_eq!(close.error_code, server::CLOSE_TOO_SLOW, "{close:?}");
         }
         other => panic!("the writer cuts the slow edge off: {other:?}"),
     }

@@ -124,10 +124,20 @@ async fn write(store: &dyn Store, writes: Vec<TxnOp>) -> Revision {
     outcome.revision
 }
 
-async fn next_batch(stream: &mut WatchStream) -> WatchBatch {
-    tokio::time::timeout(Duration::from_secs(10), stream.next())
+/// How long a test waits for one item of a watch stream before it fails (rather than hangs).
+const STREAM_WAIT: Duration = Duration::from_secs(10);
+
+/// The next item of a watch stream as it came (a batch, an error, or the end); fails the test
+/// when nothing comes within [`STREAM_WAIT`].
+async fn next_item(stream: &mut WatchStream) -> Option<Result<WatchBatch, StoreError>> {
+    tokio::time::timeout(STREAM_WAIT, stream.next())
         .await
-        .expect("no watch batch within 10 s")
+        .unwrap_or_else(|_| panic!("nothing on the watch stream within {STREAM_WAIT:?}"))
+}
+
+async fn next_batch(stream: &mut WatchStream) -> WatchBatch {
+    next_item(stream)
+        .await
         .expect("watch stream ended")
         .expect("watch stream failed")
 }
@@ -153,16 +163,14 @@ async fn expect_compacted_watch(
             }
         ),
         Ok(mut stream) => {
-            let item = tokio::time::timeout(Duration::from_secs(10), stream.next())
-                .await
-                .expect("no item on a compacted watch");
+            let item = next_item(&mut stream).await;
             let expected = StoreError::Compacted {
                 requested: from,
                 compacted,
             };
             assert_eq!(item, Some(Err(expected)));
             assert!(
-                stream.next().await.is_none(),
+                next_item(&mut stream).await.is_none(),
                 "the stream ends after the error"
             );
         }
@@ -748,6 +756,9 @@ async fn store_for(server: &EtcdServer) -> EtcdStore {
         .unwrap()
 }
 
+/// An unreachable etcd is `Unavailable` once the call's deadline passes, not after the
+/// client's own (much longer) retries. The bound is generous — three deadlines — so a loaded
+/// machine does not fail it; a call that ignored the deadline would take far longer.
 async fn assert_unavailable_quickly(store: &dyn Store) {
     let started = Instant::now();
     let result = store.get("k").await;
@@ -756,10 +767,7 @@ async fn assert_unavailable_quickly(store: &dyn Store) {
         matches!(result, Err(StoreError::Unavailable(_))),
         "got {result:?}"
     );
-    assert!(
-        elapsed < OP_TIMEOUT + Duration::from_secs(1),
-        "took {elapsed:?}"
-    );
+    assert!(elapsed < OP_TIMEOUT * 3, "took {elapsed:?}");
 }
 
 async fn recovers(store: &dyn Store) -> bool {
@@ -788,9 +796,7 @@ async fn etcd_down_is_unavailable_then_the_same_store_reconnects() {
         matches!(txn, Err(StoreError::Unavailable(_))),
         "got {txn:?}"
     );
-    let ended = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .unwrap();
+    let ended = next_item(&mut watch).await;
     assert!(
         matches!(ended, Some(Err(StoreError::Unavailable(_)))),
         "got {ended:?}"
@@ -813,11 +819,14 @@ async fn etcd_down_is_unavailable_then_the_same_store_reconnects() {
 async fn etcd_down_at_connect_is_lazy() {
     let mut server = EtcdServer::start();
     server.stop();
+    // Connecting succeeds with etcd down (it must not wait for etcd; generous bound for a
+    // loaded machine: a connect that waited would wait out retries far past it).
     let started = Instant::now();
     let store = store_for(&server).await;
     assert!(
-        started.elapsed() < OP_TIMEOUT,
-        "connect must not wait for etcd"
+        started.elapsed() < OP_TIMEOUT * 3,
+        "connect must not wait for etcd: took {:?}",
+        started.elapsed()
     );
     assert_unavailable_quickly(&store).await;
     let watch = store.watch("", 0).await;
@@ -889,10 +898,7 @@ async fn embedded_lagging_watcher_ends_with_an_error() {
     }
     let mut delivered = 0;
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), watch.next())
-            .await
-            .unwrap()
-        {
+        match next_item(&mut watch).await {
             Some(Ok(_)) => delivered += 1,
             Some(Err(StoreError::Unavailable(message))) => {
                 assert!(message.contains("behind"), "{message}");
@@ -902,7 +908,7 @@ async fn embedded_lagging_watcher_ends_with_an_error() {
         }
     }
     assert!(delivered < 1100);
-    assert!(watch.next().await.is_none());
+    assert!(next_item(&mut watch).await.is_none());
 }
 
 // ---- leases: etcd only (the embedded store is single-process and refuses them) -------------
@@ -959,16 +965,16 @@ async fn etcd_lease_keeps_its_key_while_renewed_and_revoke_deletes_it() {
 async fn etcd_lease_expiry_deletes_its_key() {
     let harness = etcd().await;
     let store = &*harness.store;
+    // Timed from before the grant, so a slow machine only makes the measured time longer: the
+    // lower bound below cannot fail from load, only from a lease that ends before its TTL.
+    let started = Instant::now();
     let lease = store.lease_grant(Duration::from_secs(2)).await.unwrap();
     let put = write(store, vec![put_with_lease("/lease/x", "v", lease)]).await;
     let mut watch = store.watch("/lease/", put + 1).await.unwrap();
-    let started = Instant::now();
-    let deleted = tokio::time::timeout(Duration::from_secs(10), next_batch(&mut watch))
-        .await
-        .expect("the key is deleted once the lease expires");
+    let deleted = next_batch(&mut watch).await;
     assert_eq!(deleted.events[0].kind, EventKind::Delete);
     assert!(
-        started.elapsed() >= Duration::from_millis(1500),
+        started.elapsed() >= Duration::from_secs(2),
         "deleted after {:?}, before the 2 s TTL",
         started.elapsed()
     );

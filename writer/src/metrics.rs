@@ -37,6 +37,8 @@ pub struct Metrics {
     pub edge_applied_revision: IntGaugeVec,
     pub edge_lag_revisions: IntGaugeVec,
     pub edges_connected: IntGauge,
+    /// Replication connections closed because a peer sent bytes that are not a frame.
+    pub replication_undecodable_frames: IntCounter,
     /// Application instances the edges report, by status (connected, disconnected).
     pub clients: IntGaugeVec,
     /// Refused authentications by reason (missing, unknown, expired, revoked, …).
@@ -110,6 +112,11 @@ impl Metrics {
             "setpoint_replication_edges_connected",
             "Edges with an open replication session",
         )?;
+        let replication_undecodable_frames = IntCounter::new(
+            "setpoint_replication_undecodable_frames_total",
+            "Replication connections closed because the peer sent bytes that are not a frame \
+             (oversized, unknown version, undecodable or invalid)",
+        )?;
         let clients = IntGaugeVec::new(
             Opts::new(
                 "setpoint_clients",
@@ -140,6 +147,7 @@ impl Metrics {
         registry.register(Box::new(edge_applied_revision.clone()))?;
         registry.register(Box::new(edge_lag_revisions.clone()))?;
         registry.register(Box::new(edges_connected.clone()))?;
+        registry.register(Box::new(replication_undecodable_frames.clone()))?;
         registry.register(Box::new(clients.clone()))?;
         registry.register(Box::new(store_ops.clone()))?;
         registry.register(Box::new(commits.clone()))?;
@@ -160,6 +168,7 @@ impl Metrics {
             edge_applied_revision,
             edge_lag_revisions,
             edges_connected,
+            replication_undecodable_frames,
             clients,
             auth_failures,
             leader,

@@ -8,7 +8,10 @@
 //!
 //! A slow edge is cut off (`Goodbye`, then close) as soon as it falls a bounded queue behind; it
 //! catches up by snapshot on reconnect. A malformed, oversized or unexpected frame closes only
-//! that connection, with the reason logged. Must not: touch the store or block the feed.
+//! that connection, with the reason logged; bytes that are no frame at all close it with their
+//! own code ([`CLOSE_UNDECODABLE`]) and count in `setpoint_replication_undecodable_frames_total`,
+//! so garbage is told apart from a silent peer (which the hello deadline closes with
+//! [`CLOSE_PROTOCOL`]). Must not: touch the store or block the feed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,8 +28,12 @@ use super::{EdgeSession, Replication};
 
 /// Application close codes.
 pub const CLOSE_SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0);
+/// Well-formed frames in the wrong place, a bad Hello, or no Hello before the deadline.
 pub const CLOSE_PROTOCOL: quinn::VarInt = quinn::VarInt::from_u32(1);
 pub const CLOSE_TOO_SLOW: quinn::VarInt = quinn::VarInt::from_u32(2);
+/// Bytes that are not a frame: oversized, an unknown protocol version, a body that does not
+/// decode or fails validation.
+pub const CLOSE_UNDECODABLE: quinn::VarInt = quinn::VarInt::from_u32(3);
 
 /// How long a new connection may take to open its stream and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +52,8 @@ enum SessionEnd {
     Closed,
     #[error("protocol violation: {0}")]
     Protocol(String),
+    #[error("undecodable frame: {0}")]
+    Undecodable(String),
     #[error("edge too slow; cut off")]
     TooSlow,
     /// A write blocked past the send timeout; the stream may end mid-frame, so no goodbye.
@@ -58,7 +67,14 @@ enum SessionEnd {
 
 impl From<frames::FrameError> for SessionEnd {
     fn from(err: frames::FrameError) -> SessionEnd {
-        SessionEnd::Protocol(err.to_string())
+        use frames::FrameError;
+        match err {
+            FrameError::TooLarge { .. }
+            | FrameError::UnsupportedVersion(_)
+            | FrameError::Decode(_)
+            | FrameError::Invalid(_) => SessionEnd::Undecodable(err.to_string()),
+            FrameError::Io(_) | FrameError::Encode(_) => SessionEnd::Protocol(err.to_string()),
+        }
     }
 }
 
@@ -98,6 +114,10 @@ async fn session(replication: Arc<Replication>, incoming: quinn::Incoming) {
     let code = match end {
         SessionEnd::TooSlow | SessionEnd::Stalled => CLOSE_TOO_SLOW,
         SessionEnd::Protocol(_) => CLOSE_PROTOCOL,
+        SessionEnd::Undecodable(_) => {
+            replication.metrics.replication_undecodable_frames.inc();
+            CLOSE_UNDECODABLE
+        }
         _ => CLOSE_SHUTDOWN,
     };
     connection.close(code, end.to_string().as_bytes());

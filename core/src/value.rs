@@ -78,6 +78,40 @@ pub enum ValueError {
     Unencodable(String),
 }
 
+/// The first integer literal in the JSON text `json` that neither `i64` nor `u64` holds, if any
+/// (at most 40 characters of it). Such a number would be read as the nearest `f64` and stored
+/// rounded, silently: callers refuse it instead. `json` must already have parsed as JSON (the
+/// scan only tells strings from numbers); fractions and exponents are floats by intent and pass.
+pub fn inexact_integer(json: &[u8]) -> Option<String> {
+    let mut index = 0;
+    while index < json.len() {
+        match json[index] {
+            b'"' => {
+                index += 1;
+                while index < json.len() && json[index] != b'"' {
+                    index += if json[index] == b'\\' { 2 } else { 1 };
+                }
+                index += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = index;
+                while index < json.len()
+                    && matches!(json[index], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    index += 1;
+                }
+                let literal = std::str::from_utf8(&json[start..index]).unwrap_or_default();
+                let integer = !literal.contains(['.', 'e', 'E']);
+                if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                    return Some(literal.chars().take(40).collect());
+                }
+            }
+            _ => index += 1,
+        }
+    }
+    None
+}
+
 /// A value ready to store: its format, the exact stored bytes, and its structured view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedValue {
@@ -424,6 +458,39 @@ pub(crate) mod tests {
             Err(ValueError::Corrupt { format: "yaml", .. })
         ));
         assert!(ParsedValue::from_stored(Format::Text, "{").is_ok());
+    }
+
+    #[test]
+    fn integers_beyond_i64_and_u64_are_found_and_nothing_else() {
+        let found = |text: &str| {
+            serde_json::from_str::<Value>(text).expect("valid JSON");
+            inexact_integer(text.as_bytes())
+        };
+        assert_eq!(
+            found("123456789012345678901234567890"),
+            Some("123456789012345678901234567890".into())
+        );
+        assert_eq!(
+            found(r#"{"a": [1, -99999999999999999999]}"#),
+            Some("-99999999999999999999".into())
+        );
+        assert_eq!(
+            found("18446744073709551616"),
+            Some("18446744073709551616".into())
+        );
+        for fine in [
+            "18446744073709551615",
+            "-9223372036854775808",
+            "0",
+            "-0",
+            "1.5e300",
+            "123456789012345678901234567890.0",
+            r#""123456789012345678901234567890""#,
+            r#"{"k\"99999999999999999999": "x\\", "n": 1}"#,
+            r#"["\u0041", 2E5, -1e-5]"#,
+        ] {
+            assert_eq!(found(fine), None, "{fine}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Invariants: the stored bytes are kept verbatim; what a request gives back as stored reads back
 //! from storage as the same value (JSON numbers included); a YAML document's structured view is
 //! a JSON value that survives storage as JSON; the borrowed and owned API views serialize alike;
-//! a stored value is never over the limit, and the limit is exact.
+//! a stored value is never over the limit, and the limit is exact; `inexact_integer` flags a
+//! JSON text exactly when some integer in it would not survive parsing (a float holds it).
 
 #![no_main]
 
@@ -31,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(json) = serde_json::from_str::<Value>(text) {
+        check_exact_integers(text, &json);
         check_request(json);
     }
     for format in [Format::Yaml, Format::Text] {
@@ -119,5 +121,21 @@ fn check_limit(mode: u8, text: &str) {
         Ok(value) => assert!(value.stored().len() <= MAX_VALUE_BYTES),
         Err(ValueError::TooLarge { size: got, .. }) => assert!(got > MAX_VALUE_BYTES),
         Err(error) => panic!("json: {error}"),
+    }
+}
+
+/// A JSON text holds an integer beyond 64 bits exactly when parsing it produced a float that no
+/// fraction or exponent asked for; a text without one parses to numbers that print back alike.
+fn check_exact_integers(text: &str, json: &Value) {
+    match setpoint_core::value::inexact_integer(text.as_bytes()) {
+        Some(literal) => {
+            let number: Value = serde_json::from_str(&literal).expect("a JSON number");
+            assert!(number.is_f64(), "{literal} flagged but parses as {number}");
+        }
+        None => {
+            // Every integer literal fitted: reprinting and reparsing changes nothing.
+            let again: Value = serde_json::from_str(&json.to_string()).expect("reparses");
+            assert_eq!(&again, json);
+        }
     }
 }

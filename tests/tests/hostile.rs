@@ -493,3 +493,70 @@ async fn the_root_honours_format_and_resolve_like_the_edge() {
     }
     w.stop().await;
 }
+
+/// Finding 9: an integer outside i64/u64 was read as the nearest float and stored rounded
+/// (123456789012345678901234567890 came back 1.2345678901234568e29). It is refused with a 400
+/// naming it, in a single write and in a batch; the 64-bit extremes are kept exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_outside_64_bits_are_refused_not_rounded() {
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    let raw_put = |path: &str, body: String| {
+        let request = w.http.put(w.config_url(path)).body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let huge = "123456789012345678901234567890";
+    let (status, body) = raw_put("/n/huge", format!(r#"{{"value": {huge}}}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains(huge), "{body}");
+    let missing = w.http.get(w.config_url("/n/huge")).send().await.unwrap();
+    assert_eq!(
+        missing.status(),
+        StatusCode::NOT_FOUND,
+        "nothing was written"
+    );
+
+    let batch = format!(
+        r#"{{"changes": [{{"op": "put", "path": "/n/a", "value": 1}}, {{"op": "put", "path": "/n/b", "value": {{"deep": [-{huge}]}}}}]}}"#
+    );
+    let response = w
+        .http
+        .post(w.url("/api/batch"))
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let missing = w.http.get(w.config_url("/n/a")).send().await.unwrap();
+    assert_eq!(
+        missing.status(),
+        StatusCode::NOT_FOUND,
+        "no half-written batch"
+    );
+
+    for (path, exact) in [
+        ("/n/max", "18446744073709551615"),
+        ("/n/min", "-9223372036854775808"),
+    ] {
+        let (status, body) = raw_put(path, format!(r#"{{"value": {exact}}}"#)).await;
+        assert!(status.is_success(), "{status} {body}");
+        let text = w
+            .http
+            .get(w.config_url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains(&format!(r#""value":{exact}"#)), "{text}");
+    }
+    w.stop().await;
+}

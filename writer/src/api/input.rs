@@ -1,7 +1,8 @@
 //! Raw request input → typed values, once, at the boundary.
 //!
 //! Bodies are read as JSON whatever their `Content-Type` says (`curl -d` labels JSON as a form);
-//! a body that is not JSON is a 400 naming the parse error. Query parameters and headers are
+//! a body that is not JSON is a 400 naming the parse error, and so is an integer outside the
+//! 64-bit range (it would be stored rounded). Query parameters and headers are
 //! parsed here too, each failure a 400 that names the parameter.
 
 use axum::body::Bytes;
@@ -31,11 +32,18 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
             "the request body is empty; expected a JSON object",
         ));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let parsed = serde_json::from_slice(&bytes).map_err(|e| {
         Error::bad_request(format!(
             "the request body is not valid JSON for this call: {e}"
         ))
-    })
+    })?;
+    if let Some(literal) = setpoint_core::value::inexact_integer(&bytes) {
+        return Err(Error::bad_request(format!(
+            "the integer {literal} is outside the 64-bit range and would be stored rounded; \
+             send it as a string, or as a float (with a fraction or exponent) if rounding is meant"
+        )));
+    }
+    Ok(parsed)
 }
 
 pub fn actor(headers: &HeaderMap) -> Option<String> {

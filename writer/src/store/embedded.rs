@@ -45,12 +45,38 @@ struct Inner {
     commit_lock: Mutex<()>,
 }
 
+/// Creates `dir` (mode 0700) and an empty `file` in it (mode 0600) when missing, and tightens
+/// the file when it exists: the store holds every value and every account's key hashes, so it
+/// is this user's alone whatever the umask (redb itself creates its file 0666 & !umask). A
+/// directory that exists is the operator's (say, a home directory) and is left as it is.
+fn create_private(dir: &Path, file: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let failed = |what: &Path| {
+        let what = what.display().to_string();
+        move |e: std::io::Error| StoreError::Other(format!("preparing {what}: {e}"))
+    };
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(failed(dir))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(file)
+        .map_err(failed(file))?;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(failed(file))
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) `dir/setpoint.redb`.
+    /// Opens (or creates) `dir/setpoint.redb`, private to this user (see [`create_private`]).
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Other(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join("setpoint.redb");
+        create_private(dir, &path)?;
         // The file lock is released when the previous owner's last handle drops, which can
         // trail its shutdown by a moment (a blocking call finishing on the blocking pool): wait
         // up to 3 s for it instead of failing a restart. Only at startup.
@@ -653,4 +679,31 @@ fn decode_event(bytes: &[u8]) -> Result<WatchEvent, StoreError> {
         kind,
         kv: decode_record(key, record)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_store_file_is_private_whatever_the_umask() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let store = EmbeddedStore::open(&dir).unwrap();
+        assert_eq!(mode(&dir.join("setpoint.redb")), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        drop(store);
+
+        // A file an older version left world-readable is tightened on open.
+        let file = dir.join("setpoint.redb");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = EmbeddedStore::open(&dir).unwrap();
+        assert_eq!(mode(&file), 0o600);
+    }
 }

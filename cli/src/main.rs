@@ -191,30 +191,10 @@ pub struct CommonArgs {
     pub client_retention: std::time::Duration,
 }
 
-/// `24h`, `30m`, `90s`, `250ms` or plain seconds.
+/// `24h`, `30m`, `90s`, `250ms` or plain seconds (the API's durations, e.g. a rollout's
+/// interval, read the same).
 fn parse_duration(input: &str) -> Result<std::time::Duration, String> {
-    let input = input.trim();
-    let split = input
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(input.len());
-    let (number, unit) = input.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{input:?} is not a duration like 24h, 30m, 90s or 250ms"))?;
-    let seconds = |factor: u64| {
-        number
-            .checked_mul(factor)
-            .map(std::time::Duration::from_secs)
-            .ok_or_else(|| format!("{input:?} is too long"))
-    };
-    match unit {
-        "" | "s" => seconds(1),
-        "m" => seconds(60),
-        "h" => seconds(3600),
-        "d" => seconds(86_400),
-        "ms" => Ok(std::time::Duration::from_millis(number)),
-        _ => Err(format!("{input:?}: the unit must be ms, s, m, h or d")),
-    }
+    setpoint_core::rollout::parse_duration_ms(input).map(std::time::Duration::from_millis)
 }
 
 fn parse_rule(input: &str) -> Result<Rule, String> {

@@ -22,6 +22,7 @@ pub mod path;
 pub mod read;
 pub mod resolve;
 pub mod retention;
+pub mod rollout;
 pub mod snapshot;
 pub mod substitute;
 pub mod validate;

@@ -209,16 +209,28 @@ async fn a_crashed_node_turns_suspect_then_down_and_comes_back_as_a_new_generati
     .await;
 
     // Crash again and come straight back on the same port, before anyone declares it down:
-    // the newer generation replaces the old one and nobody takes it down afterwards.
+    // the newer generation replaces the old one and nobody takes it down afterwards. A witness,
+    // edge-3, crashes at the same moment and stays away: once everyone declares it down, the
+    // failure detector has had all the time it needs to take the old edge-2 down too — a
+    // condition to wait for instead of a sleep guessed longer than suspect-to-down.
+    let edge3 = start("edge-3", Role::Edge, &seed).await;
+    wait_until("everyone sees the witness edge-3 alive", || {
+        all_see(&survivors, "edge-3", MemberState::Alive)
+    })
+    .await;
     let addr = edge2.local_addr();
     drop(edge2);
+    drop(edge3);
     let edge2 = restart_on(addr, "edge-2", Role::Edge, &seed).await;
     wait_until("the quickly restarted edge-2 sees the others", || {
         all_see(&[("edge-2", &edge2)], "writer", MemberState::Alive)
             && all_see(&[("edge-2", &edge2)], "edge-1", MemberState::Alive)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await; // longer than suspect-to-down
+    wait_until("everyone declares the witness edge-3 down", || {
+        all_see(&survivors, "edge-3", MemberState::Down)
+    })
+    .await;
     assert!(all_see(&survivors, "edge-2", MemberState::Alive));
 
     writer.shutdown().await;
@@ -228,16 +240,24 @@ async fn a_crashed_node_turns_suspect_then_down_and_comes_back_as_a_new_generati
 
 #[tokio::test]
 async fn a_node_started_before_its_seed_joins_once_the_seed_is_up() {
-    // Reserve a port for the seed, then release it for the seed to bind later.
-    let seed_addr = std::net::UdpSocket::bind(LOOPBACK_ANY_PORT)
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A socket holds the seed's port until the seed starts; it hears the early node's announces
+    // and never answers. Two of them (an announce and its retry) show the early node tried and
+    // kept trying while no seed was up — awaited, not guessed with a sleep.
+    let silent_seed = UdpSocket::bind(LOOPBACK_ANY_PORT).await.unwrap();
+    let seed_addr = silent_seed.local_addr().unwrap();
     let early = start("edge-early", Role::Edge, &[seed_addr]).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut datagram = vec![0; 65_536];
+    for attempt in ["an announce", "a retried announce"] {
+        let (_, from) = tokio::time::timeout(PATIENCE, silent_seed.recv_from(&mut datagram))
+            .await
+            .unwrap_or_else(|_| panic!("{attempt} from the early node within {PATIENCE:?}"))
+            .unwrap();
+        assert_eq!(from, early.local_addr());
+    }
     assert!(early.members().is_empty());
+    drop(silent_seed);
 
-    let writer = start_on(seed_addr, "writer", Role::Writer, &[]).await;
+    let writer = restart_on(seed_addr, "writer", Role::Writer, &[]).await;
     wait_until("the early edge and the late seed see each other", || {
         state(&early, "writer") == Some(MemberState::Alive)
             && state(&writer, "edge-early") == Some(MemberState::Alive)

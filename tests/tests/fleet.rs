@@ -6,9 +6,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use setpoint_edge_node::disk;
 use setpoint_tests::binary::{Certs, SetpointProcess};
 use setpoint_tests::etcd::EtcdServer;
 use setpoint_tests::sse::SseWatcher;
@@ -264,23 +265,32 @@ async fn three_edges_converge_and_membership_tracks_them() {
             .all(|e| e["region"] == "loopback-1" && e["id"].as_str().unwrap().starts_with("edge-"))
     );
 
-    // A stopped edge turns suspect, then down.
+    // A killed edge is declared down (it turns suspect first; `suspect` alone is not the
+    // claim): gossip's suspect-to-down is seconds, the bound generous for a loaded machine.
     let stopped = edges.pop().unwrap();
     stopped.process.unwrap().kill();
-    let noticed = wait_until(Duration::from_secs(20), || {
+    let down = wait_until(Duration::from_secs(30), || {
         let (http, base) = (http.clone(), writer.base());
         async move {
             edges_listing(&http, &base)
                 .await
                 .iter()
-                .any(|e| e["id"] == "edge-2" && (e["state"] == "down" || e["state"] == "suspect"))
+                .any(|e| e["id"] == "edge-2" && e["state"] == "down")
         }
     })
     .await;
     assert!(
-        noticed,
+        down,
         "/api/edges: {:?}",
         edges_listing(&http, &writer.base()).await
+    );
+    let listing = edges_listing(&http, &writer.base()).await;
+    assert!(
+        listing
+            .iter()
+            .filter(|e| e["id"] != "edge-2")
+            .all(|e| e["state"] == "alive"),
+        "only the killed edge is down: {listing:?}"
     );
 }
 
@@ -340,6 +350,9 @@ async fn watchers_get_every_change_across_edge_kill_and_writer_restart() {
     );
 }
 
+/// Issue 10: this test stopped the edge with SIGTERM, which saves on shutdown, so it would pass
+/// with a persister that saved only then. A crash gives no such chance: the edge is SIGKILLed
+/// once its own save of the write is on disk, and restarts from that file with no writer to ask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_edge_serves_its_disk_snapshot_while_the_writer_is_down() {
     let dir = tempfile::tempdir().unwrap();
@@ -348,23 +361,33 @@ async fn restarted_edge_serves_its_disk_snapshot_while_the_writer_is_down() {
     let mut writer = Writer::start(&etcd, &certs, dir.path()).await;
     let mut edge = Edge::start("edge-d", &writer, &certs, dir.path()).await;
     let http = admin_http();
-    let started = Instant::now();
-    put(&http, &writer.base(), "/disk/a", json!("kept")).await;
+    let written = put(&http, &writer.base(), "/disk/a", json!("kept")).await;
     let (edge_base, kept, newer) = (edge.base(), json!("kept"), json!("newer"));
-    let arrived = wait_until(Duration::from_secs(10), || {
+    let arrived = wait_until(Duration::from_secs(15), || {
         edge_serves(&http, &edge_base, "/disk/a", &kept)
     })
     .await;
     assert!(arrived);
+    // The edge saves at most once a second: wait for its file to hold the write.
+    let data_dir = dir.path().join("edge-d");
+    let saved = wait_until(Duration::from_secs(20), || {
+        let data_dir = data_dir.clone();
+        async move {
+            disk::load(&data_dir)
+                .ok()
+                .flatten()
+                .is_some_and(|snapshot| snapshot.revision() >= written)
+        }
+    })
+    .await;
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "propagation took {:?}",
-        started.elapsed()
+        saved,
+        "the edge never saved revision {written}:\n{}",
+        edge.process.as_ref().unwrap().log_text()
     );
-    // Let the persister save, then lose both the writer and the edge.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A crash (no shutdown, no final save), and no writer to catch up from.
+    edge.process.take().unwrap().kill();
     writer.kill();
-    edge.process.take().unwrap().terminate();
     edge.restart(dir.path()).await;
     assert!(
         edge_serves(&http, &edge.base(), "/disk/a", &json!("kept")).await,
@@ -379,6 +402,7 @@ async fn restarted_edge_serves_its_disk_snapshot_while_the_writer_is_down() {
         .await
         .unwrap();
     assert_eq!(health["stale"], true, "{health}");
+    assert!(health["revision"].as_i64() >= Some(written), "{health}");
     // The writer comes back: the edge catches up and is fresh again.
     writer.restart(dir.path()).await;
     put(&http, &writer.base(), "/disk/a", json!("newer")).await;

@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -667,6 +667,27 @@ async fn revocation_expiry_grant_changes_and_failure_limits_reach_the_edge() {
     };
     assert_eq!(read(edge_url.clone(), key.clone()).await, Outcome::Ok);
 
+    // A key that expires: it works on the writer and the edge until then (10 s: ample for these
+    // reads on a loaded machine), and is refused after (checked at the end of this test).
+    let (expiring, _) = cluster
+        .create_account(
+            "expiring",
+            json!([{"prefix": "/r", "actions": ["read"]}]),
+            Some(10),
+        )
+        .await;
+    cluster.edge_caught_up().await;
+    assert_eq!(
+        read(writer_url.clone(), expiring.clone()).await,
+        Outcome::Ok,
+        "the expiring key works on the writer before it expires"
+    );
+    assert_eq!(
+        read(edge_url.clone(), expiring.clone()).await,
+        Outcome::Ok,
+        "the expiring key works on the edge before it expires"
+    );
+
     // Rotation: the new key works at once on the edge, the old one during its grace period.
     let rotated: Value = cluster
         .admin
@@ -690,8 +711,7 @@ async fn revocation_expiry_grant_changes_and_failure_limits_reach_the_edge() {
         "in grace"
     );
 
-    // Revocation of the old key: measured from sending the DELETE to the edge's first refusal.
-    let sent = Instant::now();
+    // Revocation of the old key reaches the edge (how fast is the load test's to measure).
     let response = cluster
         .admin
         .delete(format!(
@@ -701,24 +721,13 @@ async fn revocation_expiry_grant_changes_and_failure_limits_reach_the_edge() {
         .send()
         .await
         .unwrap();
-    let answered = sent.elapsed();
     assert!(response.status().is_success(), "{}", response.status());
-    let mut refused_after = None;
-    while sent.elapsed() < Duration::from_secs(5) {
-        if read(edge_url.clone(), key.clone()).await == Outcome::Unauthenticated {
-            refused_after = Some(sent.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let refused_after = refused_after.expect("the edge refuses a revoked key within 5 s");
-    println!(
-        "revocation: DELETE answered in {answered:?}; the edge refused the key {refused_after:?} after the DELETE was sent"
-    );
-    assert!(
-        refused_after < Duration::from_secs(1),
-        "the edge refused the revoked key only after {refused_after:?}"
-    );
+    let revoked = wait_until(Duration::from_secs(15), || {
+        let outcome = read(edge_url.clone(), key.clone());
+        async move { outcome.await == Outcome::Unauthenticated }
+    })
+    .await;
+    assert!(revoked, "the edge refuses the revoked key");
     assert_eq!(
         read(writer_url.clone(), key.clone()).await,
         Outcome::Unauthenticated
@@ -729,8 +738,7 @@ async fn revocation_expiry_grant_changes_and_failure_limits_reach_the_edge() {
         "the other key lives"
     );
 
-    // A grant taken away applies on the edge within a second too.
-    let sent = Instant::now();
+    // A grant taken away applies on the edge too.
     let response = cluster
         .admin
         .put(format!(
@@ -742,39 +750,29 @@ async fn revocation_expiry_grant_changes_and_failure_limits_reach_the_edge() {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}", response.status());
-    let narrowed = wait_until(Duration::from_secs(5), || {
+    let narrowed = wait_until(Duration::from_secs(15), || {
         let outcome = read(edge_url.clone(), new_key.clone());
         async move { outcome.await == Outcome::Forbidden }
     })
     .await;
     assert!(narrowed, "the edge applies the new grants");
-    println!(
-        "grant change: the edge refused with 403 after {:?}",
-        sent.elapsed()
-    );
-    assert!(
-        sent.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        sent.elapsed()
-    );
 
-    // An expired key is refused by the writer and the edge.
-    let (expiring, _) = cluster
-        .create_account(
-            "expiring",
-            json!([{"prefix": "/r", "actions": ["read"]}]),
-            Some(1),
-        )
+    // The expiring key is refused by the writer and the edge once its time is up (waited for,
+    // with a bound well past its 10 s).
+    let expired =
+        wait_until(Duration::from_secs(30), || {
+            let (writer, edge) = (
+                read(writer_url.clone(), expiring.clone()),
+                read(edge_url.clone(), expiring.clone()),
+            );
+            async move {
+                writer.await == Outcome::Unauthenticated && edge.await == Outcome::Unauthenticated
+            }
+        })
         .await;
-    cluster.edge_caught_up().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        read(writer_url.clone(), expiring.clone()).await,
-        Outcome::Unauthenticated
-    );
-    assert_eq!(
-        read(edge_url.clone(), expiring.clone()).await,
-        Outcome::Unauthenticated
+    assert!(
+        expired,
+        "the expired key is refused by the writer and the edge"
     );
     let metrics = cluster
         .admin

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use setpoint_tests::wait_until;
 use setpoint_tests::writer::{Backend, TestWriter, client_with_key};
 
 async fn call(
@@ -217,15 +218,48 @@ async fn two_approvals_commit_a_change_and_the_author_cannot_approve() {
     let (status, _) = call(&w.http, Method::GET, w.config_url("/pay/a"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    // Every step is in the audit log.
-    let (_, audit) = call(
-        &w.http,
-        Method::GET,
-        w.url("/api/audit?action=change.put&limit=1000"),
-        None,
-    )
-    .await;
-    assert!(audit["records"].as_array().unwrap().len() >= 6, "{audit}");
+    // Every step is in the audit log, by whom it was taken, in order: each request, decision
+    // and refusal after the policy was set — and the approved change itself committed by its
+    // last approver, naming the request.
+    let (_, audit) = call(&w.http, Method::GET, w.url("/api/audit?limit=1000"), None).await;
+    let records = audit["records"].as_array().unwrap();
+    let policy_set = records
+        .iter()
+        .position(|r| r["action"] == "policy.put")
+        .unwrap_or_else(|| panic!("no policy.put record: {audit}"));
+    let steps: Vec<(&str, &str, &str)> = records[policy_set + 1..]
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap_or("?"),
+                r["action"].as_str().unwrap_or("?"),
+                r["path"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    let request = |id: &str| format!("/_setpoint/changes/{id}");
+    let (limit_request, delete_request, batch_request) =
+        (request(&id), request(&delete_id), request(&batch_id));
+    assert_eq!(
+        steps,
+        vec![
+            ("author", "change.put", limit_request.as_str()),
+            ("outsider", "access.denied", "/pay/limit"),
+            ("alice", "change.put", limit_request.as_str()),
+            ("bob", "config.put", "/pay/limit"),
+            ("author", "change.put", delete_request.as_str()),
+            ("alice", "access.denied", "/"),
+            ("author", "change.put", delete_request.as_str()),
+            ("author", "access.denied", "/other/b"),
+            ("author", "change.put", batch_request.as_str()),
+            ("bob", "change.put", batch_request.as_str()),
+        ],
+        "{audit}"
+    );
+    let committed = &records[policy_set + 4];
+    assert_eq!(committed["outcome"], "ok", "{committed}");
+    let detail: Value = serde_json::from_str(committed["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["change_request"], id.as_str(), "{committed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,18 +338,19 @@ async fn a_newer_version_makes_the_change_fail_and_pending_requests_expire() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["change"]["id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let (_, pending) = call(
-        &t.alice,
-        Method::GET,
-        w.url("/api/changes?status=pending"),
-        None,
-    )
+    // Waits for the expiry itself (generous bound), not a sleep guessed past it.
+    let expired = wait_until(Duration::from_secs(20), || async {
+        let (_, pending) = call(
+            &t.alice,
+            Method::GET,
+            w.url("/api/changes?status=pending"),
+            None,
+        )
+        .await;
+        pending["changes"].as_array().is_some_and(Vec::is_empty)
+    })
     .await;
-    assert!(
-        pending["changes"].as_array().unwrap().is_empty(),
-        "{pending}"
-    );
+    assert!(expired, "the request is still pending");
     let (status, body) = call(
         &t.alice,
         Method::POST,

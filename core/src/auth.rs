@@ -9,7 +9,8 @@
 //!
 //! Grants are `{prefix, actions}`; for a path, the grant with the longest prefix that contains
 //! it decides (a deeper grant with fewer actions takes rights away). `admin` implies every
-//! other action on its prefix. The `_setpoint` namespace needs `admin` on `/`.
+//! other action on its prefix. The `_setpoint` namespace needs `admin` on `/`. An effective
+//! read (in an environment) needs the right on every layer it reveals ([`EffectiveGrants`]).
 //!
 //! Pure: randomness and the clock come in as arguments.
 
@@ -22,6 +23,10 @@ use sha2::{Digest, Sha256};
 use crate::snapshot::Snapshot;
 use crate::value::ApiValue;
 use crate::{ConfigPath, ParsedValue};
+
+mod effective;
+
+pub use effective::EffectiveGrants;
 
 /// The reserved first segment of system records.
 pub const SYSTEM_SEGMENT: &str = "_setpoint";

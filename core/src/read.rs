@@ -17,12 +17,17 @@
 //!   subtree as one object of substituted effective values (`{"host": …, "password": …}`).
 //! - `format=…`: the subtree at and below the path, resolved, as a bundle. A ConfigMap never
 //!   contains a secret-bearing value and so never fetches secrets; a Secret holds only those.
+//!
+//! Who may read what: an effective value in environment `E` is read with the right on its base
+//! path and on its override path in every environment of `E`'s chain, whichever hold a value
+//! ([`EffectiveGrants`]); subtrees, bundles and listings include only what the caller may read
+//! so; a secret is resolved with `secrets:read` on the same layers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::auth::{Action, Grants};
+use crate::auth::{Action, EffectiveGrants, Grants};
 use crate::env::{self, Chain, EnvError, Environments};
 use crate::error::ErrorCode;
 use crate::export::{self, ExportError, ExportFormat, Item};
@@ -166,8 +171,9 @@ fn forbidden(message: String) -> Failure {
 }
 
 /// Decides the answer to `query` on `path` from `snapshot`, for a caller holding `grants`:
-/// subtrees and listings include only what the caller may read; secrets need `secrets:read` on
-/// every path whose value references one.
+/// subtrees and listings include only what the caller may read (in the environment: on every
+/// layer, see [`EffectiveGrants`]); secrets need `secrets:read` on every layer of every path
+/// whose value references one.
 pub fn plan(
     snapshot: &Snapshot,
     path: &ConfigPath,
@@ -190,13 +196,17 @@ pub fn plan(
         Some(name) => Environments::from_snapshot(snapshot).chain(name)?,
         None => Chain::base(),
     };
+    let access = EffectiveGrants::new(grants, &chain);
+    if !access.can_read_somewhere_below(path) {
+        return Err(not_readable_in(path, &chain, &access));
+    }
     let is_secret =
         |effective: &Effective| !substitute::secret_names(&effective.value, &chain).is_empty();
     let mut secrets = BTreeSet::new();
     let readable = |items: Vec<Effective>| -> Vec<Effective> {
         items
             .into_iter()
-            .filter(|e| grants.allows(&e.path, Action::Read) && !crate::auth::is_system(&e.path))
+            .filter(|e| access.allows(&e.path, Action::Read) && !crate::auth::is_system(&e.path))
             .collect()
     };
     let target = if let Some(format) = query.format {
@@ -233,7 +243,7 @@ pub fn plan(
             name,
         }
     } else if let Some(effective) =
-        resolve::effective(snapshot, &chain, path).filter(|_| grants.allows(path, Action::Read))
+        resolve::effective(snapshot, &chain, path).filter(|_| access.allows(path, Action::Read))
     {
         if query.resolve {
             secrets.extend(substitute::secret_names(&effective.value, &chain));
@@ -252,29 +262,28 @@ pub fn plan(
         let mut children = resolve::children(snapshot, &chain, path);
         children.retain(|child| {
             path.join(child)
-                .is_ok_and(|p| grants.can_read_somewhere_below(&p) && !crate::auth::is_system(&p))
+                .is_ok_and(|p| access.can_read_somewhere_below(&p) && !crate::auth::is_system(&p))
         });
         if children.is_empty() && !path.is_root() {
             return Err(nothing_at(path, &chain));
         }
         Target::Children(children)
     };
+    // The layer each secret-bearing value lacks `secrets:read` on.
+    let unresolvable = |e: &Effective| access.missing(&e.path, Action::SecretsRead);
     let unreadable: Vec<String> = match &target {
-        Target::Entry(effective) if !secrets.is_empty() => (!grants
-            .allows(&effective.path, Action::SecretsRead))
-        .then(|| effective.path.to_string())
-        .into_iter()
-        .collect(),
+        Target::Entry(effective) if !secrets.is_empty() => {
+            unresolvable(effective).into_iter().collect()
+        }
         Target::Tree(items) => items
             .iter()
             .filter(|e| !substitute::secret_names(&e.value, &chain).is_empty())
-            .filter(|e| !grants.allows(&e.path, Action::SecretsRead))
-            .map(|e| e.path.to_string())
+            .filter_map(unresolvable)
             .collect(),
         Target::Bundle { items, format, .. } if *format != ExportFormat::ConfigMap => items
             .iter()
-            .filter(|(e, secret)| *secret && !grants.allows(&e.path, Action::SecretsRead))
-            .map(|(e, _)| e.path.to_string())
+            .filter(|(_, secret)| *secret)
+            .filter_map(|(e, _)| unresolvable(e))
             .collect(),
         _ => Vec::new(),
     };
@@ -309,6 +318,24 @@ pub fn plain_only(path: &ConfigPath) -> Result<(), Failure> {
         ErrorCode::BadRequest,
         format!("{path} is a system record: read it without env, resolve, explain or format"),
     ))
+}
+
+/// The refusal of an effective read the caller may not do anywhere at or below `path`: it names
+/// the layers such a read needs (the rule, not where values are), and the first one missing.
+fn not_readable_in(path: &ConfigPath, chain: &Chain, access: &EffectiveGrants) -> Failure {
+    let environment = chain.name().unwrap_or_default();
+    let layers = access.layers(path);
+    let missing = access
+        .missing(path, Action::Read)
+        .unwrap_or_else(|| path.to_string());
+    Failure {
+        code: ErrorCode::Forbidden,
+        message: format!(
+            "the caller may not read {path} in environment {environment}: reading it there needs read on {} (the base path and its override in every environment of the chain); {missing} is not granted",
+            layers.join(", ")
+        ),
+        details: Some(json!({ "needs": layers, "missing": missing })),
+    }
 }
 
 fn nothing_at(path: &ConfigPath, chain: &Chain) -> Failure {
@@ -486,4 +513,201 @@ impl Plan {
 
 fn json_bytes(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::auth::Grant;
+    use crate::snapshot::Entry;
+    use crate::{Format, ParsedValue};
+
+    fn entry(path: &str, value: Value) -> Entry {
+        Entry {
+            path: ConfigPath::parse(path).unwrap(),
+            value: ParsedValue::from_request(value, Some(Format::Json)).unwrap(),
+            version: 1,
+            revision: 1,
+            updated_at: String::new(),
+        }
+    }
+
+    /// dev, prod and prod-eu (under prod); myapp with a prod override and a secret.
+    fn snapshot() -> Snapshot {
+        Snapshot::from_entries(
+            1,
+            [
+                entry("/env/dev", json!({})),
+                entry("/env/prod", json!({})),
+                entry("/env/prod-eu", json!({"parent": "prod"})),
+                entry("/myapp/db/host", json!("localhost")),
+                entry("/myapp/db/password", json!("${secret:pw}")),
+                entry("/myapp/url", json!("http://base")),
+                entry("/env/prod/myapp/db/host", json!("prod-db")),
+            ],
+        )
+    }
+
+    fn grants(list: &[(&str, &[&str])]) -> Grants {
+        let list: Vec<Grant> = list
+            .iter()
+            .map(|(prefix, actions)| {
+                serde_json::from_value(json!({"prefix": prefix, "actions": actions})).unwrap()
+            })
+            .collect();
+        Grants::parse(&list).unwrap()
+    }
+
+    fn query(raw: &str) -> ReadQuery {
+        let pairs: Vec<(&str, &str)> = raw
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .collect();
+        ReadQuery::from_params(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+            .unwrap()
+    }
+
+    /// The read's body (secrets rendered as `S`), or its error code.
+    fn read(list: &[(&str, &[&str])], path: &str, raw: &str) -> Result<String, ErrorCode> {
+        let plan = plan(
+            &snapshot(),
+            &ConfigPath::parse(path).unwrap(),
+            &query(raw),
+            &grants(list),
+        )
+        .map_err(|f| f.code)?;
+        let secrets = plan
+            .secret_names()
+            .iter()
+            .map(|name| (name.clone(), "S".to_owned()))
+            .collect();
+        let rendered = plan.render(&secrets).map_err(|f| f.code)?;
+        Ok(String::from_utf8(rendered.body).unwrap())
+    }
+
+    const READ: &[&str] = &["read"];
+    const SECRETS: &[&str] = &["read", "secrets:read"];
+
+    #[test]
+    fn environment_grants_apply_to_effective_reads() {
+        let base_only: &[(&str, &[&str])] = &[("/myapp", READ)];
+        let base_and_env: &[(&str, &[&str])] = &[("/myapp", READ), ("/env/prod/myapp", READ)];
+        let env_only: &[(&str, &[&str])] = &[("/env/prod/myapp", READ)];
+        let forbidden = Err(ErrorCode::Forbidden);
+        for raw in [
+            "env=prod",
+            "env=prod&resolve=true",
+            "env=prod&explain=true",
+            "env=prod&format=dotenv",
+        ] {
+            // Base only: refused in prod — with or without an override at the path, so the
+            // refusal tells nothing about overrides — and served without an environment.
+            assert_eq!(read(base_only, "/myapp/db/host", raw), forbidden, "{raw}");
+            assert_eq!(read(base_only, "/myapp/url", raw), forbidden, "{raw}");
+            assert_eq!(read(base_only, "/myapp", raw), forbidden, "{raw}");
+            assert_eq!(read(env_only, "/myapp/db/host", raw), forbidden, "{raw}");
+            let plain = raw.replace("env=prod", "env=");
+            assert!(read(base_only, "/myapp/url", &plain).is_ok(), "{plain}");
+            let body = read(base_and_env, "/myapp/db/host", raw).unwrap();
+            assert!(body.contains("prod-db"), "{raw}: {body}");
+        }
+        // A listing of a prefix in prod.
+        assert_eq!(read(base_only, "/myapp", "env=prod"), forbidden);
+        let listing = read(base_and_env, "/myapp", "env=prod").unwrap();
+        assert!(listing.contains(r#""children":["db","url"]"#), "{listing}");
+        // A child environment needs its parent's layer too.
+        assert_eq!(
+            read(base_and_env, "/myapp/db/host", "env=prod-eu"),
+            forbidden
+        );
+        let with_eu: &[(&str, &[&str])] = &[
+            ("/myapp", READ),
+            ("/env/prod/myapp", READ),
+            ("/env/prod-eu/myapp", READ),
+        ];
+        assert!(
+            read(with_eu, "/myapp/db/host", "env=prod-eu")
+                .unwrap()
+                .contains("prod-db")
+        );
+        // Read on / is unchanged.
+        let everything: &[(&str, &[&str])] = &[("/", SECRETS)];
+        for raw in [
+            "env=prod-eu",
+            "env=prod&resolve=true",
+            "env=dev&format=json",
+        ] {
+            assert!(read(everything, "/myapp/db", raw).is_ok(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn subtrees_and_listings_in_an_environment_hold_only_what_every_layer_grants() {
+        // Base on all of myapp, prod only on myapp/db.
+        let split: &[(&str, &[&str])] = &[("/myapp", SECRETS), ("/env/prod/myapp/db", SECRETS)];
+        let listing = read(split, "/myapp", "env=prod").unwrap();
+        assert!(listing.contains(r#""children":["db"]"#), "{listing}");
+        let tree: Value =
+            serde_json::from_str(&read(split, "/myapp", "env=prod&resolve=true").unwrap()).unwrap();
+        assert_eq!(tree, json!({"db": {"host": "prod-db", "password": "S"}}));
+        let dotenv = read(split, "/myapp", "env=prod&format=dotenv").unwrap();
+        assert!(
+            dotenv.contains("MYAPP_DB_HOST") && !dotenv.contains("MYAPP_URL"),
+            "{dotenv}"
+        );
+        assert_eq!(
+            read(split, "/myapp/url", "env=prod"),
+            Err(ErrorCode::Forbidden)
+        );
+        // Without an environment the base grant alone decides, as before.
+        let plain = read(split, "/myapp", "format=dotenv").unwrap();
+        assert!(plain.contains("MYAPP_URL"), "{plain}");
+    }
+
+    #[test]
+    fn secrets_in_an_environment_need_secrets_read_on_every_layer() {
+        let path = "/myapp/db/password";
+        // secrets:read on the base path alone no longer resolves prod's secrets.
+        let base_secrets: &[(&str, &[&str])] = &[("/myapp", SECRETS), ("/env/prod/myapp", READ)];
+        let failure = plan(
+            &snapshot(),
+            &ConfigPath::parse(path).unwrap(),
+            &query("env=prod&resolve=true"),
+            &grants(base_secrets),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(failure.code, ErrorCode::Forbidden);
+        assert!(
+            failure.message.contains("/env/prod/myapp/db/password"),
+            "names the layer: {}",
+            failure.message
+        );
+        // The raw effective value (the reference) needs only read.
+        assert!(
+            read(base_secrets, path, "env=prod")
+                .unwrap()
+                .contains("${secret:pw}")
+        );
+        // secrets:read on the environment alone does not resolve dev's secrets; on both it does.
+        let env_secrets: &[(&str, &[&str])] = &[("/myapp", READ), ("/env/dev/myapp", SECRETS)];
+        assert_eq!(
+            read(env_secrets, path, "env=dev&resolve=true"),
+            Err(ErrorCode::Forbidden)
+        );
+        let both: &[(&str, &[&str])] = &[("/myapp", SECRETS), ("/env/dev/myapp", SECRETS)];
+        assert!(
+            read(both, path, "env=dev&resolve=true")
+                .unwrap()
+                .contains("\"S\"")
+        );
+        // A bundle: the Secret needs it, the ConfigMap (no secrets) does not.
+        assert_eq!(
+            read(base_secrets, "/myapp", "env=prod&format=k8s-secret"),
+            Err(ErrorCode::Forbidden)
+        );
+        assert!(read(base_secrets, "/myapp", "env=prod&format=k8s-configmap").is_ok());
+    }
 }

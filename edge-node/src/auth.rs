@@ -32,8 +32,10 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use setpoint_core::ConfigPath;
-use setpoint_core::auth::{Action, AuthError, Grants, Principal};
+use setpoint_core::auth::{Action, AuthError, EffectiveGrants, Grants, Principal};
+use setpoint_core::env::chain_of;
+use setpoint_core::snapshot::Snapshot;
+use setpoint_core::{ConfigPath, Revision};
 use setpoint_serving::auth::{Credentials, INVALID_KEY, MISSING_KEY};
 
 use crate::Edge;
@@ -99,6 +101,41 @@ impl Caller {
         }
     }
 
+    /// 403 unless the caller may do `action` on the effective values of `path` and everything
+    /// below it in environment `env` — on the base paths and on their overrides in every
+    /// environment of `env`'s chain as `snapshot` defines it ([`EffectiveGrants`]); without an
+    /// environment, as [`Caller::require_all_below`]. An environment that does not exist (or whose
+    /// chain is broken) is left to the watch hub, which refuses it as `GET ?env=` does.
+    pub fn require_all_below_in(
+        &self,
+        snapshot: &Snapshot,
+        path: &ConfigPath,
+        env: Option<&str>,
+        action: Action,
+    ) -> Result<(), ApiError> {
+        self.require_all_below(path, action)?;
+        let Some(chain) = env.and_then(|name| chain_of(snapshot, name).ok()) else {
+            return Ok(());
+        };
+        if EffectiveGrants::new(self.grants(), &chain).allows_all_below(path, action) {
+            Ok(())
+        } else {
+            Err(self.forbidden_in(path, env.unwrap_or_default(), action))
+        }
+    }
+
+    fn forbidden_in(&self, path: &ConfigPath, env: &str, action: Action) -> ApiError {
+        ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "account {} may not {} {path} in environment {env}: that needs {} on {path} and on its override in every environment of the chain, below it too",
+                self.principal.account,
+                action.as_str(),
+                action.as_str()
+            ),
+        )
+    }
+
     /// 403 unless the caller may read something at or below `path` (listings).
     pub fn require_some_below(&self, path: &ConfigPath) -> Result<(), ApiError> {
         if self.grants().can_read_somewhere_below(path) {
@@ -130,24 +167,44 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Keeps an open watch honest: before a message goes out, at most once per [`WATCH_RECHECK`],
-/// checks the caller's key against the edge's current accounts (revoked, expired, disabled,
-/// deleted) and that its grants still cover every watched prefix.
+/// Keeps an open watch honest. Made only for a caller who may watch its prefixes now (read on
+/// everything below each one; in an environment, on every layer of the chain). Then, before a
+/// message goes out, at most once per [`WATCH_RECHECK`], checks the caller's key against the
+/// edge's current accounts (revoked, expired, disabled, deleted) and that its grants still cover
+/// every watched prefix — and in an environment, at once after any change of the environment
+/// definitions too, so a watch whose environment is given a parent the caller may not read ends
+/// before it shows a value from it.
 pub struct WatchGuard {
     edge: Edge,
     caller: Caller,
     prefixes: Vec<ConfigPath>,
+    env: Option<String>,
     next_check: Instant,
+    /// The revision of the snapshot the last check saw.
+    checked_at: Revision,
 }
 
 impl WatchGuard {
-    pub fn new(edge: Edge, caller: Caller, prefixes: Vec<ConfigPath>) -> WatchGuard {
-        WatchGuard {
+    /// 403 unless `caller` may watch `prefixes` (in `env`) now.
+    pub fn new(
+        edge: Edge,
+        caller: Caller,
+        prefixes: Vec<ConfigPath>,
+        env: Option<String>,
+    ) -> Result<WatchGuard, ApiError> {
+        let env = env.filter(|e| !e.is_empty());
+        let snapshot = edge.holder().current();
+        for prefix in &prefixes {
+            caller.require_all_below_in(&snapshot, prefix, env.as_deref(), Action::Read)?;
+        }
+        Ok(WatchGuard {
             edge,
             caller,
             prefixes,
+            env,
             next_check: Instant::now() + WATCH_RECHECK,
-        }
+            checked_at: snapshot.revision(),
+        })
     }
 
     /// `stream`'s messages while the watch may go on; then the error to end it with, once.
@@ -179,11 +236,15 @@ impl WatchGuard {
             return Ok(());
         };
         let now = Instant::now();
-        if now < self.next_check {
+        let hierarchy_changed =
+            self.env.is_some() && self.edge.holder().definitions_changed_at() > self.checked_at;
+        if now < self.next_check && !hierarchy_changed {
             return Ok(());
         }
         self.next_check = now + WATCH_RECHECK;
-        let accounts = self.edge.auth().accounts.get(&self.edge.holder().current());
+        let snapshot = self.edge.holder().current();
+        self.checked_at = snapshot.revision();
+        let accounts = self.edge.auth().accounts.get(&snapshot);
         let principal = accounts
             .authenticate(&token, unix_now())
             .map_err(|reason| {
@@ -194,17 +255,23 @@ impl WatchGuard {
                 );
                 ApiError::new(ErrorCode::Unauthenticated, INVALID_KEY)
             })?;
+        self.caller.principal = principal;
         for prefix in &self.prefixes {
-            if !principal.grants.allows_all_below(prefix, Action::Read) {
+            if let Err(error) = self.caller.require_all_below_in(
+                &snapshot,
+                prefix,
+                self.env.as_deref(),
+                Action::Read,
+            ) {
                 tracing::info!(
-                    account = %principal.account,
+                    account = %self.caller.principal.account,
                     %prefix,
+                    env = self.env.as_deref().unwrap_or_default(),
                     "ending a watch: the account may no longer read the prefix"
                 );
-                return Err(self.caller.forbidden(prefix, Action::Read));
+                return Err(error);
             }
         }
-        self.caller.principal = principal;
         Ok(())
     }
 }

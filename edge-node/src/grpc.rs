@@ -12,15 +12,16 @@
 //! Every call is for the [`Caller`] the authentication layer attached (metadata
 //! `authorization: Bearer <key>`): `Get` needs `read` on the path (`PERMISSION_DENIED`
 //! otherwise), `List` shows only what the caller can read, `Resolve` and `Export` plan with the
-//! caller's grants, and `Watch` needs `read` on everything below each prefix (with or without
-//! `env`: an effective value is read at its base path, as `GET ?env=` checks it); an open watch
-//! ends with `UNAUTHENTICATED` or `PERMISSION_DENIED` when its key or grant goes away.
+//! caller's grants, and `Watch` needs `read` on everything below each prefix; with `env`, `Get`
+//! and `Watch` need it on every layer too — the base path and its override in each environment
+//! of the chain, as `GET ?env=` checks it (`setpoint_core::auth::EffectiveGrants`); an open
+//! watch ends with `UNAUTHENTICATED` or `PERMISSION_DENIED` when its key or grant goes away.
 
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use setpoint_core::ConfigPath;
-use setpoint_core::auth::Action;
+use setpoint_core::auth::{Action, EffectiveGrants};
 use setpoint_core::env::Environments;
 use setpoint_core::export::ExportFormat;
 use setpoint_core::read::ReadQuery;
@@ -32,7 +33,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Edge;
 use crate::auth::{Caller, WatchGuard};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::watch::{WatchMessage, WatchSpec};
 
 /// The gRPC routes, without a fallback (see [`crate::Edge::router`]).
@@ -160,9 +161,11 @@ pub(crate) fn watched_prefixes(raw: &[String]) -> Result<Vec<ConfigPath>, Status
 }
 
 impl Service {
-    /// `Get` with an environment: the effective value, without substitution.
+    /// `Get` with an environment: the effective value, without substitution, for a caller who
+    /// may read every layer of it (`GET ?env=`'s rule, [`EffectiveGrants`]).
     fn get_in_environment(
         &self,
+        caller: &Caller,
         snapshot: &Snapshot,
         path: &ConfigPath,
         env: &str,
@@ -182,6 +185,18 @@ impl Service {
         let chain = Environments::from_snapshot(snapshot)
             .chain(env)
             .map_err(|e| ApiError::from(setpoint_core::read::Failure::from(e)))?;
+        if let Some(missing) =
+            EffectiveGrants::new(caller.grants(), &chain).missing(path, Action::Read)
+        {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "account {} may not read {path} in environment {env}: that needs read on {path} and on its override in every environment of the chain; {missing} is not granted",
+                    caller.principal.account
+                ),
+            )
+            .into());
+        }
         let effective = resolve::effective(snapshot, &chain, path).ok_or_else(|| {
             Status::from(ApiError::not_found(format!(
                 "{path} holds no value in environment {env}"
@@ -216,7 +231,7 @@ impl EdgeApi for Service {
         caller.require(&path, Action::Read)?;
         let snapshot = self.edge.holder().current();
         if let Some(env) = request.env.as_deref().filter(|e| !e.is_empty()) {
-            return self.get_in_environment(&snapshot, &path, env, request.version);
+            return self.get_in_environment(&caller, &snapshot, &path, env, request.version);
         }
         let entry = snapshot
             .get(&path)
@@ -346,13 +361,11 @@ impl EdgeApi for Service {
         let caller = Caller::of_grpc(&request)?;
         let request = request.into_inner();
         let prefixes = watched_prefixes(&request.prefixes)?;
-        for prefix in &prefixes {
-            caller.require_all_below(prefix, Action::Read)?;
-        }
-        let guard = WatchGuard::new(self.edge.clone(), caller, prefixes.clone());
+        let env = request.env.filter(|e| !e.is_empty());
+        let guard = WatchGuard::new(self.edge.clone(), caller, prefixes.clone(), env.clone())?;
         let spec = WatchSpec {
             prefixes,
-            env: request.env,
+            env,
             resolve: request.resolve,
         };
         let watcher = self

@@ -10,13 +10,13 @@
 //! current snapshot's revision. This module must not know about watchers, HTTP or the disk.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use setpoint_core::Revision;
 use setpoint_core::snapshot::{AppliedBatch, ApplyError, Batch, Snapshot};
+use setpoint_core::{Revision, env};
 use tokio::sync::{broadcast, watch};
 
 /// How many applied batches the ring keeps by default for watch resumption.
@@ -122,6 +122,9 @@ pub struct SnapshotHolder {
     started: Instant,
     /// Microseconds after `started` of the last frame from the writer.
     last_contact_micros: AtomicU64,
+    /// The revision of the last batch that changed an environment definition (or of the last
+    /// snapshot swapped in): open watches in an environment check their chain again after it.
+    definitions_changed: AtomicI64,
 }
 
 impl SnapshotHolder {
@@ -164,7 +167,15 @@ impl SnapshotHolder {
             ready: AtomicBool::new(options.ready),
             started: Instant::now(),
             last_contact_micros: AtomicU64::new(0),
+            definitions_changed: AtomicI64::new(revision),
         })
+    }
+
+    /// The revision of the last batch that changed an environment definition, or of the last
+    /// snapshot swapped in (which may have): a check of an environment's chain made on a
+    /// snapshot at or after it is still current.
+    pub fn definitions_changed_at(&self) -> Revision {
+        self.definitions_changed.load(Ordering::Acquire)
     }
 
     /// The current snapshot (cheap: one atomic load + Arc clone).
@@ -183,6 +194,16 @@ impl SnapshotHolder {
         let (next, applied) = before.apply(batch)?;
         let (applied, after) = (Arc::new(applied), Arc::new(next));
         self.current.store(after.clone());
+        if applied
+            .events
+            .iter()
+            .any(|event| env::definition_name(&event.path).is_some())
+        {
+            // After the snapshot is current, before any watcher can get the batch: a watch that
+            // sees this revision finds the new definitions in `current()`.
+            self.definitions_changed
+                .store(applied.revision, Ordering::Release);
+        }
         ring.push(applied.clone());
         // No receiver (no hub yet) is fine: the ring still holds the batch.
         let _ = self.hub.send(HubMessage::Batch {
@@ -201,6 +222,7 @@ impl SnapshotHolder {
         let revision = snapshot.revision();
         let mut ring = self.lock_ring();
         self.current.store(Arc::new(snapshot));
+        self.definitions_changed.store(revision, Ordering::Release);
         ring.clear(revision);
         let _ = self.hub.send(HubMessage::Reset { revision });
         drop(ring);

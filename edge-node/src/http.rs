@@ -23,9 +23,11 @@
 //!
 //! Every read is for the [`Caller`]: a path needs `read`; a listing shows only the children
 //! the caller can read something below (never `_setpoint`) and, recursive, only readable
-//! entries; env-aware reads plan with the caller's grants (secrets need `secrets:read`); a
-//! watch needs `read` on everything below its prefix, is checked again while it stays open, and
-//! ends with an `event: error` when its key is revoked or its grant is gone.
+//! entries; env-aware reads plan with the caller's grants (in an environment, on every layer:
+//! the base path and its override in each environment of the chain; secrets need
+//! `secrets:read` likewise); a watch needs `read` on everything below its prefix (with `env`, on
+//! every layer), is checked again while it stays open, and ends with an `event: error` when its
+//! key is revoked or its grant is gone.
 //!
 //! `?watch=true&instance_id=app-1[&labels=zone=eu-1,version=2]` also registers the stream in the
 //! client registry (shown by the writer's `/api/clients`, disconnected when the stream ends);
@@ -240,17 +242,21 @@ async fn watch(
         ),
         None => params.number::<Revision>("from_revision")?,
     };
-    caller.require_all_below(&path, Action::Read)?;
+    let env = params
+        .get("env")
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned);
+    let guard = WatchGuard::new(
+        edge.clone(),
+        caller.clone(),
+        vec![path.clone()],
+        env.clone(),
+    )?;
     let spec = WatchSpec {
         prefixes: vec![path.clone()],
-        env: params
-            .get("env")
-            .filter(|e| !e.is_empty())
-            .map(str::to_owned),
+        env: env.clone(),
         resolve: params.flag("resolve")?,
     };
-    let env = spec.env.clone();
-    let guard = WatchGuard::new(edge.clone(), caller.clone(), vec![path.clone()]);
     let watcher = edge
         .hub()
         .resume(spec, from, edge.config().resume_wait)

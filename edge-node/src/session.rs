@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, Stream};
-use setpoint_core::auth::Action;
 use setpoint_core::clients::ClientKind;
 use setpoint_core::{ConfigPath, Revision};
 use setpoint_proto::edge::v1 as pb;
@@ -144,10 +143,8 @@ pub async fn open(
         )));
     }
     let prefixes = crate::grpc::watched_prefixes(&hello.prefixes)?;
-    for prefix in &prefixes {
-        caller.require_all_below(prefix, Action::Read)?;
-    }
     let env = hello.env.clone().filter(|e| !e.is_empty());
+    let guard = WatchGuard::new(edge.clone(), caller, prefixes.clone(), env.clone())?;
     let from = hello.from_revision.filter(|r| *r >= 0);
     let client = Hello {
         id: hello.instance_id,
@@ -163,7 +160,7 @@ pub async fn open(
     let watcher = subscribe(
         &edge,
         prefixes.clone(),
-        env,
+        env.clone(),
         hello.resolve,
         from.or(Some(RESET_FIRST)),
     )?;
@@ -217,7 +214,7 @@ pub async fn open(
     let outbound = Outbound {
         staleness: edge.holder().staleness(),
         closing: Box::pin(edge.closing()),
-        guard: WatchGuard::new(edge.clone(), caller, prefixes),
+        guard,
         edge,
         watcher,
         ticks,

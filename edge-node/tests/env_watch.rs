@@ -247,28 +247,50 @@ async fn grpc_env_watch_streams_effective_changes_and_resumes() {
     edge.stop().await;
 }
 
+fn account(id: &str, key: &setpoint_core::auth::NewKey, prefixes: &[&str]) -> Value {
+    serde_json::to_value(Account {
+        id: id.into(),
+        description: None,
+        grants: prefixes
+            .iter()
+            .map(|prefix| Grant {
+                prefix: (*prefix).into(),
+                actions: [Action::Read].into(),
+            })
+            .collect(),
+        keys: vec![key.record.clone()],
+        disabled: false,
+    })
+    .unwrap()
+}
+
+/// Issue 11, finding 6: a watch in an environment needs what reading in it needs — `read` on
+/// the base paths *and* on their overrides in every environment of the chain; a grant on the
+/// base path alone, or on the override alone, watches nothing there.
 #[tokio::test]
 async fn an_env_watch_needs_what_reading_with_env_needs() {
     let edge = TestEdge::start_with(EdgeConfig::default()).await;
     let reader = new_key(&[2; 32], &[2; 9], 0, None);
-    let account = Account {
-        id: "reader".into(),
-        description: None,
-        grants: vec![Grant {
-            prefix: "/myapp/db".into(),
-            actions: [Action::Read].into(),
-        }],
-        keys: vec![reader.record.clone()],
-        disabled: false,
-    };
-    edge.commit(vec![Op::Put(
-        "/_setpoint/accounts/reader",
-        serde_json::to_value(account).unwrap(),
-    )]);
+    let base_only = new_key(&[3; 32], &[3; 9], 0, None);
+    let env_only = new_key(&[4; 32], &[4; 9], 0, None);
+    edge.commit(vec![
+        Op::Put(
+            "/_setpoint/accounts/reader",
+            account("reader", &reader, &["/myapp/db", "/env/prod/myapp/db"]),
+        ),
+        Op::Put(
+            "/_setpoint/accounts/base-only",
+            account("base-only", &base_only, &["/myapp/db"]),
+        ),
+        Op::Put(
+            "/_setpoint/accounts/env-only",
+            account("env-only", &env_only, &["/env/prod/myapp/db"]),
+        ),
+    ]);
     seed(&edge);
-    let status = |path: &'static str| {
+    let status = |path: &'static str, token: &str| {
         let url = edge.url(path);
-        let token = reader.token.clone();
+        let token = token.to_owned();
         async move {
             reqwest::Client::new()
                 .get(url)
@@ -280,19 +302,104 @@ async fn an_env_watch_needs_what_reading_with_env_needs() {
                 .as_u16()
         }
     };
-    assert_eq!(status("/api/config/myapp/db/host?env=prod").await, 200);
-    assert_eq!(status("/api/config/myapp/url?env=prod").await, 403);
-    assert_eq!(status("/api/config/myapp?watch=true&env=prod").await, 403);
+    let (reader_key, base_key, env_key) = (&reader.token, &base_only.token, &env_only.token);
+    assert_eq!(
+        status("/api/config/myapp/db/host?env=prod", reader_key).await,
+        200
+    );
+    assert_eq!(
+        status("/api/config/myapp/url?env=prod", reader_key).await,
+        403
+    );
+    assert_eq!(
+        status("/api/config/myapp?watch=true&env=prod", reader_key).await,
+        403
+    );
+    // prod-eu's chain is prod-eu, prod: the reader has no grant on prod-eu's layer.
+    assert_eq!(
+        status("/api/config/myapp/db?watch=true&env=prod-eu", reader_key).await,
+        403
+    );
+    for key in [base_key, env_key] {
+        assert_eq!(status("/api/config/myapp/db/host?env=prod", key).await, 403);
+        assert_eq!(
+            status("/api/config/myapp/db?watch=true&env=prod", key).await,
+            403
+        );
+    }
+    // Without an environment, the base grant decides as before.
+    assert_eq!(
+        status("/api/config/myapp/db?watch=true", base_key).await,
+        200
+    );
+    let mut grpc = EdgeClient::connect(format!("http://{}", edge.addr))
+        .await
+        .unwrap();
+    for (key, allowed) in [(reader_key, true), (base_key, false), (env_key, false)] {
+        let mut request = tonic::Request::new(watch("/myapp/db", "prod", None));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        let result = grpc.watch(request).await;
+        match allowed {
+            true => assert!(result.is_ok(), "{result:?}"),
+            false => assert_eq!(result.unwrap_err().code(), Code::PermissionDenied),
+        }
+    }
     let mut sse = SseReader::open_with_key(
         &edge.url("/api/config/myapp/db?watch=true&env=prod"),
+        None,
+        Some(reader_key),
+    )
+    .await;
+    // Registered before the answer's head was sent (other watches of this test may still be
+    // closing, so no count to wait for).
+    let revision = edge.commit(vec![Op::Put("/env/prod/myapp/db/host", json!("p"))]);
+    let frame = sse.next().await;
+    assert_eq!(frame.id, Some(revision.to_string()));
+    assert_eq!(frame.json()["value"], "p");
+    edge.stop().await;
+}
+
+/// An open watch in an environment ends, before it shows a value from there, when its
+/// environment is given a parent whose layer the caller may not read — at once, not at the next
+/// periodic check: the hierarchy is part of the rule.
+#[tokio::test]
+async fn an_env_watch_ends_when_its_chain_gains_a_layer_the_caller_may_not_read() {
+    let edge = TestEdge::start_with(EdgeConfig::default()).await;
+    let reader = new_key(&[5; 32], &[5; 9], 0, None);
+    edge.commit(vec![Op::Put(
+        "/_setpoint/accounts/reader",
+        account("reader", &reader, &["/myapp", "/env/staging/myapp"]),
+    )]);
+    seed(&edge);
+    edge.commit(vec![
+        Op::Put("/env/staging", json!({})),
+        Op::Put("/env/shared", json!({})),
+        Op::Put("/env/shared/myapp/db/host", json!("shared-db")),
+    ]);
+    let mut sse = SseReader::open_with_key(
+        &edge.url("/api/config/myapp?watch=true&env=staging"),
         None,
         Some(&reader.token),
     )
     .await;
     edge.wait_for_watchers(1).await;
-    let revision = edge.commit(vec![Op::Put("/env/prod/myapp/db/host", json!("p"))]);
+    let revision = edge.commit(vec![Op::Put("/env/staging/myapp/db/host", json!("s"))]);
     let frame = sse.next().await;
     assert_eq!(frame.id, Some(revision.to_string()));
-    assert_eq!(frame.json()["value"], "p");
+    assert_eq!(frame.json()["value"], "s");
+    // staging gets shared as its parent: the batch would show shared's layer, so the watch ends
+    // instead — checked on the change of the hierarchy itself, whenever the periodic recheck is
+    // due.
+    edge.commit(vec![
+        Op::Delete("/env/staging/myapp/db/host"),
+        Op::Put("/env/staging", json!({"parent": "shared"})),
+    ]);
+    let last = sse.next().await;
+    assert_eq!(last.event.as_deref(), Some("error"), "{}", last.data);
+    assert_eq!(last.json()["error"]["code"], "forbidden");
+    assert!(!last.data.contains("shared-db"), "{}", last.data);
+    assert!(sse.wait_for_end().await, "the SSE stream ends");
     edge.stop().await;
 }

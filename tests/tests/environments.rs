@@ -522,12 +522,16 @@ async fn secret_references_are_refused_without_permission(backend: Backend) {
     )
     .await)
     .await;
-    // An account that may read /myapp but not its secrets.
+    // An account that may read /myapp in prod (the base path and prod's layer) but not its
+    // secrets.
     let (status, created) = send(
         &w,
         reqwest::Method::POST,
         &w.url("/api/accounts"),
-        Some(json!({"id": "reader", "grants": [{"prefix": "/myapp", "actions": ["read"]}]})),
+        Some(json!({"id": "reader", "grants": [
+            {"prefix": "/myapp", "actions": ["read"]},
+            {"prefix": "/env/prod/myapp", "actions": ["read"]},
+        ]})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");

@@ -2,6 +2,7 @@
 //! store). Each case is written once and instantiated per backend by `both_stores!`.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -799,41 +800,79 @@ async fn raw_put(w: &TestWriter, target: &str, body: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// A clock that can be moved forward: versions are written at real time, then aged past a
+/// retention policy's `days` at once.
+struct AgingClock(std::sync::atomic::AtomicI64);
+
+impl setpoint_writer::model::Clock for AgingClock {
+    fn now(&self) -> time::OffsetDateTime {
+        let ahead = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(ahead)
+    }
+}
+
+/// Issue 10: this test used `keep:3`, which keeps the newest version by itself, so it would pass
+/// with retention free to remove the current one; and its delete targeted a path never written.
+/// `days:1` with every version aged two days would remove everything but for the rule that the
+/// current version — a value or a tombstone — always stays.
 async fn retention_keeps_the_current_version(backend: Backend) {
+    let clock = Arc::new(AgingClock(std::sync::atomic::AtomicI64::new(0)));
     let mut config = WriterConfig::new(backend.spec());
-    config.retention = vec![setpoint_core::retention::Rule::parse("/kept=keep:3").unwrap()];
+    config.retention = vec![setpoint_core::retention::Rule::parse("/kept=days:1").unwrap()];
     config.compaction_interval = Duration::from_millis(200);
+    config.clock = setpoint_writer::model::SharedClock(clock.clone());
     let w = TestWriter::start_with(config).await;
-    for i in 0..8 {
+    for i in 0..5 {
         put(&w, "/kept/a", json!({"value": i})).await;
+        put(&w, "/kept/gone", json!({"value": i})).await;
         put(&w, "/free/a", json!({"value": i})).await;
     }
-    delete(&w, "/kept/gone").await;
-    let http = w.http.clone();
-    let url = w.config_url("/kept/a/history");
-    let trimmed = setpoint_tests::wait_until(Duration::from_secs(10), || {
-        let http = http.clone();
-        let url = url.clone();
-        async move {
-            let history: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-            history.as_array().is_some_and(|a| a.len() == 3)
-        }
+    let (status, body) = delete(&w, "/kept/gone").await;
+    assert!(status.is_success(), "{status}: {body}");
+    // Young versions are kept whatever their number (the job runs every 200 ms).
+    let (_, history) = get(&w, "/kept/a/history").await;
+    assert_eq!(versions(&history), vec![5, 4, 3, 2, 1]);
+
+    clock
+        .0
+        .store(2 * 86_400, std::sync::atomic::Ordering::SeqCst);
+    let trimmed = setpoint_tests::wait_until(Duration::from_secs(20), || async {
+        let (_, a) = get(&w, "/kept/a/history").await;
+        let (_, gone) = get(&w, "/kept/gone/history").await;
+        a.as_array().is_some_and(|h| h.len() == 1) && gone.as_array().is_some_and(|h| h.len() == 1)
     })
     .await;
+    let (_, history) = get(&w, "/kept/a/history").await;
     assert!(
         trimmed,
-        "retention did not trim the history to 3 versions within 10 s"
+        "retention did not age out the old versions: {history}"
     );
-    let (_, history) = get(&w, "/kept/a/history").await;
-    assert_eq!(versions(&history), vec![8, 7, 6]);
-    let (_, current) = get(&w, "/kept/a").await;
-    assert_eq!(current["version"], 8);
-    let (status, _) = get(&w, "/kept/a?version=2").await;
+    assert_eq!(
+        versions(&history),
+        vec![5],
+        "only the current version stays"
+    );
+    let (status, current) = get(&w, "/kept/a").await;
+    assert_eq!(status, StatusCode::OK, "{current}");
+    assert_eq!(
+        (&current["version"], &current["value"]),
+        (&json!(5), &json!(4))
+    );
+    let (status, _) = get(&w, "/kept/a?version=4").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "removed by retention");
+    // A deleted path keeps its tombstone as its current version: still deleted, and a new
+    // write continues after it.
+    let (_, history) = get(&w, "/kept/gone/history").await;
+    assert_eq!(versions(&history), vec![6], "{history}");
+    let (status, _) = get(&w, "/kept/gone").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "still deleted");
+    let (status, body) = put(&w, "/kept/gone", json!({"value": "back"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["version"], 7, "{body}");
     let (_, untouched) = get(&w, "/free/a/history").await;
     assert_eq!(
-        untouched.as_array().unwrap().len(),
-        8,
+        versions(&untouched),
+        vec![5, 4, 3, 2, 1],
         "no rule, full history"
     );
 }

@@ -11,7 +11,7 @@ use setpoint_tests::etcd::EtcdServer;
 use setpoint_tests::wait_until;
 use setpoint_tests::writer::{Backend, TestWriter, client_with_key};
 use setpoint_writer::WriterConfig;
-use setpoint_writer::store::{RangeRequest, Store, Txn, TxnOp};
+use setpoint_writer::store::{RangeRequest, Read, Store, Txn, TxnOp};
 
 async fn call(
     http: &reqwest::Client,
@@ -326,7 +326,7 @@ async fn every_mutation_leaves_one_record_and_the_chain_detects_tampering() {
 async fn retention_keeps_the_chain_verifiable() {
     let backend = Backend::etcd();
     let mut config = config(&backend);
-    config.audit_retention = Some(Duration::from_secs(2));
+    config.audit_retention = Some(Duration::from_secs(4));
     config.compaction_interval = Duration::from_millis(300);
     let w = TestWriter::start_with(config).await;
     for i in 0..5 {
@@ -372,4 +372,161 @@ async fn retention_keeps_the_chain_verifiable() {
             .await
             .1
     );
+
+    // A record written now is young: it must survive. The writer stops right after it, so no
+    // retention runs while the store is inspected (4 s of retention leave ample time to stop).
+    let (status, _) = call(
+        &w.http,
+        Method::PUT,
+        w.config_url("/r/a"),
+        Some(json!({"value": 10})),
+        "fresh",
+    )
+    .await;
+    assert!(status.is_success());
+    let Backend::Etcd(etcd) = &backend else {
+        unreachable!("an etcd backend")
+    };
+    let endpoint = etcd.endpoint();
+    w.stop().await;
+
+    // In the store, read at one revision: an anchor names the last removed seal, and the chain
+    // goes on from it — the first surviving seal follows it in sequence and hashes onto it.
+    let store =
+        setpoint_writer::store::etcd::EtcdStore::connect(&[endpoint], Duration::from_secs(2))
+            .await
+            .unwrap();
+    let read = store
+        .read(vec![
+            Read::Get("/setpoint/Aa".into()),
+            Read::Range(RangeRequest::prefix("/setpoint/L")),
+            Read::Range(RangeRequest::prefix("/setpoint/l")),
+        ])
+        .await
+        .unwrap();
+    let anchor = read.results[0].first().expect("retention leaves an anchor");
+    let anchor: Value = serde_json::from_slice(&anchor.value).unwrap();
+    let seals: Vec<Value> = read.results[1]
+        .iter()
+        .map(|kv| serde_json::from_slice(&kv.value).unwrap())
+        .collect();
+    let first = seals.first().expect("seals after the anchor");
+    assert_eq!(
+        first["seq"].as_u64(),
+        anchor["seq"].as_u64().map(|seq| seq + 1),
+        "anchor {anchor}, first seal {first}"
+    );
+    assert_eq!(
+        first["prev"], anchor["hash"],
+        "anchor {anchor}, first seal {first}"
+    );
+    assert!(
+        anchor["seq"].as_u64() >= Some(5),
+        "at least the five early puts went: {anchor}"
+    );
+    // The survivors: every surviving seal's record, nothing older than the first of them (what
+    // went was the oldest), and the young records.
+    let stored: Vec<(&str, String)> = read.results[2]
+        .iter()
+        .map(|kv| {
+            (
+                kv.key.as_str(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
+        })
+        .collect();
+    let first_key = first["key"].as_str().unwrap();
+    for seal in &seals {
+        let key = seal["key"].as_str().unwrap();
+        assert!(
+            stored.iter().any(|(k, _)| *k == key),
+            "sealed record {key} survives"
+        );
+    }
+    assert!(
+        stored.iter().all(|(k, _)| *k >= first_key),
+        "a record older than the first surviving seal ({first_key}) is left"
+    );
+    let kept = |request_id: &str| {
+        stored
+            .iter()
+            .any(|(_, record)| record.contains(&format!("\"request_id\":\"{request_id}\"")))
+    };
+    assert!(
+        kept("fresh"),
+        "the record written just before stopping survives"
+    );
+    assert!((0..5).all(|i| !kept(&format!("r{i}"))), "the old puts went");
+}
+
+/// The README's claim that a commit carries its own audit record in the same transaction: in
+/// etcd, the record's key was created at exactly the commit's revision (a record written in a
+/// transaction of its own, before or after, would carry another revision) — for a single put,
+/// a batch and a delete alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_record_is_written_in_the_commits_own_transaction() {
+    let etcd = EtcdServer::start();
+    let endpoint = etcd.endpoint();
+    let backend = Backend::Etcd(etcd);
+    let w = TestWriter::start_with(config(&backend)).await;
+    let mut commits = Vec::new();
+    let (status, body) = call(
+        &w.http,
+        Method::PUT,
+        w.config_url("/t/a"),
+        Some(json!({"value": 1})),
+        "txn-put",
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    commits.push(("txn-put", body["revision"].as_i64().unwrap()));
+    let (status, body) = call(
+        &w.http,
+        Method::POST,
+        w.url("/api/batch"),
+        Some(json!({"changes": [
+            {"op": "put", "path": "/t/b", "value": 2},
+            {"op": "put", "path": "/t/c", "value": 3}
+        ]})),
+        "txn-batch",
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    commits.push(("txn-batch", body["revision"].as_i64().unwrap()));
+    let (status, body) = call(
+        &w.http,
+        Method::DELETE,
+        w.config_url("/t/a"),
+        None,
+        "txn-delete",
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    commits.push(("txn-delete", body["revision"].as_i64().unwrap()));
+
+    let store =
+        setpoint_writer::store::etcd::EtcdStore::connect(&[endpoint], Duration::from_secs(2))
+            .await
+            .unwrap();
+    let stored = store
+        .range(RangeRequest::prefix("/setpoint/l"))
+        .await
+        .unwrap()
+        .kvs;
+    for (request_id, revision) in commits {
+        let marker = format!("\"request_id\":\"{request_id}\"");
+        let records: Vec<_> = stored
+            .iter()
+            .filter(|kv| String::from_utf8_lossy(&kv.value).contains(&marker))
+            .collect();
+        assert!(!records.is_empty(), "no audit record for {request_id}");
+        for record in records {
+            assert_eq!(
+                (record.create_revision, record.mod_revision),
+                (revision, revision),
+                "{request_id}'s record {} is not of its commit's transaction (revision {revision})",
+                record.key
+            );
+        }
+    }
 }

@@ -38,7 +38,7 @@ pub use crate::api::auth::AuthMode;
 use crate::leader::fence::FencedStore;
 use crate::leader::{LeaderInfo, Leadership, Role};
 use crate::metrics::{MeteredStore, Metrics};
-use crate::model::{Configs, SystemClock};
+use crate::model::{Configs, SharedClock};
 use crate::replication::feed::Feed;
 use crate::replication::{ReplicationConfig, ReplicationError, ReplicationServer};
 use crate::store::{Store, StoreError};
@@ -126,6 +126,8 @@ pub struct WriterConfig {
     pub advertise: Option<String>,
     /// Lifetime of the leader's etcd lease: a dead leader is replaced within about this long.
     pub lease_ttl: Duration,
+    /// Where the model's "now" comes from (version and audit times, retention by age).
+    pub clock: SharedClock,
 }
 
 impl WriterConfig {
@@ -153,6 +155,7 @@ impl WriterConfig {
             id: None,
             advertise: None,
             lease_ttl: leader::DEFAULT_LEASE_TTL,
+            clock: SharedClock::default(),
         }
     }
 
@@ -259,7 +262,7 @@ impl Writer {
         let configs = Arc::new(Configs::new(
             store,
             &config.store_prefix,
-            Arc::new(SystemClock),
+            config.clock.0.clone(),
         ));
         // The store may still be starting (etcd launched beside us): wait for the first election
         // round as long as startup writes are retried.

@@ -59,6 +59,23 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock a writer's model runs on, as a configuration value: the system clock unless a
+/// test injects one (e.g. to age versions past a retention policy's `days`).
+#[derive(Clone)]
+pub struct SharedClock(pub Arc<dyn Clock>);
+
+impl Default for SharedClock {
+    fn default() -> SharedClock {
+        SharedClock(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedClock")
+    }
+}
+
 /// `If-Match` on a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precondition {

@@ -1148,3 +1148,60 @@ async fn operations_endpoints(backend: Backend) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+/// Where a watch of the whole store from `from` says the log was compacted: `Some(compacted)`,
+/// or `None` while `from` is still in the log.
+async fn compacted_at(store: &setpoint_writer::store::etcd::EtcdStore, from: i64) -> Option<i64> {
+    use futures::StreamExt;
+    use setpoint_writer::store::{Store, StoreError};
+    match store.watch("", from).await {
+        Err(StoreError::Compacted { compacted, .. }) => Some(compacted),
+        Err(other) => panic!("watch from {from}: {other}"),
+        // etcd reports compaction as the stream's first item.
+        Ok(mut stream) => {
+            match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+                Ok(Some(Err(StoreError::Compacted { compacted, .. }))) => Some(compacted),
+                Ok(Some(Ok(_))) => None,
+                other => panic!("watch from {from}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The README's claim that the writer compacts the store's revision log (etcd's would grow
+/// without bound): after more writes than `keep_store_revisions`, the leader's compaction job
+/// has compacted it — an old revision is refused as compacted — while keeping at least the
+/// newest `keep_store_revisions` revisions. (The embedded store's compaction is the same call,
+/// covered by `store_conformance`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_compacts_the_stores_revision_log() {
+    let etcd = setpoint_tests::etcd::EtcdServer::start();
+    let endpoint = etcd.endpoint();
+    let backend = Backend::Etcd(etcd);
+    let mut config = WriterConfig::new(backend.spec());
+    config.keep_store_revisions = 10;
+    config.compaction_interval = Duration::from_millis(200);
+    let w = TestWriter::start_with(config).await;
+    let store =
+        setpoint_writer::store::etcd::EtcdStore::connect(&[endpoint], Duration::from_secs(2))
+            .await
+            .unwrap();
+    assert_eq!(compacted_at(&store, 2).await, None, "nothing compacted yet");
+    for i in 0..40 {
+        let (status, body) = put(&w, "/log/k", json!({"value": i})).await;
+        assert!(status.is_success(), "{body}");
+    }
+    let compacted = setpoint_tests::wait_until(Duration::from_secs(20), || async {
+        compacted_at(&store, 2).await.is_some()
+    })
+    .await;
+    assert!(compacted, "the writer never compacted the store's log");
+    let compacted = compacted_at(&store, 2).await.unwrap();
+    let current = setpoint_writer::store::Store::current_revision(&store)
+        .await
+        .unwrap();
+    assert!(
+        compacted > 2 && compacted <= current - 10,
+        "compacted to {compacted}; the newest 10 of {current} must stay"
+    );
+}

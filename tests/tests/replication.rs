@@ -564,3 +564,112 @@ async fn an_edge_that_stops_reading_is_cut_off() {
     .await;
     assert!(gone, "the slow edge is listed as disconnected");
 }
+
+/// Issue 10: the README says secret values never travel on the replication stream, and no test
+/// looked. A raw replication client records every frame — its snapshot, then live batches — while
+/// values referencing a real OpenBao secret are written and resolved on the writer (so the
+/// writer holds the secret's value); the reference travels, the value never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_never_travel_on_the_replication_stream() {
+    use setpoint_secrets::{SecretValue, Vault, VaultAuth, VaultConfig};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    const SECRET: &str = "never-replicated-5d1e8b";
+    let bao = setpoint_tests::bao::BaoServer::start();
+    bao.put_secret("setpoint/prod/db", json!({ "value": SECRET }))
+        .await;
+    let backend = Backend::embedded();
+    let certs = certs();
+    let addr = free_udp_addr();
+    let mut config = writer_config(&backend, &certs, addr);
+    let vault = Vault::new(VaultConfig::new(
+        bao.address(),
+        VaultAuth::Token(SecretValue::new(bao.root_token().to_owned())),
+    ))
+    .unwrap();
+    config.secrets = setpoint_secrets::serve::SecretAccess {
+        provider: Arc::new(vault),
+        allowed: true,
+    };
+    let w = TestWriter::start_with(config).await;
+    let reference = "postgres://app:${secret:db}@db/app";
+    put(&w, "/app/before", json!(reference)).await;
+
+    // The spy: a replication peer with an edge certificate, recording every frame it gets.
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(tls::client_config(&certs.edge).unwrap());
+    let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    let hello = Frame::Hello {
+        node_id: "spy".into(),
+        region: String::new(),
+        revision: 0,
+        http_addr: String::new(),
+    };
+    frames::write_frame(&mut send, &hello).await.unwrap();
+    let frames_seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reached = Arc::new(AtomicI64::new(0));
+    let reader = tokio::spawn({
+        let (frames_seen, reached) = (frames_seen.clone(), reached.clone());
+        async move {
+            while let Ok(Some(frame)) = frames::read_frame(&mut recv).await {
+                match &frame {
+                    Frame::SnapshotEnd { revision } => {
+                        reached.fetch_max(*revision, Ordering::SeqCst);
+                    }
+                    Frame::Batch(batch) => {
+                        reached.fetch_max(batch.revision, Ordering::SeqCst);
+                    }
+                    _ => {}
+                }
+                frames_seen.lock().unwrap().push(format!("{frame:?}"));
+            }
+        }
+    });
+
+    // The writer resolves the secret (it fetches the value), then more references are written.
+    let resolved: Value = w
+        .http
+        .get(w.config_url("/app/before?env=prod&resolve=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        resolved["value"],
+        format!("postgres://app:{SECRET}@db/app"),
+        "the writer resolves the secret: {resolved}"
+    );
+    put(&w, "/app/after", json!({ "dsn": reference })).await;
+    let last = put(&w, "/app/before", json!(format!("{reference}?v=2"))).await;
+    let delivered = wait_until(WAIT, || {
+        let reached = reached.clone();
+        async move { reached.load(Ordering::SeqCst) >= last }
+    })
+    .await;
+    assert!(
+        delivered,
+        "the spy received everything up to revision {last}"
+    );
+
+    let seen = frames_seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|f| f.starts_with("SnapshotChunk"))
+            && seen.iter().filter(|f| f.starts_with("Batch")).count() >= 2,
+        "a snapshot and live batches were recorded: {seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|f| f.contains("${secret:db}")),
+        "the reference travels: {seen:#?}"
+    );
+    for frame in &seen {
+        assert!(
+            !frame.contains(SECRET),
+            "the secret's value travelled on the replication stream: {frame}"
+        );
+    }
+    reader.abort();
+    connection.close(0u32.into(), b"done");
+}

@@ -239,6 +239,18 @@ impl Snapshot {
         Snapshot { revision, entries }
     }
 
+    /// This snapshot with `entry` put at its path (same revision): what a read would see if that
+    /// entry were committed — e.g. a rollout's candidate, to compute an effective value with it.
+    pub fn with_entry(&self, entry: Arc<Entry>) -> Snapshot {
+        let mut entries = self.entries.clone();
+        let path = entry.path.clone();
+        set(&mut entries, &path, Some(&entry));
+        Snapshot {
+            revision: self.revision,
+            entries,
+        }
+    }
+
     /// The snapshot after `applied`, rebuilt from this one (the snapshot before it) with the
     /// events' new entries: what [`Snapshot::apply`] gave, without the batch.
     pub fn redo(&self, applied: &AppliedBatch) -> Snapshot {

@@ -30,6 +30,7 @@ pub mod grpc;
 pub mod holder;
 pub mod http;
 pub mod metrics;
+pub mod rollouts;
 pub mod session;
 pub mod watch;
 

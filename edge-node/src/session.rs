@@ -10,8 +10,14 @@
 //! as any watcher. The response stream polls the watcher itself (in the connection's stream
 //! task, no hand-off per update); a small task reads what the client sends.
 //!
-//! The gRPC plumbing is here; what a session *is* lives in [`crate::clients`] (the registry) and
-//! [`crate::watch`] (the stream of changes).
+//! Rollouts: a session also watches the rollout records (`/_setpoint/rollouts/`) and merges the
+//! two streams in revision order (the hub hands a batch to every watcher it touches in one step,
+//! so whichever message comes first, the other watcher's earlier ones are already queued);
+//! [`crate::rollouts`] decides what this instance is given — the candidate of a rollout whose
+//! current stage it is in, else the stable value.
+//!
+//! The gRPC plumbing is here; what a session *is* lives in [`crate::clients`] (the registry),
+//! [`crate::watch`] (the stream of changes) and [`crate::rollouts`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,6 +40,7 @@ use crate::auth::{Caller, WatchGuard};
 use crate::clients::{ClientRegistry, Hello, RegisterError, Ticket};
 use crate::error::ApiError;
 use crate::grpc::watch_response;
+use crate::rollouts::SessionRollouts;
 use crate::watch::{WatchMessage, WatchSpec, Watcher};
 
 /// How long a client may take to send its hello.
@@ -146,11 +153,12 @@ pub async fn open(
     let env = hello.env.clone().filter(|e| !e.is_empty());
     let guard = WatchGuard::new(edge.clone(), caller, prefixes.clone(), env.clone())?;
     let from = hello.from_revision.filter(|r| *r >= 0);
+    let labels: std::collections::BTreeMap<String, String> = hello.labels.into_iter().collect();
     let client = Hello {
-        id: hello.instance_id,
+        id: hello.instance_id.clone(),
         address: peer.map(|p| p.to_string()).unwrap_or_default(),
         env: env.clone(),
-        labels: hello.labels.into_iter().collect(),
+        labels: labels.clone(),
         prefixes: prefixes.iter().map(|p| p.as_str().to_owned()).collect(),
         sdk: hello.sdk,
         sdk_version: hello.sdk_version,
@@ -164,6 +172,16 @@ pub async fn open(
         hello.resolve,
         from.or(Some(RESET_FIRST)),
     )?;
+    // After the session's own watch, so the records it starts from are at least as new.
+    let mut records = edge
+        .hub()
+        .subscribe(vec![SessionRollouts::records_prefix()], Some(RESET_FIRST));
+    let mut rollouts = SessionRollouts::new(
+        hello.instance_id,
+        labels,
+        prefixes.clone(),
+        watcher.view().cloned(),
+    );
     let registry = edge.clients();
     let ticket = registry
         .register(client, ClientKind::Session, from.unwrap_or(0))
@@ -188,7 +206,23 @@ pub async fn open(
     // end — a client that applied everything before it is in sync (a replay filtered to its
     // prefixes may end below SessionStarted's revision).
     let mut watcher = watcher;
+    let mut records_revision = 0;
+    while let Some(Some(message)) = records.next().now_or_never() {
+        records_revision = message.revision();
+        // A fresh session gets the candidates in its reset; a resumed one right after its replay.
+        let _ = rollouts.on_records(&message, &edge.holder().current());
+    }
+    let mut last = from.unwrap_or(0);
     while let Some(Some(message)) = watcher.next().now_or_never() {
+        last = last.max(message.revision());
+        if let Some(message) = rollouts.on_watch(message) {
+            registry.delivered(&ticket, message.revision());
+            pending.push_back(update(&message));
+        }
+    }
+    if from.is_some()
+        && let Some(message) = rollouts.on_resume(last.max(records_revision))
+    {
         registry.delivered(&ticket, message.revision());
         pending.push_back(update(&message));
     }
@@ -217,6 +251,9 @@ pub async fn open(
         guard,
         edge,
         watcher,
+        records,
+        rollouts,
+        peeked: Peeked::default(),
         ticks,
         silence: crate::clients::ClientRegistry::silence_limit(heartbeat),
         started,
@@ -261,6 +298,10 @@ impl Drop for Registered {
 struct Outbound {
     edge: Edge,
     watcher: Watcher,
+    /// The rollout records' watch, merged with `watcher` in revision order.
+    records: Watcher,
+    rollouts: SessionRollouts,
+    peeked: Peeked,
     guard: WatchGuard,
     ticks: tokio::time::Interval,
     staleness: tokio::sync::watch::Receiver<bool>,
@@ -291,32 +332,104 @@ impl Outbound {
             out.done = true;
             status.map(Err)
         };
-        tokio::select! {
-            message = self.watcher.next() => {
-                let Some(message) = message else { return ended(self, None) };
-                if let Err(error) = self.guard.check() {
-                    return ended(self, Some(error.into()));
+        loop {
+            match self.peeked.take(&mut self.watcher, &mut self.records) {
+                Some(Merged::Watch(message)) => {
+                    if let Err(error) = self.guard.check() {
+                        return ended(self, Some(error.into()));
+                    }
+                    if let Some(message) = self.rollouts.on_watch(message) {
+                        return Some(Ok(self.deliver(&message)));
+                    }
+                    continue;
                 }
-                self._session.registry.delivered(&self._session.ticket, message.revision());
-                Some(Ok(update(&message)))
-            }
-            status = &mut self.inbound_ended => ended(self, status.ok().flatten()),
-            _ = self.ticks.tick() => {
-                let heard = Duration::from_millis(self.heard.load(Ordering::Relaxed));
-                if self.started.elapsed().saturating_sub(heard) > self.silence {
-                    let status = Status::deadline_exceeded(format!(
-                        "no message from the client for {} ms (three heartbeat intervals)",
-                        self.silence.as_millis()
-                    ));
-                    return ended(self, Some(status));
+                Some(Merged::Records(message)) => {
+                    let snapshot = self.edge.holder().current();
+                    if let Some(message) = self.rollouts.on_records(&message, &snapshot) {
+                        return Some(Ok(self.deliver(&message)));
+                    }
+                    continue;
                 }
-                Some(Ok(beat(&self.edge)))
+                None => {}
             }
-            // The client hears at once when this edge loses or regains its writer.
-            Ok(()) = self.staleness.changed() => Some(Ok(beat(&self.edge))),
-            _ = &mut self.closing => {
-                ended(self, Some(Status::unavailable("the edge is shutting down")))
+            tokio::select! {
+                message = self.watcher.next() => {
+                    let Some(message) = message else { return ended(self, None) };
+                    self.peeked.watch = Some(message);
+                }
+                message = self.records.next() => {
+                    let Some(message) = message else { return ended(self, None) };
+                    self.peeked.records = Some(message);
+                }
+                status = &mut self.inbound_ended => return ended(self, status.ok().flatten()),
+                _ = self.ticks.tick() => {
+                    let heard = Duration::from_millis(self.heard.load(Ordering::Relaxed));
+                    if self.started.elapsed().saturating_sub(heard) > self.silence {
+                        let status = Status::deadline_exceeded(format!(
+                            "no message from the client for {} ms (three heartbeat intervals)",
+                            self.silence.as_millis()
+                        ));
+                        return ended(self, Some(status));
+                    }
+                    return Some(Ok(beat(&self.edge)));
+                }
+                // The client hears at once when this edge loses or regains its writer.
+                Ok(()) = self.staleness.changed() => return Some(Ok(beat(&self.edge))),
+                _ = &mut self.closing => {
+                    return ended(self, Some(Status::unavailable("the edge is shutting down")));
+                }
             }
+        }
+    }
+
+    fn deliver(&self, message: &WatchMessage) -> pb::ServerMessage {
+        self._session
+            .registry
+            .delivered(&self._session.ticket, message.revision());
+        update(message)
+    }
+}
+
+/// The next message of either watch, oldest revision first (records first on a tie: a commit
+/// that completes a rollout also writes its path, which must then pass).
+enum Merged {
+    Watch(WatchMessage),
+    Records(WatchMessage),
+}
+
+/// A message taken from each watch but not yet handled.
+#[derive(Default)]
+struct Peeked {
+    watch: Option<WatchMessage>,
+    records: Option<WatchMessage>,
+}
+
+impl Peeked {
+    /// The older of the messages at hand. With one at hand, the other watch is polled once: the
+    /// hub queues a batch for every watcher it touches in one step, so an older message of the
+    /// other watch is already there.
+    fn take(&mut self, watch: &mut Watcher, records: &mut Watcher) -> Option<Merged> {
+        if self.watch.is_some()
+            && self.records.is_none()
+            && let Some(Some(message)) = records.next().now_or_never()
+        {
+            self.records = Some(message);
+        }
+        if self.records.is_some()
+            && self.watch.is_none()
+            && let Some(Some(message)) = watch.next().now_or_never()
+        {
+            self.watch = Some(message);
+        }
+        let records_first = match (&self.watch, &self.records) {
+            (Some(w), Some(r)) => r.revision() <= w.revision(),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if records_first {
+            self.records.take().map(Merged::Records)
+        } else {
+            self.watch.take().map(Merged::Watch)
         }
     }
 }

@@ -48,7 +48,7 @@ async fn restart_on(bind: SocketAddr, id: &str, role: Role, join: &[SocketAddr])
             Ok(node) => return node,
             Err(GossipError::Bind { source, .. })
                 if source.kind() == std::io::ErrorKind::AddrInUse
-                    && started.elapsed() < Duration::from_secs(2) =>
+                    && started.elapsed() < PATIENCE =>
             {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

@@ -380,7 +380,9 @@ async fn revocation_refuses_the_next_request_and_ends_open_watches() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
 
-    // Open watches get nothing more: the next message ends them.
+    // Open watches get nothing more: the next message ends them. A watch re-checks its key at
+    // most once per WATCH_RECHECK, and nothing outside shows when its last check was: waiting
+    // one interval out is the only way to be sure the next message triggers a check.
     tokio::time::sleep(setpoint_edge_node::auth::WATCH_RECHECK + Duration::from_millis(100)).await;
     edge.commit(vec![Op::Put("/a/x/k", json!("after revocation"))]);
     let last = sse.next().await;

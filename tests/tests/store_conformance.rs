@@ -929,7 +929,9 @@ async fn etcd_lease_keeps_its_key_while_renewed_and_revoke_deletes_it() {
     let lease = store.lease_grant(Duration::from_secs(2)).await.unwrap();
     let put = write(store, vec![put_with_lease("/lease/a", "held", lease)]).await;
     assert_eq!(next_batch(&mut watch).await.revision, put);
-    // Renewed past two TTLs, the key stays.
+    // Renewed past two TTLs, the key stays. The loop's sleeps are the point: time must pass
+    // (more than the TTL) with the lease renewed every half TTL or so; there is no condition to
+    // await instead. A loaded machine stretching them still renews well within the TTL.
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until {
         store.lease_keep_alive(lease).await.unwrap();

@@ -5,7 +5,9 @@
 //! that serves it (writer REST; edge REST, gRPC and SSE): 401 without a key or with a garbage
 //! one, 403 with a key lacking the grant, success with it. Then listings filtered by grants,
 //! revocation reaching the edge within a second (measured), rotation with a grace period, grant
-//! changes, expired keys, and the per-source failure limit (429 for failures only).
+//! changes, expired keys, and the per-source failure limit (429 for failures only). And the
+//! rule of reads in an environment (issue 11, finding 6) as a matrix: grants × surfaces × kinds
+//! of effective read.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -252,15 +254,17 @@ fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
     request
 }
 
-/// Opens an SSE watch of `prefix` on the edge and closes it again.
+/// Opens an SSE watch of `prefix` on the edge and closes it again. `prefix` may carry a query
+/// (`/m?env=prod`).
 async fn sse(
     http: &reqwest::Client,
     cluster: &Cluster,
     prefix: &str,
     key: Option<&str>,
 ) -> Outcome {
+    let join = if prefix.contains('?') { '&' } else { '?' };
     let mut request = http.get(format!(
-        "{}/api/config{prefix}?watch=true",
+        "{}/api/config{prefix}{join}watch=true",
         cluster.edge.base()
     ));
     if let Some(key) = key {
@@ -856,4 +860,483 @@ async fn revocation_expiry_grant_changes_and_failure_limits_reach_the_edge() {
     assert_eq!(grpc_outcome(refused), Outcome::TooManyRequests);
     let served = flooding.get(get(&test_admin_key())).await;
     assert_eq!(grpc_outcome(served), Outcome::Ok);
+}
+
+/// Distinct secret values per environment, so a resolved answer proves where it came from.
+const SECRET_BASE: &str = "env-matrix-base-5c1e";
+const SECRET_DEV: &str = "env-matrix-dev-77a0";
+const SECRET_PROD: &str = "env-matrix-prod-e93b";
+
+/// The surfaces an effective read reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    WriterHttp,
+    EdgeHttp,
+    EdgeSse,
+    EdgeGrpc,
+}
+
+/// The kinds of read of the matrix: one plain read, the rest in an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// `/m/db/host`, no environment.
+    Plain,
+    /// `/m/db/host?env=E` (gRPC `Get` with `env`).
+    Env,
+    /// `?env=E&resolve=true` (gRPC `Resolve`).
+    Resolve,
+    /// `?env=E&explain=true` (gRPC `Resolve` with `explain`).
+    Explain,
+    /// `/m/db?env=E&format=dotenv` (gRPC `Export`).
+    Dotenv,
+    /// `/m?env=E`: the children there (HTTP only: gRPC `List` takes no environment).
+    Listing,
+    /// A watch of `/m/db` in E (SSE, gRPC `Watch`).
+    Watch,
+}
+
+impl Read {
+    const ALL: [Read; 7] = [
+        Read::Plain,
+        Read::Env,
+        Read::Resolve,
+        Read::Explain,
+        Read::Dotenv,
+        Read::Listing,
+        Read::Watch,
+    ];
+
+    fn served_by(self, surface: Surface) -> bool {
+        match surface {
+            Surface::WriterHttp => self != Read::Watch,
+            Surface::EdgeHttp => true,
+            Surface::EdgeSse => self == Read::Watch,
+            Surface::EdgeGrpc => self != Read::Listing,
+        }
+    }
+
+    /// What an answer holds when served: the effective value in the environment, or the base
+    /// value for a plain read (`None`: nothing to look for, e.g. a watch).
+    fn shows(self) -> Option<&'static str> {
+        match self {
+            Read::Plain => Some("base-host"),
+            Read::Listing => Some("\"db\""),
+            Read::Watch => None,
+            _ => Some("prod-host"),
+        }
+    }
+}
+
+/// `read` of the matrix's data on `surface` in `env`, with `key`: the outcome and the body.
+async fn effective_read(
+    cluster: &Cluster,
+    surface: Surface,
+    read: Read,
+    env: &str,
+    key: &str,
+) -> (Outcome, String) {
+    let http = client_from(LOOPBACK);
+    let target = match read {
+        Read::Plain => "/m/db/host".to_owned(),
+        Read::Env => format!("/m/db/host?env={env}"),
+        Read::Resolve => format!("/m/db/host?env={env}&resolve=true"),
+        Read::Explain => format!("/m/db/host?env={env}&explain=true"),
+        Read::Dotenv => format!("/m/db?env={env}&format=dotenv"),
+        Read::Listing => format!("/m?env={env}"),
+        Read::Watch => format!("/m/db?env={env}"),
+    };
+    let base = match surface {
+        Surface::WriterHttp => cluster.writer.base(),
+        _ => cluster.edge.base(),
+    };
+    match surface {
+        Surface::WriterHttp | Surface::EdgeHttp => {
+            let url = format!("{base}/api/config{target}");
+            rest(&http, Method::GET, &url, None, Some(key)).await
+        }
+        Surface::EdgeSse => (sse(&http, cluster, &target, Some(key)).await, String::new()),
+        Surface::EdgeGrpc => grpc_effective_read(cluster, read, env, key).await,
+    }
+}
+
+async fn grpc_effective_read(
+    cluster: &Cluster,
+    read: Read,
+    env: &str,
+    key: &str,
+) -> (Outcome, String) {
+    let mut grpc = cluster.grpc().await;
+    let env = Some(env.to_owned());
+    let resolve = |explain: bool| pb::ResolveRequest {
+        path: "/m/db/host".into(),
+        env: env.clone(),
+        raw: false,
+        explain,
+    };
+    let text = |result: Result<String, tonic::Status>| match result {
+        Ok(body) => (Outcome::Ok, body),
+        Err(status) => {
+            let message = status.message().to_owned();
+            (grpc_outcome::<()>(Err(status)), message)
+        }
+    };
+    match read {
+        Read::Plain | Read::Env => {
+            let request = pb::GetRequest {
+                path: "/m/db/host".into(),
+                env: (read == Read::Env).then(|| env.clone()).flatten(),
+                version: None,
+            };
+            text(
+                grpc.get(with_key(request, Some(key)))
+                    .await
+                    .map(|r| format!("{:?}", r.into_inner().entry)),
+            )
+        }
+        Read::Resolve | Read::Explain => text(
+            grpc.resolve(with_key(resolve(read == Read::Explain), Some(key)))
+                .await
+                .map(|r| r.into_inner().json),
+        ),
+        Read::Dotenv => {
+            let request = pb::ExportRequest {
+                prefix: "/m/db".into(),
+                env: env.clone(),
+                format: "dotenv".into(),
+                name: None,
+            };
+            text(
+                grpc.export(with_key(request, Some(key)))
+                    .await
+                    .map(|r| String::from_utf8_lossy(&r.into_inner().body).into_owned()),
+            )
+        }
+        Read::Watch => {
+            let request = pb::WatchRequest {
+                prefixes: vec!["/m/db".into()],
+                from_revision: None,
+                instance_id: "env-matrix".into(),
+                env: env.clone(),
+                resolve: false,
+            };
+            text(
+                grpc.watch(with_key(request, Some(key)))
+                    .await
+                    .map(|_| String::new()),
+            )
+        }
+        Read::Listing => unreachable!("gRPC List takes no environment"),
+    }
+}
+
+/// `${secret:db-password}` at `/m/secret/password` resolved in `env` (`""`: none), on the
+/// writer, the edge over HTTP and over gRPC (`Resolve`): the outcomes and the bodies.
+async fn resolve_secret(
+    cluster: &Cluster,
+    env: &str,
+    key: &str,
+) -> Vec<(Surface, Outcome, String)> {
+    let http = client_from(LOOPBACK);
+    let query = if env.is_empty() {
+        "resolve=true".to_owned()
+    } else {
+        format!("env={env}&resolve=true")
+    };
+    let mut answers = Vec::new();
+    for (surface, base) in [
+        (Surface::WriterHttp, cluster.writer.base()),
+        (Surface::EdgeHttp, cluster.edge.base()),
+    ] {
+        let url = format!("{base}/api/config/m/secret/password?{query}");
+        let (outcome, body) = rest(&http, Method::GET, &url, None, Some(key)).await;
+        answers.push((surface, outcome, body));
+    }
+    let request = pb::ResolveRequest {
+        path: "/m/secret/password".into(),
+        env: (!env.is_empty()).then(|| env.to_owned()),
+        raw: false,
+        explain: false,
+    };
+    let (outcome, body) = match cluster
+        .grpc()
+        .await
+        .resolve(with_key(request, Some(key)))
+        .await
+    {
+        Ok(reply) => (Outcome::Ok, reply.into_inner().json),
+        Err(status) => {
+            let message = status.message().to_owned();
+            (grpc_outcome::<()>(Err(status)), message)
+        }
+    };
+    answers.push((Surface::EdgeGrpc, outcome, body));
+    answers
+}
+
+/// Issue 11, finding 6: `read` on `/myapp` alone read prod's values through `?env=prod` on the
+/// writer, the edge and gRPC; `secrets:read` on the base path resolved prod's secrets; and
+/// `secrets:read` on `/env/dev/myapp` could not resolve dev's own. The rule now: an effective
+/// read of base path P in environment E needs the right on P and on `/env/L` + P for every L in
+/// E's chain — whichever layers hold values — on every surface and for every kind of read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_grants_apply_to_effective_reads() {
+    let bao = BaoServer::start();
+    for (env, value) in [
+        ("base", SECRET_BASE),
+        ("dev", SECRET_DEV),
+        ("prod", SECRET_PROD),
+    ] {
+        bao.put_secret(
+            &format!("setpoint/{env}/db-password"),
+            json!({ "value": value }),
+        )
+        .await;
+    }
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("vault-token");
+    std::fs::write(&token_file, bao.root_token()).unwrap();
+    let secret_args: Vec<String> = vec![
+        "--secrets".into(),
+        "vault".into(),
+        "--vault-addr".into(),
+        bao.address(),
+        "--vault-token-file".into(),
+        token_file.to_str().unwrap().into(),
+    ];
+    let cluster = Cluster::start(&secret_args).await;
+    // prod-eu lies under prod: its chain is prod-eu, prod.
+    let response = cluster
+        .admin
+        .put(format!(
+            "{}/api/environments/prod-eu",
+            cluster.writer.base()
+        ))
+        .body(json!({"parent": "prod"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{:?}",
+        response.text().await
+    );
+    cluster.put("/m/db/host", json!("base-host")).await;
+    cluster.put("/m/db/port", json!(5432)).await;
+    cluster.put("/m/url", json!("base-url")).await;
+    cluster.put("/env/prod/m/db/host", json!("prod-host")).await;
+    cluster
+        .put("/m/secret/password", json!("${secret:db-password}"))
+        .await;
+
+    let r = json!(["read"]);
+    let rs = json!(["read", "secrets:read"]);
+    let grant = |prefix: &str, actions: &Value| json!({"prefix": prefix, "actions": actions});
+    let mut keys = std::collections::HashMap::new();
+    for (id, grants) in [
+        ("base", json!([grant("/m", &r)])),
+        (
+            "base-env",
+            json!([grant("/m", &r), grant("/env/prod/m", &r)]),
+        ),
+        ("env-only", json!([grant("/env/prod/m", &r)])),
+        (
+            "base-env-db",
+            json!([grant("/m", &r), grant("/env/prod/m/db", &r)]),
+        ),
+        (
+            "base-env-eu",
+            json!([
+                grant("/m", &r),
+                grant("/env/prod/m", &r),
+                grant("/env/prod-eu/m", &r)
+            ]),
+        ),
+        (
+            "base-secrets",
+            json!([grant("/m", &rs), grant("/env/prod/m", &r)]),
+        ),
+        (
+            "env-secrets",
+            json!([grant("/m", &r), grant("/env/dev/m", &rs)]),
+        ),
+        (
+            "both-secrets",
+            json!([grant("/m", &rs), grant("/env/dev/m", &rs)]),
+        ),
+    ] {
+        let (key, _) = cluster.create_account(id, grants, None).await;
+        keys.insert(id, key);
+    }
+    keys.insert("admin", test_admin_key());
+    let key = |id: &str| keys[id].clone();
+    cluster.edge_caught_up().await;
+
+    // The matrix: (account, whether its env reads are served, whether its plain read is).
+    let accounts = [
+        ("base", false, true),
+        ("base-env", true, true),
+        ("env-only", false, false),
+        ("admin", true, true),
+    ];
+    let surfaces = [
+        Surface::WriterHttp,
+        Surface::EdgeHttp,
+        Surface::EdgeSse,
+        Surface::EdgeGrpc,
+    ];
+    let mut cells = 0;
+    for (id, env_allowed, plain_allowed) in accounts {
+        for surface in surfaces {
+            for read in Read::ALL.into_iter().filter(|r| r.served_by(surface)) {
+                let allowed = if read == Read::Plain {
+                    plain_allowed
+                } else {
+                    env_allowed
+                };
+                let (outcome, body) =
+                    effective_read(&cluster, surface, read, "prod", &key(id)).await;
+                let expected = if allowed {
+                    Outcome::Ok
+                } else {
+                    Outcome::Forbidden
+                };
+                assert_eq!(outcome, expected, "{id} {read:?} via {surface:?}: {body}");
+                match (allowed, read.shows()) {
+                    (true, Some(shown)) => {
+                        assert!(
+                            body.contains(shown),
+                            "{id} {read:?} via {surface:?}: {body}"
+                        )
+                    }
+                    (false, _) => assert!(
+                        !body.contains("prod-host") && !body.contains("base-host"),
+                        "a refusal shows no value: {id} {read:?} via {surface:?}: {body}"
+                    ),
+                    (true, None) => {}
+                }
+                cells += 1;
+            }
+        }
+    }
+    println!("effective-read matrix: {cells} cells");
+
+    // The refusal does not depend on data: /m/url has no prod override, and the base-only
+    // account is refused there exactly as where one exists.
+    for surface in [Surface::WriterHttp, Surface::EdgeHttp] {
+        let base = if surface == Surface::WriterHttp {
+            cluster.writer.base()
+        } else {
+            cluster.edge.base()
+        };
+        let http = client_from(LOOPBACK);
+        let (outcome, _) = rest(
+            &http,
+            Method::GET,
+            &format!("{base}/api/config/m/url?env=prod"),
+            None,
+            Some(&key("base")),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Forbidden, "{surface:?}");
+    }
+
+    // A listing, a tree and a bundle in prod hold only what every layer grants: base-env-db
+    // may read prod's layer of /m/db only.
+    for base in [cluster.writer.base(), cluster.edge.base()] {
+        let http = client_from(LOOPBACK);
+        let who = Some(key("base-env-db"));
+        let (outcome, listing) = rest(
+            &http,
+            Method::GET,
+            &format!("{base}/api/config/m?env=prod"),
+            None,
+            who.as_deref(),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Ok, "{listing}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&listing).unwrap()["children"],
+            json!(["db"]),
+            "{base}"
+        );
+        let (outcome, tree) = rest(
+            &http,
+            Method::GET,
+            &format!("{base}/api/config/m?env=prod&resolve=true"),
+            None,
+            who.as_deref(),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Ok, "{tree}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&tree).unwrap(),
+            json!({"db": {"host": "prod-host", "port": 5432}}),
+            "{base}"
+        );
+        let (outcome, dotenv) = rest(
+            &http,
+            Method::GET,
+            &format!("{base}/api/config/m?env=prod&format=dotenv"),
+            None,
+            who.as_deref(),
+        )
+        .await;
+        assert_eq!(outcome, Outcome::Ok, "{dotenv}");
+        assert!(
+            dotenv.contains("M_DB_HOST") && !dotenv.contains("M_URL"),
+            "{base}: {dotenv}"
+        );
+    }
+
+    // The chain: prod-eu needs prod-eu's layer and prod's.
+    for surface in [Surface::WriterHttp, Surface::EdgeHttp, Surface::EdgeGrpc] {
+        for (id, allowed) in [("base-env", false), ("base-env-eu", true)] {
+            for read in [Read::Env, Read::Watch] {
+                if !read.served_by(surface) {
+                    continue;
+                }
+                let (outcome, body) =
+                    effective_read(&cluster, surface, read, "prod-eu", &key(id)).await;
+                let expected = if allowed {
+                    Outcome::Ok
+                } else {
+                    Outcome::Forbidden
+                };
+                assert_eq!(
+                    outcome, expected,
+                    "{id} {read:?} in prod-eu via {surface:?}: {body}"
+                );
+            }
+        }
+    }
+
+    // Secrets: secrets:read on the base path alone no longer resolves prod's; on dev's layer
+    // alone it does not resolve dev's; on both it does. Without an environment, the base grant.
+    let secret_cases = [
+        ("base-secrets", "prod", None),
+        ("base-secrets", "", Some(SECRET_BASE)),
+        ("env-secrets", "dev", None),
+        ("both-secrets", "dev", Some(SECRET_DEV)),
+        ("base-env", "prod", None),
+        ("admin", "prod", Some(SECRET_PROD)),
+    ];
+    for (id, env, resolved) in secret_cases {
+        for (surface, outcome, body) in resolve_secret(&cluster, env, &key(id)).await {
+            let case = format!("{id} resolving in {env:?} via {surface:?}: {body}");
+            match resolved {
+                Some(secret) => {
+                    assert_eq!(outcome, Outcome::Ok, "{case}");
+                    assert!(body.contains(secret), "{case}");
+                }
+                None => assert_eq!(outcome, Outcome::Forbidden, "{case}"),
+            }
+            for secret in [SECRET_BASE, SECRET_DEV, SECRET_PROD] {
+                assert!(
+                    resolved == Some(secret) || !body.contains(secret),
+                    "no other secret: {case}"
+                );
+            }
+        }
+    }
+    drop(bao);
 }

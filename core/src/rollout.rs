@@ -298,6 +298,41 @@ impl Rollout {
     }
 }
 
+/// `snapshot` as instance `instance` (with `labels`) sees it: the candidate of every active
+/// rollout whose current stage holds it, put at the rollout's path (base or override) as if
+/// committed, with the version it would get. Reads of any kind (effective, resolved, exported)
+/// then answer as that instance's session delivers. The same snapshot when nothing applies.
+pub fn as_seen_by(
+    snapshot: &crate::snapshot::Snapshot,
+    instance: &str,
+    labels: &BTreeMap<String, String>,
+) -> crate::snapshot::Snapshot {
+    let root = records_root();
+    let mut seen = snapshot.clone();
+    for record in snapshot.below(&root) {
+        if !is_record(&record.path) {
+            continue;
+        }
+        let Some(rollout) = Rollout::from_value(record.value.structured()) else {
+            continue;
+        };
+        if rollout.assigns(instance, labels) != Assignment::Candidate {
+            continue;
+        }
+        let (Ok(path), Ok(value)) = (ConfigPath::parse(&rollout.path), rollout.candidate()) else {
+            continue;
+        };
+        seen = seen.with_entry(std::sync::Arc::new(crate::snapshot::Entry {
+            path,
+            value,
+            version: rollout.stable_version + 1,
+            revision: record.revision,
+            updated_at: record.updated_at.clone(),
+        }));
+    }
+    seen
+}
+
 /// Checks a rollout's plan: stages strictly increasing percentages in 1..=100 ending at 100, at
 /// most [`MAX_STAGES`] with the canary; a canary that names someone; sane health limits.
 pub fn check_plan(stages: &[u8], canary: Option<&Canary>, health: &Health) -> Result<(), String> {
@@ -480,6 +515,49 @@ mod tests {
         assert_eq!(parse_duration_ms("5m"), Ok(300_000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         assert!(parse_duration_ms("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn an_instance_sees_the_candidates_of_its_stage_only() {
+        use crate::snapshot::{Entry, Snapshot};
+        let entry = |path: &str, value: serde_json::Value, version: u64| Entry {
+            path: ConfigPath::parse(path).unwrap(),
+            value: ParsedValue::from_request(value, Some(Format::Json)).unwrap(),
+            version,
+            revision: 2,
+            updated_at: String::new(),
+        };
+        let record = rollout(vec![50, 100], None);
+        let member = (0..)
+            .map(|i| format!("app-{i}"))
+            .find(|id| record.member(id, &BTreeMap::new()))
+            .unwrap();
+        let outsider = (0..)
+            .map(|i| format!("app-{i}"))
+            .find(|id| !record.member(id, &BTreeMap::new()))
+            .unwrap();
+        let snapshot = Snapshot::from_entries(
+            2,
+            [
+                entry("/myapp/db/host", serde_json::json!("stable"), 1),
+                entry(
+                    "/_setpoint/rollouts/roll_test",
+                    serde_json::to_value(&record).unwrap(),
+                    1,
+                ),
+            ],
+        );
+        let host = ConfigPath::parse("/myapp/db/host").unwrap();
+        let none = BTreeMap::new();
+        let seen = as_seen_by(&snapshot, &member, &none);
+        let got = seen.get(&host).unwrap();
+        assert_eq!(got.value.structured(), &serde_json::json!("new-host"));
+        assert_eq!(got.version, 2);
+        let seen = as_seen_by(&snapshot, &outsider, &none);
+        assert_eq!(
+            seen.get(&host).unwrap().value.structured(),
+            &serde_json::json!("stable")
+        );
     }
 
     #[test]

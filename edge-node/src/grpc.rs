@@ -18,6 +18,7 @@
 //! watch ends with `UNAUTHENTICATED` or `PERMISSION_DENIED` when its key or grant goes away.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use setpoint_core::ConfigPath;
@@ -219,6 +220,26 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The snapshot a call answers from: as the instance named in its `x-setpoint-instance`
+    /// metadata sees it (see [`crate::rollouts::snapshot_for`]), else the edge's own.
+    fn snapshot_for<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<Arc<setpoint_core::snapshot::Snapshot>, Status> {
+        let instance = match request.metadata().get(crate::rollouts::INSTANCE_HEADER) {
+            Some(value) => Some(value.to_str().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "{} is not ASCII",
+                    crate::rollouts::INSTANCE_HEADER
+                ))
+            })?),
+            None => None,
+        };
+        crate::rollouts::snapshot_for(&self.edge, instance).map_err(Status::from)
+    }
+}
+
 #[tonic::async_trait]
 impl EdgeApi for Service {
     async fn get(
@@ -226,10 +247,10 @@ impl EdgeApi for Service {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let caller = Caller::of_grpc(&request)?;
+        let snapshot = self.snapshot_for(&request)?;
         let request = request.into_inner();
         let path = parse_path(&request.path, "path")?;
         caller.require(&path, Action::Read)?;
-        let snapshot = self.edge.holder().current();
         if let Some(env) = request.env.as_deref().filter(|e| !e.is_empty()) {
             return self.get_in_environment(&caller, &snapshot, &path, env, request.version);
         }
@@ -290,6 +311,7 @@ impl EdgeApi for Service {
         request: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::ResolveResponse>, Status> {
         let caller = Caller::of_grpc(&request)?;
+        let snapshot = self.snapshot_for(&request)?;
         let request = request.into_inner();
         let path = parse_prefix(&request.path, "path")?;
         let query = ReadQuery {
@@ -298,7 +320,6 @@ impl EdgeApi for Service {
             explain: request.explain,
             ..ReadQuery::default()
         };
-        let snapshot = self.edge.holder().current();
         let rendered = setpoint_secrets::serve::read(
             self.edge.secrets(),
             &snapshot,
@@ -320,6 +341,7 @@ impl EdgeApi for Service {
         request: Request<pb::ExportRequest>,
     ) -> Result<Response<pb::ExportResponse>, Status> {
         let caller = Caller::of_grpc(&request)?;
+        let snapshot = self.snapshot_for(&request)?;
         let request = request.into_inner();
         let prefix = parse_prefix(&request.prefix, "prefix")?;
         let format = ExportFormat::parse(&request.format).ok_or_else(|| {
@@ -334,7 +356,6 @@ impl EdgeApi for Service {
             name: request.name.filter(|n| !n.is_empty()),
             ..ReadQuery::default()
         };
-        let snapshot = self.edge.holder().current();
         let rendered = setpoint_secrets::serve::read(
             self.edge.secrets(),
             &snapshot,

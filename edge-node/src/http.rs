@@ -134,8 +134,16 @@ async fn read(
         return watch(edge, caller, path, params, headers).await;
     }
     let query = ReadQuery::from_params(|name| params.get(name))?;
+    let instance = headers
+        .get(crate::rollouts::INSTANCE_HEADER)
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::bad_request(format!("{} is not ASCII", crate::rollouts::INSTANCE_HEADER))
+            })
+        })
+        .transpose()?;
     if !query.is_plain() {
-        let snapshot = edge.holder().current();
+        let snapshot = crate::rollouts::snapshot_for(edge, instance)?;
         let stale = edge.holder().is_stale();
         let rendered = setpoint_secrets::serve::read(
             edge.secrets(),
@@ -155,7 +163,7 @@ async fn read(
             .into_response();
         return Ok(annotate(response, rendered.revision, stale));
     }
-    let snapshot = edge.holder().current();
+    let snapshot = crate::rollouts::snapshot_for(edge, instance)?;
     let stale = edge.holder().is_stale();
     let response = if params.flag("list")? || !caller.grants().allows(&path, Action::Read) {
         // A prefix the caller can read below still lists what it may see.

@@ -15,8 +15,9 @@
 //!   changed, at the record's revision: the candidate for a new member, the stable value (or a
 //!   delete) for one rolled back.
 //!
-//! Reads and watches without an instance id (plain HTTP, SSE) never see a candidate. The session
-//! plumbing (merging this with the watch in revision order) is in [`crate::session`].
+//! Reads and watches without an instance id (plain HTTP, SSE) never see a candidate; a read that
+//! names one ([`INSTANCE_HEADER`], HTTP header or gRPC metadata) answers as that instance sees it
+//! ([`snapshot_for`]). The session plumbing (merging this with the watch in revision order) is in [`crate::session`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,7 +28,37 @@ use setpoint_core::effective_watch::{EnvView, covers};
 use setpoint_core::rollout::{self, Assignment, Rollout};
 use setpoint_core::snapshot::{Entry, Event, EventKind, Snapshot};
 
+use crate::Edge;
+use crate::error::ApiError;
 use crate::watch::{ResetState, WatchBatch, WatchMessage};
+
+/// The header (HTTP) or metadata key (gRPC) naming the application instance a read is for.
+pub const INSTANCE_HEADER: &str = "x-setpoint-instance";
+
+/// The snapshot a read answers from: as `instance` sees it when one is named (the candidates of
+/// its rollout stages; its labels from its session on this edge, if it has one), else the
+/// edge's own.
+pub fn snapshot_for(edge: &Edge, instance: Option<&str>) -> Result<Arc<Snapshot>, ApiError> {
+    let snapshot = edge.holder().current();
+    let Some(instance) = instance else {
+        return Ok(snapshot);
+    };
+    if instance.is_empty()
+        || instance.len() > setpoint_core::clients::MAX_FIELD_BYTES
+        || instance.chars().any(char::is_control)
+    {
+        return Err(ApiError::bad_request(format!(
+            "{INSTANCE_HEADER} must be 1-{} bytes without control characters",
+            setpoint_core::clients::MAX_FIELD_BYTES
+        )));
+    }
+    let labels = edge
+        .clients()
+        .get(instance)
+        .map(|record| record.labels)
+        .unwrap_or_default();
+    Ok(Arc::new(rollout::as_seen_by(&snapshot, instance, &labels)))
+}
 
 /// One session's view of the rollouts.
 #[derive(Debug)]

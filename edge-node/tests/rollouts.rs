@@ -104,6 +104,35 @@ fn events(update: &pb::WatchResponse) -> Vec<(String, Option<Value>)> {
         .collect()
 }
 
+/// `/app/db/host` over HTTP, as `instance` when given.
+async fn read(edge: &TestEdge, instance: Option<&str>) -> Value {
+    let mut request = reqwest::Client::new().get(edge.url("/api/config/app/db/host"));
+    if let Some(instance) = instance {
+        request = request.header("X-Setpoint-Instance", instance);
+    }
+    let body: Value = request.send().await.unwrap().json().await.unwrap();
+    body["value"].clone()
+}
+
+/// `/app/db/host` over gRPC `Get`, as `instance` when given (metadata `x-setpoint-instance`).
+async fn get(edge: &TestEdge, instance: Option<&str>) -> Value {
+    let mut grpc = EdgeClient::connect(format!("http://{}", edge.addr))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(pb::GetRequest {
+        path: "/app/db/host".into(),
+        env: None,
+        version: None,
+    });
+    if let Some(instance) = instance {
+        request
+            .metadata_mut()
+            .insert("x-setpoint-instance", instance.parse().unwrap());
+    }
+    let entry = grpc.get(request).await.unwrap().into_inner().entry.unwrap();
+    serde_json::from_str(&entry.value).unwrap()
+}
+
 fn record(id: &str, stage: usize, status: Status) -> Value {
     serde_json::to_value(Rollout {
         id: id.into(),
@@ -176,6 +205,16 @@ async fn each_session_sees_what_its_stage_assigns_through_rollback() {
     );
     canary.nothing().await;
     outside.nothing().await;
+
+    // Reads naming an instance answer as its session delivers; reads naming none, stable.
+    for (who, want) in [
+        (Some(member.as_str()), "candidate"),
+        (Some(outsider.as_str()), "stable"),
+        (None, "stable"),
+    ] {
+        assert_eq!(read(&edge, who).await, json!(want), "HTTP read as {who:?}");
+        assert_eq!(get(&edge, who).await, json!(want), "gRPC Get as {who:?}");
+    }
 
     // A fresh session of a member starts with the candidate; a resumed one gets it again.
     let mut late = open(&edge, &member, None).await;

@@ -1,7 +1,10 @@
 //! SDK sessions at scale: N clients of the Rust SDK (`setpoint-sdk`, one gRPC `Session` each)
 //! on one edge, all watching one prefix. Measures the edge's memory per session (its RSS before
 //! and after the sessions open) and PUT → callback latency: for every timed write, the time
-//! from just before the PUT to each client's callback, and to the last of them.
+//! from just before the PUT to each client's callback, and to the last of them. With
+//! `--rollbacks N`, N rounds of a rollout reaching every client (a single 100 % stage) and its
+//! rollback, each timed from just before the call to the last client's callback — the figure
+//! issue 12 asks for (goal under 1 s for 10,000 members).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +45,10 @@ pub struct SessionsArgs {
     /// app processes have.
     #[arg(long, default_value_t = 0)]
     pub connections: usize,
+    /// After the writes: rollouts to every client (one 100 % stage) and their rollbacks, each
+    /// timed from the call to every client's callback.
+    #[arg(long, default_value_t = 0)]
+    pub rollbacks: usize,
 }
 
 /// Arrival times of one write's callbacks.
@@ -156,7 +163,9 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     let mut last = Vec::new();
     let mut all = Vec::new();
     let mut missed = 0usize;
+    let mut stable = "start".to_owned();
     for w in 0..args.writes {
+        stable = format!("v{w}");
         let write = Arc::new(Write {
             value: format!("v{w}"),
             sent: Instant::now(),
@@ -207,6 +216,9 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     if missed > 0 {
         println!("MISSED: {missed} callbacks did not arrive within 10 s of their write");
     }
+    if args.rollbacks > 0 {
+        missed += rollbacks(&args, &http, &path, &stable, &current, clients.len()).await?;
+    }
     let closing = Instant::now();
     futures::future::join_all(clients.iter().map(Client::close)).await;
     println!("closed in {:.1} s", closing.elapsed().as_secs_f64());
@@ -214,6 +226,112 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
         bail!("{missed} callbacks missing");
     }
     Ok(())
+}
+
+/// Sets `value` as what the clients' callbacks are awaited for, runs `call`, and waits (10 s at
+/// most) until every one of `clients` has seen it: the time to the last callback, and how many
+/// never came.
+async fn timed<F, Fut>(
+    current: &Arc<Mutex<Option<Arc<Write>>>>,
+    value: &str,
+    clients: usize,
+    call: F,
+) -> anyhow::Result<(f64, usize)>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let write = Arc::new(Write {
+        value: value.to_owned(),
+        sent: Instant::now(),
+        arrivals: Mutex::new(Vec::with_capacity(clients)),
+    });
+    *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(write.clone());
+    call().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let count = write
+            .arrivals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        if count >= clients || Instant::now() >= deadline {
+            let arrivals = write.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            let max = arrivals
+                .iter()
+                .max()
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+            return Ok((max, clients - arrivals.len()));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Rollout → every client on the candidate, then rollback → every client back on `stable`.
+async fn rollbacks(
+    args: &SessionsArgs,
+    http: &reqwest::Client,
+    path: &str,
+    stable: &str,
+    current: &Arc<Mutex<Option<Arc<Write>>>>,
+    clients: usize,
+) -> anyhow::Result<usize> {
+    let (mut reach, mut back, mut missed) = (Vec::new(), Vec::new(), 0);
+    for round in 0..args.rollbacks {
+        let candidate = format!("candidate-{round}");
+        let mut id = String::new();
+        let (ms, lost) = timed(current, &candidate, clients, || async {
+            let response = http
+                .post(format!("{}/api/config{path}/rollout", args.writer))
+                .body(
+                    serde_json::json!({"value": candidate, "stages": [100], "interval": "1h"})
+                        .to_string(),
+                )
+                .send()
+                .await?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!("creating a rollout: {status} {body}");
+            }
+            id = body["rollout_id"].as_str().unwrap_or_default().to_owned();
+            Ok(())
+        })
+        .await?;
+        reach.push(ms);
+        missed += lost;
+        let (ms, lost) = timed(current, stable, clients, || async {
+            let response = http
+                .post(format!("{}/api/rollouts/{id}/rollback", args.writer))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!("rollback {id}: {}", response.status());
+            }
+            Ok(())
+        })
+        .await?;
+        back.push(ms);
+        missed += lost;
+    }
+    reach.sort_by(f64::total_cmp);
+    back.sort_by(f64::total_cmp);
+    println!(
+        "rollout (one 100 % stage) call → last of {clients} callbacks, {} rounds: p50 {:.1} ms, max {:.1} ms",
+        reach.len(),
+        percentile(&reach, 50.0),
+        reach.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "rollback call → last of {clients} callbacks back on the stable value, {} rounds: p50 {:.1} ms, max {:.1} ms (goal < 1 s)",
+        back.len(),
+        percentile(&back, 50.0),
+        back.last().copied().unwrap_or(f64::NAN)
+    );
+    if missed > 0 {
+        println!("MISSED: {missed} rollout/rollback callbacks did not arrive within 10 s");
+    }
+    Ok(missed)
 }
 
 async fn put(http: &reqwest::Client, url: &str, value: &str) -> anyhow::Result<()> {

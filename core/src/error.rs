@@ -50,6 +50,30 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, so documents and tests can derive from the vocabulary (the OpenAPI
+    /// document's error answers: one per status, naming the codes it carries).
+    pub const ALL: [ErrorCode; 19] = [
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidPath,
+        ErrorCode::InvalidValue,
+        ErrorCode::InvalidSchema,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PreconditionFailed,
+        ErrorCode::TooLarge,
+        ErrorCode::ValidationFailed,
+        ErrorCode::ResolutionFailed,
+        ErrorCode::Unauthenticated,
+        ErrorCode::TooManyRequests,
+        ErrorCode::Forbidden,
+        ErrorCode::SecretsUnavailable,
+        ErrorCode::Unimplemented,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::Behind,
+        ErrorCode::NotLeader,
+        ErrorCode::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",
@@ -128,3 +152,41 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_code_once() {
+        // A new variant must be added to `ALL`: this match has no wildcard, so it stops
+        // compiling until the variant is named here too.
+        let position = |code: ErrorCode| match code {
+            ErrorCode::BadRequest
+            | ErrorCode::InvalidPath
+            | ErrorCode::InvalidValue
+            | ErrorCode::InvalidSchema
+            | ErrorCode::NotFound
+            | ErrorCode::Conflict
+            | ErrorCode::PreconditionFailed
+            | ErrorCode::TooLarge
+            | ErrorCode::ValidationFailed
+            | ErrorCode::ResolutionFailed
+            | ErrorCode::Unauthenticated
+            | ErrorCode::TooManyRequests
+            | ErrorCode::Forbidden
+            | ErrorCode::SecretsUnavailable
+            | ErrorCode::Unimplemented
+            | ErrorCode::StoreUnavailable
+            | ErrorCode::Behind
+            | ErrorCode::NotLeader
+            | ErrorCode::Internal => ErrorCode::ALL.iter().position(|c| *c == code),
+        };
+        let names: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "a code is listed twice");
+        for code in ErrorCode::ALL {
+            assert!(position(code).is_some());
+        }
+    }
+}

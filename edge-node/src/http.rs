@@ -43,7 +43,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -54,6 +54,7 @@ use setpoint_core::auth::Action;
 use setpoint_core::read::ReadQuery;
 use setpoint_core::snapshot::{Entry, Event, EventKind, Snapshot};
 use setpoint_core::{ConfigPath, Revision, Version};
+use setpoint_serving::params::Path;
 
 use setpoint_serving::body::{EntryBody, ListedEntry, ListingBody};
 use setpoint_serving::conditional::{etag, if_none_match_hits};

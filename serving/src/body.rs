@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 pub struct EntryBody<'a> {
     pub path: &'a str,
     /// Any JSON for `json`; the text for `yaml` and `text`; `null` for a deletion.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: Option<ApiValue<'a>>,
     /// `json`, `yaml` or `text`.
     pub format: &'static str,
@@ -32,7 +32,7 @@ pub struct EntryBody<'a> {
     pub owner: Option<&'a str>,
     /// Writer only, current version: the JSON Schema in force.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub schema: Option<&'a Value>,
     /// Writer only, current version: the validators in force.
     #[serde(skip_serializing_if = "Option::is_none")]

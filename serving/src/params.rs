@@ -1,11 +1,37 @@
 //! A query string, read alike by the writer and the edges: typed getters that reject a bad value
 //! with a `bad_request` naming the parameter. Booleans follow core's rule
-//! ([`setpoint_core::read::flag`]), the one environment-aware reads use too.
+//! ([`setpoint_core::read::flag`]), the one environment-aware reads use too. And [`Path`], the
+//! path parameters, refused as JSON like every other error.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
 use crate::error::Error;
+
+/// Path parameters, as axum's `Path` reads them, but a parameter that cannot be read (percent-
+/// encoded bytes that are not UTF-8) is a `bad_request` in the API's JSON error body, not axum's
+/// plain-text rejection.
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Path<T>, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|rejection| Error::bad_request(rejection.body_text()))
+    }
+}
 
 /// The query string as a map.
 #[derive(Debug, Clone, Default)]

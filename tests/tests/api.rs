@@ -1205,3 +1205,605 @@ async fn the_writer_compacts_the_stores_revision_log() {
         "compacted to {compacted}; the newest 10 of {current} must stay"
     );
 }
+
+/// Issue 11, finding 8: the OpenAPI document describes the API. Statically: every operation
+/// but health names the `bearer` scheme and answers 401 and 429; every error answer is one of
+/// the shared ones; every JSON answer has a schema. Against reality: one call of each operation
+/// (and its usual failures) on a running writer answers a status the document lists for it,
+/// with a content type it lists, and a JSON body its schema accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_8_the_openapi_document_describes_every_answer() {
+    let w = TestWriter::start(&Backend::embedded()).await;
+    let doc: Value = w
+        .http
+        .get(w.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "spk_<id>_<secret>",
+               "description": "An API key: `Authorization: Bearer spk_<id>_<secret>`"})
+    );
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let name = format!("{method} {path}");
+            let responses = operation["responses"].as_object().unwrap();
+            if !matches!(path.as_str(), "/healthz" | "/readyz") {
+                assert!(
+                    operation["security"]
+                        .as_array()
+                        .is_some_and(|s| s.contains(&json!({"bearer": []}))),
+                    "{name} names no security"
+                );
+                for status in ["401", "429"] {
+                    assert!(responses.contains_key(status), "{name} lacks {status}");
+                }
+            }
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{name} has no success answer"
+            );
+            for (status, response) in responses {
+                let shared = response["$ref"].as_str();
+                if status.starts_with('4') || status.starts_with('5') && path != "/readyz" {
+                    assert!(
+                        shared.is_some_and(|r| r.starts_with("#/components/responses/")),
+                        "{name} {status} is not a shared error answer: {response}"
+                    );
+                }
+                let response = resolve(&doc, response);
+                if let Some(json) = response["content"].get("application/json") {
+                    assert!(json["schema"].is_object(), "{name} {status} has no schema");
+                }
+            }
+        }
+    }
+    assert!(operations >= 38, "{operations} operations");
+
+    // Reality: each call and the operation it is (method, documented path).
+    let key_holder = "/api/accounts/doc-probe";
+    let calls: Vec<(Method, &str, String, Option<Value>)> = vec![
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/doc/a".into(),
+            Some(json!({"value": {"n": 1}, "description": "d"})),
+        ),
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/doc/a".into(),
+            Some(json!({"value": {"n": 2}})),
+        ),
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/doc/t".into(),
+            Some(json!({"value": "x", "format": "text"})),
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc/t".into(),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/doc/n".into(),
+            Some(json!({"value": 5, "schema": true})),
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc/n".into(),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/doc/bad".into(),
+            Some(json!({"value": 1, "nope": 1})),
+        ),
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/doc/s".into(),
+            Some(json!({"value": 5, "schema": {"type": "string"}})),
+        ),
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/env/prod/doc/a".into(),
+            Some(json!({"value": {"n": 3}})),
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc/a".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc/a?version=1".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc/a?version=9".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc?list=true&recursive=true".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc/a?env=prod&explain=true".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc?env=prod".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc?resolve=true".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc?format=yaml".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc?format=dotenv".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/doc/a?list=maybe".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}",
+            "/api/config/nothing/here".into(),
+            None,
+        ),
+        (Method::GET, "/api/config", "/api/config".into(), None),
+        (
+            Method::GET,
+            "/api/config",
+            "/api/config?format=json".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}/history",
+            "/api/config/doc/a/history".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}/history",
+            "/api/config/doc/a/history?limit=0".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}/diff",
+            "/api/config/doc/a/diff".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}/diff",
+            "/api/config/doc/t/diff?from=0&to=1".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/config/{path}/diff",
+            "/api/config/doc/a/diff?to=7".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/batch",
+            "/api/batch".into(),
+            Some(json!({"changes": [
+            {"op": "put", "path": "/doc/b", "value": [1]}, {"op": "delete", "path": "/doc/t"}]})),
+        ),
+        (
+            Method::POST,
+            "/api/batch",
+            "/api/batch".into(),
+            Some(json!({"changes": [{"op": "delete", "path": "/doc/none"}]})),
+        ),
+        (
+            Method::DELETE,
+            "/api/config/{path}",
+            "/api/config/doc/b".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/config/{path}",
+            "/api/config/doc/b".into(),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/schemas/{prefix}",
+            "/api/schemas/doc".into(),
+            Some(json!({"schema": {"type": ["object", "string", "array"]}})),
+        ),
+        (
+            Method::PUT,
+            "/api/schemas/{prefix}",
+            "/api/schemas/doc".into(),
+            Some(json!({"schema": {"type": "boolean"}})),
+        ),
+        (Method::GET, "/api/schemas", "/api/schemas".into(), None),
+        (
+            Method::GET,
+            "/api/schemas/{prefix}",
+            "/api/schemas/doc".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/schemas/{prefix}",
+            "/api/schemas/doc".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/schemas/{prefix}",
+            "/api/schemas/doc".into(),
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/environments/{name}",
+            "/api/environments/qa".into(),
+            Some(json!({"parent": "dev", "variables": {"A": "1"}})),
+        ),
+        (
+            Method::PUT,
+            "/api/environments/{name}",
+            "/api/environments/qa2".into(),
+            Some(json!({"parent": "nowhere"})),
+        ),
+        (
+            Method::GET,
+            "/api/environments",
+            "/api/environments".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/environments/{name}",
+            "/api/environments/qa".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/environments/{name}",
+            "/api/environments/prod".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/environments/{name}",
+            "/api/environments/qa".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/environments/{name}",
+            "/api/environments/qa".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/accounts",
+            "/api/accounts".into(),
+            Some(json!({"id": "doc-probe", "grants": [{"prefix": "/doc", "actions": ["read"]}]})),
+        ),
+        (
+            Method::POST,
+            "/api/accounts",
+            "/api/accounts".into(),
+            Some(json!({"id": "doc-probe", "grants": []})),
+        ),
+        (Method::GET, "/api/accounts", "/api/accounts".into(), None),
+        (Method::GET, "/api/accounts/{id}", key_holder.into(), None),
+        (
+            Method::PUT,
+            "/api/accounts/{id}/grants",
+            format!("{key_holder}/grants"),
+            Some(json!({"grants": [{"prefix": "/doc", "actions": ["read", "write"]}]})),
+        ),
+        (
+            Method::POST,
+            "/api/accounts/{id}/keys",
+            format!("{key_holder}/keys"),
+            Some(json!({"grace_secs": 0})),
+        ),
+        (
+            Method::DELETE,
+            "/api/accounts/{id}/keys/{key}",
+            format!("{key_holder}/keys/nokey"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/accounts/{id}",
+            key_holder.into(),
+            None,
+        ),
+        (Method::GET, "/api/accounts/{id}", key_holder.into(), None),
+        (
+            Method::PUT,
+            "/api/policies/{prefix}",
+            "/api/policies/gated".into(),
+            Some(json!({"approvals_required": 1})),
+        ),
+        (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/gated/x".into(),
+            Some(json!({"value": 1})),
+        ),
+        (
+            Method::GET,
+            "/api/changes",
+            "/api/changes?status=pending".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/changes",
+            "/api/changes?status=bogus".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/changes/{id}",
+            "/api/changes/none".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/changes/{id}/reject",
+            "/api/changes/none/reject".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/policies/{prefix}",
+            "/api/policies/gated".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/policies/{prefix}",
+            "/api/policies/gated".into(),
+            None,
+        ),
+        (Method::GET, "/api/audit", "/api/audit?limit=2".into(), None),
+        (
+            Method::GET,
+            "/api/audit",
+            "/api/audit?since=yesterday".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/audit/verify",
+            "/api/audit/verify".into(),
+            None,
+        ),
+        (Method::GET, "/api/edges", "/api/edges".into(), None),
+        (Method::GET, "/api/clients", "/api/clients".into(), None),
+        (
+            Method::GET,
+            "/api/clients",
+            "/api/clients?status=sideways".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/clients/{id}",
+            "/api/clients/nobody".into(),
+            None,
+        ),
+        (Method::GET, "/healthz", "/healthz".into(), None),
+        (Method::GET, "/readyz", "/readyz".into(), None),
+        (Method::GET, "/metrics", "/metrics".into(), None),
+        (
+            Method::GET,
+            "/api/openapi.json",
+            "/api/openapi.json".into(),
+            None,
+        ),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, (method, template, url, body)) in calls.iter().enumerate() {
+        let mut request = w.http.request(method.clone(), w.url(url));
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        check_answer(&doc, method, template, url, response).await;
+        seen.insert((method.as_str().to_lowercase(), *template));
+        // The door: the same call without a key, each from its own loopback address so the
+        // failure limit (20 a minute per address) never turns the 401 into a 429.
+        if !matches!(*template, "/healthz" | "/readyz") {
+            let source = std::net::Ipv4Addr::new(127, 0, 1, u8::try_from(index + 1).unwrap());
+            let anonymous = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::V4(source))
+                .build()
+                .unwrap();
+            let response = anonymous
+                .request(method.clone(), w.url(url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {url}"
+            );
+            check_answer(&doc, method, template, url, response).await;
+        }
+    }
+    // The change request the gated put made: read, approved by its own author, cancelled.
+    let pending: Value = w
+        .http
+        .get(w.url("/api/changes?status=pending"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = pending["changes"][0]["id"].as_str().unwrap().to_owned();
+    for (method, template, url, status) in [
+        (
+            Method::GET,
+            "/api/changes/{id}",
+            format!("/api/changes/{id}"),
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/changes/{id}/approve",
+            format!("/api/changes/{id}/approve"),
+            403,
+        ),
+        (
+            Method::POST,
+            "/api/changes/{id}/cancel",
+            format!("/api/changes/{id}/cancel"),
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/changes/{id}/cancel",
+            format!("/api/changes/{id}/cancel"),
+            409,
+        ),
+        (
+            Method::POST,
+            "/api/changes/{id}/approve",
+            "/api/changes/none/approve".to_owned(),
+            404,
+        ),
+    ] {
+        let response = w
+            .http
+            .request(method.clone(), w.url(&url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {url}");
+        check_answer(&doc, &method, template, &url, response).await;
+        seen.insert((method.as_str().to_lowercase(), template));
+    }
+
+    // Every operation the document names was called.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                seen.contains(&(method.clone(), path.as_str())),
+                "no call of {method} {path}"
+            );
+        }
+    }
+}
+
+/// A response component's definition, for a `$ref` to one.
+fn resolve<'a>(doc: &'a Value, response: &'a Value) -> &'a Value {
+    match response["$ref"].as_str() {
+        Some(reference) => doc
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("dangling {reference}")),
+        None => response,
+    }
+}
+
+/// Checks one real answer against the document: its status is listed for the operation, its
+/// content type too, and a JSON body validates against the listed schema.
+async fn check_answer(
+    doc: &Value,
+    method: &Method,
+    template: &str,
+    url: &str,
+    response: reqwest::Response,
+) {
+    let name = format!("{method} {url}");
+    let status = response.status().as_u16().to_string();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.bytes().await.unwrap();
+    let operation = &doc["paths"][template][method.as_str().to_lowercase()];
+    assert!(
+        operation.is_object(),
+        "{name}: the document has no {template}"
+    );
+    let documented = operation["responses"].get(&status).unwrap_or_else(|| {
+        panic!(
+            "{name} answered {status}, undocumented: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    let documented = resolve(doc, documented);
+    let Some(content_type) = content_type else {
+        assert!(bytes.is_empty(), "{name}: a body without a content type");
+        return;
+    };
+    let media = content_type.split(';').next().unwrap().trim();
+    let content = &documented["content"][media];
+    assert!(
+        content.is_object(),
+        "{name} {status}: content type {content_type} undocumented ({documented})"
+    );
+    if media == "application/json" {
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        // The schema with the document's components at its root, so its `$ref`s resolve.
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "allOf": [content["schema"]],
+            "components": doc["components"],
+        });
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{} at {}", e, e.instance_path().as_str()))
+            .collect();
+        assert!(errors.is_empty(), "{name} {status}: {errors:?}\n{body}");
+    }
+}

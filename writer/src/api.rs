@@ -126,13 +126,36 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /api/edges`: every edge known from gossip or from replication, merged by id.
+/// The answer of `GET /api/edges`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EdgesBody {
+    /// `{id, address, region, state, replication, applied_revision, lag, remote_addr?,
+    /// gossip_addr?}` per edge.
+    #[schema(value_type = Vec<Object>)]
+    pub edges: Vec<serde_json::Value>,
+    /// The revision the writer serves.
+    pub revision: i64,
+    pub writer: WriterBody,
+}
+
+/// This writer: its id, role (`leader` or `standby`) and the leader's URL when known.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct WriterBody {
+    pub id: String,
+    pub role: &'static str,
+    pub leader: Option<String>,
+}
+
+/// Every edge known from gossip or from replication, merged by id.
 /// `state` is the gossip verdict (`alive`, `suspect`, `down`); without gossip it is derived
 /// from the replication link (`alive` while connected, else `down`).
-async fn edges(
+#[utoipa::path(get, path = "/api/edges", tag = "fleet",
+    responses((status = 200, description = "Every edge and this writer", body = EdgesBody),
+              openapi::errors::Unavailable))]
+pub async fn edges(
     State(state): State<AppState>,
     _caller: auth::Caller,
-) -> Result<axum::Json<serde_json::Value>, Error> {
+) -> Result<axum::Json<EdgesBody>, Error> {
     use std::collections::BTreeMap;
 
     use serde_json::{Value, json};
@@ -186,14 +209,15 @@ async fn edges(
         }
     }
     let leadership = state.leadership.status();
-    let writer = json!({
-        "id": state.leadership.me().id,
-        "role": leadership.role().as_str(),
-        "leader": leadership.leader().map(|l| l.url.clone()),
-    });
-    Ok(axum::Json(
-        json!({ "edges": edges.into_values().collect::<Vec<_>>(), "revision": revision, "writer": writer }),
-    ))
+    Ok(axum::Json(EdgesBody {
+        edges: edges.into_values().collect(),
+        revision,
+        writer: WriterBody {
+            id: state.leadership.me().id.clone(),
+            role: leadership.role().as_str(),
+            leader: leadership.leader().map(|l| l.url.clone()),
+        },
+    }))
 }
 
 async fn not_found(method: Method, uri: Uri) -> Error {

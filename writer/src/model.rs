@@ -152,7 +152,7 @@ pub struct ChangeSpec {
     pub path: String,
     /// The value: any JSON; a string for `yaml` and `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub value: Option<Value>,
     /// `json` (default), `yaml` or `text`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,7 +177,7 @@ pub struct ChangeSpec {
         deserialize_with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub schema: Option<Option<Value>>,
     /// `[{"regex": "..."}, {"enum": [...]}]`.
     #[serde(
@@ -189,7 +189,7 @@ pub struct ChangeSpec {
     pub validators: Option<Option<Vec<Value>>>,
     /// Like `If-Match`: a version number, or `"*"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub if_match: Option<Value>,
 }
 

@@ -5,18 +5,19 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use setpoint_core::ConfigPath;
 use setpoint_core::auth::{Account, Action, Grant, NewKey};
+use setpoint_serving::params::Path;
 
 use super::AppState;
 use super::auth::Caller;
 use super::input;
+use super::openapi::errors;
 use crate::error::Error;
 use crate::model::accounts::unix_now;
 
@@ -31,7 +32,7 @@ pub struct CreateBody {
     pub description: Option<String>,
     /// `[{"prefix": "/myapp", "actions": ["read", "write"]}]`; actions: read, write, delete,
     /// secrets:read, approve, rollout, admin.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<GrantDoc>)]
     pub grants: Vec<Grant>,
     /// The key stops working this many seconds from now.
     pub expires_in_secs: Option<i64>,
@@ -40,7 +41,7 @@ pub struct CreateBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantsBody {
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<GrantDoc>)]
     pub grants: Vec<Grant>,
 }
 
@@ -52,33 +53,86 @@ pub struct RotateBody {
     pub expires_in_secs: Option<i64>,
 }
 
-fn account_json(account: &Account) -> Value {
-    let keys: Vec<Value> = account
-        .keys
-        .iter()
-        .map(|k| {
-            json!({
-                "id": k.id,
-                "created_at": k.created_at,
-                "expires_at": k.expires_at,
-                "revoked": k.revoked,
-            })
-        })
-        .collect();
-    json!({
-        "id": account.id,
-        "description": account.description,
-        "grants": account.grants,
-        "keys": keys,
-        "disabled": account.disabled,
-    })
+/// A grant: `actions` on every path at or below `prefix`, unless a longer grant says otherwise
+/// (the documentation of `setpoint_core::auth::Grant`).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct GrantDoc {
+    pub prefix: String,
+    /// read, write, delete, secrets:read, approve, rollout, admin.
+    pub actions: Vec<String>,
 }
 
-fn with_key(account: &Account, key: &NewKey) -> Value {
-    let mut body = account_json(account);
-    body["key"] = json!(key.token);
-    body["key_id"] = json!(key.record.id);
-    body
+/// An account as the API shows it: never a key or its hash.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountBody<'a> {
+    pub id: &'a str,
+    pub description: Option<&'a str>,
+    #[schema(value_type = Vec<GrantDoc>)]
+    pub grants: &'a [Grant],
+    pub keys: Vec<KeyBody<'a>>,
+    pub disabled: bool,
+}
+
+/// One key's metadata.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyBody<'a> {
+    pub id: &'a str,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; the key is refused from then on.
+    pub expires_at: Option<i64>,
+    pub revoked: bool,
+}
+
+impl<'a> AccountBody<'a> {
+    fn of(account: &'a Account) -> AccountBody<'a> {
+        AccountBody {
+            id: &account.id,
+            description: account.description.as_deref(),
+            grants: &account.grants,
+            keys: account
+                .keys
+                .iter()
+                .map(|k| KeyBody {
+                    id: &k.id,
+                    created_at: k.created_at,
+                    expires_at: k.expires_at,
+                    revoked: k.revoked,
+                })
+                .collect(),
+            disabled: account.disabled,
+        }
+    }
+}
+
+/// An account with a new key: the only answer that ever shows a key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountWithKey<'a> {
+    #[serde(flatten)]
+    pub account: AccountBody<'a>,
+    /// The API key, shown this once.
+    pub key: &'a str,
+    pub key_id: &'a str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountList<'a> {
+    pub accounts: Vec<AccountBody<'a>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountDeleted<'a> {
+    pub id: &'a str,
+    pub deleted: bool,
+}
+
+fn with_key<'a>(account: &'a Account, key: &'a NewKey) -> AccountWithKey<'a> {
+    AccountWithKey {
+        account: AccountBody::of(account),
+        key: &key.token,
+        key_id: &key.record.id,
+    }
 }
 
 fn expiry(seconds: Option<i64>) -> Result<Option<i64>, Error> {
@@ -97,37 +151,39 @@ async fn require_admin(state: &AppState, caller: &Caller) -> Result<(), Error> {
 
 /// Every account (metadata only).
 #[utoipa::path(get, path = "/api/accounts", tag = "accounts",
-    responses((status = 200, description = "{accounts: [...]}"), (status = 403, description = "Not an admin")))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, Error> {
+    responses((status = 200, description = "Every account", body = AccountList),
+              errors::Forbidden, errors::Unavailable))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, Error> {
     require_admin(&state, &caller).await?;
     let accounts = state.configs.accounts().await?;
-    Ok(Json(
-        json!({ "accounts": accounts.iter().map(account_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(AccountList {
+        accounts: accounts.iter().map(AccountBody::of).collect(),
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/api/accounts/{id}", tag = "accounts",
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, description = "The account"), (status = 404, description = "No such account")))]
+    responses((status = 200, description = "The account", body = AccountBody),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Unavailable))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     require_admin(&state, &caller).await?;
     let (account, _) = state
         .configs
         .account(&id)
         .await?
         .ok_or_else(|| Error::not_found(format!("account {id} does not exist")))?;
-    Ok(Json(account_json(&account)))
+    Ok(Json(AccountBody::of(&account)).into_response())
 }
 
 /// Create a service account; the answer holds its API key, shown this once.
 #[utoipa::path(post, path = "/api/accounts", tag = "accounts", request_body = CreateBody,
-    responses((status = 201, description = "The account with `key`"),
-              (status = 400, description = "Bad id or grants"),
-              (status = 409, description = "The account exists")))]
+    responses((status = 201, description = "The account with `key`", body = AccountWithKey),
+              errors::BadRequest, errors::Forbidden, errors::Conflict, errors::Unavailable))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,26 +207,30 @@ pub async fn create(
 /// Replace an account's grants.
 #[utoipa::path(put, path = "/api/accounts/{id}/grants", tag = "accounts", request_body = GrantsBody,
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, description = "The account"), (status = 404, description = "No such account")))]
+    responses((status = 200, description = "The account", body = AccountBody),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::Unavailable))]
 pub async fn set_grants(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     require_admin(&state, &caller).await?;
     let body: GrantsBody = input::json_body(body)?;
     let account = state
         .configs
         .set_grants(&id, body.grants, &caller.actor)
         .await?;
-    Ok(Json(account_json(&account)))
+    Ok(Json(AccountBody::of(&account)).into_response())
 }
 
 /// Rotate: a new key (shown once); the other keys keep working for the grace period.
 #[utoipa::path(post, path = "/api/accounts/{id}/keys", tag = "accounts", request_body = RotateBody,
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 201, description = "The account with the new `key`"), (status = 404, description = "No such account")))]
+    responses((status = 201, description = "The account with the new `key`", body = AccountWithKey),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::Unavailable))]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -197,26 +257,30 @@ pub async fn rotate(
 /// Revoke one key at once (on the writer now, on every edge as soon as the change reaches it).
 #[utoipa::path(delete, path = "/api/accounts/{id}/keys/{key}", tag = "accounts",
     params(("id" = String, Path, description = "Account id"), ("key" = String, Path, description = "Key id")),
-    responses((status = 200, description = "The account"), (status = 404, description = "No such account or key")))]
+    responses((status = 200, description = "The account", body = AccountBody),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::Unavailable))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, key)): Path<(String, String)>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     require_admin(&state, &caller).await?;
     let account = state.configs.revoke_key(&id, &key, &caller.actor).await?;
-    Ok(Json(account_json(&account)))
+    Ok(Json(AccountBody::of(&account)).into_response())
 }
 
 /// Delete an account and with it every key.
 #[utoipa::path(delete, path = "/api/accounts/{id}", tag = "accounts",
     params(("id" = String, Path, description = "Account id")),
-    responses((status = 200, description = "{id, deleted: true}"), (status = 404, description = "No such account")))]
+    responses((status = 200, description = "Deleted", body = AccountDeleted),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::Unavailable))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     require_admin(&state, &caller).await?;
     if caller.principal.account == id {
         return Err(Error::bad_request(
@@ -224,5 +288,9 @@ pub async fn delete(
         ));
     }
     state.configs.delete_account(&id, &caller.actor).await?;
-    Ok(Json(json!({ "id": id, "deleted": true })))
+    Ok(Json(AccountDeleted {
+        id: &id,
+        deleted: true,
+    })
+    .into_response())
 }

@@ -10,16 +10,18 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use setpoint_core::ConfigPath;
 use setpoint_core::auth::Action;
+use setpoint_serving::params::Path;
 
 use super::AppState;
 use super::auth::Caller;
 use super::input;
+use super::openapi::errors;
 use crate::error::Error;
 use crate::model::approvals::{ChangeRequest, Decision, Policy, Status};
 
@@ -31,15 +33,37 @@ fn parse_prefix(raw: &str) -> Result<ConfigPath, Error> {
     }
 }
 
-fn request_json(request: &ChangeRequest) -> Value {
-    serde_json::to_value(request).unwrap_or_default()
+/// The answer to a write that became a change request.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangeAccepted<'a> {
+    pub change: &'a ChangeRequest,
+}
+
+/// A policy set: the prefix, the policy and the revision of the commit.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyWritten<'a> {
+    pub prefix: &'a str,
+    pub policy: &'a Policy,
+    pub revision: i64,
+}
+
+/// A policy removed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyDeleted<'a> {
+    pub prefix: &'a str,
+    pub revision: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangeList {
+    pub changes: Vec<ChangeRequest>,
 }
 
 /// The answer to a write that became a change request: 202 and the request.
 pub fn accepted(request: &ChangeRequest) -> Response {
     (
         StatusCode::ACCEPTED,
-        Json(json!({ "change": request_json(request) })),
+        Json(ChangeAccepted { change: request }),
     )
         .into_response()
 }
@@ -48,13 +72,14 @@ pub fn accepted(request: &ChangeRequest) -> Response {
 #[utoipa::path(put, path = "/api/policies/{prefix}", tag = "approvals",
     params(("prefix" = String, Path, description = "Config prefix")),
     request_body = Policy,
-    responses((status = 200, description = "{prefix, revision}"), (status = 403, description = "Needs admin on the prefix")))]
+    responses((status = 200, description = "Set", body = PolicyWritten),
+              errors::BadRequest, errors::Forbidden, errors::Conflict, errors::Unavailable))]
 pub async fn put_policy(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     let prefix = parse_prefix(&raw)?;
     caller.require(&state, &prefix, Action::Admin).await?;
     let policy: Policy = input::json_body(body)?;
@@ -62,36 +87,44 @@ pub async fn put_policy(
         .configs
         .put_policy(&prefix, &policy, &caller.actor)
         .await?;
-    Ok(Json(
-        json!({ "prefix": prefix.as_str(), "policy": policy, "revision": revision }),
-    ))
+    Ok(Json(PolicyWritten {
+        prefix: prefix.as_str(),
+        policy: &policy,
+        revision,
+    })
+    .into_response())
 }
 
 #[utoipa::path(delete, path = "/api/policies/{prefix}", tag = "approvals",
     params(("prefix" = String, Path, description = "Config prefix")),
-    responses((status = 200, description = "{prefix, revision}"), (status = 404, description = "No policy there")))]
+    responses((status = 200, description = "Removed", body = PolicyDeleted),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::Unavailable))]
 pub async fn delete_policy(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     let prefix = parse_prefix(&raw)?;
     caller.require(&state, &prefix, Action::Admin).await?;
     let revision = state.configs.delete_policy(&prefix, &caller.actor).await?;
-    Ok(Json(
-        json!({ "prefix": prefix.as_str(), "revision": revision }),
-    ))
+    Ok(Json(PolicyDeleted {
+        prefix: prefix.as_str(),
+        revision,
+    })
+    .into_response())
 }
 
 /// Change requests the caller may read (`?status=pending|committed|rejected|cancelled|expired|failed`).
 #[utoipa::path(get, path = "/api/changes", tag = "approvals",
     params(("status" = Option<String>, Query, description = "Only this status")),
-    responses((status = 200, description = "{changes: [...]}")))]
+    responses((status = 200, description = "The change requests on paths the caller may read", body = ChangeList),
+              errors::BadRequest, errors::Unavailable))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     let status = query
         .get("status")
         .map(|raw| {
@@ -104,32 +137,32 @@ pub async fn list(
         .transpose()?;
     let all = state.configs.change_requests(status).await?;
     let grants = &caller.principal.grants;
-    let visible: Vec<Value> = all
+    let changes: Vec<ChangeRequest> = all
         .into_iter()
         .filter(|r| {
             r.paths()
                 .all(|p| ConfigPath::parse(p).is_ok_and(|p| grants.allows(&p, Action::Read)))
         })
-        .map(|r| request_json(&r))
         .collect();
-    Ok(Json(json!({ "changes": visible })))
+    Ok(Json(ChangeList { changes }).into_response())
 }
 
 #[utoipa::path(get, path = "/api/changes/{id}", tag = "approvals",
     params(("id" = String, Path, description = "Change request id")),
-    responses((status = 200, description = "The change request"), (status = 404, description = "No such request")))]
+    responses((status = 200, description = "The change request", body = ChangeRequest),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Unavailable))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ChangeRequest>, Error> {
     let request = state.configs.change_request_now(&id).await?;
     for path in request.paths() {
         caller
             .require(&state, &ConfigPath::parse(path)?, Action::Read)
             .await?;
     }
-    Ok(Json(request_json(&request)))
+    Ok(Json(request))
 }
 
 /// Checks the caller's rights for `decision` on the request's paths (403 and an audit record
@@ -165,44 +198,48 @@ async fn decide(
     caller: Caller,
     id: String,
     decision: Decision,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ChangeRequest>, Error> {
     require_decider(&state, &caller, &id, decision).await?;
     let request = state.configs.decide(&id, decision, &caller.actor).await?;
-    Ok(Json(request_json(&request)))
+    Ok(Json(request))
 }
 
 /// Approve; the last approval commits the change.
 #[utoipa::path(post, path = "/api/changes/{id}/approve", tag = "approvals",
     params(("id" = String, Path, description = "Change request id")),
-    responses((status = 200, description = "The request (committed on the last approval)"),
-              (status = 403, description = "No approve permission, or the author"),
-              (status = 409, description = "Not pending, already approved by this account, or a path moved on")))]
+    responses((status = 200, description = "The request (committed on the last approval)", body = ChangeRequest),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::PreconditionFailed, errors::TooLarge, errors::Unprocessable, errors::Unavailable))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ChangeRequest>, Error> {
     decide(state, caller, id, Decision::Approve).await
 }
 
 #[utoipa::path(post, path = "/api/changes/{id}/reject", tag = "approvals",
     params(("id" = String, Path, description = "Change request id")),
-    responses((status = 200, description = "The request, rejected")))]
+    responses((status = 200, description = "The request, rejected", body = ChangeRequest),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::Unavailable))]
 pub async fn reject(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ChangeRequest>, Error> {
     decide(state, caller, id, Decision::Reject).await
 }
 
 #[utoipa::path(post, path = "/api/changes/{id}/cancel", tag = "approvals",
     params(("id" = String, Path, description = "Change request id")),
-    responses((status = 200, description = "The request, cancelled"), (status = 403, description = "Neither the author nor an admin")))]
+    responses((status = 200, description = "The request, cancelled", body = ChangeRequest),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::Unavailable))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<ChangeRequest>, Error> {
     decide(state, caller, id, Decision::Cancel).await
 }

@@ -5,12 +5,15 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
 use setpoint_core::ConfigPath;
 use setpoint_core::auth::Action;
 
 use super::AppState;
 use super::auth::Caller;
+use super::openapi::errors;
 use crate::audit::{Filter, Outcome};
 use crate::error::Error;
 
@@ -27,6 +30,28 @@ fn nanos(name: &str, raw: &str) -> Result<i128, Error> {
         })
 }
 
+/// One page of audit records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage<'a> {
+    /// `{id, time, actor, action, path, version_before, version_after, request_id, source,
+    /// outcome, detail?}` each, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub records: &'a [Value],
+    /// Pass as `after` for the next page; null at the end.
+    pub next: Option<&'a str>,
+}
+
+/// What checking the hash chain found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerifyBody<'a> {
+    pub ok: bool,
+    /// Seals checked.
+    pub sealed: u64,
+    /// `{seq?, key?, message}` each.
+    #[schema(value_type = Vec<Object>)]
+    pub problems: &'a [setpoint_core::audit::Problem],
+}
+
 /// Audit records in time order: `?path=&actor=&action=&outcome=&since=&until=&limit=&after=`.
 #[utoipa::path(get, path = "/api/audit", tag = "audit",
     params(("path" = Option<String>, Query, description = "At this path or below"),
@@ -37,12 +62,13 @@ fn nanos(name: &str, raw: &str) -> Result<i128, Error> {
            ("until" = Option<String>, Query, description = "RFC 3339 or unix seconds, exclusive"),
            ("limit" = Option<usize>, Query, description = "Page size, default 100, at most 1000"),
            ("after" = Option<String>, Query, description = "`next` of the previous page")),
-    responses((status = 200, description = "{records: [...], next?}"), (status = 403, description = "Not an admin")))]
+    responses((status = 200, description = "A page of records", body = AuditPage),
+              errors::BadRequest, errors::Forbidden, errors::Unavailable))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     caller
         .require(&state, &ConfigPath::root(), Action::Admin)
         .await?;
@@ -79,16 +105,26 @@ pub async fn list(
             .unwrap_or(100),
     };
     let page = state.configs.audit_query(&filter).await?;
-    Ok(Json(json!({ "records": page.records, "next": page.next })))
+    Ok(Json(AuditPage {
+        records: &page.records,
+        next: page.next.as_deref(),
+    })
+    .into_response())
 }
 
 /// Checks the hash chain: every sealed record unchanged, none removed or inserted.
 #[utoipa::path(get, path = "/api/audit/verify", tag = "audit",
-    responses((status = 200, description = "{ok, sealed, problems: [{seq, key, message}]}"), (status = 403, description = "Not an admin")))]
-pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, Error> {
+    responses((status = 200, description = "What the check found", body = VerifyBody),
+              errors::Forbidden, errors::Unavailable))]
+pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Response, Error> {
     caller
         .require(&state, &ConfigPath::root(), Action::Admin)
         .await?;
     let report = state.configs.audit_verify().await?;
-    Ok(Json(json!(report)))
+    Ok(Json(VerifyBody {
+        ok: report.ok,
+        sealed: report.sealed,
+        problems: &report.problems,
+    })
+    .into_response())
 }

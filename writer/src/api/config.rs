@@ -11,25 +11,27 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use setpoint_core::read::ReadQuery;
 use setpoint_core::{ConfigPath, Format, ParsedValue, Version};
+use setpoint_serving::params::Path;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::approvals;
 use super::auth::Caller;
 use super::input::{self, Params};
+use super::openapi::{ReadBody, errors};
 use crate::error::{Error, ErrorCode};
 use crate::model::{
     Change, ChangeSpec, Committed, EntryView, Precondition, Submitted, Update, double_option,
 };
 use setpoint_core::auth::Action;
-use setpoint_serving::body::{EntryBody, ErrorBody, ListedEntry, ListingBody};
+use setpoint_serving::body::{EntryBody, ListedEntry, ListingBody};
 use setpoint_serving::conditional::{etag, if_none_match_hits};
 use setpoint_serving::listing;
 
@@ -44,7 +46,7 @@ const MAX_HISTORY_PAGE: u64 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct PutBody {
     /// The value: any JSON; a string for `yaml` and `text`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub value: Value,
     /// `json` (default), `yaml` or `text`.
     #[serde(default)]
@@ -57,12 +59,49 @@ pub struct PutBody {
     pub owner: Option<Option<String>>,
     /// JSON Schema (2020-12) enforced on this and every later write until replaced.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub schema: Option<Option<Value>>,
     /// `[{"regex": "..."}, {"enum": [...]}]`.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub validators: Option<Option<Vec<Value>>>,
+}
+
+/// The answer to a write of one path: the version it made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WriteResult<'a> {
+    pub path: &'a str,
+    pub version: Version,
+    /// The store revision of the commit.
+    pub revision: i64,
+    /// Present (true) when the version written is a deletion.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// The answer to `POST /api/batch`: every change's result, committed at one revision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult<'a> {
+    pub revision: i64,
+    pub results: &'a [crate::model::ChangeResult],
+}
+
+/// The difference between two versions: a JSON Patch (`json`, `yaml`) or a unified diff (a
+/// `text` side).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiffBody<'a> {
+    pub path: &'a str,
+    pub from: Version,
+    pub to: Version,
+    /// `json_patch` or `unified`.
+    pub kind: &'static str,
+    /// RFC 6902 operations (`kind` json_patch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub patch: Option<Value>,
+    /// Unified diff text (`kind` unified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// One change of `POST /api/batch`: the model's own change form.
@@ -119,13 +158,13 @@ fn with_revision(mut response: Response, revision: i64) -> Response {
     params(("path" = String, Path, description = "Slash-separated config path, e.g. myapp/database/host"),
            ("If-Match" = Option<String>, Header, description = "Expected current version (\"3\", 3 or *)")),
     request_body = PutBody,
-    responses((status = 200, description = "New version of an existing config"),
-              (status = 201, description = "First version, or re-created after a delete"),
-              (status = 400, description = "Malformed body, path, format or schema"),
-              (status = 412, description = "If-Match does not match"),
-              (status = 413, description = "Value over 1 MiB"),
-              (status = 422, description = "Schema or validator violations, every one listed"),
-              (status = 503, description = "Store unavailable")))]
+    responses((status = 200, description = "New version of an existing config", body = WriteResult,
+                headers(("ETag" = String, description = "The new version, quoted"))),
+              (status = 201, description = "First version, or re-created after a delete", body = WriteResult,
+                headers(("ETag" = String, description = "The new version, quoted"))),
+              (status = 202, description = "A policy needs approvals: the change waits in a change request", body = approvals::ChangeAccepted),
+              errors::BadRequest, errors::Forbidden, errors::Conflict, errors::PreconditionFailed,
+              errors::TooLarge, errors::Unprocessable, errors::Unavailable))]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -147,9 +186,10 @@ pub async fn put(
 #[utoipa::path(delete, path = "/api/config/{path}", tag = "config",
     params(("path" = String, Path, description = "Config path"),
            ("If-Match" = Option<String>, Header, description = "Expected current version")),
-    responses((status = 200, description = "Tombstone version written"),
-              (status = 404, description = "The path holds no value"),
-              (status = 412, description = "If-Match does not match")))]
+    responses((status = 200, description = "Tombstone version written", body = WriteResult),
+              (status = 202, description = "A policy needs approvals: the change waits in a change request", body = approvals::ChangeAccepted),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::PreconditionFailed, errors::Unprocessable, errors::Unavailable))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -177,11 +217,12 @@ fn single_result(committed: Committed) -> Response {
     } else {
         StatusCode::OK
     };
-    let mut body =
-        json!({ "path": result.path, "version": result.version, "revision": committed.revision });
-    if result.deleted {
-        body["deleted"] = json!(true);
-    }
+    let body = WriteResult {
+        path: &result.path,
+        version: result.version,
+        revision: committed.revision,
+        deleted: result.deleted,
+    };
     let mut response = (status, Json(body)).into_response();
     response
         .headers_mut()
@@ -191,11 +232,10 @@ fn single_result(committed: Committed) -> Response {
 
 /// Commit several puts and deletes atomically, as one revision.
 #[utoipa::path(post, path = "/api/batch", tag = "config", request_body = BatchBody,
-    responses((status = 200, description = "All changes committed at one revision"),
-              (status = 400, description = "A malformed change (details.index names it)"),
-              (status = 404, description = "A delete of a path without a value"),
-              (status = 412, description = "A per-change if_match failed"),
-              (status = 422, description = "Violations in any change; nothing written")))]
+    responses((status = 200, description = "All changes committed at one revision", body = BatchResult),
+              (status = 202, description = "A policy needs approvals: the changes wait in a change request", body = approvals::ChangeAccepted),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::PreconditionFailed, errors::TooLarge, errors::Unprocessable, errors::Unavailable))]
 pub async fn batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -222,7 +262,10 @@ pub async fn batch(
         Ok(committed) => committed,
         Err(accepted) => return Ok(accepted),
     };
-    let body = json!({ "revision": committed.revision, "results": committed.results });
+    let body = BatchResult {
+        revision: committed.revision,
+        results: &committed.results,
+    };
     Ok(with_revision(
         Json(body).into_response(),
         committed.revision,
@@ -250,7 +293,18 @@ fn entry_body(entry: &EntryView) -> EntryBody<'_> {
     }
 }
 
-/// `GET /api/config` and `/api/config/`: the top-level names.
+/// The top-level names; with `env`, `resolve` or `format`, the whole tree read as on the edges.
+#[utoipa::path(get, path = "/api/config", tag = "config",
+    params(("list" = Option<bool>, Query, description = "List the top-level names (the default)"),
+           ("env" = Option<String>, Query, description = "Environment: effective values"),
+           ("explain" = Option<bool>, Query, description = "Add provenance"),
+           ("resolve" = Option<bool>, Query, description = "Substitute references; the tree as one object"),
+           ("format" = Option<String>, Query, description = "Bundle of the whole tree: json, yaml, dotenv, k8s-configmap, k8s-secret"),
+           ("name" = Option<String>, Query, description = "Kubernetes object name for k8s-configmap / k8s-secret")),
+    responses((status = 200, description = "The top-level names (ListingBody), or the tree read in an environment",
+                content((ReadBody = "application/json"), (String = "application/yaml"), (String = "text/plain"))),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Unprocessable,
+              errors::Unavailable))]
 pub async fn get_root(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,12 +333,12 @@ pub async fn get_root(
            ("resolve" = Option<bool>, Query, description = "Substitute ${VAR}, ${VAR:default} and ${secret:name}; on a prefix, the subtree as one object"),
            ("format" = Option<String>, Query, description = "Bundle of the subtree: json, yaml, dotenv, k8s-configmap, k8s-secret"),
            ("name" = Option<String>, Query, description = "Kubernetes object name for k8s-configmap / k8s-secret")),
-    responses((status = 200, description = "The entry (EntryBody), or the children of a prefix (ListingBody); with format, the bundle", body = EntryBody),
+    responses((status = 200, description = "The entry (EntryBody), the children of a prefix (ListingBody), an effective value (EffectiveEntry) or, resolved, a subtree as one object; with format, the bundle",
+                content((ReadBody = "application/json"), (String = "application/yaml"), (String = "text/plain")),
+                headers(("X-Setpoint-Revision" = i64, description = "The store revision the answer was read at"))),
               (status = 304, description = "If-None-Match matched the current version"),
-              (status = 403, description = "The read needs secrets and this node may not resolve them", body = ErrorBody),
-              (status = 404, description = "No value and no children (in that environment)", body = ErrorBody),
-              (status = 422, description = "Unresolvable references: every one listed", body = ErrorBody),
-              (status = 503, description = "Store or secret provider unavailable", body = ErrorBody)))]
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Unprocessable,
+              errors::Unavailable))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -455,7 +509,7 @@ async fn list(
            ("limit" = Option<u64>, Query, description = "Page size (default 100, at most 1000)"),
            ("before" = Option<u64>, Query, description = "Only versions older than this")),
     responses((status = 200, description = "JSON array of versions, newest first; Link rel=next when more", body = [EntryBody]),
-              (status = 404, description = "The path was never written")))]
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Unavailable))]
 pub async fn history(
     state: &AppState,
     path: &ConfigPath,
@@ -499,8 +553,8 @@ fn shown_for_diff(path: &ConfigPath, value: Option<ParsedValue>) -> Option<Parse
     params(("path" = String, Path, description = "Config path"),
            ("from" = Option<u64>, Query, description = "Older version (default: to - 1)"),
            ("to" = Option<u64>, Query, description = "Newer version (default: current)")),
-    responses((status = 200, description = "{path, from, to, kind: json_patch|unified, patch|text}"),
-              (status = 404, description = "A version does not exist")))]
+    responses((status = 200, description = "The difference between the two versions", body = DiffBody),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Unavailable))]
 pub async fn diff(state: &AppState, path: &ConfigPath, params: &Params) -> Result<Response, Error> {
     let to = match params.number("to")? {
         Some(v) => v,
@@ -529,9 +583,17 @@ pub async fn diff(state: &AppState, path: &ConfigPath, params: &Params) -> Resul
         &format!("v{from}"),
         &format!("v{to}"),
     );
-    let mut body = serde_json::to_value(&diff).unwrap_or_default();
-    body["path"] = json!(path.as_str());
-    body["from"] = json!(from);
-    body["to"] = json!(to);
+    let (kind, patch, text) = match diff {
+        setpoint_core::diff::Diff::JsonPatch { patch } => ("json_patch", Some(patch), None),
+        setpoint_core::diff::Diff::Unified { text } => ("unified", None, Some(text)),
+    };
+    let body = DiffBody {
+        path: path.as_str(),
+        from,
+        to,
+        kind,
+        patch,
+        text,
+    };
     Ok(Json(body).into_response())
 }

@@ -5,14 +5,18 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
 use setpoint_core::env::Environment;
+use setpoint_serving::params::Path;
 
 use super::AppState;
 use super::auth::Caller;
 use super::input;
+use super::openapi::errors;
 use crate::error::Error;
 use crate::model::environments::EnvironmentView;
 use setpoint_core::auth::Action;
@@ -21,7 +25,7 @@ use setpoint_core::auth::Action;
 /// [`setpoint_core::env::Environment`]).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-pub struct EnvironmentBody {
+pub struct EnvironmentDefinition {
     /// The environment this one inherits overrides and variables from.
     pub parent: Option<String>,
     pub description: Option<String>,
@@ -29,57 +33,90 @@ pub struct EnvironmentBody {
     pub variables: Option<std::collections::BTreeMap<String, String>>,
 }
 
-fn view_json(view: &EnvironmentView) -> Value {
-    json!({
-        "name": view.name,
-        "parent": view.environment.parent,
-        "description": view.environment.description,
-        "variables": view.environment.variables,
-        "version": view.version,
-        "revision": view.revision,
-        "updated_at": view.updated_at,
-    })
+/// An environment as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EnvironmentBody<'a> {
+    pub name: &'a str,
+    pub parent: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub variables: &'a std::collections::BTreeMap<String, String>,
+    /// The version of its definition entry, `/env/{name}`.
+    pub version: u64,
+    pub revision: i64,
+    /// RFC 3339.
+    pub updated_at: &'a str,
+}
+
+impl<'a> EnvironmentBody<'a> {
+    fn of(view: &'a EnvironmentView) -> EnvironmentBody<'a> {
+        EnvironmentBody {
+            name: &view.name,
+            parent: view.environment.parent.as_deref(),
+            description: view.environment.description.as_deref(),
+            variables: &view.environment.variables,
+            version: view.version,
+            revision: view.revision,
+            updated_at: &view.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EnvironmentList<'a> {
+    pub environments: Vec<EnvironmentBody<'a>>,
+}
+
+/// An environment defined, or (without `version`) deleted, by the commit at `revision`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EnvironmentWritten<'a> {
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    pub revision: i64,
 }
 
 /// Every environment.
 #[utoipa::path(get, path = "/api/environments", tag = "environments",
-    responses((status = 200, description = "{environments: [{name, parent, description, variables, version, revision, updated_at}]}")))]
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Value>, Error> {
+    responses((status = 200, description = "Every environment", body = EnvironmentList),
+              errors::Unavailable))]
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Response, Error> {
     let all = state.configs.environments().await?;
-    Ok(Json(
-        json!({ "environments": all.iter().map(view_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(EnvironmentList {
+        environments: all.iter().map(EnvironmentBody::of).collect(),
+    })
+    .into_response())
 }
 
 #[utoipa::path(get, path = "/api/environments/{name}", tag = "environments",
     params(("name" = String, Path, description = "Environment name")),
-    responses((status = 200, description = "The environment"), (status = 404, description = "No such environment")))]
+    responses((status = 200, description = "The environment", body = EnvironmentBody),
+              errors::BadRequest, errors::NotFound, errors::Unavailable))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     let view = state
         .configs
         .environment(&name)
         .await?
         .ok_or_else(|| Error::not_found(format!("environment {name} does not exist")))?;
-    Ok(Json(view_json(&view)))
+    Ok(Json(EnvironmentBody::of(&view)).into_response())
 }
 
 /// Create or replace an environment: `{"parent"?, "description"?, "variables"?: {NAME: value}}`.
 #[utoipa::path(put, path = "/api/environments/{name}", tag = "environments",
     params(("name" = String, Path, description = "Environment name")),
-    request_body = EnvironmentBody,
-    responses((status = 200, description = "{name, version, revision}"),
-              (status = 400, description = "Malformed body or name"),
-              (status = 422, description = "Unknown parent, a cycle, or an invalid variable name")))]
+    request_body = EnvironmentDefinition,
+    responses((status = 200, description = "Defined", body = EnvironmentWritten),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
+              errors::TooLarge, errors::Unprocessable, errors::Unavailable))]
 pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     let definition = setpoint_core::env::definition_path(&name)?;
     caller.require(&state, &definition, Action::Admin).await?;
     let body: Value = input::json_body(body)?;
@@ -91,29 +128,36 @@ pub async fn put(
         .put_environment(&name, environment, &caller.actor)
         .await?;
     let version = committed.results.first().map_or(0, |r| r.version);
-    Ok(Json(
-        json!({ "name": name, "version": version, "revision": committed.revision }),
-    ))
+    Ok(Json(EnvironmentWritten {
+        name: &name,
+        version: Some(version),
+        revision: committed.revision,
+    })
+    .into_response())
 }
 
 /// Delete an environment no other inherits from and that holds no overrides.
 #[utoipa::path(delete, path = "/api/environments/{name}", tag = "environments",
     params(("name" = String, Path, description = "Environment name")),
-    responses((status = 200, description = "{name, revision}"),
-              (status = 404, description = "No such environment"),
-              (status = 409, description = "Other environments inherit from it, or it holds overrides")))]
+    responses((status = 200, description = "Deleted", body = EnvironmentWritten),
+              errors::BadRequest, errors::Forbidden, errors::NotFound,
+              errors::Conflict,
+              errors::Unavailable))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Response, Error> {
     let definition = setpoint_core::env::definition_path(&name)?;
     caller.require(&state, &definition, Action::Admin).await?;
     let committed = state
         .configs
         .delete_environment(&name, &caller.actor)
         .await?;
-    Ok(Json(
-        json!({ "name": name, "revision": committed.revision }),
-    ))
+    Ok(Json(EnvironmentWritten {
+        name: &name,
+        version: None,
+        revision: committed.revision,
+    })
+    .into_response())
 }

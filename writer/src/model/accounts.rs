@@ -91,10 +91,13 @@ impl Configs {
         actor: &Actor,
     ) -> Result<super::Committed, Error> {
         let change = self.account_change(account, version)?;
-        self.commit_from(Origin::System, vec![change], actor).await
+        self.commit_from(Origin::System, vec![change], actor)
+            .await
+            .map_err(|error| raced(&account.id, version.is_none(), error))
     }
 
-    /// The put of `account` over the entry at `version` (`None`: it must not exist).
+    /// The put of `account` over the entry at `version` (`None`: it must not exist). The
+    /// precondition is the model's own guard, never a caller's `If-Match`: see [`raced`].
     fn account_change(&self, account: &Account, version: Option<u64>) -> Result<Change, Error> {
         let path = Configs::account_path(&account.id)?;
         let value = ParsedValue::from_request(
@@ -218,7 +221,8 @@ impl Configs {
         super::check_batch(&commit, &changes)?;
         match self
             .attempt(&commit, &changes, &[None], actor, &extra)
-            .await?
+            .await
+            .map_err(|error| raced(id, false, error))?
         {
             super::Attempt::Done(_) => Ok(()),
             super::Attempt::Lost => Err(Error::new(
@@ -381,4 +385,20 @@ fn write_key_file(path: &Path, token: &str) -> Result<(), Error> {
         .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
     file.write_all(format!("{token}\n").as_bytes())
         .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))
+}
+
+/// An account write lost to another write of the same account between its read and its
+/// commit: the version it was guarded by moved on. That is a 409 the caller can retry (or, for
+/// a creation, the account now exists), never the guard's own 412 — no `If-Match` of the
+/// caller's failed, and the internal record's path and versions are not the caller's business.
+fn raced(id: &str, creating: bool, error: Error) -> Error {
+    if error.code != ErrorCode::PreconditionFailed {
+        return error;
+    }
+    let message = if creating {
+        format!("account {id} already exists")
+    } else {
+        format!("account {id} changed meanwhile; retry")
+    };
+    Error::new(ErrorCode::Conflict, message)
 }

@@ -34,7 +34,7 @@ pub struct Policy {
     pub expires_in_secs: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -51,7 +51,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeRequest {
     pub id: String,
     pub status: Status,
@@ -65,6 +65,7 @@ pub struct ChangeRequest {
     /// The version of each path when the request was made (0: no value).
     pub base_versions: BTreeMap<String, Version>,
     /// JSON Patch / unified diff of each change against the value it was made against.
+    #[schema(value_type = Vec<Object>)]
     pub diffs: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,

@@ -7,7 +7,7 @@
 //! every config commit compares the schemas' range, so a schema and a write racing it can never
 //! both land unchecked against each other.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use setpoint_core::validate::{Schema, Violation};
 use setpoint_core::{ConfigPath, ParsedValue};
 
@@ -216,14 +216,4 @@ impl Configs {
         }
         Ok((out, compares))
     }
-}
-
-pub fn schema_json(stored: &StoredSchema) -> Value {
-    json!({
-        "prefix": stored.prefix.as_str(),
-        "schema": stored.schema,
-        "updated_at": stored.meta.updated_at,
-        "updated_by": stored.meta.updated_by,
-        "revision": stored.revision,
-    })
 }

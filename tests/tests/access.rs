@@ -6,8 +6,8 @@
 //! one, 403 with a key lacking the grant, success with it. Then listings filtered by grants,
 //! revocation reaching the edge within a second (measured), rotation with a grace period, grant
 //! changes, expired keys, and the per-source failure limit (429 for failures only). And the
-//! rule of reads in an environment (issue 11, finding 6) as a matrix: grants × surfaces × kinds
-//! of effective read.
+//! rule of reads in an environment (issue 11, finding 6) as a matrix: grants × surfaces (writer
+//! REST; edge REST, SSE, gRPC, sessions) × kinds of effective read.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -874,6 +874,8 @@ enum Surface {
     EdgeHttp,
     EdgeSse,
     EdgeGrpc,
+    /// The SDKs' `Session` RPC, with the environment in its hello.
+    EdgeSession,
 }
 
 /// The kinds of read of the matrix: one plain read, the rest in an environment.
@@ -910,18 +912,19 @@ impl Read {
         match surface {
             Surface::WriterHttp => self != Read::Watch,
             Surface::EdgeHttp => true,
-            Surface::EdgeSse => self == Read::Watch,
+            Surface::EdgeSse | Surface::EdgeSession => self == Read::Watch,
             Surface::EdgeGrpc => self != Read::Listing,
         }
     }
 
-    /// What an answer holds when served: the effective value in the environment, or the base
-    /// value for a plain read (`None`: nothing to look for, e.g. a watch).
-    fn shows(self) -> Option<&'static str> {
+    /// What an answer on `surface` holds when served: the effective value in the environment,
+    /// or the base value for a plain read (`None`: nothing to look for — an SSE or gRPC watch
+    /// that starts live; a session starts with the effective state).
+    fn shows(self, surface: Surface) -> Option<&'static str> {
         match self {
             Read::Plain => Some("base-host"),
             Read::Listing => Some("\"db\""),
-            Read::Watch => None,
+            Read::Watch if surface != Surface::EdgeSession => None,
             _ => Some("prod-host"),
         }
     }
@@ -956,6 +959,47 @@ async fn effective_read(
         }
         Surface::EdgeSse => (sse(&http, cluster, &target, Some(key)).await, String::new()),
         Surface::EdgeGrpc => grpc_effective_read(cluster, read, env, key).await,
+        Surface::EdgeSession => session_read(cluster, env, key).await,
+    }
+}
+
+/// Opens a `Session` of `/m/db` in `env`: refused, or its first update (the effective state).
+async fn session_read(cluster: &Cluster, env: &str, key: &str) -> (Outcome, String) {
+    use setpoint_proto::edge::v1::client_message::Kind as Up;
+    use setpoint_proto::edge::v1::server_message::Kind as Down;
+    let hello = pb::ClientMessage {
+        kind: Some(Up::Hello(pb::ClientHello {
+            instance_id: format!("env-matrix-{}", rand_marker()),
+            env: Some(env.to_owned()),
+            prefixes: vec!["/m/db".into()],
+            labels: Default::default(),
+            sdk: "access-test".into(),
+            sdk_version: "0".into(),
+            from_revision: None,
+            resolve: false,
+        })),
+    };
+    let (up, rx) = tokio::sync::mpsc::channel(4);
+    up.send(hello).await.unwrap();
+    let request = with_key(tokio_stream::wrappers::ReceiverStream::new(rx), Some(key));
+    let mut down = match cluster.grpc().await.session(request).await {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => {
+            let message = status.message().to_owned();
+            return (grpc_outcome::<()>(Err(status)), message);
+        }
+    };
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), down.message())
+            .await
+            .expect("a session message within 10 s")
+            .unwrap()
+            .and_then(|m| m.kind)
+            .expect("a message, not the end");
+        if let Down::Update(update) = message {
+            drop(up);
+            return (Outcome::Ok, format!("{update:?}"));
+        }
     }
 }
 
@@ -1183,6 +1227,7 @@ async fn environment_grants_apply_to_effective_reads() {
         Surface::EdgeHttp,
         Surface::EdgeSse,
         Surface::EdgeGrpc,
+        Surface::EdgeSession,
     ];
     let mut cells = 0;
     for (id, env_allowed, plain_allowed) in accounts {
@@ -1201,7 +1246,7 @@ async fn environment_grants_apply_to_effective_reads() {
                     Outcome::Forbidden
                 };
                 assert_eq!(outcome, expected, "{id} {read:?} via {surface:?}: {body}");
-                match (allowed, read.shows()) {
+                match (allowed, read.shows(surface)) {
                     (true, Some(shown)) => {
                         assert!(
                             body.contains(shown),
@@ -1289,7 +1334,12 @@ async fn environment_grants_apply_to_effective_reads() {
     }
 
     // The chain: prod-eu needs prod-eu's layer and prod's.
-    for surface in [Surface::WriterHttp, Surface::EdgeHttp, Surface::EdgeGrpc] {
+    for surface in [
+        Surface::WriterHttp,
+        Surface::EdgeHttp,
+        Surface::EdgeGrpc,
+        Surface::EdgeSession,
+    ] {
         for (id, allowed) in [("base-env", false), ("base-env-eu", true)] {
             for read in [Read::Env, Read::Watch] {
                 if !read.served_by(surface) {

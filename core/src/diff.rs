@@ -50,6 +50,11 @@ pub fn unified(from: &str, to: &str, from_label: &str, to_label: &str) -> String
         .to_string()
 }
 
+/// The JSON Patch (RFC 6902) that turns `from` into `to`, as JSON.
+pub fn json_patch(from: &serde_json::Value, to: &serde_json::Value) -> serde_json::Value {
+    patch_value(&json_patch::diff(from, to))
+}
+
 fn patch_value(patch: &json_patch::Patch) -> serde_json::Value {
     // A Patch is plain structs of strings, pointers and JSON values: turning it into a
     // `serde_json::Value` has no failure case (no non-string map keys, no I/O).

@@ -251,6 +251,16 @@ impl Snapshot {
         }
     }
 
+    /// This snapshot without the entry at `path` (same revision).
+    pub fn without(&self, path: &ConfigPath) -> Snapshot {
+        let mut entries = self.entries.clone();
+        set(&mut entries, path, None);
+        Snapshot {
+            revision: self.revision,
+            entries,
+        }
+    }
+
     /// The snapshot after `applied`, rebuilt from this one (the snapshot before it) with the
     /// events' new entries: what [`Snapshot::apply`] gave, without the batch.
     pub fn redo(&self, applied: &AppliedBatch) -> Snapshot {

@@ -19,6 +19,7 @@ pub mod environments;
 pub mod input;
 pub mod openapi;
 pub mod ops;
+pub mod preview;
 pub mod schemas;
 pub mod standby;
 
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
             get(config::get).put(config::put).delete(config::delete),
         )
         .route("/api/batch", post(config::batch))
+        .route("/api/preview", post(preview::batch))
         .route("/api/schemas", get(schemas::list))
         .route(
             "/api/schemas/{*prefix}",

@@ -16,6 +16,7 @@ pub mod denials;
 pub mod environments;
 pub mod locks;
 pub mod plan;
+pub mod preview;
 pub mod records;
 pub mod retention;
 pub mod rules;
@@ -36,6 +37,7 @@ use crate::store::{
 };
 use approvals::{ChangeRequest, Policy};
 use plan::Plan;
+pub use preview::Preview;
 use records::{Keys, Meta, Pointer};
 
 /// Most changes in one commit. Each change writes two keys, the commit one audit record, and

@@ -242,22 +242,7 @@ pub async fn batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let body: BatchBody = input::json_body(body)?;
-    let changes = body
-        .changes
-        .into_iter()
-        .enumerate()
-        .map(|(index, change)| Change::from_spec(change).map_err(|e| e.at_index(index)))
-        .collect::<Result<Vec<_>, _>>()?;
-    for (index, change) in changes.iter().enumerate() {
-        let action = match change {
-            Change::Put(_) => Action::Write,
-            Change::Delete { .. } => Action::Delete,
-        };
-        caller
-            .require(&state, change.path(), action)
-            .await
-            .map_err(|e| e.at_index(index))?;
-    }
+    let changes = batch_changes(&state, &caller, body).await?;
     let committed = match submit(&state, &caller, changes).await? {
         Ok(committed) => committed,
         Err(accepted) => return Ok(accepted),
@@ -270,6 +255,32 @@ pub async fn batch(
         Json(body).into_response(),
         committed.revision,
     ))
+}
+
+/// A batch's changes, parsed, each checked against the caller's write or delete right (errors
+/// name the change's index).
+pub(super) async fn batch_changes(
+    state: &AppState,
+    caller: &Caller,
+    body: BatchBody,
+) -> Result<Vec<Change>, Error> {
+    let changes = body
+        .changes
+        .into_iter()
+        .enumerate()
+        .map(|(index, change)| Change::from_spec(change).map_err(|e| e.at_index(index)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (index, change) in changes.iter().enumerate() {
+        let action = match change {
+            Change::Put(_) => Action::Write,
+            Change::Delete { .. } => Action::Delete,
+        };
+        caller
+            .require(state, change.path(), action)
+            .await
+            .map_err(|e| e.at_index(index))?;
+    }
+    Ok(changes)
 }
 
 /// An entry as the API shows it: the edges' shape plus the metadata the writer keeps.

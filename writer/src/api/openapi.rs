@@ -20,7 +20,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{accounts, approvals, audit, clients, config, environments, ops, schemas};
+use super::{accounts, approvals, audit, clients, config, environments, ops, preview, schemas};
 
 /// The security scheme every operation but health uses.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -40,6 +40,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         config::put,
         config::delete,
         config::batch,
+        preview::batch,
         config::history,
         config::diff,
         schemas::list,

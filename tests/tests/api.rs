@@ -1440,6 +1440,18 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             Some(json!({"changes": [{"op": "delete", "path": "/doc/none"}]})),
         ),
         (
+            Method::POST,
+            "/api/preview",
+            "/api/preview".into(),
+            Some(json!({"changes": [{"op": "put", "path": "/doc/a", "value": {"n": 3}}]})),
+        ),
+        (
+            Method::POST,
+            "/api/preview",
+            "/api/preview".into(),
+            Some(json!({"changes": [{"op": "delete", "path": "/doc/none"}]})),
+        ),
+        (
             Method::DELETE,
             "/api/config/{path}",
             "/api/config/doc/b".into(),

@@ -76,6 +76,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         serve,
     ),
     components(schemas(
+        preview::PreviewBody,
         config::PutBody,
         config::BatchBody,
         config::BatchChange,

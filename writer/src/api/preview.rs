@@ -21,7 +21,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use serde_json::{Value, json};
+use serde_json::Value;
 use setpoint_core::ConfigPath;
 use setpoint_core::auth::{Action, EffectiveGrants};
 use setpoint_core::clients::{ClientFilter, ClientRecord};
@@ -30,24 +30,74 @@ use setpoint_core::env::{Chain, Environments};
 use setpoint_core::resolve::{self, Effective};
 use setpoint_core::snapshot::{Entry, Snapshot};
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use super::auth::Caller;
 use super::config::BatchBody;
+use super::openapi::errors;
 use super::{AppState, input};
 use crate::error::Error;
-use crate::model::{Change, Preview};
+use crate::model::{Change, ChangeResult, Preview};
+
+/// What committing a batch would do (nothing was written).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewBody {
+    /// Always true: nothing was written.
+    pub dry_run: bool,
+    /// `commit`, or `await_approval` when a policy governs a path.
+    pub would: &'static str,
+    /// The approvals the policy asks for, when `would` is `await_approval`.
+    pub approvals_required: Option<u32>,
+    /// The store revision the preview was planned at.
+    pub revision: i64,
+    /// Per change, the version it would write.
+    pub changes: Vec<ChangeResult>,
+    /// Each effective value that would change, per environment (`env: null`: base values);
+    /// only environments whose every layer the caller may read.
+    pub effective: Vec<EffectiveChange>,
+    /// The environments whose effective values would change.
+    pub environments: Vec<String>,
+    /// The connected clients that would receive an event.
+    pub clients: Reach,
+}
+
+/// One effective value, before and after.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectiveChange {
+    pub env: Option<String>,
+    pub path: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+    /// JSON Patch (RFC 6902) from `before` to `after`.
+    #[schema(value_type = Vec<Object>)]
+    pub diff: Value,
+}
+
+/// Clients that would receive an event, counted.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Reach {
+    pub total: u64,
+    pub by_edge: BTreeMap<String, u64>,
+    /// `(base)` for clients without an environment.
+    pub by_env: BTreeMap<String, u64>,
+    /// `key=value`.
+    pub by_label: BTreeMap<String, u64>,
+    pub by_prefix: BTreeMap<String, u64>,
+}
 
 /// Preview a batch: what committing it would do, without committing.
 #[utoipa::path(post, path = "/api/preview", tag = "config", request_body = BatchBody,
-    responses((status = 200, description = "{would, approvals_required?, revision, changes, effective, environments, clients}: nothing written"),
-              (status = 400, description = "A malformed change (details.index names it)"),
-              (status = 404, description = "A delete of a path without a value"),
-              (status = 412, description = "A per-change if_match failed"),
-              (status = 422, description = "Violations in any change")))]
+    responses((status = 200, description = "What the commit would do; nothing written", body = PreviewBody),
+              errors::BadRequest, errors::Forbidden, errors::NotFound, errors::PreconditionFailed,
+              errors::TooLarge, errors::Unprocessable, errors::Unavailable))]
 pub async fn batch(
     State(state): State<AppState>,
     caller: Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<PreviewBody>, Error> {
     let body: BatchBody = input::json_body(body)?;
     let changes = super::config::batch_changes(&state, &caller, body).await?;
     answer(&state, &caller, &changes).await
@@ -58,7 +108,7 @@ pub async fn answer(
     state: &AppState,
     caller: &Caller,
     changes: &[Change],
-) -> Result<Json<Value>, Error> {
+) -> Result<Json<PreviewBody>, Error> {
     let preview = state.configs.preview(changes, &caller.actor).await?;
     let before = state.feed.snapshot();
     let after = applied(&before, changes, &preview);
@@ -82,16 +132,16 @@ pub async fn answer(
             }
             changed.entry(env.clone()).or_default().insert(base.clone());
             if grants.allows(base, Action::Read) {
-                effective.push(json!({
-                    "env": env,
-                    "path": base.as_str(),
-                    "before": old.as_ref().map(Effective::api_value),
-                    "after": new.as_ref().map(Effective::api_value),
-                    "diff": setpoint_core::diff::json_patch(
+                effective.push(EffectiveChange {
+                    env: env.clone(),
+                    path: base.as_str().to_owned(),
+                    before: old.as_ref().map(Effective::api_value),
+                    after: new.as_ref().map(Effective::api_value),
+                    diff: setpoint_core::diff::json_patch(
                         old.as_ref().map_or(&Value::Null, |e| &e.value),
                         new.as_ref().map_or(&Value::Null, |e| &e.value),
                     ),
-                }));
+                });
             }
         }
     }
@@ -110,16 +160,16 @@ pub async fn answer(
     } else {
         "commit"
     };
-    Ok(Json(json!({
-        "dry_run": true,
-        "would": would,
-        "approvals_required": preview.approvals_required,
-        "revision": preview.revision,
-        "changes": preview.results,
-        "effective": effective,
-        "environments": changed.keys().flatten().collect::<Vec<_>>(),
-        "clients": clients,
-    })))
+    Ok(Json(PreviewBody {
+        dry_run: true,
+        would,
+        approvals_required: preview.approvals_required,
+        revision: preview.revision,
+        changes: preview.results,
+        effective,
+        environments: changed.keys().flatten().cloned().collect(),
+        clients,
+    }))
 }
 
 /// The base path an override (`/env/{e}/…`) layers, or the path itself.
@@ -151,12 +201,8 @@ fn applied(before: &Snapshot, changes: &[Change], preview: &Preview) -> Snapshot
 fn reached(
     clients: &[&ClientRecord],
     changed: &BTreeMap<Option<String>, BTreeSet<ConfigPath>>,
-) -> Value {
-    let mut total = 0;
-    let mut by_edge: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut by_env: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
-    let mut by_prefix: BTreeMap<&str, u64> = BTreeMap::new();
+) -> Reach {
+    let mut reach = Reach::default();
     for client in clients {
         let Some(paths) = changed.get(&client.env) else {
             continue;
@@ -173,23 +219,16 @@ fn reached(
         if prefixes.is_empty() {
             continue;
         }
-        total += 1;
-        *by_edge.entry(client.edge.as_str()).or_default() += 1;
-        *by_env
-            .entry(client.env.as_deref().unwrap_or("(base)"))
-            .or_default() += 1;
+        reach.total += 1;
+        *reach.by_edge.entry(client.edge.clone()).or_default() += 1;
+        let env = client.env.as_deref().unwrap_or("(base)");
+        *reach.by_env.entry(env.to_owned()).or_default() += 1;
         for (key, value) in &client.labels {
-            *by_label.entry(format!("{key}={value}")).or_default() += 1;
+            *reach.by_label.entry(format!("{key}={value}")).or_default() += 1;
         }
         for prefix in prefixes {
-            *by_prefix.entry(prefix).or_default() += 1;
+            *reach.by_prefix.entry(prefix.to_owned()).or_default() += 1;
         }
     }
-    json!({
-        "total": total,
-        "by_edge": by_edge,
-        "by_env": by_env,
-        "by_label": by_label,
-        "by_prefix": by_prefix,
-    })
+    reach
 }

@@ -307,7 +307,7 @@ fn entry_body(entry: &EntryView) -> EntryBody<'_> {
 /// The top-level names; with `env`, `resolve` or `format`, the whole tree read as on the edges.
 #[utoipa::path(get, path = "/api/config", tag = "config",
     params(("list" = Option<bool>, Query, description = "List the top-level names (the default)"),
-           ("env" = Option<String>, Query, description = "Environment: effective values"),
+           ("env" = Option<String>, Query, description = "Environment: effective values; each path needs read on it and on its override in every environment of the chain (/env/{e}/…)"),
            ("explain" = Option<bool>, Query, description = "Add provenance"),
            ("resolve" = Option<bool>, Query, description = "Substitute references; the tree as one object"),
            ("format" = Option<String>, Query, description = "Bundle of the whole tree: json, yaml, dotenv, k8s-configmap, k8s-secret"),
@@ -339,7 +339,7 @@ pub async fn get_root(
            ("version" = Option<u64>, Query, description = "An older version"),
            ("list" = Option<bool>, Query, description = "List children instead (also: HTTP method LIST)"),
            ("recursive" = Option<bool>, Query, description = "With list: every live path below, with versions"),
-           ("env" = Option<String>, Query, description = "Environment: the effective value (overrides under /env/{env}/ and its ancestors merged over the base value)"),
+           ("env" = Option<String>, Query, description = "Environment: the effective value (overrides under /env/{env}/ and its ancestors merged over the base value); needs read on the path and on its override in every environment of the chain, secrets:read on all of them to resolve a secret"),
            ("explain" = Option<bool>, Query, description = "Add provenance: which path and version every key came from"),
            ("resolve" = Option<bool>, Query, description = "Substitute ${VAR}, ${VAR:default} and ${secret:name}; on a prefix, the subtree as one object"),
            ("format" = Option<String>, Query, description = "Bundle of the subtree: json, yaml, dotenv, k8s-configmap, k8s-secret"),

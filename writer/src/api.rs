@@ -131,13 +131,32 @@ pub fn router(state: AppState) -> Router {
 /// The answer of `GET /api/edges`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct EdgesBody {
-    /// `{id, address, region, state, replication, applied_revision, lag, remote_addr?,
-    /// gossip_addr?}` per edge.
-    #[schema(value_type = Vec<Object>)]
-    pub edges: Vec<serde_json::Value>,
+    pub edges: Vec<EdgeBody>,
     /// The revision the writer serves.
     pub revision: i64,
     pub writer: WriterBody,
+}
+
+/// One edge, as replication and gossip know it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EdgeBody {
+    pub id: String,
+    /// Its HTTP address.
+    pub address: String,
+    pub region: String,
+    /// The gossip verdict `alive`, `suspect` or `down`; without gossip, from the replication
+    /// link (`alive` while connected).
+    pub state: &'static str,
+    /// `connected`, `disconnected`, or `unknown` (known from gossip only).
+    pub replication: &'static str,
+    pub applied_revision: Option<i64>,
+    /// Revisions behind the writer.
+    pub lag: Option<i64>,
+    /// The address its replication link comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gossip_addr: Option<String>,
 }
 
 /// This writer: its id, role (`leader` or `standby`) and the leader's URL when known.
@@ -160,28 +179,33 @@ pub async fn edges(
 ) -> Result<axum::Json<EdgesBody>, Error> {
     use std::collections::BTreeMap;
 
-    use serde_json::{Value, json};
     use setpoint_cluster::gossip::{MemberState, Role};
 
     let revision = match &state.replication {
         Some(replication) => replication.revision(),
         None => state.configs.store_revision().await?,
     };
-    let mut edges: BTreeMap<String, Value> = BTreeMap::new();
+    let mut edges: BTreeMap<String, EdgeBody> = BTreeMap::new();
     if let Some(replication) = &state.replication {
         for edge in replication.edges() {
+            let lag = replication.lag(&edge);
             edges.insert(
                 edge.id.clone(),
-                json!({
-                    "id": edge.id,
-                    "address": edge.http_addr,
-                    "region": edge.region,
-                    "state": if edge.connected { "alive" } else { "down" },
-                    "replication": if edge.connected { "connected" } else { "disconnected" },
-                    "applied_revision": edge.applied_revision,
-                    "lag": replication.lag(&edge),
-                    "remote_addr": edge.remote_addr.to_string(),
-                }),
+                EdgeBody {
+                    id: edge.id,
+                    address: edge.http_addr,
+                    region: edge.region,
+                    state: if edge.connected { "alive" } else { "down" },
+                    replication: if edge.connected {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    },
+                    applied_revision: Some(edge.applied_revision),
+                    lag: Some(lag),
+                    remote_addr: Some(edge.remote_addr.to_string()),
+                    gossip_addr: None,
+                },
             );
         }
     }
@@ -196,18 +220,21 @@ pub async fn edges(
                 MemberState::Suspect => "suspect",
                 MemberState::Down => "down",
             };
-            let entry = edges.entry(member.info.id.clone()).or_insert_with(|| {
-                json!({
-                    "id": member.info.id,
-                    "address": member.info.http_addr,
-                    "region": member.info.region,
-                    "replication": "unknown",
-                    "applied_revision": null,
-                    "lag": null,
-                })
-            });
-            entry["state"] = json!(verdict);
-            entry["gossip_addr"] = json!(member.gossip_addr.to_string());
+            let entry = edges
+                .entry(member.info.id.clone())
+                .or_insert_with(|| EdgeBody {
+                    id: member.info.id.clone(),
+                    address: member.info.http_addr.clone(),
+                    region: member.info.region.clone(),
+                    state: verdict,
+                    replication: "unknown",
+                    applied_revision: None,
+                    lag: None,
+                    remote_addr: None,
+                    gossip_addr: None,
+                });
+            entry.state = verdict;
+            entry.gossip_addr = Some(member.gossip_addr.to_string());
         }
     }
     let leadership = state.leadership.status();

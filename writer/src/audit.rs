@@ -47,7 +47,7 @@ impl Actor {
 /// Seals written per store transaction (two operations each, plus the head).
 const SEALS_PER_TXN: usize = 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -68,7 +68,7 @@ pub struct Event<'a> {
 }
 
 /// One audit record as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     /// RFC 3339.
     pub time: String,

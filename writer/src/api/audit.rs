@@ -33,12 +33,21 @@ fn nanos(name: &str, raw: &str) -> Result<i128, Error> {
 /// One page of audit records.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditPage<'a> {
-    /// `{id, time, actor, action, path, version_before, version_after, request_id, source,
-    /// outcome, detail?}` each, oldest first.
-    #[schema(value_type = Vec<Object>)]
+    /// Oldest first.
+    #[schema(value_type = Vec<AuditRecordBody>)]
     pub records: &'a [Value],
     /// Pass as `after` for the next page; null at the end.
     pub next: Option<&'a str>,
+}
+
+/// One record as a page shows it: the stored record and its id (what `after` takes). The model
+/// renders it (`crate::audit::AuditLog::query`); this is its documentation.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AuditRecordBody {
+    pub id: String,
+    #[serde(flatten)]
+    pub record: crate::audit::Record,
 }
 
 /// What checking the hash chain found.

@@ -16,6 +16,8 @@
 //! This module is pure: no clock, no store. Both the writer (health, status) and the edges
 //! (delivery) use it, so they cannot disagree about who is in.
 
+pub mod health;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -92,6 +94,18 @@ pub enum Status {
 }
 
 impl Status {
+    /// `in_progress`, `paused`, `completed` or `rolled_back`.
+    pub fn parse(text: &str) -> Option<Status> {
+        [
+            Status::InProgress,
+            Status::Paused,
+            Status::Completed,
+            Status::RolledBack,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
     /// In progress or paused: members see the candidate.
     pub fn is_active(self) -> bool {
         matches!(self, Status::InProgress | Status::Paused)
@@ -280,6 +294,16 @@ impl Rollout {
         } else {
             Assignment::Stable
         }
+    }
+
+    /// The first stage (1-based, at most the current one) in which `instance` is a member:
+    /// the stage whose record version delivered it the candidate. `None`: not a member now.
+    pub fn joined_at(&self, instance: &str, labels: &BTreeMap<String, String>) -> Option<usize> {
+        let mut probe = self.clone();
+        (1..=self.stage.max(1)).find(|stage| {
+            probe.stage = *stage;
+            probe.member(instance, labels)
+        })
     }
 
     /// The candidate as a value ready to deliver.
@@ -491,6 +515,36 @@ mod tests {
         assert_eq!(r.assigns("app-1", &none), Assignment::Candidate);
         r.status = Status::RolledBack;
         assert_eq!(r.assigns("app-1", &none), Assignment::Stable);
+    }
+
+    #[test]
+    fn an_instance_joins_at_its_first_stage_and_statuses_parse() {
+        let mut r = rollout(vec![10, 50, 100], None);
+        r.stage = 3;
+        let none = BTreeMap::new();
+        let joined: Vec<usize> = (0..2_000)
+            .filter_map(|i| r.joined_at(&format!("app-{i}"), &none))
+            .collect();
+        assert_eq!(joined.len(), 2_000, "at 100 % everyone is a member");
+        for stage in 1..=3 {
+            assert!(joined.contains(&stage), "nobody joined at stage {stage}");
+        }
+        r.stage = 1;
+        let first = (0..2_000)
+            .map(|i| format!("app-{i}"))
+            .find(|id| r.member(id, &none))
+            .expect("someone is in the 10 % stage");
+        r.stage = 3;
+        assert_eq!(r.joined_at(&first, &none), Some(1));
+        for status in [
+            Status::InProgress,
+            Status::Paused,
+            Status::Completed,
+            Status::RolledBack,
+        ] {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::parse("done"), None);
     }
 
     #[test]

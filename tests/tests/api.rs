@@ -1124,6 +1124,8 @@ async fn operations_endpoints(backend: Backend) {
         "/api/config/{path}/diff",
         "/api/batch",
         "/api/schemas/{prefix}",
+        "/api/config/{path}/rollout",
+        "/api/rollouts/{id}/{action}",
         "/readyz",
     ] {
         assert!(openapi["paths"][route].is_object(), "openapi lacks {route}");
@@ -1264,7 +1266,7 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             }
         }
     }
-    assert!(operations >= 38, "{operations} operations");
+    assert!(operations >= 42, "{operations} operations");
 
     // Reality: each call and the operation it is (method, documented path).
     let key_holder = "/api/accounts/doc-probe";
@@ -1650,6 +1652,43 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             "/api/clients/nobody".into(),
             None,
         ),
+        (
+            Method::POST,
+            "/api/config/{path}/rollout",
+            "/api/config/doc/roll/rollout".into(),
+            Some(json!({"value": 1, "stages": [50, 100]})),
+        ),
+        (
+            Method::POST,
+            "/api/config/{path}/rollout",
+            "/api/config/doc/roll/rollout".into(),
+            Some(json!({"value": 1, "stages": [50, 100]})),
+        ),
+        (
+            Method::POST,
+            "/api/config/{path}/rollout",
+            "/api/config/doc/roll2/rollout".into(),
+            Some(json!({"value": 1, "stages": [50]})),
+        ),
+        (Method::GET, "/api/rollouts", "/api/rollouts".into(), None),
+        (
+            Method::GET,
+            "/api/rollouts",
+            "/api/rollouts?status=sideways".into(),
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/rollouts/{id}",
+            "/api/rollouts/roll_none".into(),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/rollouts/{id}/{action}",
+            "/api/rollouts/roll_none/advance".into(),
+            None,
+        ),
         (Method::GET, "/healthz", "/healthz".into(), None),
         (Method::GET, "/readyz", "/readyz".into(), None),
         (Method::GET, "/metrics", "/metrics".into(), None),
@@ -1731,6 +1770,51 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             "/api/changes/{id}/approve",
             "/api/changes/none/approve".to_owned(),
             404,
+        ),
+    ] {
+        let response = w
+            .http
+            .request(method.clone(), w.url(&url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {url}");
+        check_answer(&doc, &method, template, &url, response).await;
+        seen.insert((method.as_str().to_lowercase(), template));
+    }
+
+    // The rollout made above: read, then steered.
+    let listed: Value = w
+        .http
+        .get(w.url("/api/rollouts?path=/doc/roll"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = listed["rollouts"][0]["rollout_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (method, template, url, status) in [
+        (
+            Method::GET,
+            "/api/rollouts/{id}",
+            format!("/api/rollouts/{id}"),
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/rollouts/{id}/{action}",
+            format!("/api/rollouts/{id}/pause"),
+            200,
+        ),
+        (
+            Method::POST,
+            "/api/rollouts/{id}/{action}",
+            format!("/api/rollouts/{id}/pause"),
+            409,
         ),
     ] {
         let response = w

@@ -1,7 +1,8 @@
 //! The writer's REST API (axum): routes, shared state and the middleware around them.
 //!
 //! Layout: [`config`] serves `/api/config/...` and `/api/batch`, [`schemas`] `/api/schemas/...`,
-//! [`environments`] `/api/environments/...`,
+//! [`environments`] `/api/environments/...`, [`rollouts`] `POST /api/config/{path}/rollout` and
+//! `/api/rollouts/...`,
 //! [`ops`] health, readiness and metrics, [`openapi`] the generated OpenAPI document, [`input`]
 //! turns raw bodies, headers and query strings into typed requests (every input is parsed here
 //! once and rejected with a JSON error, never unwrapped).
@@ -20,6 +21,7 @@ pub mod input;
 pub mod openapi;
 pub mod ops;
 pub mod preview;
+pub mod rollouts;
 pub mod schemas;
 pub mod standby;
 
@@ -63,7 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/config/", get(config::get_root))
         .route(
             "/api/config/{*path}",
-            get(config::get).put(config::put).delete(config::delete),
+            get(config::get)
+                .put(config::put)
+                .delete(config::delete)
+                .post(rollouts::create),
         )
         .route("/api/batch", post(config::batch))
         .route("/api/preview", post(preview::batch))
@@ -102,6 +107,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/changes/{id}/approve", post(approvals::approve))
         .route("/api/changes/{id}/reject", post(approvals::reject))
         .route("/api/changes/{id}/cancel", post(approvals::cancel))
+        .route("/api/rollouts", get(rollouts::list))
+        .route("/api/rollouts/{id}", get(rollouts::get))
+        .route("/api/rollouts/{id}/{action}", post(rollouts::steer))
         .route("/api/audit", get(audit::list))
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/edges", get(edges))

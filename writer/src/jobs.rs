@@ -1,5 +1,5 @@
 //! The writer's leader-only jobs: bootstrap (default environments, the admin account), the
-//! audit sealer, history retention and store compaction. They write, so they run only while
+//! audit sealer, history retention and store compaction, and the rollouts' stage clock. They write, so they run only while
 //! this writer leads — started with each term, aborted when it ends — and never on a standby
 //! (whose transactions the fence refuses anyway). Also keeps the leadership metrics.
 
@@ -40,6 +40,7 @@ pub(crate) async fn bootstrap(configs: &Configs, config: &WriterConfig) -> Resul
 pub(crate) async fn leader_jobs(
     leadership: Arc<Leadership>,
     configs: Arc<Configs>,
+    replication: Option<Arc<crate::replication::Replication>>,
     metrics: Arc<Metrics>,
     config: WriterConfig,
     mut bootstrapped: Option<Option<store::Revision>>,
@@ -88,6 +89,10 @@ pub(crate) async fn leader_jobs(
                 configs.clone(),
                 metrics.clone(),
                 config.clone(),
+            )));
+            jobs.push(tokio::spawn(crate::rollouts::stage_clock(
+                configs.clone(),
+                replication.clone(),
             )));
             running = Some((term, jobs));
         }

@@ -8,7 +8,9 @@
 //! - [`metrics`]: the Prometheus registry and the store-timing wrapper.
 //! - [`replication`]: the QUIC link to edge nodes, fed by the store's watch.
 //! - [`leader`]: which replica leads (an etcd lease on one key) and the fence on every commit.
-//! - [`jobs`]: the jobs only the leader runs (bootstrap, audit sealer, retention, compaction).
+//! - [`jobs`]: the jobs only the leader runs (bootstrap, audit sealer, retention, compaction,
+//!   the rollouts' stage clock).
+//! - [`rollouts`]: the stage clock — rollouts moved by time and the fleet's health.
 //! - [`error`]: the one error vocabulary (code → HTTP status).
 //!
 //! [`run`] serves a writer on a listener until a shutdown future resolves.
@@ -22,6 +24,7 @@ pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod replication;
+pub mod rollouts;
 pub mod store;
 
 use std::future::Future;
@@ -285,6 +288,7 @@ impl Writer {
         let leader_jobs = tokio::spawn(jobs::leader_jobs(
             leadership.clone(),
             configs.clone(),
+            replication.as_ref().map(|r| r.replication().clone()),
             metrics.clone(),
             config.clone(),
             bootstrapped,

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod preview;
 pub mod records;
 pub mod retention;
+pub mod rollouts;
 pub mod rules;
 pub mod schemas;
 
@@ -437,6 +438,22 @@ pub(crate) struct Commit {
     pub author: Option<String>,
     /// The change request this commit carries out; its entry may be written alongside.
     pub request: Option<String>,
+    /// The rollout this commit completes; its record is written alongside.
+    pub rollout: Option<String>,
+    /// `?force=true`: a config write may touch a path under an active rollout.
+    pub force: bool,
+    /// The audit action, when not the one the origin and path give (a rollout's transitions).
+    pub action: Option<&'static str>,
+    /// The audit record's detail, when neither a change request nor a rollout gives one.
+    pub detail: Option<Value>,
+}
+
+impl Commit {
+    /// Whether this commit must stay off paths under an active rollout: a config write that is
+    /// neither forced nor the rollout's own completion.
+    fn respects_rollouts(&self) -> bool {
+        self.origin == Origin::Configs && !self.force && self.rollout.is_none()
+    }
 }
 
 /// Compares and writes a caller adds to a planned transaction.
@@ -488,7 +505,9 @@ fn check_batch(commit: &Commit, changes: &[Change]) -> Result<(), Error> {
         let allowed_special = (definition && commit.origin == Origin::Environments)
             || (system && commit.origin == Origin::System)
             || (commit.request.as_deref())
-                .is_some_and(|id| approvals::request_path(id).is_ok_and(|p| &p == path));
+                .is_some_and(|id| approvals::request_path(id).is_ok_and(|p| &p == path))
+            || (commit.rollout.as_deref())
+                .is_some_and(|id| setpoint_core::rollout::record_path(id).as_ref() == Some(path));
         if !allowed_special {
             path.check_writable()
                 .map_err(|e| Error::from(e).at_index(index))?;
@@ -528,6 +547,9 @@ impl Origin {
             (Origin::System, false) if system("policies") => "policy.put",
             (Origin::System, true) if system("policies") => "policy.delete",
             (Origin::System, _) if system("changes") => "change.put",
+            (Origin::System, _) if system(setpoint_core::rollout::ROLLOUTS_SEGMENT) => {
+                "rollout.put"
+            }
             (Origin::System, false) => "account.put",
             (Origin::System, true) => "account.delete",
         }
@@ -597,9 +619,20 @@ impl Configs {
     /// Commits `changes` as one transaction (one revision), or — when an approval policy governs
     /// one of the paths — stores a change request instead and commits nothing.
     pub async fn submit(&self, changes: Vec<Change>, actor: &Actor) -> Result<Submitted, Error> {
+        self.submit_forced(changes, actor, false).await
+    }
+
+    /// [`Configs::submit`]; with `force`, also on paths under an active rollout (409 otherwise).
+    pub async fn submit_forced(
+        &self,
+        changes: Vec<Change>,
+        actor: &Actor,
+        force: bool,
+    ) -> Result<Submitted, Error> {
         let gated = Commit {
             origin: Origin::Configs,
             gated: true,
+            force,
             ..Commit::default()
         };
         match self.commit_as(&gated, &changes, actor).await? {
@@ -664,7 +697,9 @@ impl Configs {
         actor: &Actor,
         extra: &Extra,
     ) -> Result<Attempt, Error> {
-        let (observed, rules) = self.observe(changes, commit.gated).await?;
+        let (observed, rules) = self
+            .observe(changes, commit.gated, commit.respects_rollouts())
+            .await?;
         let (_, now) = self.now();
         let proposal = plan::Proposal {
             changes,
@@ -702,6 +737,7 @@ impl Configs {
         &self,
         changes: &[Change],
         gated: bool,
+        rollouts: bool,
     ) -> Result<(plan::Observed, plan::Rules), Error> {
         let environments: std::collections::BTreeSet<&str> = changes
             .iter()
@@ -724,6 +760,13 @@ impl Configs {
             reads.push(Read::Range(RangeRequest::prefix(&plan::policies_range(
                 &self.keys,
             ))));
+        }
+        if rollouts {
+            // One range, not a get per path: a batch's reads (like its compares) must stay
+            // within etcd's 128 operations per transaction.
+            reads.push(Read::Range(RangeRequest::prefix(
+                &self.keys.rollout_guards(),
+            )));
         }
         let set = self.store.read(reads).await?;
         let mut results = set.results.into_iter();
@@ -759,6 +802,16 @@ impl Configs {
         }
         if gated {
             rules.policies = self.policies_from(next()).await?;
+        }
+        if rollouts {
+            let guards: std::collections::HashMap<String, String> = next()
+                .into_iter()
+                .map(|kv| (kv.key, String::from_utf8_lossy(&kv.value).into_owned()))
+                .collect();
+            observed.rollouts = changes
+                .iter()
+                .map(|c| guards.get(&self.keys.rollout_guard(c.path())).cloned())
+                .collect();
         }
         Ok((observed, rules))
     }
@@ -819,19 +872,31 @@ impl Configs {
     /// own record (its status) is part of the same commit and not listed.
     fn audit_write(&self, commit: &Commit, results: &[ChangeResult], actor: &Actor) -> TxnOp {
         let before = |r: &ChangeResult| (r.version > 1).then(|| r.version - 1);
+        let rollout_record = commit
+            .rollout
+            .as_deref()
+            .and_then(setpoint_core::rollout::record_path);
         let results: Vec<&ChangeResult> = results
             .iter()
             .filter(|r| commit.request.is_none() || !approvals::is_request_path(&r.path))
+            .filter(|r| rollout_record.as_ref().is_none_or(|p| p.as_str() != r.path))
             .collect();
         let request = commit.request.as_deref();
+        let detail = match (request, commit.rollout.as_deref()) {
+            (Some(id), _) => Some(json!({ "change_request": id }).to_string()),
+            (None, Some(id)) => Some(json!({ "rollout": id }).to_string()),
+            (None, None) => commit.detail.as_ref().map(Value::to_string),
+        };
         let event = match results.as_slice() {
             [single] => audit::Event {
-                action: commit.origin.action(&single.path, single.deleted),
+                action: commit
+                    .action
+                    .unwrap_or_else(|| commit.origin.action(&single.path, single.deleted)),
                 path: Some(single.path.as_str()),
                 version_before: before(single),
                 version_after: Some(single.version),
                 outcome: audit::Outcome::Ok,
-                detail: request.map(|id| json!({ "change_request": id }).to_string()),
+                detail,
             },
             many => {
                 let changes = json!(

@@ -137,11 +137,18 @@ async fn submit(
     state: &AppState,
     caller: &Caller,
     changes: Vec<Change>,
+    force: bool,
 ) -> Result<Result<Committed, Response>, Error> {
-    Ok(match state.configs.submit(changes, &caller.actor).await? {
-        Submitted::Committed(committed) => Ok(committed),
-        Submitted::Pending(request) => Err(approvals::accepted(&request)),
-    })
+    Ok(
+        match state
+            .configs
+            .submit_forced(changes, &caller.actor, force)
+            .await?
+        {
+            Submitted::Committed(committed) => Ok(committed),
+            Submitted::Pending(request) => Err(approvals::accepted(&request)),
+        },
+    )
 }
 
 fn with_revision(mut response: Response, revision: i64) -> Response {
@@ -156,7 +163,8 @@ fn with_revision(mut response: Response, revision: i64) -> Response {
 /// Write a config: a new version of `path`.
 #[utoipa::path(put, path = "/api/config/{path}", tag = "config",
     params(("path" = String, Path, description = "Slash-separated config path, e.g. myapp/database/host"),
-           ("If-Match" = Option<String>, Header, description = "Expected current version (\"3\", 3 or *)")),
+           ("If-Match" = Option<String>, Header, description = "Expected current version (\"3\", 3 or *)"),
+           ("force" = Option<bool>, Query, description = "Write even though the path is under an active rollout")),
     request_body = PutBody,
     responses((status = 200, description = "New version of an existing config", body = WriteResult,
                 headers(("ETag" = String, description = "The new version, quoted"))),
@@ -169,14 +177,16 @@ pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Write).await?;
+    let force = Params::new(query).flag("force")?;
     let body: PutBody = input::json_body(body)?;
     let change = put_change(path, body, input::if_match(&headers)?)?;
-    match submit(&state, &caller, vec![change]).await? {
+    match submit(&state, &caller, vec![change], force).await? {
         Ok(committed) => Ok(single_result(committed)),
         Err(accepted) => Ok(accepted),
     }
@@ -185,7 +195,8 @@ pub async fn put(
 /// Delete a config: writes a tombstone version.
 #[utoipa::path(delete, path = "/api/config/{path}", tag = "config",
     params(("path" = String, Path, description = "Config path"),
-           ("If-Match" = Option<String>, Header, description = "Expected current version")),
+           ("If-Match" = Option<String>, Header, description = "Expected current version"),
+           ("force" = Option<bool>, Query, description = "Delete even though the path is under an active rollout")),
     responses((status = 200, description = "Tombstone version written", body = WriteResult),
               (status = 202, description = "A policy needs approvals: the change waits in a change request", body = approvals::ChangeAccepted),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
@@ -194,15 +205,17 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Delete).await?;
+    let force = Params::new(query).flag("force")?;
     let change = Change::Delete {
         path,
         if_match: input::if_match(&headers)?,
     };
-    match submit(&state, &caller, vec![change]).await? {
+    match submit(&state, &caller, vec![change], force).await? {
         Ok(committed) => Ok(single_result(committed)),
         Err(accepted) => Ok(accepted),
     }
@@ -232,6 +245,7 @@ fn single_result(committed: Committed) -> Response {
 
 /// Commit several puts and deletes atomically, as one revision.
 #[utoipa::path(post, path = "/api/batch", tag = "config", request_body = BatchBody,
+    params(("force" = Option<bool>, Query, description = "Commit even though a path is under an active rollout")),
     responses((status = 200, description = "All changes committed at one revision", body = BatchResult),
               (status = 202, description = "A policy needs approvals: the changes wait in a change request", body = approvals::ChangeAccepted),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
@@ -239,11 +253,13 @@ fn single_result(committed: Committed) -> Response {
 pub async fn batch(
     State(state): State<AppState>,
     caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
+    let force = Params::new(query).flag("force")?;
     let body: BatchBody = input::json_body(body)?;
     let changes = batch_changes(&state, &caller, body).await?;
-    let committed = match submit(&state, &caller, changes).await? {
+    let committed = match submit(&state, &caller, changes, force).await? {
         Ok(committed) => committed,
         Err(accepted) => return Ok(accepted),
     };

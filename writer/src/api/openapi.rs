@@ -20,7 +20,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{accounts, approvals, audit, clients, config, environments, ops, preview, schemas};
+use super::{
+    accounts, approvals, audit, clients, config, environments, ops, preview, rollouts, schemas,
+};
 
 /// The security scheme every operation but health uses.
 pub const SECURITY_SCHEME: &str = "bearer";
@@ -70,6 +72,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
         super::edges,
         clients::list,
         clients::get,
+        rollouts::create,
+        rollouts::list,
+        rollouts::get,
+        rollouts::steer,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -81,6 +87,11 @@ pub const SECURITY_SCHEME: &str = "bearer";
         config::BatchBody,
         config::BatchChange,
         schemas::SchemaBody,
+        rollouts::RolloutBody,
+        rollouts::CanaryBody,
+        rollouts::HealthBody,
+        rollouts::RolloutView,
+        rollouts::RolloutList,
         crate::model::ChangeResult,
         setpoint_serving::body::EntryBody,
         setpoint_serving::body::ListingBody,

@@ -428,6 +428,7 @@ impl Configs {
             gated: false,
             author: Some(request.author.clone()),
             request: Some(request.id.clone()),
+            ..Commit::default()
         };
         let refused = match super::check_batch(&commit, &changes)
             .and_then(|()| super::plan::compile_own_rules(&changes))

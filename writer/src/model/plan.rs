@@ -47,6 +47,9 @@ pub struct Observed {
     /// Each environment an override of the batch lives in: its definition's mod revision (0 when
     /// never defined) and whether it is live.
     pub definitions: BTreeMap<String, (Revision, bool)>,
+    /// Per change, when the commit must stay off paths under rollout: the id of the path's
+    /// active rollout (its guard key), if any. Empty when the commit does not check.
+    pub rollouts: Vec<Option<String>>,
 }
 
 /// Schemas and validators given with a put, compiled once before any read.
@@ -120,6 +123,15 @@ pub fn plan(
             observed.revision + 1,
         ));
     }
+    if !observed.rollouts.is_empty() {
+        // None of the paths was under rollout as of the read; no rollout may begin before the
+        // commit (one range compare: a batch's compares must stay within etcd's 128 operations).
+        txn.compares.push(Compare::mod_revision_prefix(
+            &keys.rollout_guards(),
+            CompareOp::Less,
+            observed.revision + 1,
+        ));
+    }
     let mut results = Vec::with_capacity(proposal.changes.len());
     let mut violations = Vec::new();
     let mut truncated = false;
@@ -129,6 +141,17 @@ pub fn plan(
         proposal.changes.iter().zip(&observed.pointers).enumerate()
     {
         let path = change.path();
+        if let Some(Some(id)) = observed.rollouts.get(index) {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{path} is under rollout {id}; finish it (POST /api/rollouts/{id}/advance) \
+                     or roll it back first, or write with ?force=true"
+                ),
+            )
+            .with_details(json!({ "path": path.as_str(), "rollout": id }))
+            .at_index(index));
+        }
         check_precondition(path, current.as_ref(), change_precondition(change))
             .map_err(|e| e.at_index(index))?;
         if let (Change::Put(_), Some((environment, _))) =
@@ -463,6 +486,7 @@ mod tests {
             revision: 40,
             pointers,
             definitions: BTreeMap::new(),
+            rollouts: Vec::new(),
         }
     }
 
@@ -505,6 +529,36 @@ mod tests {
             })
             .collect();
         assert_eq!(keys, ["/sp/c/a/b", "/sp/h/a/b@00000000000000000004"]);
+    }
+
+    #[test]
+    fn a_path_under_rollout_is_a_conflict_and_free_ones_compare_the_guards_unchanged() {
+        let changes = [
+            put("/a/free", json!(1), None),
+            put("/a/held", json!(2), None),
+        ];
+        let mut seen = observed(vec![(0, None), (3, Some(pointer(1, false)))]);
+        seen.rollouts = vec![None, Some("roll_x".into())];
+        let refused = run(&changes, &seen, &Rules::default(), false).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Conflict);
+        assert_eq!(refused.details.as_ref().unwrap()["index"], 1);
+        assert_eq!(refused.details.as_ref().unwrap()["rollout"], "roll_x");
+        seen.rollouts = vec![None, None];
+        let Plan::Commit { txn, .. } = run(&changes, &seen, &Rules::default(), false).unwrap()
+        else {
+            panic!("expected a commit");
+        };
+        assert!(has_compare(
+            &txn,
+            &Compare::mod_revision_prefix("/sp/grollout/", CompareOp::Less, 41)
+        ));
+        // A commit that does not check (forced, or a rollout's own completion) compares nothing.
+        seen.rollouts = Vec::new();
+        let Plan::Commit { txn, .. } = run(&changes, &seen, &Rules::default(), false).unwrap()
+        else {
+            panic!("expected a commit");
+        };
+        assert!(!txn.compares.iter().any(|c| c.key().contains("grollout")));
     }
 
     #[test]

@@ -31,7 +31,9 @@ impl Configs {
         };
         super::check_batch(&commit, changes)?;
         let own_rules = plan::compile_own_rules(changes)?;
-        let (observed, rules) = self.observe(changes, true).await?;
+        let (observed, rules) = self
+            .observe(changes, true, commit.respects_rollouts())
+            .await?;
         let (_, now) = self.now();
         let proposal = plan::Proposal {
             changes,

@@ -8,7 +8,8 @@
 //!   so a 1 MiB value plus the pointer fits etcd's 1.5 MiB request limit.
 //! - `P` + `s` + prefix → a [`PrefixSchema`] applying to every config below the prefix.
 //! - `P` + `g` + name → a guard: `genvironments` is rewritten by every change of an environment
-//!   definition, which compares it, so definitions change one at a time across all writers.
+//!   definition, which compares it, so definitions change one at a time across all writers;
+//!   `grollout{path}` holds the id of the path's active rollout (see [`Keys::rollout_guard`]).
 //!
 //! `@` cannot occur in a path segment, so `h/a@` never matches `h/a/b@…` in a prefix range.
 //! This module only encodes and decodes; it never talks to the store.
@@ -72,6 +73,19 @@ impl Keys {
     /// one at a time (environment definitions) and compared by each of them.
     pub fn guard(&self, name: &str) -> String {
         format!("{}g{}", self.prefix, name)
+    }
+
+    /// `P g rollout{path}`: present while a rollout of `path` is active, holding its id. Created
+    /// with the rollout and deleted when it completes or rolls back; a config write compares it
+    /// unchanged since its read, a second rollout of the path compares it absent — so both rules
+    /// hold across writer processes.
+    pub fn rollout_guard(&self, path: &ConfigPath) -> String {
+        self.guard(&format!("rollout{path}"))
+    }
+
+    /// Prefix of every rollout guard.
+    pub fn rollout_guards(&self) -> String {
+        self.guard("rollout/")
     }
 
     pub fn path_of_schema(&self, key: &str) -> Option<ConfigPath> {

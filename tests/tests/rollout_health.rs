@@ -1,0 +1,302 @@
+//! Rollouts with real clients: the seed's demo verbatim with `curl` against a real
+//! `setpoint dev` while Rust SDK clients are connected (members see the candidate, the rest the
+//! stable value, the status counts them, rollback brings everyone back), and the health gates —
+//! an SDK whose callback fails halts the rollout (rolled back, the instance named), a session
+//! that never acknowledges halts it (paused, the instance named).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use setpoint_proto::edge::v1 as pb;
+use setpoint_proto::edge::v1::client_message::Kind as Up;
+use setpoint_proto::edge::v1::edge_client::EdgeClient;
+use setpoint_sdk::{Client, Options, WatchHandle};
+use setpoint_tests::binary::SetpointProcess;
+use setpoint_tests::wait_until;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Generous: two loaded cores; edges report their clients every second.
+const SETTLE: Duration = Duration::from_secs(30);
+
+async fn dev() -> (tempfile::TempDir, SetpointProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dev =
+        SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir.path()).await;
+    (dir, dev)
+}
+
+async fn put(base: &str, path: &str, value: Value) {
+    let response = reqwest::Client::new()
+        .put(format!("{base}/api/config{path}"))
+        .body(json!({ "value": value }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+async fn get_json(url: String) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+async fn post(url: String, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `curl` as a user types it; its standard output as JSON.
+fn curl(args: &[&str]) -> Value {
+    let output = std::process::Command::new("curl")
+        .arg("-sS")
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(output.status.success(), "curl {args:?}: {output:?}");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("curl {args:?} printed no JSON ({e}): {output:?}"))
+}
+
+/// SDK clients `app-0..n` watching `/myapp`; `failing` ones NACK every change of `path`.
+async fn clients(
+    base: &str,
+    n: usize,
+    path: &'static str,
+    failing: &[usize],
+) -> (Vec<Client>, Vec<WatchHandle>) {
+    let mut out = Vec::new();
+    let mut watches = Vec::new();
+    for i in 0..n {
+        let client = Client::new(
+            base,
+            Options {
+                prefixes: vec!["/myapp".into()],
+                instance_id: Some(format!("app-{i}")),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        client.wait_ready(SETTLE).await.unwrap();
+        let fails = failing.contains(&i);
+        let watch = client
+            .watch("/myapp", move |event| {
+                if fails && event.path == path {
+                    Err("the new host is unreachable")
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap();
+        watches.push(watch);
+        out.push(client);
+    }
+    (out, watches)
+}
+
+fn holds(client: &Client, path: &str) -> String {
+    client
+        .get(path)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_demo_verbatim_with_sdk_clients_connected() {
+    let (_dir, dev) = dev().await;
+    let base = dev.base();
+    put(&base, "/myapp/database/host", json!("old-host.internal")).await;
+    let (apps, _watches) = clients(&base, 10, "/myapp/database/host", &[]).await;
+
+    // The demo, as the seed writes it (against this dev's address).
+    let created = curl(&[
+        "-X",
+        "POST",
+        &format!("{base}/api/config/myapp/database/host/rollout"),
+        "-d",
+        r#"{"value": "new-host.internal", "stages": [10, 50, 100], "interval": "5m"}"#,
+    ]);
+    assert!(
+        created["rollout_id"].as_str().unwrap().starts_with("roll_"),
+        "{created}"
+    );
+    assert_eq!(created["status"], "in_progress");
+    assert_eq!(created["stage"], 1);
+    let id = created["rollout_id"].as_str().unwrap().to_owned();
+    // Stage 2 by hand (the demo's interval is 5 minutes).
+    let (status, advanced) = post(format!("{base}/api/rollouts/{id}/advance"), json!({})).await;
+    assert_eq!(status, 200, "{advanced}");
+
+    // Members hold the candidate, the others the stable value; the status counts them.
+    let settled = wait_until(SETTLE, || async {
+        let status = curl(&[&format!("{base}/api/rollouts/{id}")]);
+        status["stage"] == 2
+            && status["matching"] == 10
+            && status["acked"] == status["members"]
+            && status["members"].as_u64().unwrap() > 0
+    })
+    .await;
+    let status = curl(&[&format!("{base}/api/rollouts/{id}")]);
+    assert!(settled, "{status:#}");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    let members = status["members"].as_u64().unwrap() as usize;
+    let progress = status["progress"].as_f64().unwrap();
+    assert!(
+        (progress - members as f64 * 10.0).abs() < 1e-9,
+        "progress is the share of the 10 that applied the candidate: {status:#}"
+    );
+    let on_candidate = apps
+        .iter()
+        .filter(|c| holds(c, "/myapp/database/host") == "new-host.internal")
+        .count();
+    assert_eq!(on_candidate, members, "{status:#}");
+    // A read without an instance id sees the stable value.
+    let plain = get_json(format!("{base}/api/config/myapp/database/host")).await;
+    assert_eq!(plain["value"], "old-host.internal");
+
+    // Rollback, as the demo does: everyone is back on the stable value.
+    let back = curl(&["-X", "POST", &format!("{base}/api/rollouts/{id}/rollback")]);
+    assert_eq!(back["status"], "rolled_back", "{back}");
+    let reverted = wait_until(SETTLE, || async {
+        apps.iter()
+            .all(|c| holds(c, "/myapp/database/host") == "old-host.internal")
+    })
+    .await;
+    assert!(reverted, "every client returns to the stable value");
+    for app in &apps {
+        app.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_whose_callback_fails_halts_the_rollout() {
+    let (_dir, dev) = dev().await;
+    let base = dev.base();
+    put(&base, "/myapp/flag", json!("off")).await;
+    let (apps, _watches) = clients(&base, 4, "/myapp/flag", &[2]).await;
+    let (status, created) = post(
+        format!("{base}/api/config/myapp/flag/rollout"),
+        json!({"value": "on", "stages": [100], "interval": "1h",
+               "health": {"ack_timeout": "30s", "max_error_rate": 0.01, "on_unhealthy": "rollback"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["rollout_id"].as_str().unwrap().to_owned();
+    let halted = wait_until(SETTLE, || async {
+        get_json(format!("{base}/api/rollouts/{id}")).await["status"] == "rolled_back"
+    })
+    .await;
+    let status = get_json(format!("{base}/api/rollouts/{id}")).await;
+    assert!(halted, "{status:#}");
+    assert_eq!(
+        status["halted"]["instances"],
+        json!(["app-2"]),
+        "{status:#}"
+    );
+    assert!(
+        status["halted"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("NACK"),
+        "{status:#}"
+    );
+    assert_eq!(status["healthy"], false);
+    let last = status["transitions"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["status"], "rolled_back");
+    assert_eq!(last["by"], "setpoint", "the stage clock did it: {last}");
+    let reverted = wait_until(SETTLE, || async {
+        apps.iter().all(|c| holds(c, "/myapp/flag") == "off")
+    })
+    .await;
+    assert!(reverted, "the rollback reaches every client");
+    let audit = get_json(format!("{base}/api/audit?action=rollout.halt")).await;
+    assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{audit}");
+    for app in &apps {
+        app.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_never_acknowledges_pauses_the_rollout() {
+    let (_dir, dev) = dev().await;
+    let base = dev.base();
+    put(&base, "/myapp/limit", json!(1)).await;
+    // A raw session that reads its updates and never sends a receipt.
+    let mut grpc = EdgeClient::connect(base.clone()).await.unwrap();
+    let (up, rx) = mpsc::channel(16);
+    up.send(pb::ClientMessage {
+        kind: Some(Up::Hello(pb::ClientHello {
+            instance_id: "silent-1".into(),
+            env: None,
+            prefixes: vec!["/myapp".into()],
+            labels: Default::default(),
+            sdk: "test".into(),
+            sdk_version: "0.0.1".into(),
+            from_revision: None,
+            resolve: false,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut down = grpc
+        .session(tonic::Request::new(ReceiverStream::new(rx)))
+        .await
+        .unwrap()
+        .into_inner();
+    let received = Arc::new(Mutex::new(0usize));
+    let counter = received.clone();
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(_)) = down.message().await {
+            *counter.lock().unwrap() += 1;
+        }
+    });
+    let seen = wait_until(SETTLE, || async {
+        let clients = get_json(format!("{base}/api/clients?status=connected")).await;
+        clients.as_array().is_some_and(|c| c.len() == 1)
+    })
+    .await;
+    assert!(seen, "the session reaches the writer's fleet view");
+
+    let (status, created) = post(
+        format!("{base}/api/config/myapp/limit/rollout"),
+        json!({"value": 2, "stages": [100],
+               "health": {"ack_timeout": "2s", "on_unhealthy": "pause"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["rollout_id"].as_str().unwrap().to_owned();
+    let paused = wait_until(SETTLE, || async {
+        get_json(format!("{base}/api/rollouts/{id}")).await["status"] == "paused"
+    })
+    .await;
+    let status = get_json(format!("{base}/api/rollouts/{id}")).await;
+    assert!(paused, "{status:#}");
+    assert_eq!(
+        status["halted"]["instances"],
+        json!(["silent-1"]),
+        "{status:#}"
+    );
+    assert!(
+        status["halted"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not acknowledge"),
+        "{status:#}"
+    );
+    assert!(
+        *received.lock().unwrap() > 0,
+        "the session was sent updates"
+    );
+    drop(up);
+    reader.abort();
+}

@@ -1,14 +1,17 @@
 //! The `setpoint` binary: parses flags (and `SETPOINT_*` environment variables) into each
-//! service's typed config, sets up logging and signals, and runs the service. No service logic
-//! lives here.
+//! service's typed config, sets up logging and signals, and runs the service; the client verbs
+//! (`get`, `put`, `watch`, `rollout`, …) are dispatched to [`verbs`]. No service logic lives
+//! here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 mod dev;
 mod edge;
 mod secrets;
+mod verbs;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -59,6 +62,8 @@ enum Command {
     Edge(edge::EdgeArgs),
     /// Writes a dev CA plus writer and edge certificates for mutual TLS.
     Certs(CertsArgs),
+    #[command(flatten)]
+    Verb(verbs::Verb),
 }
 
 #[derive(Debug, Args)]
@@ -301,11 +306,27 @@ async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log, cli.log_format)?;
-    match cli.command {
+    let command = match cli.command {
+        // The client verbs print their own outcome and choose their exit code; the services'
+        // log lines would only clutter a terminal or a script's stderr.
+        Command::Verb(verb) => return verbs::run(verb),
+        command => command,
+    };
+    match serve(command, &cli.log, cli.log_format) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn serve(command: Command, log: &str, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logging(log, log_format)?;
+    match command {
         Command::Dev(args) => dev::run(args).await,
         Command::Writer(args) => writer(args).await,
         Command::Edge(args) => edge::run(args).await,
@@ -316,5 +337,6 @@ async fn main() -> anyhow::Result<()> {
             println!("edge:   {} {}", edge.cert.display(), edge.key.display());
             Ok(())
         }
+        Command::Verb(_) => anyhow::bail!("a client verb is not a service"),
     }
 }

@@ -1,0 +1,611 @@
+//! The client verbs of the real `setpoint` binary against a real `setpoint dev`: every verb in
+//! human and `-o json` form, `put` from an argument, a file and stdin, the exit codes (3 not
+//! found, 4 conflict or precondition failed, 2 usage, 1 error), and `watch` printing the writes
+//! made while it runs and resuming across a server restart.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use setpoint_tests::binary::{SetpointProcess, setpoint_bin};
+use setpoint_tests::wait_until;
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success: {self:?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+}
+
+/// `setpoint ARGS --addr <dev>`, with `stdin` piped in when given.
+fn cli(dev: &SetpointProcess, args: &[&str], stdin: Option<&str>) -> Run {
+    let mut command = Command::new(setpoint_bin());
+    command
+        .args(args)
+        .env("SETPOINT_ADDR", dev.base())
+        .env_remove("SETPOINT_TOKEN")
+        .env_remove("SETPOINT_API_KEY_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = command.spawn().expect("spawn setpoint");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn dev(dir: &Path) -> SetpointProcess {
+    let data = dir.join("data");
+    SetpointProcess::start(&["dev", "--data-dir", data.to_str().unwrap()], dir).await
+}
+
+#[tokio::test]
+async fn config_verbs_in_human_and_json_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+
+    // A bare word is a JSON string; JSON that parses is JSON.
+    let wrote = cli(&dev, &["put", "/myapp/database/host", "db.internal"], None).ok();
+    assert!(
+        wrote
+            .stdout
+            .contains("wrote /myapp/database/host version 1"),
+        "{wrote:?}"
+    );
+    let wrote = cli(
+        &dev,
+        &[
+            "put",
+            "myapp/database/pool",
+            r#"{"min": 1, "max": 5}"#,
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(wrote["version"], 1);
+    assert_eq!(wrote["path"], "/myapp/database/pool");
+
+    let got = cli(&dev, &["get", "/myapp/database/host"], None).ok();
+    assert_eq!(got.stdout, "db.internal\n");
+    let got = cli(&dev, &["get", "/myapp/database/pool", "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(got["value"]["max"], 5);
+    assert_eq!(got["format"], "json");
+    let detailed = cli(&dev, &["get", "/myapp/database/pool", "--detailed"], None).ok();
+    assert!(detailed.stdout.contains("version:"), "{detailed:?}");
+    assert!(detailed.stdout.contains("\"max\": 5"), "{detailed:?}");
+
+    // From a YAML file (format from the extension), from stdin as text, from `-f -`.
+    let file = dir.path().join("limits.yaml");
+    std::fs::write(&file, "cpu: 2\nmemory: 4Gi\n").unwrap();
+    cli(
+        &dev,
+        &["put", "/myapp/limits", "-f", file.to_str().unwrap()],
+        None,
+    )
+    .ok();
+    let got = cli(&dev, &["get", "/myapp/limits", "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(got["format"], "yaml");
+    assert_eq!(got["value"], "cpu: 2\nmemory: 4Gi\n");
+    cli(
+        &dev,
+        &["put", "/myapp/motd", "--format", "text"],
+        Some("hello\nworld\n"),
+    )
+    .ok();
+    let got = cli(&dev, &["get", "/myapp/motd", "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(got["format"], "text");
+    assert_eq!(got["value"], "hello\nworld\n");
+    cli(&dev, &["put", "/myapp/replicas", "-f", "-"], Some("3\n")).ok();
+    let got = cli(&dev, &["get", "/myapp/replicas", "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(got["value"], 3, "piped JSON is JSON");
+
+    // A second version, then history and diff.
+    cli(
+        &dev,
+        &["put", "/myapp/database/pool", r#"{"min": 2, "max": 5}"#],
+        None,
+    )
+    .ok();
+    let history = cli(&dev, &["history", "/myapp/database/pool"], None).ok();
+    let lines: Vec<&str> = history.stdout.lines().collect();
+    assert!(lines[0].starts_with("VERSION"), "{history:?}");
+    assert!(
+        lines[1].starts_with('2') && lines[2].starts_with('1'),
+        "{history:?}"
+    );
+    let history = cli(
+        &dev,
+        &["history", "/myapp/database/pool", "-o", "json"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(history[0]["version"], 2);
+    let diff = cli(&dev, &["diff", "/myapp/database/pool", "1", "2"], None).ok();
+    assert_eq!(diff.stdout, "~ /min: 2\n");
+    let diff = cli(
+        &dev,
+        &["diff", "/myapp/database/pool", "1", "2", "-o", "json"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(diff["kind"], "json_patch");
+    cli(
+        &dev,
+        &["put", "/myapp/motd", "--format", "text", "hello\nmars\n"],
+        None,
+    )
+    .ok();
+    let diff = cli(&dev, &["diff", "/myapp/motd", "1", "2"], None).ok();
+    assert!(
+        diff.stdout.contains("-world") && diff.stdout.contains("+mars"),
+        "a text diff is unified: {diff:?}"
+    );
+    let old = cli(&dev, &["get", "/myapp/motd", "--version", "1"], None).ok();
+    assert_eq!(old.stdout, "hello\nworld\n");
+
+    // Listings: children, recursive with versions; `get` on a prefix lists too.
+    let ls = cli(&dev, &["ls", "/myapp"], None).ok();
+    for child in ["database", "limits", "motd", "replicas"] {
+        assert!(ls.stdout.lines().any(|l| l == child), "{ls:?}");
+    }
+    let ls = cli(&dev, &["ls", "/myapp", "-r"], None).ok();
+    assert!(ls.stdout.starts_with("PATH"), "{ls:?}");
+    assert!(
+        ls.stdout
+            .lines()
+            .any(|l| l.starts_with("/myapp/database/pool") && l.trim_end().ends_with('2')),
+        "{ls:?}"
+    );
+    let ls = cli(&dev, &["ls", "/myapp", "-r", "-o", "json"], None)
+        .ok()
+        .json();
+    assert!(ls["entries"].as_array().unwrap().len() >= 5, "{ls}");
+    let prefix = cli(&dev, &["get", "/myapp/database"], None).ok();
+    assert!(prefix.stdout.lines().any(|l| l == "host"), "{prefix:?}");
+
+    // Delete, then the path is gone (exit 3), its history kept.
+    let deleted = cli(&dev, &["delete", "/myapp/replicas"], None).ok();
+    assert!(
+        deleted.stdout.contains("deleted /myapp/replicas version 2"),
+        "{deleted:?}"
+    );
+    let gone = cli(&dev, &["get", "/myapp/replicas"], None);
+    assert_eq!(gone.code, 3, "{gone:?}");
+    let history = cli(&dev, &["history", "/myapp/replicas"], None).ok();
+    assert!(history.stdout.contains("(deleted)"), "{history:?}");
+}
+
+#[tokio::test]
+async fn exit_codes_say_not_found_conflict_usage_and_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+    cli(&dev, &["put", "/myapp/flag", "true"], None).ok();
+
+    let missing = cli(&dev, &["get", "/myapp/nothing"], None);
+    assert_eq!(missing.code, 3, "{missing:?}");
+    assert!(missing.stderr.contains("404"), "{missing:?}");
+    let missing = cli(&dev, &["history", "/myapp/nothing"], None);
+    assert_eq!(missing.code, 3, "{missing:?}");
+    let missing = cli(&dev, &["env", "nowhere"], None);
+    assert_eq!(missing.code, 3, "{missing:?}");
+
+    // If-Match: a stale version is refused (4) and nothing is written; the right one passes.
+    let stale = cli(
+        &dev,
+        &["put", "/myapp/flag", "false", "--if-match", "7"],
+        None,
+    );
+    assert_eq!(stale.code, 4, "{stale:?}");
+    assert!(stale.stderr.contains("412"), "{stale:?}");
+    let still = cli(&dev, &["get", "/myapp/flag", "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(still["value"], true);
+    assert_eq!(still["version"], 1);
+    cli(
+        &dev,
+        &["put", "/myapp/flag", "false", "--if-match", "1"],
+        None,
+    )
+    .ok();
+    let stale = cli(&dev, &["delete", "/myapp/flag", "--if-match", "1"], None);
+    assert_eq!(stale.code, 4, "{stale:?}");
+    cli(&dev, &["delete", "/myapp/flag", "--if-match", "2"], None).ok();
+
+    // Usage: clap's own errors and the verbs' checks of their input.
+    for args in [
+        &["get"][..],
+        &["get", "/x", "--bogus"],
+        &["put", "/myapp/x", "--format", "json", "not json"],
+        &["put", "/myapp/x", "1", "--schema", "{"],
+        &["put", "/myapp/x"],
+        &["get", "/x", "--addr", "ftp://localhost:1"],
+        &["clients", "--label", "novalue"],
+        &[
+            "rollout",
+            "start",
+            "/myapp/x",
+            "1",
+            "--canary-label",
+            "novalue",
+        ],
+        &["rollout", "status", "--wait"],
+    ] {
+        let run = cli(&dev, args, None);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(!run.stderr.is_empty(), "{args:?} explains itself: {run:?}");
+    }
+
+    // A validation failure names each violation; an unreachable server is an error (1).
+    cli(
+        &dev,
+        &[
+            "put",
+            "/myapp/url",
+            "http://ok.example",
+            "--schema",
+            r#"{"type": "string", "format": "uri"}"#,
+        ],
+        None,
+    )
+    .ok();
+    let invalid = cli(&dev, &["put", "/myapp/url", "not a uri"], None);
+    assert_eq!(invalid.code, 1, "{invalid:?}");
+    assert!(
+        invalid.stderr.contains("422") && invalid.stderr.contains("validation_failed"),
+        "{invalid:?}"
+    );
+    let port = setpoint_tests::free_port();
+    let unreachable = cli(
+        &dev,
+        &["get", "/x", "--addr", &format!("http://127.0.0.1:{port}")],
+        None,
+    );
+    assert_eq!(unreachable.code, 1, "{unreachable:?}");
+    assert!(
+        unreachable.stderr.contains("cannot connect"),
+        "{unreachable:?}"
+    );
+
+    // A rollout that does not exist is not found.
+    let missing = cli(&dev, &["rollout", "status", "roll_nothing"], None);
+    assert_eq!(missing.code, 3, "{missing:?}");
+}
+
+#[tokio::test]
+async fn environments_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+
+    let envs = cli(&dev, &["env"], None).ok();
+    assert!(envs.stdout.starts_with("NAME"), "{envs:?}");
+    for name in ["dev", "staging", "prod"] {
+        assert!(envs.stdout.lines().any(|l| l.starts_with(name)), "{envs:?}");
+    }
+    let envs = cli(&dev, &["env", "-o", "json"], None).ok().json();
+    assert_eq!(envs["environments"].as_array().unwrap().len(), 3, "{envs}");
+    let prod = cli(&dev, &["env", "prod"], None).ok();
+    assert!(prod.stdout.contains("name:        prod"), "{prod:?}");
+
+    cli(&dev, &["put", "/myapp/database/host", "localhost"], None).ok();
+    cli(
+        &dev,
+        &["put", "/env/prod/myapp/database/host", "prod-db.internal"],
+        None,
+    )
+    .ok();
+    let base = cli(&dev, &["get", "/myapp/database/host", "--env", "dev"], None).ok();
+    assert_eq!(base.stdout, "localhost\n");
+    let prod = cli(
+        &dev,
+        &["get", "/myapp/database/host", "--env", "prod"],
+        None,
+    )
+    .ok();
+    assert_eq!(prod.stdout, "prod-db.internal\n");
+    let explained = cli(
+        &dev,
+        &["get", "/myapp/database/host", "--env", "prod", "--explain"],
+        None,
+    )
+    .ok();
+    assert!(
+        explained.stdout.contains("/env/prod/myapp/database/host"),
+        "provenance names the layer: {explained:?}"
+    );
+    let json = cli(
+        &dev,
+        &["get", "/myapp/database/host", "--env", "prod", "-o", "json"],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(json["value"], "prod-db.internal");
+
+    let dotenv = cli(&dev, &["export", "/myapp", "--env", "prod"], None).ok();
+    assert!(
+        dotenv.stdout.contains("MYAPP_DATABASE_HOST=")
+            && dotenv.stdout.contains("prod-db.internal"),
+        "{dotenv:?}"
+    );
+    let configmap = cli(
+        &dev,
+        &[
+            "export",
+            "/myapp",
+            "--env",
+            "prod",
+            "--format",
+            "k8s-configmap",
+            "--name",
+            "myapp-config",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        configmap.stdout.contains("kind: ConfigMap") && configmap.stdout.contains("myapp-config"),
+        "{configmap:?}"
+    );
+    let unknown = cli(
+        &dev,
+        &["export", "/myapp", "--env", "prod", "--format", "toml"],
+        None,
+    );
+    assert_eq!(
+        unknown.code, 1,
+        "an unknown format is the server's 400: {unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn clients_edges_and_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+    cli(&dev, &["put", "/myapp/x", "1"], None).ok();
+
+    // A script watching with an instance id is a client of dev's edge.
+    let http = reqwest::Client::new();
+    let stream = http
+        .get(format!(
+            "{}/api/config/myapp?watch=true&instance_id=job-7&labels=zone=eu-1",
+            dev.base()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(stream.status().is_success());
+    let listed = wait_until(Duration::from_secs(20), || async {
+        let run = cli(&dev, &["clients", "-o", "json"], None);
+        run.code == 0 && run.stdout.contains("job-7")
+    })
+    .await;
+    assert!(listed, "job-7 never listed");
+    let table = cli(&dev, &["clients", "--label", "zone=eu-1"], None).ok();
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("job-7"))
+        .unwrap_or_else(|| panic!("{table:?}"));
+    assert!(
+        row.contains("connected") && row.contains("zone=eu-1"),
+        "{row}"
+    );
+    let other = cli(&dev, &["clients", "--label", "zone=us-1"], None).ok();
+    assert!(!other.stdout.contains("job-7"), "{other:?}");
+    let one = cli(&dev, &["clients", "job-7"], None).ok();
+    assert!(
+        one.stdout.contains("id:") && one.stdout.contains("job-7"),
+        "{one:?}"
+    );
+    let missing = cli(&dev, &["clients", "job-404"], None);
+    assert_eq!(missing.code, 3, "{missing:?}");
+    drop(stream);
+
+    let edges = cli(&dev, &["edges"], None).ok();
+    assert!(edges.stdout.starts_with("writer "), "{edges:?}");
+    assert!(edges.stdout.contains("REPLICATION"), "{edges:?}");
+    let edges = cli(&dev, &["edges", "-o", "json"], None).ok().json();
+    assert!(
+        edges["edges"].is_array() && edges["revision"].is_i64(),
+        "{edges}"
+    );
+
+    let verify = cli(&dev, &["audit", "verify"], None).ok();
+    assert!(verify.stdout.contains("audit chain verifies"), "{verify:?}");
+    let verify = cli(&dev, &["audit", "verify", "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(verify["ok"], true);
+}
+
+/// Spawns `setpoint watch ARGS` with stdout into `out`; stopped by PID on drop.
+struct Watch {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Watch {
+    fn start(dev_base: &str, args: &[&str], out: std::path::PathBuf) -> Watch {
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new(setpoint_bin())
+            .arg("watch")
+            .args(args)
+            .args(["--addr", dev_base])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Watch { child, out }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    async fn wait_for(&self, needle: &str) -> bool {
+        wait_until(Duration::from_secs(20), || async {
+            self.text().contains(needle)
+        })
+        .await
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn watch_prints_the_writes_made_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+    let first = cli(&dev, &["put", "/myapp/color", "red", "-o", "json"], None)
+        .ok()
+        .json();
+    let revision = first["revision"].as_i64().unwrap().to_string();
+
+    // From the revision just written, so a write made before the stream opens is not lost.
+    let human = Watch::start(
+        &dev.base(),
+        &["/myapp", "--from-revision", &revision],
+        dir.path().join("human.out"),
+    );
+    let json = Watch::start(
+        &dev.base(),
+        &["/myapp", "--from-revision", &revision, "-o", "json"],
+        dir.path().join("json.out"),
+    );
+    cli(&dev, &["put", "/myapp/color", "green"], None).ok();
+    assert!(
+        human.wait_for("/myapp/color = green (v2)").await,
+        "{}",
+        human.text()
+    );
+    assert!(json.wait_for("green").await, "{}", json.text());
+    // Written after the first event was printed: the stream is live, not a replay.
+    cli(&dev, &["put", "/myapp/color", "blue"], None).ok();
+    cli(&dev, &["delete", "/myapp/color"], None).ok();
+    assert!(
+        human.wait_for("delete  /myapp/color (v4)").await,
+        "{}",
+        human.text()
+    );
+    assert!(json.wait_for("\"delete\"").await, "{}", json.text());
+    cli(&dev, &["put", "/other/thing", "1"], None).ok();
+    cli(&dev, &["put", "/myapp/last", "1"], None).ok();
+    assert!(human.wait_for("/myapp/last").await, "{}", human.text());
+
+    let text = human.text();
+    let order: Vec<usize> = ["= green", "= blue", "delete  /myapp/color", "/myapp/last"]
+        .iter()
+        .map(|needle| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle}: {text}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "in commit order: {text}"
+    );
+    assert!(!text.contains("/other/thing"), "only the prefix: {text}");
+    assert!(
+        !text.contains("= red"),
+        "nothing at or before --from-revision: {text}"
+    );
+
+    let events: Vec<Value> = json
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds[..3], ["update", "update", "delete"], "{events:?}");
+    assert_eq!(events[0]["value"], "green");
+    assert_eq!(events[0]["old_value"], "red");
+}
+
+#[tokio::test]
+async fn watch_resumes_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dev = dev(dir.path()).await;
+    let addr = dev.addr.clone();
+    let first = cli(&dev, &["put", "/myapp/n", "1", "-o", "json"], None)
+        .ok()
+        .json();
+    let revision = first["revision"].as_i64().unwrap().to_string();
+    let watch = Watch::start(
+        &dev.base(),
+        &["/myapp", "--from-revision", &revision],
+        dir.path().join("watch.out"),
+    );
+    cli(&dev, &["put", "/myapp/n", "2"], None).ok();
+    assert!(
+        watch.wait_for("/myapp/n = 2 (v2)").await,
+        "{}",
+        watch.text()
+    );
+
+    assert!(dev.terminate().success());
+    let dev = SetpointProcess::start_on(
+        &["dev", "--data-dir", data.to_str().unwrap()],
+        &addr,
+        dir.path(),
+    )
+    .await;
+    cli(&dev, &["put", "/myapp/n", "3"], None).ok();
+    assert!(
+        watch.wait_for("/myapp/n = 3 (v3)").await,
+        "the watch came back on its own: {}",
+        watch.text()
+    );
+    let text = watch.text();
+    assert_eq!(
+        text.matches("update  /myapp/n = 2 (v2)").count(),
+        1,
+        "resumed after what it printed (a reset may restate it), no update twice: {text}"
+    );
+}

@@ -1267,6 +1267,14 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
         }
     }
     assert!(operations >= 42, "{operations} operations");
+    let mut references = Vec::new();
+    collect_refs(&doc, &mut references);
+    for reference in references {
+        assert!(
+            doc.pointer(reference.trim_start_matches('#')).is_some(),
+            "dangling {reference}"
+        );
+    }
 
     // Reality: each call and the operation it is (method, documented path).
     let key_holder = "/api/accounts/doc-probe";
@@ -1564,6 +1572,13 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             format!("{key_holder}/keys"),
             Some(json!({"grace_secs": 0})),
         ),
+        // The body is optional: none keeps the defaults.
+        (
+            Method::POST,
+            "/api/accounts/{id}/keys",
+            format!("{key_holder}/keys"),
+            None,
+        ),
         (
             Method::DELETE,
             "/api/accounts/{id}/keys/{key}",
@@ -1625,7 +1640,12 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             "/api/policies/gated".into(),
             None,
         ),
-        (Method::GET, "/api/audit", "/api/audit?limit=2".into(), None),
+        (
+            Method::GET,
+            "/api/audit",
+            "/api/audit?limit=2&outcome=ok".into(),
+            None,
+        ),
         (
             Method::GET,
             "/api/audit",
@@ -1639,7 +1659,12 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             None,
         ),
         (Method::GET, "/api/edges", "/api/edges".into(), None),
-        (Method::GET, "/api/clients", "/api/clients".into(), None),
+        (
+            Method::GET,
+            "/api/clients",
+            "/api/clients?status=connected".into(),
+            None,
+        ),
         (
             Method::GET,
             "/api/clients",
@@ -1836,6 +1861,20 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
                 "no call of {method} {path}"
             );
         }
+    }
+}
+
+/// Every `$ref` in `value`.
+fn collect_refs(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                into.push(reference.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, into));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, into)),
+        _ => {}
     }
 }
 

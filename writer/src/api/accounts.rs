@@ -226,7 +226,7 @@ pub async fn set_grants(
 }
 
 /// Rotate: a new key (shown once); the other keys keep working for the grace period.
-#[utoipa::path(post, path = "/api/accounts/{id}/keys", tag = "accounts", request_body = RotateBody,
+#[utoipa::path(post, path = "/api/accounts/{id}/keys", tag = "accounts", request_body = Option<RotateBody>,
     params(("id" = String, Path, description = "Account id")),
     responses((status = 201, description = "The account with the new `key`", body = AccountWithKey),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,

@@ -117,7 +117,7 @@ pub async fn delete_policy(
 
 /// Change requests the caller may read (`?status=pending|committed|rejected|cancelled|expired|failed`).
 #[utoipa::path(get, path = "/api/changes", tag = "approvals",
-    params(("status" = Option<String>, Query, description = "Only this status")),
+    params(("status" = Option<Status>, Query, description = "Only this status")),
     responses((status = 200, description = "The change requests on paths the caller may read", body = ChangeList),
               errors::BadRequest, errors::Unavailable))]
 pub async fn list(

@@ -66,7 +66,7 @@ pub struct VerifyBody<'a> {
     params(("path" = Option<String>, Query, description = "At this path or below"),
            ("actor" = Option<String>, Query, description = "Account id"),
            ("action" = Option<String>, Query, description = "config.put, config.delete, config.batch, schema.put, environment.put, account.put, access.denied, auth.refused, …"),
-           ("outcome" = Option<String>, Query, description = "ok, denied, failed"),
+           ("outcome" = Option<crate::audit::Outcome>, Query, description = "ok, denied, failed"),
            ("since" = Option<String>, Query, description = "RFC 3339 or unix seconds, inclusive"),
            ("until" = Option<String>, Query, description = "RFC 3339 or unix seconds, exclusive"),
            ("limit" = Option<usize>, Query, description = "Page size, default 100, at most 1000"),

@@ -150,6 +150,16 @@ fn filter(params: &[(String, String)]) -> Result<ClientFilter, Error> {
     Ok(filter)
 }
 
+/// The values of `?status=` (documentation; parsed in [`filter`]).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StatusFilter {
+    Connected,
+    Disconnected,
+    All,
+}
+
 /// May `caller` see `record`: `read` on one of the prefixes it watches (admins may read all).
 fn visible(caller: &Caller, record: &ClientRecord) -> bool {
     record.readable_by(&caller.principal.grants)
@@ -158,7 +168,7 @@ fn visible(caller: &Caller, record: &ClientRecord) -> bool {
 #[utoipa::path(get, path = "/api/clients", tag = "clients",
     params(("prefix" = Option<String>, Query, description = "Clients watching this prefix, or one above or below it"),
            ("env" = Option<String>, Query, description = "Clients of this environment"),
-           ("status" = Option<String>, Query, description = "connected, disconnected or all (default all)"),
+           ("status" = Option<StatusFilter>, Query, description = "connected, disconnected or all (default all)"),
            ("label" = Option<String>, Query, description = "key=value; repeat for several"),
            ("edge" = Option<String>, Query, description = "Clients of this edge")),
     responses((status = 200, description = "The clients the caller may see", body = [ClientBody]),

@@ -533,7 +533,7 @@ async fn list(
 /// Versions of a config, newest first.
 #[utoipa::path(get, path = "/api/config/{path}/history", tag = "config",
     params(("path" = String, Path, description = "Config path"),
-           ("limit" = Option<u64>, Query, description = "Page size (default 100, at most 1000)"),
+           ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100, at most 1000)"),
            ("before" = Option<u64>, Query, description = "Only versions older than this")),
     responses((status = 200, description = "JSON array of versions, newest first; Link rel=next when more", body = [EntryBody]),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Unavailable))]

@@ -99,6 +99,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         setpoint_serving::body::ErrorBody,
         setpoint_serving::body::ErrorDetail,
         EffectiveEntry,
+        clients::StatusFilter,
     ))
 )]
 pub struct ApiDoc;

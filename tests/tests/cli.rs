@@ -1,7 +1,8 @@
 //! The client verbs of the real `setpoint` binary against a real `setpoint dev`: every verb in
 //! human and `-o json` form, `put` from an argument, a file and stdin, the exit codes (3 not
-//! found, 4 conflict or precondition failed, 2 usage, 1 error), and `watch` printing the writes
-//! made while it runs and resuming across a server restart.
+//! found, 4 conflict or precondition failed, 2 usage, 1 error), `watch` printing the writes
+//! made while it runs and resuming across a server restart, and a rollout steered through its
+//! stages to completion and another rolled back, each followed by `--wait`.
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
@@ -608,4 +609,210 @@ async fn watch_resumes_after_the_server_restarts() {
         1,
         "resumed after what it printed (a reset may restate it), no update twice: {text}"
     );
+}
+
+/// `setpoint ARGS` running in the background, stdout into a file; killed by PID on drop.
+struct Background {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+impl Background {
+    fn start(dev: &SetpointProcess, args: &[&str], out: std::path::PathBuf) -> Background {
+        let child = Command::new(setpoint_bin())
+            .args(args)
+            .args(["--addr", &dev.base()])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Background { child, out }
+    }
+
+    /// Its exit code and stdout, once it exits (within 20 s).
+    async fn finished(&mut self) -> (i32, String) {
+        let mut code = None;
+        let exited = wait_until(Duration::from_secs(20), || {
+            code = self
+                .child
+                .try_wait()
+                .unwrap()
+                .map(|s| s.code().unwrap_or(-1));
+            let done = code.is_some();
+            async move { done }
+        })
+        .await;
+        assert!(
+            exited,
+            "still running: {}",
+            std::fs::read_to_string(&self.out).unwrap_or_default()
+        );
+        (code.unwrap(), std::fs::read_to_string(&self.out).unwrap())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn rollout_verbs_steer_a_rollout_to_completion_and_roll_another_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+    cli(&dev, &["put", "/myapp/feature", "off"], None).ok();
+
+    // No --interval: stages move only by hand, so the test decides every step.
+    let started = cli(
+        &dev,
+        &[
+            "rollout",
+            "start",
+            "/myapp/feature",
+            "on",
+            "--stages",
+            "10,50,100",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        started.stdout.starts_with("started rollout roll_"),
+        "{started:?}"
+    );
+    assert!(started.stdout.contains("stage 1/3 (10%)"), "{started:?}");
+    let list = cli(&dev, &["rollout", "status", "-o", "json"], None)
+        .ok()
+        .json();
+    let id = list["rollouts"][0]["rollout_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let table = cli(
+        &dev,
+        &["rollout", "status", "--status", "in_progress"],
+        None,
+    )
+    .ok();
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("in_progress")),
+        "{table:?}"
+    );
+    let status = cli(&dev, &["rollout", "status", &id], None).ok();
+    assert!(
+        status.stdout.contains("in_progress  stage 1/3 (10%)"),
+        "{status:?}"
+    );
+    assert!(status.stdout.contains("progress"), "{status:?}");
+
+    // One active rollout per path; a plain write under it is a conflict too.
+    let second = cli(&dev, &["rollout", "start", "/myapp/feature", "maybe"], None);
+    assert_eq!(second.code, 4, "{second:?}");
+    let write = cli(&dev, &["put", "/myapp/feature", "maybe"], None);
+    assert_eq!(write.code, 4, "{write:?}");
+
+    // Followed to the end by a second process while this one steers.
+    let mut follower = Background::start(
+        &dev,
+        &["rollout", "status", &id, "--wait"],
+        dir.path().join("follow.out"),
+    );
+    let advanced = cli(&dev, &["rollout", "advance", &id], None).ok();
+    assert!(advanced.stdout.contains("stage 2/3 (50%)"), "{advanced:?}");
+    let paused = cli(&dev, &["rollout", "pause", &id, "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(paused["status"], "paused");
+    let (code, out) = follower.finished().await;
+    assert_eq!(code, 1, "a pause ends the wait for a person to act: {out}");
+    assert!(out.contains("paused"), "{out}");
+    cli(&dev, &["rollout", "resume", &id], None).ok();
+    let mut follower = Background::start(
+        &dev,
+        &["rollout", "status", &id, "--wait"],
+        dir.path().join("follow2.out"),
+    );
+    cli(&dev, &["rollout", "advance", &id], None).ok();
+    let last = cli(&dev, &["rollout", "advance", &id], None).ok();
+    assert!(last.stdout.contains("completed"), "{last:?}");
+    let (code, out) = follower.finished().await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("completed as version 2"), "{out}");
+    let value = cli(&dev, &["get", "/myapp/feature"], None).ok();
+    assert_eq!(value.stdout, "on\n", "completion commits the candidate");
+
+    // Another, rolled back while `start --wait` follows it: exit 1, the stable value stays.
+    let mut waiting = Background::start(
+        &dev,
+        &[
+            "rollout",
+            "start",
+            "/myapp/feature",
+            "\"broken\"",
+            "--stages",
+            "50,100",
+            "--ack-timeout",
+            "1h",
+            "--on-unhealthy",
+            "pause",
+            "--wait",
+            "-o",
+            "json",
+        ],
+        dir.path().join("start.out"),
+    );
+    let mut id = None;
+    let seen = wait_until(Duration::from_secs(20), || {
+        let run = cli(
+            &dev,
+            &["rollout", "status", "--status", "in_progress", "-o", "json"],
+            None,
+        );
+        id = run.json()["rollouts"][0]["rollout_id"]
+            .as_str()
+            .map(str::to_owned);
+        let found = id.is_some();
+        async move { found }
+    })
+    .await;
+    assert!(seen, "the second rollout never started");
+    let id = id.unwrap();
+    let shown = cli(&dev, &["rollout", "status", &id, "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(shown["health"]["on_unhealthy"], "pause");
+    assert_eq!(shown["health"]["ack_timeout_ms"], 3_600_000);
+    let rolled = cli(&dev, &["rollout", "rollback", &id], None).ok();
+    assert!(rolled.stdout.contains("rolled_back"), "{rolled:?}");
+    let (code, out) = waiting.finished().await;
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"],
+        "rolled_back",
+        "{out}"
+    );
+    let value = cli(&dev, &["get", "/myapp/feature"], None).ok();
+    assert_eq!(value.stdout, "on\n");
+
+    let missing = cli(&dev, &["rollout", "advance", "roll_nothing"], None);
+    assert_eq!(missing.code, 3, "{missing:?}");
+    let usage = cli(
+        &dev,
+        &[
+            "rollout",
+            "start",
+            "/myapp/feature",
+            "x",
+            "--on-unhealthy",
+            "explode",
+        ],
+        None,
+    );
+    assert_eq!(usage.code, 2, "{usage:?}");
 }

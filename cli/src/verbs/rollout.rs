@@ -46,18 +46,25 @@ pub struct StartArgs {
     /// Percentages of clients per stage, increasing, the last 100.
     #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
     pub stages: Vec<u8>,
-    /// Time between stages while healthy (`5m`, `30s`).
-    #[arg(long, default_value = "5m")]
-    pub interval: String,
+    /// Time between stages while healthy (`5m`, `30s`); without it stages move only by hand
+    /// (`setpoint rollout advance`).
+    #[arg(long)]
+    pub interval: Option<String>,
     /// A canary instance that gets the value first (repeatable).
     #[arg(long = "canary-instance")]
     pub canary_instances: Vec<String>,
     /// Canary by label, `KEY=VALUE` (repeatable; every one must match).
     #[arg(long = "canary-label")]
     pub canary_labels: Vec<String>,
-    /// The health gates as the API takes them (a JSON object).
+    /// Health gate: every member acknowledges within this long of its stage's start (`30s`).
     #[arg(long)]
-    pub health: Option<String>,
+    pub ack_timeout: Option<String>,
+    /// Health gate: the share of members failing (NACK or disconnect) allowed, 0 to 1.
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+    /// What an unhealthy stage does: `rollback` (default) or `pause`.
+    #[arg(long, value_parser = ["rollback", "pause"])]
+    pub on_unhealthy: Option<String>,
     /// Follow the rollout until it completes, rolls back or pauses.
     #[arg(long)]
     pub wait: bool,
@@ -68,6 +75,12 @@ pub struct StartArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     pub id: Option<String>,
+    /// Without an id: only rollouts in this state.
+    #[arg(long, conflicts_with = "id", value_parser = ["in_progress", "paused", "completed", "rolled_back"])]
+    pub status: Option<String>,
+    /// Without an id: only rollouts of this path.
+    #[arg(long, conflicts_with = "id")]
+    pub path: Option<String>,
     /// Follow until it completes (exit 0), rolls back or pauses (exit 1).
     #[arg(long, requires = "id")]
     pub wait: bool,
@@ -109,8 +122,10 @@ fn start_body(args: &StartArgs) -> Result<Value, Failure> {
         "value": value,
         "format": format,
         "stages": args.stages,
-        "interval": args.interval,
     });
+    if let Some(interval) = &args.interval {
+        body["interval"] = json!(interval);
+    }
     if !args.canary_instances.is_empty() || !args.canary_labels.is_empty() {
         let mut labels = serde_json::Map::new();
         for label in &args.canary_labels {
@@ -121,9 +136,18 @@ fn start_body(args: &StartArgs) -> Result<Value, Failure> {
         }
         body["canary"] = json!({"instances": args.canary_instances, "labels": labels});
     }
-    if let Some(health) = &args.health {
-        body["health"] = serde_json::from_str(health)
-            .map_err(|err| Failure::usage(format!("--health is not JSON: {err}")))?;
+    let mut health = serde_json::Map::new();
+    if let Some(timeout) = &args.ack_timeout {
+        health.insert("ack_timeout".into(), json!(timeout));
+    }
+    if let Some(rate) = args.max_error_rate {
+        health.insert("max_error_rate".into(), json!(rate));
+    }
+    if let Some(action) = &args.on_unhealthy {
+        health.insert("on_unhealthy".into(), json!(action));
+    }
+    if !health.is_empty() {
+        body["health"] = Value::Object(health);
     }
     Ok(body)
 }
@@ -156,7 +180,14 @@ async fn start(args: StartArgs) -> Outcome {
 async fn status(args: StatusArgs) -> Outcome {
     let api = Api::new(&args.conn)?;
     let Some(id) = &args.id else {
-        let body = api.get("/api/rollouts", &[]).await?;
+        let mut query = Vec::new();
+        if let Some(status) = &args.status {
+            query.push(("status", status.clone()));
+        }
+        if let Some(path) = &args.path {
+            query.push(("path", path.clone()));
+        }
+        let body = api.get("/api/rollouts", &query).await?;
         if args.conn.json() {
             show::json(&body);
             return Ok(());
@@ -174,10 +205,15 @@ async fn status(args: StatusArgs) -> Outcome {
                     show::cell(&r["path"]),
                     show::cell(&r["status"]),
                     stage_text(r),
+                    format!("{}%", show::cell(&r["progress"])),
+                    show::cell(&r["created_at"]),
                 ]
             })
             .collect();
-        show::table(&["ID", "PATH", "STATUS", "STAGE"], &rows);
+        show::table(
+            &["ID", "PATH", "STATUS", "STAGE", "APPLIED", "CREATED_AT"],
+            &rows,
+        );
         return Ok(());
     };
     if args.wait {
@@ -214,9 +250,11 @@ async fn follow(api: &Api, id: &str, json: bool) -> Outcome {
         let status = body["status"].as_str().unwrap_or("unknown").to_owned();
         let percent = percent(&body).unwrap_or(0);
         progress.update(&format!(
-            "{id}  {}  {}  {status}",
+            "{id}  {}  {}  {status}  applied by {}% of {} instance(s)",
             show::bar(percent),
-            stage_text(&body)
+            stage_text(&body),
+            show::cell(&body["progress"]),
+            show::cell(&body["matching"])
         ));
         let end = match status.as_str() {
             "completed" => Some(Ok(())),
@@ -244,33 +282,21 @@ fn rollout_id(body: &Value) -> String {
     show::cell(body.get("rollout_id").unwrap_or(&body["id"]))
 }
 
-/// The share of clients on the new value: the server's `percent`, or the current stage's.
+/// The share of instances the current stage puts on the candidate (the server's `percent`).
 fn percent(body: &Value) -> Option<u64> {
-    if let Some(percent) = body["percent"].as_u64() {
-        return Some(percent);
-    }
-    let stages = body["stages"].as_array()?;
-    let stage = usize::try_from(body["stage"].as_u64()?).ok()?;
-    let canary = usize::from(has_canary(body));
-    let index = stage.checked_sub(1 + canary)?;
-    stages.get(index).and_then(Value::as_u64)
+    body["percent"].as_u64()
 }
 
-fn has_canary(body: &Value) -> bool {
-    body["canary"].is_object()
-}
-
-/// `stage 2/3 (50%)`, or `canary`.
+/// `stage 2/3 (50%)`, or `stage 1/4 (canary)`. `stages` lists every stage, the canary's too.
 fn stage_text(body: &Value) -> String {
-    let total = body["stages"].as_array().map_or(0, Vec::len) + usize::from(has_canary(body));
-    let stage = show::cell(&body["stage"]);
-    match percent(body) {
-        Some(percent) => format!("stage {stage}/{total} ({percent}%)"),
-        None if has_canary(body) && body["stage"] == json!(1) => {
-            format!("stage 1/{total} (canary)")
-        }
-        None => format!("stage {stage}/{total}"),
-    }
+    let stages = body["stages"].as_array().cloned().unwrap_or_default();
+    let stage = body["stage"].as_u64().unwrap_or(0);
+    let current = stages.iter().find(|s| s["stage"].as_u64() == Some(stage));
+    let share = match current {
+        Some(s) if s["canary"] == Value::Bool(true) => "canary".to_owned(),
+        _ => percent(body).map_or_else(|| "?".to_owned(), |p| format!("{p}%")),
+    };
+    format!("stage {stage}/{} ({share})", stages.len())
 }
 
 fn halt_text(body: &Value) -> String {
@@ -288,6 +314,29 @@ fn print_rollout(body: &Value) {
         show::cell(&body["status"]),
         stage_text(body)
     );
+    if body.get("progress").is_some() {
+        println!(
+            "progress {}% of {} matching instance(s): {} member(s), {} acked, {} pending, {} nacked, {} disconnected; {}",
+            show::cell(&body["progress"]),
+            show::cell(&body["matching"]),
+            show::cell(&body["members"]),
+            show::cell(&body["acked"]),
+            show::cell(&body["pending"]),
+            show::cell(&body["nacked"]),
+            show::cell(&body["disconnected"]),
+            if body["healthy"] == Value::Bool(false) {
+                "unhealthy"
+            } else {
+                "healthy"
+            }
+        );
+    }
+    if let Some(at) = body["next_stage_at"].as_str() {
+        println!("next stage at {at}");
+    }
+    if let Some(version) = body["completed_version"].as_u64() {
+        println!("completed as version {version}");
+    }
     if let Some(halted) = body["halted"].as_object() {
         println!(
             "halted: {} ({})",

@@ -1,8 +1,9 @@
 //! Standby writers with the real binaries on one real etcd: one leader by lease, standbys
 //! redirect writes (307), a SIGKILLed leader is replaced within the lease TTL with no
 //! acknowledged write lost, an edge given both replicas keeps receiving in revision order, a
-//! paused (SIGSTOP) or overtaken leader commits nothing, and a second process on one embedded
-//! store directory is refused. Every process is stopped by its PID (guards kill on failure).
+//! paused (SIGSTOP) or overtaken leader commits nothing, a rollout is carried to completion by
+//! the standby after the leader is killed, and a second process on one embedded store directory
+//! is refused. Every process is stopped by its PID (guards kill on failure).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -695,4 +696,59 @@ async fn a_second_writer_on_one_embedded_store_exits_with_a_clear_error() {
     // The first one is unharmed.
     let (status, _) = get_json(&http(), &format!("{}/readyz", first.base())).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A rollout's stage clock runs on the leader from the record's stored times: killing the
+/// leader mid-rollout, the standby that takes over carries it to completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_carries_on_after_the_leader_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start();
+    let http = http();
+    let a = Writer::start("writer-a", &etcd, None, dir.path()).await;
+    let b = Writer::start("writer-b", &etcd, None, dir.path()).await;
+    let (leader, standby) = elect(&http, a, b).await;
+    let response = put(
+        &http,
+        &format!("{}/api/config/roll/flag", leader.base()),
+        json!("old"),
+    )
+    .await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let response = http
+        .post(format!("{}/api/config/roll/flag/rollout", leader.base()))
+        .header(AUTHORIZATION, bearer())
+        .body(json!({"value": "new", "stages": [50, 100], "interval": "2s"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let id = created["rollout_id"].as_str().unwrap().to_owned();
+    leader.process.kill();
+
+    assert!(
+        wait_role(&http, &standby, "leader", LEASE_TTL + TAKEOVER_MARGIN).await,
+        "the standby takes over"
+    );
+    let status_url = format!("{}/api/rollouts/{id}", standby.base());
+    let done = wait_until(Duration::from_secs(30), || async {
+        let response = http
+            .get(&status_url)
+            .header(AUTHORIZATION, bearer())
+            .send()
+            .await;
+        match response {
+            Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null)["status"] == "completed",
+            Err(_) => false,
+        }
+    })
+    .await;
+    let (_, status) = get_json(&http, &status_url).await;
+    assert!(done, "the new leader completes the rollout: {status:#}");
+    let (_, entry) = get_json(&http, &format!("{}/api/config/roll/flag", standby.base())).await;
+    assert_eq!(
+        (entry["value"].clone(), entry["version"].clone()),
+        (json!("new"), json!(2))
+    );
 }

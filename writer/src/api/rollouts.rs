@@ -296,8 +296,17 @@ async fn rendered(state: &AppState, stored: &StoredRollout) -> Result<RolloutVie
     let report = if stored.rollout.status.is_active() {
         crate::rollouts::report(&state.configs, state.replication.as_deref(), stored).await?
     } else {
-        // An ended rollout has no stage to judge.
-        crate::rollouts::report(&state.configs, None, stored).await?
+        // An ended rollout has no stage to judge: no store reads, no fleet.
+        setpoint_core::rollout::health::assess(
+            &stored.rollout,
+            &[],
+            &[],
+            setpoint_core::rollout::health::Window {
+                since_ms: stored.rollout.stage_started_ms,
+                since_revision: stored.revision,
+            },
+            stored.rollout.stage_started_ms,
+        )
     };
     let completed_version = state.configs.completed_version(stored).await?;
     Ok(RolloutView(render(stored, &report, completed_version)))

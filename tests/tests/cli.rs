@@ -816,3 +816,155 @@ async fn rollout_verbs_steer_a_rollout_to_completion_and_roll_another_back() {
     );
     assert_eq!(usage.code, 2, "{usage:?}");
 }
+
+#[tokio::test]
+async fn the_key_comes_from_token_token_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+    let key_file = dir.path().join("data").join("admin.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+
+    // dev lets a request without a key in from loopback, but a wrong key is still refused.
+    let wrong = cli(&dev, &["get", "/", "--token", "spk_wrong_key"], None);
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(wrong.stderr.contains("401"), "{wrong:?}");
+    cli(
+        &dev,
+        &["put", "/myapp/owner", "admin", "--token", key.trim()],
+        None,
+    )
+    .ok();
+    let by_file = cli(
+        &dev,
+        &[
+            "get",
+            "/myapp/owner",
+            "-o",
+            "json",
+            "--token-file",
+            key_file.to_str().unwrap(),
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        by_file["updated_by"], "admin",
+        "the write was the admin's: {by_file}"
+    );
+
+    let by_env = Command::new(setpoint_bin())
+        .args(["get", "/myapp/owner", "--addr", &dev.base()])
+        .env("SETPOINT_API_KEY_FILE", &key_file)
+        .output()
+        .unwrap();
+    assert!(by_env.status.success(), "{by_env:?}");
+    let wrong_env = Command::new(setpoint_bin())
+        .args(["get", "/myapp/owner", "--addr", &dev.base()])
+        .env("SETPOINT_TOKEN", "spk_wrong_key")
+        .env_remove("SETPOINT_API_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        wrong_env.status.code(),
+        Some(1),
+        "SETPOINT_TOKEN is sent: {wrong_env:?}"
+    );
+    let missing_file = cli(
+        &dev,
+        &["get", "/", "--token-file", "/nonexistent/key"],
+        None,
+    );
+    assert_eq!(missing_file.code, 2, "{missing_file:?}");
+}
+
+/// Regression: reqwest's redirect policy drops `Authorization` when a standby's 307 points at
+/// the leader on another port, so a write through a standby was a 401.
+#[tokio::test]
+async fn a_write_through_a_standby_writer_reaches_the_leader_with_its_key() {
+    use setpoint_tests::etcd::EtcdServer;
+    use setpoint_tests::writer::test_admin_key;
+
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start();
+    let key_file = dir.path().join("admin.key");
+    std::fs::write(&key_file, test_admin_key()).unwrap();
+    let store = format!("etcd://{}", etcd.endpoint());
+    let mut writers = Vec::new();
+    for id in ["writer-a", "writer-b"] {
+        let generated = dir.path().join(format!("{id}-generated.key"));
+        writers.push(
+            SetpointProcess::start(
+                &[
+                    "writer",
+                    "--id",
+                    id,
+                    "--store",
+                    &store,
+                    "--admin-key-file",
+                    key_file.to_str().unwrap(),
+                    "--bootstrap-key-file",
+                    generated.to_str().unwrap(),
+                ],
+                dir.path(),
+            )
+            .await,
+        );
+    }
+    let http = reqwest::Client::new();
+    let bases: Vec<String> = writers.iter().map(SetpointProcess::base).collect();
+    let found = std::cell::RefCell::new(None);
+    let decided = wait_until(Duration::from_secs(20), || async {
+        let standby = standby_of(&http, &bases).await;
+        let ok = standby.is_some();
+        *found.borrow_mut() = standby;
+        ok
+    })
+    .await;
+    assert!(decided, "no leader and standby");
+    let standby: String = found.into_inner().unwrap();
+
+    let run = |args: &[&str]| {
+        Command::new(setpoint_bin())
+            .args(args)
+            .args([
+                "--addr",
+                &standby,
+                "--token-file",
+                key_file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let put = run(&["put", "/myapp/region", "eu", "-o", "json"]);
+    assert!(put.status.success(), "{put:?}");
+    let written: Value = serde_json::from_slice(&put.stdout).unwrap();
+    assert_eq!(written["version"], 1);
+    let read_back = wait_until(Duration::from_secs(10), || async {
+        run(&["get", "/myapp/region"]).stdout == b"eu\n"
+    })
+    .await;
+    assert!(read_back, "the standby serves the leader's write");
+}
+
+/// The standby's URL once one writer leads and the other stands by.
+async fn standby_of(http: &reqwest::Client, bases: &[String]) -> Option<String> {
+    let mut roles = Vec::new();
+    for base in bases {
+        let ready: Value = match http.get(format!("{base}/readyz")).send().await {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        roles.push((
+            base.clone(),
+            ready["role"].as_str().unwrap_or("").to_owned(),
+        ));
+    }
+    if !roles.iter().any(|(_, role)| role == "leader") {
+        return None;
+    }
+    roles
+        .into_iter()
+        .find(|(_, role)| role == "standby")
+        .map(|(base, _)| base)
+}

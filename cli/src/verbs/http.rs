@@ -109,6 +109,7 @@ impl Api {
         };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|err| Failure::error(format!("cannot build the HTTP client: {err}")))?;
         Ok(Api { http, base, token })
@@ -152,8 +153,35 @@ impl Api {
     }
 
     /// Sends `request`; a status that is not a success becomes a [`Failure`].
+    ///
+    /// A standby writer answers a write with `307` to the leader's `--advertise` URL. It is
+    /// followed once, with the key (as curl's `--location-trusted` does): reqwest's own policy
+    /// would drop `Authorization` on the way to another host:port, and the leader would answer
+    /// 401.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, Failure> {
-        let response = request.send().await.map_err(|err| self.unreachable(err))?;
+        let again = request.try_clone();
+        let mut response = request.send().await.map_err(|err| self.unreachable(err))?;
+        if matches!(
+            response.status(),
+            StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+        ) && let Some(again) = again
+            && let Some(leader) = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| Url::parse(v).ok())
+                .filter(|url| url.scheme() == "http")
+        {
+            let mut next = again
+                .build()
+                .map_err(|err| Failure::error(format!("cannot repeat the request: {err}")))?;
+            *next.url_mut() = leader;
+            response = self
+                .http
+                .execute(next)
+                .await
+                .map_err(|err| self.unreachable(err))?;
+        }
         if response.status().is_success() {
             Ok(response)
         } else {

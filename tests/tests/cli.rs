@@ -968,3 +968,94 @@ async fn standby_of(http: &reqwest::Client, bases: &[String]) -> Option<String> 
         .find(|(_, role)| role == "standby")
         .map(|(base, _)| base)
 }
+
+/// `--wait` redraws one progress line on a terminal (a pty from util-linux `script`) and
+/// prints plain lines, without escape codes, into a pipe.
+#[tokio::test]
+async fn rollout_progress_is_redrawn_on_a_terminal_and_plain_in_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+    cli(&dev, &["put", "/myapp/mode", "a"], None).ok();
+    let started = cli(
+        &dev,
+        &[
+            "rollout",
+            "start",
+            "/myapp/mode",
+            "b",
+            "--stages",
+            "50,100",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    let id = started["rollout_id"].as_str().unwrap().to_owned();
+
+    let typescript = dir.path().join("terminal.out");
+    let command = format!(
+        "{} rollout status {id} --wait --addr {}",
+        setpoint_bin().display(),
+        dev.base()
+    );
+    let mut terminal = std::process::Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("util-linux script");
+    let plain_err = dir.path().join("plain.err");
+    let mut plain = Command::new(setpoint_bin())
+        .args(["rollout", "status", &id, "--wait", "--addr", &dev.base()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&plain_err).unwrap())
+        .spawn()
+        .unwrap();
+    // Both show stage 1 before it moves on.
+    let shown = wait_until(Duration::from_secs(20), || async {
+        std::fs::read_to_string(&typescript)
+            .unwrap_or_default()
+            .contains("stage 1/2")
+            && std::fs::read_to_string(&plain_err)
+                .unwrap_or_default()
+                .contains("stage 1/2")
+    })
+    .await;
+    assert!(shown, "no progress shown");
+    cli(&dev, &["rollout", "advance", &id], None).ok();
+    cli(&dev, &["rollout", "advance", &id], None).ok();
+    let ended = wait_until(Duration::from_secs(20), || {
+        let done =
+            matches!(terminal.try_wait(), Ok(Some(_))) && matches!(plain.try_wait(), Ok(Some(_)));
+        async move { done }
+    })
+    .await;
+    assert!(ended, "the waits did not end on completion");
+
+    let on_terminal = std::fs::read_to_string(&typescript).unwrap();
+    assert!(
+        on_terminal.contains("\r\u{1b}[2K") && on_terminal.contains("[####################]"),
+        "{on_terminal:?}"
+    );
+    let in_pipe = std::fs::read_to_string(&plain_err).unwrap();
+    assert!(
+        !in_pipe.contains('\u{1b}') && !in_pipe.contains('\r'),
+        "{in_pipe:?}"
+    );
+    let lines: Vec<&str> = in_pipe.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.contains("[##########----------]  stage 1/2 (50%)")),
+        "{in_pipe:?}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.contains("completed")),
+        "one line per change: {in_pipe:?}"
+    );
+}

@@ -1059,3 +1059,85 @@ async fn rollout_progress_is_redrawn_on_a_terminal_and_plain_in_a_pipe() {
         "one line per change: {in_pipe:?}"
     );
 }
+
+#[tokio::test]
+async fn a_watch_whose_key_is_revoked_ends_with_the_reason_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dev(dir.path()).await;
+    let admin = std::fs::read_to_string(dir.path().join("data").join("admin.key")).unwrap();
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/api/accounts", dev.base()))
+        .bearer_auth(admin.trim())
+        .json(&serde_json::json!({"id": "watcher", "grants": [{"prefix": "/myapp", "actions": ["read"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let written = cli(&dev, &["put", "/myapp/a", "1", "-o", "json"], None)
+        .ok()
+        .json();
+    let revision = written["revision"].as_i64().unwrap().to_string();
+
+    let out = dir.path().join("watch.out");
+    let err = dir.path().join("watch.err");
+    let mut watch = Command::new(setpoint_bin())
+        .args([
+            "watch",
+            "/myapp",
+            "--from-revision",
+            &revision,
+            "--token",
+            &key,
+        ])
+        .args(["--addr", &dev.base()])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    cli(&dev, &["put", "/myapp/a", "2"], None).ok();
+    let live = wait_until(Duration::from_secs(20), || async {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("/myapp/a = 2")
+    })
+    .await;
+    assert!(live, "the watch never printed the write");
+
+    cli(&dev, &["put", "/myapp/a", "3"], None).ok();
+    let revoked = http
+        .delete(format!("{}/api/accounts/watcher", dev.base()))
+        .bearer_auth(admin.trim())
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success(), "{revoked:?}");
+    // Deliveries re-check the key, so keep writing until one is refused.
+    let mut code = None;
+    let ended = wait_until(Duration::from_secs(20), || {
+        code = watch.try_wait().unwrap().map(|s| s.code());
+        let done = code.is_some();
+        let base = dev.base();
+        async move {
+            if !done {
+                let _ = Command::new(setpoint_bin())
+                    .args(["put", "/myapp/a", "4", "--addr", &base])
+                    .output();
+            }
+            done
+        }
+    })
+    .await;
+    if !ended {
+        let _ = watch.kill();
+        let _ = watch.wait();
+    }
+    assert!(ended, "the watch kept going after its key was removed");
+    assert_eq!(code, Some(Some(1)));
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(stderr.contains("the watch was ended"), "{stderr}");
+}

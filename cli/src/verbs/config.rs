@@ -138,8 +138,10 @@ pub struct PutArgs {
     /// Only if the current version is this one (`*`: only if it exists); else exit 4.
     #[arg(long)]
     pub if_match: Option<String>,
+    /// What the config is for (kept by later versions until replaced).
     #[arg(long)]
     pub description: Option<String>,
+    /// Who owns it, e.g. a team (kept by later versions until replaced).
     #[arg(long)]
     pub owner: Option<String>,
     /// A JSON Schema (2020-12) enforced on this and later writes.

@@ -89,7 +89,7 @@ pub struct Reach {
 }
 
 /// Preview a batch: what committing it would do, without committing.
-#[utoipa::path(post, path = "/api/preview", tag = "config", request_body = BatchBody,
+#[utoipa::path(post, path = "/api/preview", tag = "config", operation_id = "preview", request_body = BatchBody,
     responses((status = 200, description = "What the commit would do; nothing written", body = PreviewBody),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::PreconditionFailed,
               errors::TooLarge, errors::Unprocessable, errors::Unavailable))]

@@ -50,6 +50,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once at startup and consumed at once: the variants' sizes cost nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Everything on this machine in one process: the writer on an embedded store in
@@ -194,6 +196,20 @@ pub struct CommonArgs {
     /// seconds.
     #[arg(long, env = "SETPOINT_CLIENT_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub client_retention: std::time::Duration,
+    /// POST each alert the writer evaluates (clients or edges gone, lagging, dropping) to this
+    /// URL as JSON when it fires and when it resolves, with retries (http:// only).
+    #[arg(long, env = "SETPOINT_ALERT_WEBHOOK")]
+    alert_webhook: Option<String>,
+    /// A client disconnected this long is an alert (ClientDisconnected).
+    #[arg(long, env = "SETPOINT_ALERT_CLIENT_GONE", default_value = "5m", value_parser = parse_duration)]
+    alert_client_gone: std::time::Duration,
+    /// An edge without a replication link, or behind the writer, this long is an alert
+    /// (EdgeDisconnected, EdgeLagging).
+    #[arg(long, env = "SETPOINT_ALERT_EDGE_GRACE", default_value = "1m", value_parser = parse_duration)]
+    alert_edge_grace: std::time::Duration,
+    /// How often the writer evaluates its alerts.
+    #[arg(long, env = "SETPOINT_ALERT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    alert_interval: std::time::Duration,
 }
 
 /// `24h`, `30m`, `90s`, `250ms` or plain seconds (the API's durations, e.g. a rollout's
@@ -209,6 +225,17 @@ fn parse_rule(input: &str) -> Result<Rule, String> {
 impl CommonArgs {
     /// Applies the flags; `secrets_allowed` says whether reads may resolve secrets.
     pub fn apply(self, config: &mut WriterConfig, secrets_allowed: bool) -> anyhow::Result<()> {
+        if let Some(url) = &self.alert_webhook
+            && !url.starts_with("http://")
+        {
+            anyhow::bail!("--alert-webhook {url:?}: only http:// URLs are supported");
+        }
+        config.alerts.webhook = self.alert_webhook;
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        config.alerts.rules.client_gone_ms = ms(self.alert_client_gone);
+        config.alerts.rules.edge_down_ms = ms(self.alert_edge_grace);
+        config.alerts.rules.edge_lag_ms = ms(self.alert_edge_grace);
+        config.alerts.interval = self.alert_interval;
         config.admin_key_file = self.admin_key_file;
         config.metrics_public = self.metrics_public;
         config.audit_retention = self

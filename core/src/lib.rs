@@ -4,12 +4,14 @@
 //! ([`value`]), schema and validator checks ([`validate`]), version diffs ([`diff`]) and
 //! history retention decisions ([`retention`]), environments ([`env`]) and effective values
 //! ([`resolve`]), `${VAR}`/`${secret:…}` substitution ([`substitute`]) and bundles ([`export`]),
-//! and what a watch in an environment sees of a commit ([`effective_watch`]).
+//! what a watch in an environment sees of a commit ([`effective_watch`]), and the fleet's alert
+//! conditions ([`alerts`]).
 //!
 //! Architecture invariant: this crate does no I/O. No tokio, no sockets, no files, no clock —
 //! time is passed in as plain numbers. That keeps every function here deterministic, so it can be
 //! property-tested and fuzzed without a runtime.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod clients;

@@ -1659,6 +1659,7 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             None,
         ),
         (Method::GET, "/api/edges", "/api/edges".into(), None),
+        (Method::GET, "/api/alerts", "/api/alerts".into(), None),
         (
             Method::GET,
             "/api/clients",

@@ -11,6 +11,7 @@
 //! touches the store directly.
 
 pub mod accounts;
+pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The replication link, when this writer serves edges.
     pub replication: Option<Arc<Replication>>,
+    /// The writer's own alerts (with replication: they watch its edges and clients).
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
     /// Fleet membership, when this writer gossips.
     pub gossip: Option<Arc<setpoint_cluster::gossip::Gossip>>,
     /// The in-memory read model (every config, fed by the store's watch) that serves
@@ -113,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(audit::list))
         .route("/api/audit/verify", get(audit::verify))
         .route("/api/edges", get(edges))
+        .route("/api/alerts", get(alerts::list))
         .route("/api/clients", get(clients::list))
         .route("/api/clients/{id}", get(clients::get))
         .route("/api/openapi.json", get(openapi::serve))

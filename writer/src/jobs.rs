@@ -123,3 +123,29 @@ pub(crate) async fn leader_jobs(
         }
     }
 }
+
+/// Verifies the audit chain every `every` (on every replica: it only reads), so a broken chain
+/// shows in `setpoint_audit_chain_problems` without anyone asking.
+pub(crate) async fn verify_audit_chain(
+    configs: Arc<Configs>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let result = configs.audit_verify().await;
+        metrics.audit_verified(&result);
+        match result {
+            Ok(report) if !report.ok => {
+                tracing::error!(
+                    problems = report.problems.len(),
+                    "the audit chain does not verify"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "cannot verify the audit chain"),
+        }
+    }
+}

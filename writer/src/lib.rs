@@ -9,12 +9,14 @@
 //! - [`replication`]: the QUIC link to edge nodes, fed by the store's watch.
 //! - [`leader`]: which replica leads (an etcd lease on one key) and the fence on every commit.
 //! - [`jobs`]: the jobs only the leader runs (bootstrap, audit sealer, retention, compaction,
-//!   the rollouts' stage clock).
+//!   the rollouts' stage clock), and the periodic audit chain verification every replica runs.
 //! - [`rollouts`]: the stage clock — rollouts moved by time and the fleet's health.
+//! - [`alerts`]: the writer's own alert rules over its fleet view, and their webhook.
 //! - [`error`]: the one error vocabulary (code → HTTP status).
 //!
 //! [`run`] serves a writer on a listener until a shutdown future resolves.
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod error;
@@ -131,6 +133,11 @@ pub struct WriterConfig {
     pub lease_ttl: Duration,
     /// Where the model's "now" comes from (version and audit times, retention by age).
     pub clock: SharedClock,
+    /// The writer's own alert rules over its fleet view and their webhook (with replication).
+    pub alerts: alerts::AlertConfig,
+    /// How often every replica verifies the audit chain (`setpoint_audit_chain_problems`);
+    /// `None`: only on `GET /api/audit/verify`.
+    pub audit_verify_interval: Option<Duration>,
 }
 
 impl WriterConfig {
@@ -159,6 +166,8 @@ impl WriterConfig {
             advertise: None,
             lease_ttl: leader::DEFAULT_LEASE_TTL,
             clock: SharedClock::default(),
+            alerts: alerts::AlertConfig::default(),
+            audit_verify_interval: Some(Duration::from_secs(3600)),
         }
     }
 
@@ -217,6 +226,8 @@ pub struct Writer {
     raw_store: Arc<dyn Store>,
     replication: Option<ReplicationServer>,
     feed: tokio::task::JoinHandle<()>,
+    /// Alert evaluation, its webhook sender and the audit chain check: aborted on shutdown.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -294,9 +305,28 @@ impl Writer {
             bootstrapped,
             stop,
         ));
+        let mut background = Vec::new();
+        let alerts = replication.as_ref().map(|r| {
+            let (alerts, tasks) = alerts::Alerts::start(
+                &config.alerts,
+                r.replication().clone(),
+                metrics.clone(),
+                leadership.me().id.clone(),
+            );
+            background.extend(tasks);
+            alerts
+        });
+        if let Some(every) = config.audit_verify_interval {
+            background.push(tokio::spawn(jobs::verify_audit_chain(
+                configs.clone(),
+                metrics.clone(),
+                every,
+            )));
+        }
         let state = api::AppState {
             configs,
             metrics,
+            alerts,
             replication: replication.as_ref().map(|r| r.replication().clone()),
             gossip,
             feed,
@@ -322,6 +352,7 @@ impl Writer {
             raw_store,
             replication,
             feed: feed_task,
+            background,
         })
     }
 
@@ -352,7 +383,14 @@ impl Writer {
             raw_store,
             replication,
             feed,
+            background,
         } = self;
+        for task in &background {
+            task.abort();
+        }
+        for task in background {
+            let _ = task.await;
+        }
         // It stops its jobs and waits for them, so nothing holds the store afterwards.
         let _ = stop_leader_jobs.send(());
         let _ = leader_jobs.await;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use setpoint_serving::metrics::{LATENCY_BUCKETS, RequestMetrics};
@@ -41,6 +42,24 @@ pub struct Metrics {
     pub replication_undecodable_frames: IntCounter,
     /// Application instances the edges report, by status (connected, disconnected).
     pub clients: IntGaugeVec,
+    /// The same clients by edge, environment and status (for dashboards and alert rules).
+    pub fleet_clients: IntGaugeVec,
+    /// Connected clients per watched prefix (the most watched, bounded).
+    pub fleet_prefix_clients: IntGaugeVec,
+    /// Per edge: 1 while its replication link is up, 0 once it ended.
+    pub edge_connected: IntGaugeVec,
+    /// Audit chain verifications by result (ok, broken, failed).
+    pub audit_verifications: IntCounterVec,
+    /// Problems the last audit chain verification found (0 before any).
+    pub audit_chain_problems: IntGauge,
+    /// When the last audit chain verification finished (unix seconds; 0 before any).
+    pub audit_verified_at: Gauge,
+    /// Rollout records by status and whether their health gates halted them (set at scrape).
+    pub rollouts: IntGaugeVec,
+    /// Alerts the writer itself evaluates, firing now, by name.
+    pub alerts_firing: IntGaugeVec,
+    /// Webhook notifications by outcome (delivered, failed after retries, dropped: queue full).
+    pub alert_notifications: IntCounterVec,
     /// Refused authentications by reason (missing, unknown, expired, revoked, …).
     pub auth_failures: IntCounterVec,
     /// 1 while this writer leads (may commit), 0 while it stands by.
@@ -125,6 +144,85 @@ impl Metrics {
             ),
             &["status"],
         )?;
+        let fleet_clients = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_fleet_clients",
+                "Application instances reported by the edges, by edge, environment (empty: none) \
+                 and status",
+            ),
+            &["edge", "env", "status"],
+        )?;
+        let fleet_prefix_clients = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_fleet_prefix_clients",
+                "Connected application instances watching each prefix (the 200 most watched)",
+            ),
+            &["prefix"],
+        )?;
+        let edge_connected = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_replication_edge_connected",
+                "Per edge: 1 while its replication link is up, 0 once it ended",
+            ),
+            &["edge"],
+        )?;
+        let audit_verifications = IntCounterVec::new(
+            Opts::new(
+                "setpoint_audit_verifications_total",
+                "Audit chain verifications by result: ok, broken (problems found), failed \
+                 (could not read the chain)",
+            ),
+            &["result"],
+        )?;
+        let audit_chain_problems = IntGauge::new(
+            "setpoint_audit_chain_problems",
+            "Problems the last audit chain verification found (0 before any)",
+        )?;
+        let audit_verified_at = Gauge::new(
+            "setpoint_audit_chain_verified_timestamp_seconds",
+            "When the last audit chain verification finished, unix seconds (0 before any)",
+        )?;
+        let rollouts = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_rollouts",
+                "Rollout records by status, and halted=true when the health gates paused or \
+                 rolled one back",
+            ),
+            &["status", "halted"],
+        )?;
+        let alerts_firing = IntGaugeVec::new(
+            Opts::new(
+                "setpoint_alerts_firing",
+                "Alerts the writer evaluates itself (GET /api/alerts), firing now, by name",
+            ),
+            &["alert"],
+        )?;
+        for name in setpoint_core::alerts::NAMES {
+            alerts_firing.with_label_values(&[name]).set(0);
+        }
+        let alert_notifications = IntCounterVec::new(
+            Opts::new(
+                "setpoint_alert_notifications_total",
+                "Alert webhook notifications by outcome: delivered, failed (after every retry), \
+                 dropped (queue full)",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["delivered", "failed", "dropped"] {
+            alert_notifications.with_label_values(&[outcome]);
+        }
+        for result in ["ok", "broken", "failed"] {
+            audit_verifications.with_label_values(&[result]);
+        }
+        registry.register(Box::new(fleet_clients.clone()))?;
+        registry.register(Box::new(fleet_prefix_clients.clone()))?;
+        registry.register(Box::new(edge_connected.clone()))?;
+        registry.register(Box::new(audit_verifications.clone()))?;
+        registry.register(Box::new(audit_chain_problems.clone()))?;
+        registry.register(Box::new(audit_verified_at.clone()))?;
+        registry.register(Box::new(rollouts.clone()))?;
+        registry.register(Box::new(alerts_firing.clone()))?;
+        registry.register(Box::new(alert_notifications.clone()))?;
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "setpoint_auth_failures_total",
@@ -170,10 +268,67 @@ impl Metrics {
             edges_connected,
             replication_undecodable_frames,
             clients,
+            fleet_clients,
+            fleet_prefix_clients,
+            edge_connected,
+            audit_verifications,
+            audit_chain_problems,
+            audit_verified_at,
+            rollouts,
+            alerts_firing,
+            alert_notifications,
             auth_failures,
             leader,
             leadership_changes,
         })
+    }
+
+    /// Records the outcome of an audit chain verification.
+    pub fn audit_verified<E>(&self, result: &Result<setpoint_core::audit::Report, E>) {
+        let outcome = match result {
+            Ok(report) => {
+                self.audit_chain_problems
+                    .set(i64::try_from(report.problems.len()).unwrap_or(i64::MAX));
+                if report.ok { "ok" } else { "broken" }
+            }
+            Err(_) => "failed",
+        };
+        self.audit_verifications.with_label_values(&[outcome]).inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.audit_verified_at.set(now);
+    }
+
+    /// Counts the rollout records of `snapshot` by status and whether a health gate halted
+    /// them.
+    pub fn count_rollouts(&self, snapshot: &setpoint_core::snapshot::Snapshot) {
+        use setpoint_core::rollout::{Rollout, Status, records_root};
+        let root = records_root();
+        let mut counts = std::collections::BTreeMap::new();
+        for status in [
+            Status::InProgress,
+            Status::Paused,
+            Status::Completed,
+            Status::RolledBack,
+        ] {
+            for halted in ["true", "false"] {
+                counts.insert((status.as_str(), halted), 0i64);
+            }
+        }
+        for entry in snapshot.below(&root) {
+            if let Some(rollout) = Rollout::from_value(entry.value.structured()) {
+                let halted = if rollout.halted.is_some() {
+                    "true"
+                } else {
+                    "false"
+                };
+                *counts.entry((rollout.status.as_str(), halted)).or_insert(0) += 1;
+            }
+        }
+        for ((status, halted), n) in counts {
+            self.rollouts.with_label_values(&[status, halted]).set(n);
+        }
     }
 
     pub fn render(&self) -> String {

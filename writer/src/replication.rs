@@ -76,6 +76,8 @@ pub struct EdgeSession {
     pub remote_addr: SocketAddr,
     pub connected: bool,
     pub connected_since: SystemTime,
+    /// When its link ended (`None` while connected).
+    pub disconnected_at: Option<SystemTime>,
     /// The newest revision the edge acknowledged (its hello's revision before any ack).
     pub applied_revision: Revision,
     pub last_ack: Option<SystemTime>,
@@ -100,6 +102,48 @@ pub struct Replication {
     client_retention: Duration,
     /// When the fleet was last pruned and counted (unix ms).
     fleet_swept_ms: std::sync::atomic::AtomicI64,
+}
+
+/// Clients by (edge, environment, status), and connected clients by watched prefix (the
+/// [`setpoint_core::alerts::MAX_PREFIXES`] most watched; 0 for a prefix only disconnected
+/// clients watch), for the fleet's gauges.
+#[allow(clippy::type_complexity)]
+fn fleet_counts(
+    fleet: &Fleet,
+) -> (
+    BTreeMap<(&str, &str, &'static str), usize>,
+    Vec<(&str, usize)>,
+) {
+    let mut by_edge = BTreeMap::new();
+    let mut by_prefix: BTreeMap<&str, usize> = BTreeMap::new();
+    for record in fleet.list(&setpoint_core::clients::ClientFilter::default()) {
+        let status = if record.is_connected() {
+            "connected"
+        } else {
+            "disconnected"
+        };
+        let (edge, env) = (record.edge.as_str(), record.env.as_deref().unwrap_or(""));
+        // Both statuses of every (edge, env) held: a count that fell to 0 must read 0, not
+        // vanish (a rule comparing it with its past would then see nothing).
+        for other in ["connected", "disconnected"] {
+            by_edge.entry((edge, env, other)).or_insert(0);
+        }
+        *by_edge.entry((edge, env, status)).or_insert(0) += 1;
+        let distinct: std::collections::BTreeSet<&str> =
+            record.prefixes.iter().map(String::as_str).collect();
+        for prefix in distinct {
+            *by_prefix.entry(prefix).or_insert(0) += usize::from(record.is_connected());
+        }
+    }
+    let mut by_prefix: Vec<(&str, usize)> = by_prefix.into_iter().collect();
+    by_prefix.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    by_prefix.truncate(setpoint_core::alerts::MAX_PREFIXES);
+    (by_edge, by_prefix)
+}
+
+fn system_ms(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Now, in unix milliseconds (client records' clock).
@@ -167,6 +211,66 @@ impl Replication {
         gauge
             .with_label_values(&["disconnected"])
             .set(i64::try_from(disconnected).unwrap_or(i64::MAX));
+        let (by_edge, by_prefix) = fleet_counts(fleet);
+        // Reset first: an edge or prefix with no clients left must not keep its last count.
+        self.metrics.fleet_clients.reset();
+        for ((edge, env, status), n) in by_edge {
+            self.metrics
+                .fleet_clients
+                .with_label_values(&[edge, env, status])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.metrics.fleet_prefix_clients.reset();
+        for (prefix, n) in by_prefix {
+            self.metrics
+                .fleet_prefix_clients
+                .with_label_values(&[prefix])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets every edge's lag gauge from the feed's revision now (acks alone would leave the lag
+    /// of an edge that stopped acknowledging where it was).
+    pub fn refresh_lag_gauges(&self) {
+        for edge in self.edges() {
+            self.metrics
+                .edge_lag_revisions
+                .with_label_values(&[&edge.id])
+                .set(self.lag(&edge));
+        }
+    }
+
+    /// The edges and clients as the alert rules see them.
+    pub fn alert_inputs(
+        &self,
+    ) -> (
+        Vec<setpoint_core::alerts::EdgeState>,
+        Vec<setpoint_core::alerts::ClientState>,
+    ) {
+        use setpoint_core::alerts::{ClientState, EdgeState};
+        let edges = self
+            .edges()
+            .into_iter()
+            .map(|edge| EdgeState {
+                lag: if edge.connected { self.lag(&edge) } else { 0 },
+                connected: edge.connected,
+                disconnected_at_ms: edge.disconnected_at.map(system_ms),
+                id: edge.id,
+            })
+            .collect();
+        let clients = self.clients(|fleet| {
+            fleet
+                .list(&setpoint_core::clients::ClientFilter::default())
+                .into_iter()
+                .map(|r| ClientState {
+                    id: r.id.clone(),
+                    edge: r.edge.clone(),
+                    prefixes: r.prefixes.clone(),
+                    disconnected_at_ms: r.disconnected_at_ms,
+                })
+                .collect()
+        });
+        (edges, clients)
     }
 
     /// The newest revision the feed has seen.
@@ -199,6 +303,7 @@ impl Replication {
             .edge_applied_revision
             .with_label_values(&[&id])
             .set(session.applied_revision);
+        self.metrics.edge_connected.with_label_values(&[&id]).set(1);
         let mut sessions = self.lock();
         sessions.insert(
             id,
@@ -218,7 +323,9 @@ impl Replication {
             && record.connection == connection
         {
             record.session.connected = false;
+            record.session.disconnected_at = Some(SystemTime::now());
             lost = true;
+            self.metrics.edge_connected.with_label_values(&[id]).set(0);
         }
         self.count_connected(&sessions);
         drop(sessions);

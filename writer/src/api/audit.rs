@@ -129,7 +129,9 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Res
     caller
         .require(&state, &ConfigPath::root(), Action::Admin)
         .await?;
-    let report = state.configs.audit_verify().await?;
+    let result = state.configs.audit_verify().await;
+    state.metrics.audit_verified(&result);
+    let report = result?;
     Ok(Json(VerifyBody {
         ok: report.ok,
         sealed: report.sealed,

@@ -21,7 +21,8 @@ use utoipa::openapi::{Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::{
-    accounts, approvals, audit, clients, config, environments, ops, preview, rollouts, schemas,
+    accounts, alerts, approvals, audit, clients, config, environments, ops, preview, rollouts,
+    schemas,
 };
 
 /// The security scheme every operation but health uses.
@@ -70,6 +71,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         approvals::cancel,
         audit::verify,
         super::edges,
+        alerts::list,
         clients::list,
         clients::get,
         rollouts::create,

@@ -105,6 +105,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .with_label_values(&[endpoint.as_str()])
             .set(i64::from(up));
     }
+    state.metrics.count_rollouts(&state.feed.snapshot());
+    if let Some(replication) = &state.replication {
+        replication.refresh_lag_gauges();
+    }
+    if let Some(alerts) = &state.alerts {
+        alerts.evaluate();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -166,6 +166,7 @@ async fn run(
         remote_addr: remote,
         connected: true,
         connected_since: SystemTime::now(),
+        disconnected_at: None,
         applied_revision: revision,
         last_ack: None,
     });

@@ -130,6 +130,8 @@ struct Run<'a> {
     measured: Vec<String>,
     /// The revision of the last write this scenario made.
     written: i64,
+    /// The id of the last rollout this scenario started.
+    rollout: Option<String>,
 }
 
 async fn run_scenario(launch: &Launch, mode: Mode, name: &str, scenario: &Value) -> Vec<String> {
@@ -153,6 +155,7 @@ async fn run_scenario(launch: &Launch, mode: Mode, name: &str, scenario: &Value)
         http,
         measured: Vec::new(),
         written: 0,
+        rollout: None,
     };
     let steps = scenario["steps"].as_array().cloned().unwrap_or_default();
     for (index, step) in steps.iter().enumerate() {
@@ -289,6 +292,37 @@ impl Run<'_> {
             let path = format!("/api/environments/{name}");
             self.rest(Method::PUT, &path, Some(step["body"].clone()))
                 .await?;
+        } else if let Some(path) = step["rollout"].as_str() {
+            let body = self
+                .rest(
+                    Method::POST,
+                    &format!("/api/config{path}/rollout"),
+                    Some(step["body"].clone()),
+                )
+                .await?;
+            let id = body["rollout_id"].as_str().ok_or("no rollout_id")?;
+            self.rollout = Some(id.to_owned());
+        } else if let Some(action) = step["rollout_action"].as_str() {
+            let id = self.rollout.clone().ok_or("no rollout started yet")?;
+            self.rest(Method::POST, &format!("/api/rollouts/{id}/{action}"), None)
+                .await?;
+        } else if let Some(fields) = step.get("expect_rollout") {
+            let id = self.rollout.clone().ok_or("no rollout started yet")?;
+            let deadline = Run::within(step, 10_000);
+            let url = format!("/api/rollouts/{id}");
+            loop {
+                let rollout = self.rest(Method::GET, &url, None).await?;
+                let all = fields
+                    .as_object()
+                    .is_some_and(|f| f.iter().all(|(k, v)| dotted(&rollout, k) == v));
+                if all {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!("{url} is {rollout}, expected {fields}"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         } else if let Some(open) = step.get("open") {
             self.open(open).await?;
         } else if step.get("wait_ready").is_some() {

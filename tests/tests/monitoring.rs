@@ -600,3 +600,69 @@ async fn a_client_gone_past_the_grace_fires_to_the_webhook_with_retries_and_reso
         "{metrics}"
     );
 }
+
+/// The fleet's gauges follow the fleet: a count that falls to 0 reads 0 while the client is
+/// listed, and its series go once the client is forgotten (never a stale count, and never a
+/// moment with no series while it is counted — the rules' `for:` would restart).
+#[tokio::test]
+async fn fleet_gauges_read_zero_while_listed_and_go_when_the_client_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let dev = SetpointProcess::start(
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--client-retention",
+            "2s",
+        ],
+        dir.path(),
+    )
+    .await;
+    let base = dev.base();
+    let http = reqwest::Client::new();
+    put(&http, &base, "/gauge/a", json!(1)).await;
+    let connected = "setpoint_fleet_clients{edge=\"dev-edge\",env=\"prod\",status=\"connected\"}";
+    let disconnected =
+        "setpoint_fleet_clients{edge=\"dev-edge\",env=\"prod\",status=\"disconnected\"}";
+    let prefix = "setpoint_fleet_prefix_clients{prefix=\"/gauge\"}";
+    let metrics = || async { text(&http, &format!("{base}/metrics")).await };
+
+    let mut session = Session::open(&base, "gauge-1", &["/gauge"], None).await;
+    let reset = session.update().await;
+    session.receipt(reset.revision, None).await;
+    let counted = wait_until(PATIENCE, || async {
+        let m = metrics().await;
+        m.contains(&format!("{connected} 1"))
+            && m.contains(&format!("{disconnected} 0"))
+            && m.contains(&format!("{prefix} 1"))
+    })
+    .await;
+    assert!(counted, "{}", metrics().await);
+
+    drop(session);
+    let fell = wait_until(PATIENCE, || async {
+        let m = metrics().await;
+        m.contains(&format!("{connected} 0")) && m.contains(&format!("{disconnected} 1"))
+    })
+    .await;
+    assert!(fell, "{}", metrics().await);
+
+    // Past the retention a listing prunes it: its series go.
+    let forgotten = wait_until(PATIENCE, || async {
+        let listed: Value = http
+            .get(format!("{base}/api/clients"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let m = metrics().await;
+        listed.as_array().is_some_and(Vec::is_empty)
+            && !m.contains("setpoint_fleet_clients{")
+            && !m.contains("setpoint_fleet_prefix_clients{")
+    })
+    .await;
+    assert!(forgotten, "{}", metrics().await);
+}

@@ -102,6 +102,15 @@ pub struct Replication {
     client_retention: Duration,
     /// When the fleet was last pruned and counted (unix ms).
     fleet_swept_ms: std::sync::atomic::AtomicI64,
+    /// The label sets of the fleet's gauges last set, so those no longer counted are removed.
+    fleet_series: Mutex<FleetSeries>,
+}
+
+/// The series `setpoint_fleet_clients` and `setpoint_fleet_prefix_clients` show now.
+#[derive(Default)]
+struct FleetSeries {
+    edges: std::collections::BTreeSet<[String; 3]>,
+    prefixes: std::collections::BTreeSet<String>,
 }
 
 /// Clients by (edge, environment, status), and connected clients by watched prefix (the
@@ -212,21 +221,36 @@ impl Replication {
             .with_label_values(&["disconnected"])
             .set(i64::try_from(disconnected).unwrap_or(i64::MAX));
         let (by_edge, by_prefix) = fleet_counts(fleet);
-        // Reset first: an edge or prefix with no clients left must not keep its last count.
-        self.metrics.fleet_clients.reset();
+        // Set the new counts, then remove only the series no longer counted: a reset first
+        // would let a scrape in between see none, and restart every rule's `for:` on them.
+        let mut shown = self.fleet_series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut edges = std::collections::BTreeSet::new();
         for ((edge, env, status), n) in by_edge {
             self.metrics
                 .fleet_clients
                 .with_label_values(&[edge, env, status])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+            edges.insert([edge.to_owned(), env.to_owned(), status.to_owned()]);
         }
-        self.metrics.fleet_prefix_clients.reset();
+        for gone in shown.edges.difference(&edges) {
+            let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
+            let _ = self.metrics.fleet_clients.remove_label_values(&labels);
+        }
+        let mut prefixes = std::collections::BTreeSet::new();
         for (prefix, n) in by_prefix {
             self.metrics
                 .fleet_prefix_clients
                 .with_label_values(&[prefix])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+            prefixes.insert(prefix.to_owned());
         }
+        for gone in shown.prefixes.difference(&prefixes) {
+            let _ = self
+                .metrics
+                .fleet_prefix_clients
+                .remove_label_values(&[gone.as_str()]);
+        }
+        *shown = FleetSeries { edges, prefixes };
     }
 
     /// Sets every edge's lag gauge from the feed's revision now (acks alone would leave the lag
@@ -422,6 +446,7 @@ impl ReplicationServer {
             fleet: Mutex::new(Fleet::new()),
             client_retention: config.client_retention,
             fleet_swept_ms: std::sync::atomic::AtomicI64::new(0),
+            fleet_series: Mutex::new(FleetSeries::default()),
         });
         let accept = tokio::spawn(server::serve(replication.clone(), endpoint.clone()));
         tracing::info!(addr = %local_addr, "replication endpoint listening");

@@ -221,3 +221,79 @@ async fn a_preview_needs_write_and_shows_only_readable_layers() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     w.stop().await;
 }
+
+/// `?dry_run=true` on a PUT, a DELETE and a batch answers the preview instead of writing; a
+/// path under an active rollout is refused as the write would be, unless `?force=true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_on_writes_answers_the_preview_and_writes_nothing() {
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    ok(
+        &w,
+        Method::PUT,
+        "/api/config/app/a",
+        Some(json!({"value": 1})),
+    )
+    .await;
+    let before = ok(&w, Method::GET, "/api/config/app/a", None).await;
+
+    let put = ok(
+        &w,
+        Method::PUT,
+        "/api/config/app/a?dry_run=true",
+        Some(json!({"value": 2})),
+    )
+    .await;
+    assert_eq!(put["dry_run"], json!(true), "{put}");
+    assert_eq!(put["changes"][0]["version"], json!(2), "{put}");
+    assert_eq!(put["effective"][0]["after"], json!(2), "{put}");
+    let delete = ok(&w, Method::DELETE, "/api/config/app/a?dry_run=true", None).await;
+    assert_eq!(delete["changes"][0]["deleted"], json!(true), "{delete}");
+    assert_eq!(delete["effective"][0]["after"], Value::Null, "{delete}");
+    let batch = ok(
+        &w,
+        Method::POST,
+        "/api/batch?dry_run=true",
+        Some(json!({"changes": [{"op": "put", "path": "/app/b", "value": 3}]})),
+    )
+    .await;
+    assert_eq!(batch["changes"][0]["created"], json!(true), "{batch}");
+    assert_eq!(ok(&w, Method::GET, "/api/config/app/a", None).await, before);
+    let (status, _) = send(&w, Method::GET, "/api/config/app/b", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the dry run wrote nothing");
+
+    // Under an active rollout a write is a 409 unless forced; its dry run says the same.
+    ok(
+        &w,
+        Method::POST,
+        "/api/config/app/a/rollout",
+        Some(json!({"value": 9, "stages": [100]})),
+    )
+    .await;
+    let (status, body) = send(
+        &w,
+        Method::PUT,
+        "/api/config/app/a?dry_run=true",
+        Some(json!({"value": 2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let forced = ok(
+        &w,
+        Method::PUT,
+        "/api/config/app/a?dry_run=true&force=true",
+        Some(json!({"value": 2})),
+    )
+    .await;
+    assert_eq!(forced["would"], json!("commit"), "{forced}");
+    let (status, _) = send(
+        &w,
+        Method::PUT,
+        "/api/config/app/a?dry_run=maybe",
+        Some(json!({"value": 2})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(ok(&w, Method::GET, "/api/config/app/a", None).await, before);
+    w.stop().await;
+}

@@ -26,6 +26,7 @@ use super::approvals;
 use super::auth::Caller;
 use super::input::{self, Params};
 use super::openapi::{ReadBody, errors};
+use super::preview;
 use crate::error::{Error, ErrorCode};
 use crate::model::{
     Change, ChangeSpec, Committed, EntryView, Precondition, Submitted, Update, double_option,
@@ -84,6 +85,23 @@ pub struct WriteResult<'a> {
 pub struct BatchResult<'a> {
     pub revision: i64,
     pub results: &'a [crate::model::ChangeResult],
+}
+
+/// A write's `200` as documented: the version made, or — with `?dry_run=true` — the preview
+/// (exactly one of the two shapes fits a body).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WriteAnswer<'a> {
+    Written(WriteResult<'a>),
+    Preview(preview::PreviewBody),
+}
+
+/// A batch's `200` as documented: the results, or — with `?dry_run=true` — the preview.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum BatchAnswer<'a> {
+    Committed(BatchResult<'a>),
+    Preview(preview::PreviewBody),
 }
 
 /// The difference between two versions: a JSON Patch (`json`, `yaml`) or a unified diff (a
@@ -164,9 +182,10 @@ fn with_revision(mut response: Response, revision: i64) -> Response {
 #[utoipa::path(put, path = "/api/config/{path}", tag = "config",
     params(("path" = String, Path, description = "Slash-separated config path, e.g. myapp/database/host"),
            ("If-Match" = Option<String>, Header, description = "Expected current version (\"3\", 3 or *)"),
-           ("force" = Option<bool>, Query, description = "Write even though the path is under an active rollout")),
+           ("force" = Option<bool>, Query, description = "Write even though the path is under an active rollout"),
+           ("dry_run" = Option<bool>, Query, description = "Answer what the write would do (a preview, as POST /api/preview) and write nothing")),
     request_body = PutBody,
-    responses((status = 200, description = "New version of an existing config", body = WriteResult,
+    responses((status = 200, description = "New version of an existing config (with dry_run: the preview)", body = WriteAnswer,
                 headers(("ETag" = String, description = "The new version, quoted"))),
               (status = 201, description = "First version, or re-created after a delete", body = WriteResult,
                 headers(("ETag" = String, description = "The new version, quoted"))),
@@ -183,9 +202,15 @@ pub async fn put(
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Write).await?;
-    let force = Params::new(query).flag("force")?;
+    let params = Params::new(query);
+    let (force, dry_run) = (params.flag("force")?, params.flag("dry_run")?);
     let body: PutBody = input::json_body(body)?;
     let change = put_change(path, body, input::if_match(&headers)?)?;
+    if dry_run {
+        return Ok(preview::answer(&state, &caller, &[change], force)
+            .await?
+            .into_response());
+    }
     match submit(&state, &caller, vec![change], force).await? {
         Ok(committed) => Ok(single_result(committed)),
         Err(accepted) => Ok(accepted),
@@ -196,8 +221,9 @@ pub async fn put(
 #[utoipa::path(delete, path = "/api/config/{path}", tag = "config",
     params(("path" = String, Path, description = "Config path"),
            ("If-Match" = Option<String>, Header, description = "Expected current version"),
-           ("force" = Option<bool>, Query, description = "Delete even though the path is under an active rollout")),
-    responses((status = 200, description = "Tombstone version written", body = WriteResult),
+           ("force" = Option<bool>, Query, description = "Delete even though the path is under an active rollout"),
+           ("dry_run" = Option<bool>, Query, description = "Answer what the delete would do (a preview, as POST /api/preview) and write nothing")),
+    responses((status = 200, description = "Tombstone version written (with dry_run: the preview)", body = WriteAnswer),
               (status = 202, description = "A policy needs approvals: the change waits in a change request", body = approvals::ChangeAccepted),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
               errors::PreconditionFailed, errors::Unprocessable, errors::Unavailable))]
@@ -210,11 +236,17 @@ pub async fn delete(
 ) -> Result<Response, Error> {
     let path = parse_path(&raw)?;
     caller.require(&state, &path, Action::Delete).await?;
-    let force = Params::new(query).flag("force")?;
+    let params = Params::new(query);
+    let (force, dry_run) = (params.flag("force")?, params.flag("dry_run")?);
     let change = Change::Delete {
         path,
         if_match: input::if_match(&headers)?,
     };
+    if dry_run {
+        return Ok(preview::answer(&state, &caller, &[change], force)
+            .await?
+            .into_response());
+    }
     match submit(&state, &caller, vec![change], force).await? {
         Ok(committed) => Ok(single_result(committed)),
         Err(accepted) => Ok(accepted),
@@ -245,8 +277,9 @@ fn single_result(committed: Committed) -> Response {
 
 /// Commit several puts and deletes atomically, as one revision.
 #[utoipa::path(post, path = "/api/batch", tag = "config", request_body = BatchBody,
-    params(("force" = Option<bool>, Query, description = "Commit even though a path is under an active rollout")),
-    responses((status = 200, description = "All changes committed at one revision", body = BatchResult),
+    params(("force" = Option<bool>, Query, description = "Commit even though a path is under an active rollout"),
+           ("dry_run" = Option<bool>, Query, description = "Answer what the batch would do (a preview, as POST /api/preview) and write nothing")),
+    responses((status = 200, description = "All changes committed at one revision (with dry_run: the preview)", body = BatchAnswer),
               (status = 202, description = "A policy needs approvals: the changes wait in a change request", body = approvals::ChangeAccepted),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
               errors::PreconditionFailed, errors::TooLarge, errors::Unprocessable, errors::Unavailable))]
@@ -256,9 +289,15 @@ pub async fn batch(
     Query(query): Query<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
-    let force = Params::new(query).flag("force")?;
+    let params = Params::new(query);
+    let (force, dry_run) = (params.flag("force")?, params.flag("dry_run")?);
     let body: BatchBody = input::json_body(body)?;
     let changes = batch_changes(&state, &caller, body).await?;
+    if dry_run {
+        return Ok(preview::answer(&state, &caller, &changes, force)
+            .await?
+            .into_response());
+    }
     let committed = match submit(&state, &caller, changes, force).await? {
         Ok(committed) => committed,
         Err(accepted) => return Ok(accepted),

@@ -1,5 +1,6 @@
 //! Impact previews: `POST /api/preview` (a batch's changes) and `?dry_run=true` on a PUT, a
-//! DELETE or a batch answer what the commit would do, and commit nothing:
+//! DELETE or a batch (with `?force=true` as the write would have it) answer what the commit
+//! would do, and commit nothing:
 //!
 //! - `would`: `commit`, or `await_approval` with the approvals a policy asks for;
 //! - `changes`: per change the version it would write (refusals are the commit's own: 400, 404,
@@ -100,7 +101,7 @@ pub async fn batch(
 ) -> Result<Json<PreviewBody>, Error> {
     let body: BatchBody = input::json_body(body)?;
     let changes = super::config::batch_changes(&state, &caller, body).await?;
-    answer(&state, &caller, &changes).await
+    answer(&state, &caller, &changes, false).await
 }
 
 /// The preview of `changes` (already checked against the caller's write and delete rights).
@@ -108,8 +109,9 @@ pub async fn answer(
     state: &AppState,
     caller: &Caller,
     changes: &[Change],
+    force: bool,
 ) -> Result<Json<PreviewBody>, Error> {
-    let preview = state.configs.preview(changes, &caller.actor).await?;
+    let preview = state.configs.preview(changes, &caller.actor, force).await?;
     let before = state.feed.snapshot();
     let after = applied(&before, changes, &preview);
     let bases: BTreeSet<ConfigPath> = changes.iter().map(|c| base_of(c.path())).collect();

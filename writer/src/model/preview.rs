@@ -22,11 +22,18 @@ pub struct Preview {
 }
 
 impl Configs {
-    /// Plans `changes` as [`Configs::submit`] would, without writing anything.
-    pub async fn preview(&self, changes: &[Change], actor: &Actor) -> Result<Preview, Error> {
+    /// Plans `changes` as [`Configs::submit_forced`] would (with `force`: also on paths under an
+    /// active rollout), without writing anything.
+    pub async fn preview(
+        &self,
+        changes: &[Change],
+        actor: &Actor,
+        force: bool,
+    ) -> Result<Preview, Error> {
         let commit = Commit {
             origin: Origin::Configs,
             gated: true,
+            force,
             ..Commit::default()
         };
         super::check_batch(&commit, changes)?;

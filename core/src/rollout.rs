@@ -306,6 +306,39 @@ impl Rollout {
         })
     }
 
+    /// Whether the candidate changes what a client of `env` (`None`: base values) sees at the
+    /// rollout's base path in `snapshot` — exactly when an edge delivers it the candidate (a
+    /// plain client never sees an override; an environment's nearer override can hide a base
+    /// candidate; an unchanged value sends nothing). The writer counts only such clients as
+    /// members, so it never waits for an acknowledgement no edge will ask for.
+    pub fn changes_view(&self, snapshot: &crate::snapshot::Snapshot, env: Option<&str>) -> bool {
+        let (Ok(target), Ok(value)) = (ConfigPath::parse(&self.path), self.candidate()) else {
+            return false;
+        };
+        let (layer, base) = match crate::env::split_override(&target) {
+            Some((layer, base)) => (Some(layer.to_owned()), base),
+            None => (None, target.clone()),
+        };
+        let Some(env) = env else {
+            return layer.is_none()
+                && snapshot
+                    .get(&base)
+                    .is_none_or(|stable| stable.value.structured() != value.structured());
+        };
+        let chain = crate::env::chain_of(snapshot, env).unwrap_or_default();
+        let with = snapshot.with_entry(std::sync::Arc::new(crate::snapshot::Entry {
+            path: target,
+            value,
+            version: self.stable_version + 1,
+            revision: snapshot.revision(),
+            updated_at: String::new(),
+        }));
+        let seen = |s: &crate::snapshot::Snapshot| {
+            crate::resolve::effective(s, &chain, &base).map(|e| e.value)
+        };
+        seen(snapshot) != seen(&with)
+    }
+
     /// The candidate as a value ready to deliver.
     pub fn candidate(&self) -> Result<ParsedValue, String> {
         ParsedValue::from_request(self.value.clone(), Some(self.format)).map_err(|e| e.to_string())
@@ -611,6 +644,51 @@ mod tests {
         assert_eq!(
             seen.get(&host).unwrap().value.structured(),
             &serde_json::json!("stable")
+        );
+    }
+
+    #[test]
+    fn only_clients_whose_view_the_candidate_changes_count() {
+        use crate::snapshot::{Entry, Snapshot};
+        let entry = |path: &str, value: serde_json::Value| Entry {
+            path: ConfigPath::parse(path).unwrap(),
+            value: ParsedValue::from_request(value, Some(Format::Json)).unwrap(),
+            version: 1,
+            revision: 2,
+            updated_at: String::new(),
+        };
+        let snapshot = Snapshot::from_entries(
+            2,
+            [
+                entry("/myapp/db/host", serde_json::json!("stable")),
+                entry("/env/prod", serde_json::json!({})),
+                entry("/env/dev", serde_json::json!({})),
+                entry("/env/prod/myapp/db/host", serde_json::json!("prod-host")),
+            ],
+        );
+        let base = rollout(vec![100], None);
+        assert!(base.changes_view(&snapshot, None));
+        assert!(
+            base.changes_view(&snapshot, Some("dev")),
+            "dev sees the base"
+        );
+        assert!(
+            !base.changes_view(&snapshot, Some("prod")),
+            "prod's override hides it"
+        );
+        let mut prod = rollout(vec![100], None);
+        prod.path = "/env/prod/myapp/db/host".into();
+        assert!(prod.changes_view(&snapshot, Some("prod")));
+        assert!(!prod.changes_view(&snapshot, Some("dev")));
+        assert!(
+            !prod.changes_view(&snapshot, None),
+            "a plain client never sees an override"
+        );
+        let mut same = rollout(vec![100], None);
+        same.value = serde_json::json!("stable");
+        assert!(
+            !same.changes_view(&snapshot, None),
+            "an unchanged value sends nothing"
         );
     }
 

@@ -300,3 +300,56 @@ async fn a_session_that_never_acknowledges_pauses_the_rollout() {
     drop(up);
     reader.abort();
 }
+
+/// The writer counts as members only the clients an edge delivers the candidate to: a client in
+/// `prod`, whose own override hides the base path being rolled out, is not waited for — before
+/// this, it counted as a member that never acknowledged and paused every such rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_override_hides_the_path_is_not_a_member() {
+    let (_dir, dev) = dev().await;
+    let base = dev.base();
+    put(&base, "/myapp/db/host", json!("stable")).await;
+    put(&base, "/env/prod/myapp/db/host", json!("prod-host")).await;
+    let mut apps = Vec::new();
+    for (id, env) in [("in-dev", "dev"), ("in-prod", "prod")] {
+        let client = Client::new(
+            &base,
+            Options {
+                prefixes: vec!["/myapp".into()],
+                instance_id: Some(id.into()),
+                environment: Some(env.into()),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        client.wait_ready(SETTLE).await.unwrap();
+        apps.push(client);
+    }
+    let (status, created) = post(
+        format!("{base}/api/config/myapp/db/host/rollout"),
+        json!({"value": "candidate", "stages": [100],
+               "health": {"ack_timeout": "2s", "on_unhealthy": "pause"}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["rollout_id"].as_str().unwrap().to_owned();
+    let url = format!("{base}/api/rollouts/{id}");
+    let settled = wait_until(SETTLE, || async {
+        let status = get_json(url.clone()).await;
+        status["members"] == 1 && status["acked"] == 1
+    })
+    .await;
+    let status = get_json(url.clone()).await;
+    assert!(settled, "{status:#}");
+    assert_eq!(holds(&apps[0], "/myapp/db/host"), "candidate");
+    assert_eq!(holds(&apps[1], "/myapp/db/host"), "prod-host");
+    // Well past the ack timeout, still healthy and in progress.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let status = get_json(url).await;
+    assert_eq!(status["status"], "in_progress", "{status:#}");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    assert_eq!(status["matching"], 1, "{status:#}");
+    for app in &apps {
+        app.close().await;
+    }
+}

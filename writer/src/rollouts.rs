@@ -45,10 +45,18 @@ pub async fn report(
     let now = configs.unix_now_ms();
     let assess = |clients: &[&ClientRecord]| health::assess(rollout, clients, &stages, window, now);
     Ok(match replication {
-        Some(replication) => replication.clients(|fleet| {
-            let clients = fleet.list(&ClientFilter::default());
-            assess(&clients)
-        }),
+        Some(replication) => {
+            // Only the clients an edge delivers the candidate to can acknowledge it.
+            let snapshot = replication.feed().snapshot();
+            replication.clients(|fleet| {
+                let clients: Vec<&ClientRecord> = fleet
+                    .list(&ClientFilter::default())
+                    .into_iter()
+                    .filter(|c| rollout.changes_view(&snapshot, c.env.as_deref()))
+                    .collect();
+                assess(&clients)
+            })
+        }
         None => assess(&[]),
     })
 }

@@ -297,3 +297,73 @@ async fn dry_run_on_writes_answers_the_preview_and_writes_nothing() {
     assert_eq!(ok(&w, Method::GET, "/api/config/app/a", None).await, before);
     w.stop().await;
 }
+
+/// A preview is what the commit then does: the same versions, and each effective value it shows
+/// afterwards is what reads in that environment then answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_does_what_its_preview_said() {
+    let backend = Backend::embedded();
+    let w = TestWriter::start(&backend).await;
+    ok(
+        &w,
+        Method::PUT,
+        "/api/config/svc/cfg",
+        Some(json!({"value": {"a": 1, "b": 2}})),
+    )
+    .await;
+    ok(
+        &w,
+        Method::PUT,
+        "/api/config/env/prod/svc/cfg",
+        Some(json!({"value": {"b": 20}})),
+    )
+    .await;
+    ok(
+        &w,
+        Method::PUT,
+        "/api/config/svc/gone",
+        Some(json!({"value": true})),
+    )
+    .await;
+    let changes = json!([
+        {"op": "put", "path": "/svc/cfg", "value": {"a": 5, "b": 2, "c": 3}},
+        {"op": "put", "path": "/env/staging/svc/cfg", "value": {"c": 30}},
+        {"op": "delete", "path": "/svc/gone"},
+    ]);
+    let (status, preview) = preview(&w, changes.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let committed = ok(
+        &w,
+        Method::POST,
+        "/api/batch",
+        Some(json!({"changes": changes})),
+    )
+    .await;
+    let versions = |body: &Value, key: &str| -> Vec<Value> {
+        body[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| json!([r["path"], r["version"], r["deleted"]]))
+            .collect()
+    };
+    assert_eq!(
+        versions(&preview, "changes"),
+        versions(&committed, "results")
+    );
+    let shown = preview["effective"].as_array().unwrap();
+    assert!(shown.len() >= 4, "base, dev, staging, prod: {preview}");
+    for effective in shown {
+        let path = effective["path"].as_str().unwrap();
+        let url = match effective["env"].as_str() {
+            Some(env) => format!("/api/config{path}?env={env}"),
+            None => format!("/api/config{path}"),
+        };
+        let (status, read) = send(&w, Method::GET, &url, None).await;
+        match &effective["after"] {
+            Value::Null => assert_eq!(status, StatusCode::NOT_FOUND, "{url}: {read}"),
+            after => assert_eq!(&read["value"], after, "{url}"),
+        }
+    }
+    w.stop().await;
+}

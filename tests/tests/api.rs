@@ -1456,6 +1456,12 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
             Some(json!({"changes": [{"op": "put", "path": "/doc/a", "value": {"n": 3}}]})),
         ),
         (
+            Method::PUT,
+            "/api/config/{path}",
+            "/api/config/doc/scalar?dry_run=true".into(),
+            Some(json!({"value": false})),
+        ),
+        (
             Method::POST,
             "/api/preview",
             "/api/preview".into(),

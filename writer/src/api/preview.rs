@@ -68,9 +68,11 @@ pub struct PreviewBody {
 pub struct EffectiveChange {
     pub env: Option<String>,
     pub path: String,
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON (a value need not be an object); null when the path held none.
+    #[schema(value_type = Value)]
     pub before: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON; null when the path would hold none.
+    #[schema(value_type = Value)]
     pub after: Option<Value>,
     /// JSON Patch (RFC 6902) from `before` to `after`.
     #[schema(value_type = Vec<Object>)]

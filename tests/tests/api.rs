@@ -1687,6 +1687,12 @@ async fn finding_8_the_openapi_document_describes_every_answer() {
         (
             Method::POST,
             "/api/config/{path}/rollout",
+            "/api/config/doc/roll/rollout?dry_run=true".into(),
+            Some(json!({"value": 1, "stages": [50, 100]})),
+        ),
+        (
+            Method::POST,
+            "/api/config/{path}/rollout",
             "/api/config/doc/roll/rollout".into(),
             Some(json!({"value": 1, "stages": [50, 100]})),
         ),

@@ -665,6 +665,48 @@ async fn rollout_verbs_steer_a_rollout_to_completion_and_roll_another_back() {
     let dev = dev(dir.path()).await;
     cli(&dev, &["put", "/myapp/feature", "off"], None).ok();
 
+    // A dry run starts nothing and names the id; starting under it keeps that id.
+    let draft = cli(
+        &dev,
+        &[
+            "rollout",
+            "start",
+            "/myapp/feature",
+            "on",
+            "--stages",
+            "10,50,100",
+            "--dry-run",
+        ],
+        None,
+    )
+    .ok();
+    assert!(
+        draft.stdout.starts_with("would start rollout roll_"),
+        "{draft:?}"
+    );
+    assert!(draft.stdout.contains("stage 3 (100 %)"), "{draft:?}");
+    assert!(draft.stdout.contains("\"off\" -> \"on\""), "{draft:?}");
+    let drafted = cli(
+        &dev,
+        &[
+            "rollout",
+            "start",
+            "/myapp/feature",
+            "on",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .ok()
+    .json();
+    let drafted_id = drafted["rollout_id"].as_str().unwrap().to_owned();
+    let none = cli(&dev, &["rollout", "status", "-o", "json"], None)
+        .ok()
+        .json();
+    assert_eq!(none["rollouts"], serde_json::json!([]), "{none}");
+
     // No --interval: stages move only by hand, so the test decides every step.
     let started = cli(
         &dev,
@@ -675,6 +717,8 @@ async fn rollout_verbs_steer_a_rollout_to_completion_and_roll_another_back() {
             "on",
             "--stages",
             "10,50,100",
+            "--id",
+            &drafted_id,
         ],
         None,
     )
@@ -691,6 +735,7 @@ async fn rollout_verbs_steer_a_rollout_to_completion_and_roll_another_back() {
         .as_str()
         .unwrap()
         .to_owned();
+    assert_eq!(id, drafted_id, "started under the dry run's id");
     let table = cli(
         &dev,
         &["rollout", "status", "--status", "in_progress"],

@@ -2,7 +2,8 @@
 //! `setpoint dev` while Rust SDK clients are connected (members see the candidate, the rest the
 //! stable value, the status counts them, rollback brings everyone back), and the health gates —
 //! an SDK whose callback fails halts the rollout (rolled back, the instance named), a session
-//! that never acknowledges halts it (paused, the instance named).
+//! that never acknowledges halts it (paused, the instance named); a dry run lists each stage's
+//! instances, and a rollout started under its id holds exactly those.
 
 #![allow(clippy::unwrap_used)]
 
@@ -349,6 +350,102 @@ async fn a_client_whose_override_hides_the_path_is_not_a_member() {
     assert_eq!(status["status"], "in_progress", "{status:#}");
     assert_eq!(status["healthy"], true, "{status:#}");
     assert_eq!(status["matching"], 1, "{status:#}");
+    for app in &apps {
+        app.close().await;
+    }
+}
+
+/// The ids a dry run's stage lists, as a set.
+fn listed(stage: &Value) -> std::collections::BTreeSet<String> {
+    stage["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_lists_each_stages_instances_and_starting_with_its_id_keeps_them() {
+    let (_dir, dev) = dev().await;
+    let base = dev.base();
+    put(&base, "/myapp/database/host", json!("old-host.internal")).await;
+    let (apps, _watches) = clients(&base, 10, "/myapp/database/host", &[]).await;
+    let url = format!("{base}/api/config/myapp/database/host/rollout");
+    let body = json!({"value": "new-host.internal", "stages": [30, 100],
+                      "canary": {"instances": ["app-7"]}});
+
+    // The fleet learns of the sessions from the edge's reports: wait until the draft sees all.
+    let dry_run = || async {
+        let (status, answer) = post(format!("{url}?dry_run=true"), body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    let known = wait_until(SETTLE, || async { dry_run().await["matching"] == 10 }).await;
+    let draft = dry_run().await;
+    assert!(known, "{draft:#}");
+    assert_eq!(draft["dry_run"], true);
+    let id = draft["rollout_id"].as_str().unwrap().to_owned();
+    let stages = draft["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "canary, 30 %, 100 %: {draft:#}");
+    assert_eq!(stages[0]["kind"], "canary");
+    assert_eq!(listed(&stages[0]), ["app-7".to_owned()].into());
+    assert_eq!(stages[1]["percent"], 30);
+    assert!(listed(&stages[0]).is_subset(&listed(&stages[1])));
+    assert_eq!(stages[2]["count"], 10);
+    // The candidate's impact: the next version, the value before and after, the 10 reached.
+    let preview = &draft["preview"];
+    assert_eq!(preview["changes"][0]["version"], 2, "{preview:#}");
+    assert_eq!(preview["effective"][0]["before"], "old-host.internal");
+    assert_eq!(preview["effective"][0]["after"], "new-host.internal");
+    assert_eq!(preview["clients"]["total"], 10, "{preview:#}");
+
+    // Nothing was written: no rollout, the value unchanged, every client on the stable value.
+    let listing = get_json(format!("{base}/api/rollouts")).await;
+    assert_eq!(listing["rollouts"], json!([]), "{listing}");
+    let plain = get_json(format!("{base}/api/config/myapp/database/host")).await;
+    assert_eq!(plain["version"], 1);
+    assert!(
+        apps.iter()
+            .all(|c| holds(c, "/myapp/database/host") == "old-host.internal")
+    );
+
+    // Started under the draft's id, each stage holds exactly the instances the draft listed.
+    let mut with_id = body.clone();
+    with_id["id"] = json!(id);
+    let (status, created) = post(url.clone(), with_id.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["rollout_id"], id.as_str());
+    for (index, stage) in stages.iter().enumerate().take(2) {
+        if index > 0 {
+            let (status, moved) =
+                post(format!("{base}/api/rollouts/{id}/advance"), json!({})).await;
+            assert_eq!(status, 200, "{moved}");
+        }
+        let expected = listed(stage);
+        let holding = || {
+            apps.iter()
+                .enumerate()
+                .filter(|(_, c)| holds(c, "/myapp/database/host") == "new-host.internal")
+                .map(|(i, _)| format!("app-{i}"))
+                .collect::<std::collections::BTreeSet<String>>()
+        };
+        let matched = wait_until(SETTLE, || async { holding() == expected }).await;
+        assert!(
+            matched,
+            "stage {}: the draft listed {expected:?}, the candidate reached {:?}",
+            index + 1,
+            holding()
+        );
+    }
+
+    // The id starts one rollout; a malformed one is a 400.
+    let (status, again) = post(url.clone(), with_id).await;
+    assert_eq!(status, 409, "{again}");
+    let mut bad = body.clone();
+    bad["id"] = json!("not-a-rollout-id");
+    let (status, refused) = post(format!("{url}?dry_run=true"), bad).await;
+    assert_eq!(status, 400, "{refused}");
     for app in &apps {
         app.close().await;
     }

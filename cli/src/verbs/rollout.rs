@@ -66,8 +66,15 @@ pub struct StartArgs {
     #[arg(long, value_parser = ["rollback", "pause"])]
     pub on_unhealthy: Option<String>,
     /// Follow the rollout until it completes, rolls back or pauses.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub wait: bool,
+    /// Start nothing: show the id it would have, the instances each stage would hold now and
+    /// what the value changes (start it with `--id` to keep those stages).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The rollout id to start under: the one a `--dry-run` showed.
+    #[arg(long)]
+    pub id: Option<String>,
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -149,6 +156,9 @@ fn start_body(args: &StartArgs) -> Result<Value, Failure> {
     if !health.is_empty() {
         body["health"] = Value::Object(health);
     }
+    if let Some(id) = &args.id {
+        body["id"] = json!(id);
+    }
     Ok(body)
 }
 
@@ -156,9 +166,22 @@ async fn start(args: StartArgs) -> Outcome {
     let body = start_body(&args)?;
     let api = Api::new(&args.conn)?;
     let url = format!("{}/rollout", config_url(&args.path));
+    let query: &[(&str, String)] = if args.dry_run {
+        &[("dry_run", "true".to_owned())]
+    } else {
+        &[]
+    };
     let (_, answer) = api
-        .json(api.request(Method::POST, &url, &[])?.json(&body))
+        .json(api.request(Method::POST, &url, query)?.json(&body))
         .await?;
+    if args.dry_run {
+        if args.conn.json() {
+            show::json(&answer);
+        } else {
+            print_draft(&answer);
+        }
+        return Ok(());
+    }
     let id = rollout_id(&answer);
     if args.conn.json() && !args.wait {
         show::json(&answer);
@@ -175,6 +198,48 @@ async fn start(args: StartArgs) -> Outcome {
         return follow(&api, &id, args.conn.json()).await;
     }
     Ok(())
+}
+
+/// A dry run for a person: the id, each stage's instances, what the value would change.
+fn print_draft(draft: &Value) {
+    println!(
+        "would start rollout {} of {} (nothing started; --id {} starts it with these stages)",
+        rollout_id(draft),
+        draft["path"].as_str().unwrap_or("?"),
+        rollout_id(draft)
+    );
+    println!(
+        "{} connected instances watch the path",
+        draft["matching"].as_u64().unwrap_or(0)
+    );
+    for stage in draft["stages"].as_array().into_iter().flatten() {
+        let label = match stage["percent"].as_u64() {
+            Some(percent) => format!("{percent} %"),
+            None => "canary".to_owned(),
+        };
+        let names: Vec<&str> = stage["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "  stage {} ({label}): {} instances {}",
+            stage["stage"].as_u64().unwrap_or(0),
+            stage["count"].as_u64().unwrap_or(0),
+            names.join(", ")
+        );
+    }
+    let preview = &draft["preview"];
+    for change in preview["effective"].as_array().into_iter().flatten() {
+        println!(
+            "  at 100 %: {} {}: {} -> {}",
+            change["env"].as_str().unwrap_or("(base)"),
+            change["path"].as_str().unwrap_or("?"),
+            change["before"],
+            change["after"]
+        );
+    }
 }
 
 async fn status(args: StatusArgs) -> Outcome {

@@ -142,6 +142,36 @@ pub fn assess(
     report
 }
 
+/// Who each stage of `rollout` would hold: of the connected `clients` watching its path (in its
+/// environment, for an override), the members of stage 1, 2, … in order — cumulative, since a
+/// member stays in. A dry run's answer, with the id creation will use.
+pub fn stage_members(rollout: &Rollout, clients: &[&ClientRecord]) -> (usize, Vec<Vec<String>>) {
+    let (base, env) = seen_as(&rollout.path);
+    let mut matching: Vec<&ClientRecord> = clients
+        .iter()
+        .copied()
+        .filter(|c| {
+            c.is_connected()
+                && watches(c, &base)
+                && env.as_ref().is_none_or(|e| c.env.as_ref() == Some(e))
+        })
+        .collect();
+    matching.sort_by(|a, b| a.id.cmp(&b.id));
+    matching.dedup_by(|a, b| a.id == b.id);
+    let mut probe = rollout.clone();
+    let stages = (1..=rollout.stage_list().len())
+        .map(|stage| {
+            probe.stage = stage;
+            matching
+                .iter()
+                .filter(|c| probe.member(&c.id, &c.labels))
+                .map(|c| c.id.clone())
+                .collect()
+        })
+        .collect();
+    (matching.len(), stages)
+}
+
 fn verdict(rollout: &Rollout, report: &Report, window: Window, now_ms: i64) -> Verdict {
     let failed: Vec<String> = report
         .nacked
@@ -247,6 +277,42 @@ mod tests {
         since_ms: 1_000,
         since_revision: 10,
     };
+
+    #[test]
+    fn stage_members_grow_stage_by_stage_from_the_canary_and_skip_the_unreached() {
+        let mut r = rollout("/app/db/host", 0.0);
+        r.stages = vec![50, 100];
+        r.canary = Some(crate::rollout::Canary {
+            instances: vec!["z".into()],
+            labels: BTreeMap::new(),
+        });
+        let ids: Vec<String> = (0..40).map(|i| format!("i{i}")).collect();
+        let mut records: Vec<ClientRecord> = ids.iter().map(|i| client(i, "/app", 1)).collect();
+        records.push(client("z", "/", 1));
+        records.push(client("elsewhere", "/billing", 1));
+        let mut gone = client("gone", "/app", 1);
+        gone.disconnected_at_ms = Some(5);
+        records.push(gone);
+        let refs: Vec<&ClientRecord> = records.iter().collect();
+        let (matching, stages) = stage_members(&r, &refs);
+        assert_eq!(matching, 41);
+        assert_eq!(stages.len(), 3);
+        assert_eq!(stages[0], vec!["z".to_owned()]);
+        assert!(stages[0].iter().all(|m| stages[1].contains(m)));
+        assert!(stages[1].iter().all(|m| stages[2].contains(m)));
+        assert_eq!(stages[2].len(), 41);
+        // Each listed member is what the rollout at that stage assigns the candidate to.
+        for (index, members) in stages.iter().enumerate() {
+            let mut at = r.clone();
+            at.stage = index + 1;
+            for record in &refs[..41] {
+                assert_eq!(
+                    members.contains(&record.id),
+                    at.member(&record.id, &record.labels)
+                );
+            }
+        }
+    }
 
     #[test]
     fn acks_nacks_disconnects_and_timeouts_decide() {

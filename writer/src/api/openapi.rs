@@ -90,6 +90,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
         config::BatchChange,
         schemas::SchemaBody,
         rollouts::RolloutBody,
+        rollouts::RolloutDraft,
+        rollouts::DraftStage,
         rollouts::CanaryBody,
         rollouts::HealthBody,
         rollouts::RolloutView,

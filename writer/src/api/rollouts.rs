@@ -5,7 +5,7 @@
 //! [`crate::model::Configs`] and render the record with its current stage's health
 //! ([`crate::rollouts::report`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,17 +16,19 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use setpoint_core::auth::Action;
-use setpoint_core::rollout::health::{Report, Verdict};
+use setpoint_core::clients::{ClientFilter, ClientRecord};
+use setpoint_core::rollout::health::{self, Report, Verdict};
 use setpoint_core::rollout::{self, Canary, Health, OnUnhealthy, Stage, Status};
 use setpoint_core::{ConfigPath, Format, ParsedValue};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
-use super::input;
+use super::input::{self, Params};
 use super::openapi::errors;
 use crate::error::Error;
 use crate::model::rollouts::{NewRollout, Steer, StoredRollout};
+use crate::model::{Change, PutChange, Update};
 use setpoint_serving::params::Path;
 
 /// Longest stage interval: 30 days.
@@ -57,6 +59,41 @@ pub struct RolloutBody {
     pub canary: Option<CanaryBody>,
     #[serde(default)]
     pub health: Option<HealthBody>,
+    /// The id to start it under: the `rollout_id` a dry run answered, so the stages hold the
+    /// instances it listed (membership hashes the id). Absent: a new id.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// What starting a rollout would do (`?dry_run=true`); nothing was written.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutDraft {
+    /// Always true.
+    pub dry_run: bool,
+    /// The id the rollout would have: pass it as `id` to start it with these stages.
+    pub rollout_id: String,
+    pub path: String,
+    /// Connected instances watching the path (in its environment, for an override) now.
+    pub matching: usize,
+    /// Per stage, the instances it would hold (cumulative).
+    pub stages: Vec<DraftStage>,
+    /// What the candidate does once it completes (as a PUT of it would, for everyone).
+    pub preview: super::preview::PreviewBody,
+}
+
+/// One stage of a draft.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DraftStage {
+    /// 1-based.
+    pub stage: usize,
+    /// `canary` or `percent`.
+    pub kind: &'static str,
+    /// The stage's share of instances (`null` for the canary).
+    pub percent: Option<u8>,
+    /// How many matching instances the stage holds.
+    pub count: usize,
+    /// The first 100 of them, by id.
+    pub instances: Vec<String>,
 }
 
 /// A first stage of named instances and/or instances matching every label.
@@ -185,6 +222,9 @@ fn parse_body(path: ConfigPath, body: RolloutBody) -> Result<NewRollout, Error> 
         };
     }
     rollout::check_plan(&stages, canary.as_ref(), &health).map_err(Error::bad_request)?;
+    if let Some(id) = &body.id {
+        rollout::check_id(id).map_err(Error::bad_request)?;
+    }
     Ok(NewRollout {
         path,
         value,
@@ -192,6 +232,7 @@ fn parse_body(path: ConfigPath, body: RolloutBody) -> Result<NewRollout, Error> 
         interval_ms,
         canary,
         health,
+        id: body.id,
     })
 }
 
@@ -312,19 +353,25 @@ async fn rendered(state: &AppState, stored: &StoredRollout) -> Result<RolloutVie
     Ok(RolloutView(render(stored, &report, completed_version)))
 }
 
-/// `POST /api/config/{path}/rollout` (the only POST under `/api/config/`).
+/// `POST /api/config/{path}/rollout` (the only POST under `/api/config/`); with
+/// `?dry_run=true`, what starting it would do: the id, each stage's instances among the
+/// connected clients, and the candidate's impact preview — nothing written.
 #[utoipa::path(post, path = "/api/config/{path}/rollout", tag = "rollouts",
-    params(("path" = String, Path, description = "The config path to roll out, e.g. myapp/database/host")),
+    params(("path" = String, Path, description = "The config path to roll out, e.g. myapp/database/host"),
+           ("dry_run" = Option<bool>, Query, description = "Answer the id, each stage's instances and the impact preview, and start nothing")),
     request_body = RolloutBody,
     responses((status = 201, description = "Started, in its first stage", body = RolloutView),
+              (status = 200, description = "With dry_run: what starting it would do; nothing written", body = RolloutDraft),
               errors::BadRequest, errors::Forbidden, errors::NotFound, errors::Conflict,
               errors::TooLarge, errors::Unprocessable, errors::Unavailable))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
+    let dry_run = Params::new(query).flag("dry_run")?;
     let trimmed = raw.trim_end_matches('/');
     let Some(base) = trimmed.strip_suffix("/rollout") else {
         return Err(Error::not_found(format!(
@@ -335,9 +382,72 @@ pub async fn create(
     caller.require(&state, &path, Action::Rollout).await?;
     let body: RolloutBody = input::json_body(body)?;
     let new = parse_body(path, body)?;
+    if dry_run {
+        return Ok(Json(draft(&state, &caller, new).await?).into_response());
+    }
     let stored = state.configs.create_rollout(new, &caller.actor).await?;
     let body = rendered(&state, &stored).await?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The dry run of starting `new`: refused as creation would be, else the draft's stages over
+/// the connected clients an edge would deliver the candidate to, and the candidate's preview.
+async fn draft(state: &AppState, caller: &Caller, new: NewRollout) -> Result<RolloutDraft, Error> {
+    let change = Change::Put(Box::new(PutChange {
+        path: new.path.clone(),
+        value: new.value.clone(),
+        description: Update::Keep,
+        owner: Update::Keep,
+        schema: Update::Keep,
+        validators: Update::Keep,
+        if_match: None,
+    }));
+    let stored = state.configs.draft_rollout(new, &caller.actor).await?;
+    let rollout = &stored.rollout;
+    let (matching, members) = match &state.replication {
+        Some(replication) => {
+            let snapshot = replication.feed().snapshot();
+            replication.clients(|fleet| {
+                let clients: Vec<&ClientRecord> = fleet
+                    .list(&ClientFilter::default())
+                    .into_iter()
+                    .filter(|c| rollout.changes_view(&snapshot, c.env.as_deref()))
+                    .collect();
+                health::stage_members(rollout, &clients)
+            })
+        }
+        None => health::stage_members(rollout, &[]),
+    };
+    let stages = rollout
+        .stage_list()
+        .into_iter()
+        .zip(members)
+        .enumerate()
+        .map(|(index, (stage, mut instances))| {
+            let count = instances.len();
+            instances.truncate(MAX_LISTED);
+            let (kind, percent) = match stage {
+                Stage::Canary => ("canary", None),
+                Stage::Percent(p) => ("percent", Some(p)),
+            };
+            DraftStage {
+                stage: index + 1,
+                kind,
+                percent,
+                count,
+                instances,
+            }
+        })
+        .collect();
+    let preview = super::preview::answer(state, caller, &[change], false).await?;
+    Ok(RolloutDraft {
+        dry_run: true,
+        rollout_id: rollout.id.clone(),
+        path: rollout.path.clone(),
+        matching,
+        stages,
+        preview: preview.0,
+    })
 }
 
 /// Rollouts the caller may read, newest first (`?status=in_progress|paused|completed|rolled_back&path=`).

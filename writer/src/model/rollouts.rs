@@ -44,6 +44,9 @@ pub struct NewRollout {
     pub interval_ms: u64,
     pub canary: Option<Canary>,
     pub health: Health,
+    /// The id to use (one a dry run answered, so its stages hold the instances it listed);
+    /// `None`: a new one.
+    pub id: Option<String>,
 }
 
 /// A hand (or the stage clock) on a rollout.
@@ -220,6 +223,34 @@ impl Configs {
         new: NewRollout,
         actor: &Actor,
     ) -> Result<StoredRollout, Error> {
+        self.start_rollout(new, actor, true).await
+    }
+
+    /// Checks `new` exactly as [`Configs::create_rollout`] would (the same refusals) and answers
+    /// the record it would start, with its id, without writing anything: version 0, at the
+    /// revision it was planned at. Creating it later with that id gives the same membership.
+    pub async fn draft_rollout(
+        &self,
+        new: NewRollout,
+        actor: &Actor,
+    ) -> Result<StoredRollout, Error> {
+        self.start_rollout(new, actor, false).await
+    }
+
+    async fn start_rollout(
+        &self,
+        new: NewRollout,
+        actor: &Actor,
+        commit_it: bool,
+    ) -> Result<StoredRollout, Error> {
+        if let Some(id) = &new.id {
+            rollout::check_id(id).map_err(Error::bad_request)?;
+            if self.current(&record_path(id)?).await?.is_some() {
+                return Err(conflict(format!(
+                    "rollout id {id} is taken; a dry run's id starts one rollout"
+                )));
+            }
+        }
         rollout::check_plan(&new.stages, new.canary.as_ref(), &new.health)
             .map_err(Error::bad_request)?;
         new.path.check_writable()?;
@@ -274,7 +305,10 @@ impl Configs {
                 .filter(|p| !p.deleted)
                 .map_or(0, |p| p.version);
             let now_ms = self.unix_now_ms();
-            let id = new_id(now_ms)?;
+            let id = match &new.id {
+                Some(id) => id.clone(),
+                None => new_id(now_ms)?,
+            };
             let record = Rollout {
                 id: id.clone(),
                 path: new.path.to_string(),
@@ -299,6 +333,13 @@ impl Configs {
                 }],
                 halted: None,
             };
+            if !commit_it {
+                return Ok(StoredRollout {
+                    rollout: record,
+                    version: 0,
+                    revision: observed.revision,
+                });
+            }
             let mut compares = checked.compares;
             compares.push(Compare::mod_revision(guard.clone(), CompareOp::Equal, 0));
             let extra = Extra {

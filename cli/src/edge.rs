@@ -124,7 +124,17 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         &stop,
     );
     tracing::info!(%id, listen = %args.listen, writers = ?args.writer, "edge starting");
-    let served = setpoint_edge_node::run(listener, edge, shutdown_signal()).await;
+    // systemd (Type=notify) learns the edge is ready when it has a snapshot to serve.
+    let readiness = {
+        let holder = edge.holder().clone();
+        tokio::spawn(async move {
+            crate::notify::edge_ready(&holder).await;
+            tracing::info!(revision = holder.revision(), "edge ready");
+            crate::notify::tell("READY=1\nSTATUS=serving");
+        })
+    };
+    let served = setpoint_edge_node::run(listener, edge, crate::stopping(shutdown_signal())).await;
+    readiness.abort();
     stop.cancel();
     let _ = follower.await;
     if let Some(gossip) = gossip {

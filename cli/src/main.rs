@@ -10,6 +10,7 @@ use std::time::Duration;
 
 mod dev;
 mod edge;
+mod notify;
 mod secrets;
 mod verbs;
 
@@ -298,6 +299,13 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining");
 }
 
+/// `shutdown`, telling systemd (`STOPPING=1`) when it resolves, so `systemctl status` shows the
+/// service draining rather than hung.
+pub async fn stopping(shutdown: impl std::future::Future<Output = ()>) {
+    shutdown.await;
+    notify::tell("STOPPING=1");
+}
+
 async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     let mut config = WriterConfig::new(args.store);
     config.store_prefix = args.store_prefix;
@@ -329,7 +337,10 @@ async fn writer(args: WriterArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    setpoint_writer::run(listener, config, shutdown_signal()).await?;
+    setpoint_writer::run_with_ready(listener, config, stopping(shutdown_signal()), || {
+        notify::tell("READY=1\nSTATUS=serving");
+    })
+    .await?;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 // Command k8s-validate checks exported ConfigMaps and Secrets the way the Kubernetes API server
 // would, with Kubernetes' own Go types and validation functions, and prints what they hold.
 //
-// Usage: k8s-validate [FILE...] (no FILE: reads one object from stdin).
+// Usage: k8s-validate [FILE...] (no FILE: reads one object from stdin), or
+// k8s-validate --manifests FILE... for whole deployments (see manifests.go).
 //
 // For each file: decodes the YAML with sigs.k8s.io/yaml.UnmarshalStrict (go-yaml v2, YAML 1.1,
 // as kubectl does; unknown fields are errors) into a corev1.ConfigMap or corev1.Secret picked by
@@ -58,6 +59,10 @@ type summary struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "--manifests" {
+		runManifests(os.Args[2:])
+		return
+	}
 	inputs := os.Args[1:]
 	if len(inputs) == 0 {
 		inputs = []string{"-"}

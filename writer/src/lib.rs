@@ -439,11 +439,23 @@ pub async fn run(
     config: WriterConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_ready(listener, config, shutdown, || {}).await
+}
+
+/// [`run`], calling `ready` once the writer has opened its store and is about to serve (the
+/// binary tells systemd then).
+pub async fn run_with_ready(
+    listener: TcpListener,
+    config: WriterConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), RunError> {
     let mut config = config;
     if config.advertise.is_none() {
         config.advertise = Some(default_advertise(listener.local_addr()?));
     }
     let writer = Writer::start(config).await?;
+    ready();
     let served = serve(
         listener,
         writer.router(),

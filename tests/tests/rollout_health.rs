@@ -450,3 +450,81 @@ async fn a_dry_run_lists_each_stages_instances_and_starting_with_its_id_keeps_th
         app.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_rollout_counts_the_clients_of_environments_inheriting_it() {
+    let (_dir, dev) = dev().await;
+    let base = dev.base();
+    let http = reqwest::Client::new();
+    for (name, body) in [
+        ("prod", json!({})),
+        ("prod-eu", json!({"parent": "prod"})),
+        ("staging", json!({})),
+    ] {
+        let response = http
+            .put(format!("{base}/api/environments/{name}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{name}: {}",
+            response.status()
+        );
+    }
+    put(&base, "/myapp/flag", json!("off")).await;
+    // Two clients inherit prod's override, one is in prod; staging and a plain client never
+    // see it.
+    let mut apps = Vec::new();
+    for (id, env) in [
+        ("eu-1", Some("prod-eu")),
+        ("eu-2", Some("prod-eu")),
+        ("prod-1", Some("prod")),
+        ("staging-1", Some("staging")),
+        ("plain-1", None),
+    ] {
+        let client = Client::new(
+            &base,
+            Options {
+                prefixes: vec!["/myapp".into()],
+                instance_id: Some(id.into()),
+                environment: env.map(str::to_owned),
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        client.wait_ready(SETTLE).await.unwrap();
+        apps.push((id, client));
+    }
+    let (status, created) = post(
+        format!("{base}/api/config/env/prod/myapp/flag/rollout"),
+        json!({"value": "on", "stages": [100]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["rollout_id"].as_str().unwrap().to_owned();
+    let settled = wait_until(SETTLE, || async {
+        let status = get_json(format!("{base}/api/rollouts/{id}")).await;
+        status["matching"] == 3 && status["acked"] == 3
+    })
+    .await;
+    let status = get_json(format!("{base}/api/rollouts/{id}")).await;
+    assert!(
+        settled,
+        "prod and prod-eu's three clients are members: {status:#}"
+    );
+    assert_eq!(status["members"], 3, "{status:#}");
+    assert_eq!(status["healthy"], true, "{status:#}");
+    for (id, client) in &apps {
+        let expected = if id.starts_with("eu-") || id.starts_with("prod-") {
+            "on"
+        } else {
+            "off"
+        };
+        assert_eq!(holds(client, "/myapp/flag"), expected, "{id}");
+    }
+    for (_, app) in &apps {
+        app.close().await;
+    }
+}

@@ -36,7 +36,8 @@ pub enum Verdict {
 /// The current stage as the fleet shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    /// Connected clients watching the path (in its environment, for an override).
+    /// Connected clients watching the path (for an override, clients of its environment and
+    /// of those inheriting from it).
     pub matching: usize,
     /// Members of the current stage: matching clients, and members that disconnected since
     /// the window began.
@@ -62,21 +63,27 @@ fn watches(record: &ClientRecord, path: &str) -> bool {
 }
 
 /// The path as clients see it (an override `/env/E/…` is seen as its base path by clients of
-/// environment `E`), and the environment a client must be in (`None`: any).
-fn seen_as(path: &str) -> (String, Option<String>) {
+/// environment `E` and of the environments inheriting from it), and whether the path is an
+/// override (which a client without an environment never sees).
+fn seen_as(path: &str) -> (String, bool) {
     let parsed = crate::ConfigPath::parse(path);
     match parsed
         .as_ref()
         .ok()
         .and_then(|p| crate::env::split_override(p).map(|(e, rest)| (e.to_owned(), rest)))
     {
-        Some((env, rest)) => (rest.to_string(), Some(env)),
-        None => (path.to_owned(), None),
+        Some((_, rest)) => (rest.to_string(), true),
+        None => (path.to_owned(), false),
     }
 }
 
 /// Judges the current stage of `rollout`. `stage_revisions[i]` is the revision at which stage
 /// `i + 1` began (stages not begun or unknown: the member cannot have acknowledged yet).
+///
+/// `clients` are the ones an edge delivers the candidate to ([`Rollout::changes_view`], which
+/// follows environment inheritance and nearer overrides): for an override of `E` that takes
+/// in the clients of `E`'s descendants and leaves out other environments' — this only drops the
+/// clients without an environment, which never see an override.
 pub fn assess(
     rollout: &Rollout,
     clients: &[&ClientRecord],
@@ -84,7 +91,7 @@ pub fn assess(
     window: Window,
     now_ms: i64,
 ) -> Report {
-    let (base, env) = seen_as(&rollout.path);
+    let (base, overrides) = seen_as(&rollout.path);
     let mut report = Report {
         matching: 0,
         members: Vec::new(),
@@ -97,7 +104,7 @@ pub fn assess(
     };
     let mut seen = BTreeMap::new();
     for record in clients {
-        if !watches(record, &base) || env.as_ref().is_some_and(|e| record.env.as_ref() != Some(e)) {
+        if !watches(record, &base) || (overrides && record.env.is_none()) {
             continue;
         }
         if seen.insert(record.id.as_str(), ()).is_some() {
@@ -142,19 +149,15 @@ pub fn assess(
     report
 }
 
-/// Who each stage of `rollout` would hold: of the connected `clients` watching its path (in its
-/// environment, for an override), the members of stage 1, 2, … in order — cumulative, since a
+/// Who each stage of `rollout` would hold: of the connected `clients` watching its path (chosen
+/// as for [`assess`]), the members of stage 1, 2, … in order — cumulative, since a
 /// member stays in. A dry run's answer, with the id creation will use.
 pub fn stage_members(rollout: &Rollout, clients: &[&ClientRecord]) -> (usize, Vec<Vec<String>>) {
-    let (base, env) = seen_as(&rollout.path);
+    let (base, overrides) = seen_as(&rollout.path);
     let mut matching: Vec<&ClientRecord> = clients
         .iter()
         .copied()
-        .filter(|c| {
-            c.is_connected()
-                && watches(c, &base)
-                && env.as_ref().is_none_or(|e| c.env.as_ref() == Some(e))
-        })
+        .filter(|c| c.is_connected() && watches(c, &base) && !(overrides && c.env.is_none()))
         .collect();
     matching.sort_by(|a, b| a.id.cmp(&b.id));
     matching.dedup_by(|a, b| a.id == b.id);
@@ -361,13 +364,17 @@ mod tests {
     }
 
     #[test]
-    fn an_override_counts_only_clients_of_its_environment() {
+    fn an_override_never_counts_clients_without_an_environment() {
+        // Which environments see it (prod and its children) the caller decides with
+        // `changes_view`; a plain client never sees an override.
         let r = rollout("/env/prod/app/db/host", 0.0);
         let mut prod = client("p", "/app", 10);
         prod.env = Some("prod".into());
+        let mut child = client("c", "/app", 10);
+        child.env = Some("prod-eu".into());
         let base = client("b", "/app", 10);
-        let report = assess(&r, &[&prod, &base], &[10], WINDOW, 2_000);
-        assert_eq!(report.members, vec!["p".to_owned()]);
+        let report = assess(&r, &[&prod, &child, &base], &[10], WINDOW, 2_000);
+        assert_eq!(report.members, vec!["p".to_owned(), "c".to_owned()]);
         assert_eq!(report.verdict, Verdict::Healthy);
     }
 }

@@ -684,3 +684,102 @@ async fn acknowledged_writes_and_every_watch_stream_survive_each_fault_in_turn()
     drop(edges);
     drop(writer);
 }
+
+/// What the edge at `stack` answers instance `instance` for `path` (its rollout view).
+async fn seen_by(stack: &Stack, instance: &str, path: &str) -> Option<String> {
+    let response = stack
+        .http
+        .get(format!("http://{}/api/config{path}", stack.edge_addr))
+        .header("X-Setpoint-Instance", instance)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
+    let body: Value = response.json().await.ok()?;
+    body["value"].as_str().map(str::to_owned)
+}
+
+/// An edge restarted in mid-rollout evaluates it from its disk snapshot alone (the writer down):
+/// every instance sees exactly what it saw before the restart; once the writer is back, the next
+/// stage and the rollback reach the restarted edge like any record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_restarted_mid_rollout_keeps_each_instances_view_from_its_snapshot() {
+    let stack = Stack::new();
+    let writer = stack.writer().await;
+    let edge = stack.edge().await;
+    stack.put("/myapp/flag", json!("off")).await;
+    let response = stack
+        .http
+        .post(format!(
+            "http://{}/api/config/myapp/flag/rollout",
+            stack.writer_addr
+        ))
+        .body(json!({"value": "on", "stages": [50, 100]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().await.unwrap()["rollout_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let instances: Vec<String> = (0..40).map(|i| format!("app-{i}")).collect();
+    let views = || async {
+        let mut views = Vec::new();
+        for instance in &instances {
+            views.push(seen_by(&stack, instance, "/myapp/flag").await);
+        }
+        views
+    };
+    // The edge has the record once some instance sees the candidate (half of 40 do, about).
+    let applied = setpoint_tests::wait_until(Duration::from_secs(30), || async {
+        views().await.iter().any(|v| v.as_deref() == Some("on"))
+    })
+    .await;
+    assert!(applied, "the edge never applied the rollout record");
+    let before = views().await;
+    let members = before.iter().filter(|v| v.as_deref() == Some("on")).count();
+    assert!(
+        (5..=35).contains(&members),
+        "about half of 40 at 50 %: {members}"
+    );
+
+    // The edge stops (saving its snapshot), the writer dies, the edge comes back from disk.
+    assert!(edge.terminate().success());
+    writer.kill();
+    let edge = stack.edge().await;
+    let after = views().await;
+    assert_eq!(
+        after, before,
+        "each instance's view, from the disk snapshot alone"
+    );
+
+    // The writer returns; the next stage (100 %) and then the rollback reach the restarted edge.
+    let writer = stack.writer().await;
+    let steer = |action: &'static str| {
+        let url = format!("http://{}/api/rollouts/{id}/{action}", stack.writer_addr);
+        let http = stack.http.clone();
+        async move { http.post(url).send().await.unwrap().status() }
+    };
+    assert_eq!(steer("advance").await, StatusCode::OK);
+    let everyone = setpoint_tests::wait_until(Duration::from_secs(30), || async {
+        views().await.iter().all(|v| v.as_deref() == Some("on"))
+    })
+    .await;
+    assert!(
+        everyone,
+        "100 % through the restarted edge: {:?}",
+        views().await
+    );
+    assert_eq!(steer("rollback").await, StatusCode::OK);
+    let reverted = setpoint_tests::wait_until(Duration::from_secs(30), || async {
+        views().await.iter().all(|v| v.as_deref() == Some("off"))
+    })
+    .await;
+    assert!(
+        reverted,
+        "rollback through the restarted edge: {:?}",
+        views().await
+    );
+    drop((edge, writer));
+}

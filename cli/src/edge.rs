@@ -1,4 +1,5 @@
-//! `setpoint edge`: flags → an edge node following its writer over QUIC, with gossip.
+//! `setpoint edge`: flags → an edge node following its upstreams over QUIC (and, regional,
+//! serving other edges), with gossip.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,21 +9,41 @@ use clap::Args;
 use setpoint_cluster::gossip::{Gossip, GossipConfig, NodeInfo, Role};
 use setpoint_cluster::tls::TlsFiles;
 use setpoint_edge_node::auth::AuthMode;
+use setpoint_edge_node::relay::{RelayConfig, RelayServer};
 use setpoint_edge_node::subscriber::{self, SubscriberConfig};
 use setpoint_edge_node::{Edge, EdgeConfig};
+use setpoint_replication::feed::FeedLimits;
 use tokio_util::sync::CancellationToken;
 
 use crate::{TlsArgs, shutdown_signal};
 
 #[derive(Debug, Args)]
 pub struct EdgeArgs {
-    /// The writers' replication endpoints (QUIC over UDP), `HOST:PORT[,HOST:PORT...]`: any
-    /// replica feeds; after a failure the edge tries the next one.
-    #[arg(long, env = "SETPOINT_WRITER", value_delimiter = ',', required = true)]
+    /// The upstreams to replicate from (QUIC over UDP), `HOST:PORT[,HOST:PORT...]`, in order of
+    /// preference: regional edges first, the writer (or its replicas) last. After a failure
+    /// the edge tries the next one.
+    #[arg(
+        long,
+        visible_alias = "upstream",
+        env = "SETPOINT_WRITER",
+        value_delimiter = ',',
+        required = true
+    )]
     writer: Vec<String>,
-    /// Name every writer's certificate must carry (default: the host part of each --writer).
+    /// Name every upstream's certificate must carry (default: the host part of each --writer).
     #[arg(long, env = "SETPOINT_WRITER_NAME")]
     writer_name: Option<String>,
+    /// Also serve the replication protocol to other edges on this UDP address (a regional
+    /// edge): the same frames as the writer, from this edge's memory.
+    #[arg(long, env = "SETPOINT_REPLICATION_LISTEN")]
+    replication_listen: Option<SocketAddr>,
+    /// The server certificate this edge shows downstream edges (default: --cert; it must be
+    /// valid for serving, for the name those edges dial).
+    #[arg(long, env = "SETPOINT_REPLICATION_CERT", requires = "replication_key")]
+    replication_cert: Option<PathBuf>,
+    /// The key of --replication-cert.
+    #[arg(long, env = "SETPOINT_REPLICATION_KEY", requires = "replication_cert")]
+    replication_key: Option<PathBuf>,
     /// Address to serve HTTP, SSE and gRPC on (one port).
     #[arg(long, env = "SETPOINT_LISTEN", default_value = "127.0.0.1:8001")]
     listen: SocketAddr,
@@ -110,6 +131,26 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let relay = match args.replication_listen {
+        Some(listen) => {
+            let mut files = tls.clone();
+            if let (Some(cert), Some(key)) = (&args.replication_cert, &args.replication_key) {
+                files.cert = cert.clone();
+                files.key = key.clone();
+            }
+            let config = RelayConfig {
+                listen,
+                tls: files,
+                limits: FeedLimits::default(),
+            };
+            let registry = edge.metrics().registry();
+            Some(
+                RelayServer::start(&config, edge.holder().clone(), registry)
+                    .context("cannot serve replication to other edges")?,
+            )
+        }
+        None => None,
+    };
     let stop = CancellationToken::new();
     let follower = spawn_subscriber(
         subscriber_config(
@@ -137,6 +178,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     readiness.abort();
     stop.cancel();
     let _ = follower.await;
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
     if let Some(gossip) = gossip {
         gossip.shutdown().await;
     }
@@ -152,7 +196,7 @@ pub fn subscriber_config(
     http_addr: SocketAddr,
 ) -> SubscriberConfig {
     let mut config = SubscriberConfig::new("", tls, id);
-    config.writers = writers
+    config.upstreams = writers
         .iter()
         .map(|w| w.trim().to_owned())
         .filter(|w| !w.is_empty())

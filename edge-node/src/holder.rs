@@ -125,6 +125,8 @@ pub struct SnapshotHolder {
     /// The revision of the last batch that changed an environment definition (or of the last
     /// snapshot swapped in): open watches in an environment check their chain again after it.
     definitions_changed: AtomicI64,
+    /// The upstream the subscriber is following now (`host:port`), for `/healthz`.
+    upstream: Mutex<Option<String>>,
 }
 
 impl SnapshotHolder {
@@ -168,6 +170,7 @@ impl SnapshotHolder {
             started: Instant::now(),
             last_contact_micros: AtomicU64::new(0),
             definitions_changed: AtomicI64::new(revision),
+            upstream: Mutex::new(None),
         })
     }
 
@@ -242,6 +245,19 @@ impl SnapshotHolder {
             *stale = !connected;
             changed
         });
+    }
+
+    /// Called by the subscriber: the upstream it follows now (`None` between links).
+    pub fn set_upstream(&self, upstream: Option<String>) {
+        *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) = upstream;
+    }
+
+    /// The upstream this edge follows now, if any.
+    pub fn upstream(&self) -> Option<String> {
+        self.upstream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Fires when the stale flag changes (the value is the new flag).

@@ -380,6 +380,7 @@ async fn healthz(State(edge): State<Edge>) -> Response {
         "stale": holder.is_stale(),
         "staleness_seconds": holder.staleness_seconds(),
         "revision": holder.revision(),
+        "upstream": holder.upstream(),
     }))
     .into_response()
 }

@@ -17,6 +17,8 @@
 //! [`Edge`] owns a holder, a hub and the metrics; [`run`] serves HTTP and gRPC (h2c) on one
 //! listener. The replication subscriber (another module) drives the holder.
 //! - [`subscriber`]: the QUIC link to the writer that feeds the holder (snapshot, then batches).
+//! - [`relay`]: with `--replication-listen`, this edge serves the same protocol to other edges
+//!   (`setpoint-replication`'s sessions, fed from the holder).
 //!
 //! Architecture invariant: the edge never talks to etcd; everything it serves comes from the
 //! writer's replication stream (or its own disk snapshot after a restart) — including the
@@ -286,4 +288,5 @@ pub async fn run(
     }
     Ok(served?)
 }
+pub mod relay;
 pub mod subscriber;

@@ -104,6 +104,11 @@ impl Metrics {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// The registry, for parts of the edge that register their own metrics (the relay).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Counts one refused authentication.
     pub fn auth_failed(&self, reason: &str) {
         self.auth_failures.with_label_values(&[reason]).inc();

@@ -1,18 +1,25 @@
-//! The replication subscriber: the edge's side of the QUIC link to the writer.
+//! The replication subscriber: the edge's side of the QUIC link to its upstream — the writer, or
+//! a regional edge relaying the writer's stream (the same protocol either way).
 //!
-//! Dials the writer (mutual TLS, ALPN `setpoint/1`), says `Hello` with the revision the holder
+//! Dials an upstream (mutual TLS, ALPN `setpoint/1`), says `Hello` with the revision the holder
 //! already has, then feeds the [`SnapshotHolder`]: a snapshot transfer (`SnapshotBegin`, chunks,
 //! `SnapshotEnd`) replaces the holder's snapshot, each `Batch` is applied in revision order
 //! (duplicates and revisions at or below the holder's are skipped), heartbeats refresh
 //! staleness. Applied revisions are acked, coalesced while more frames are already buffered.
-//! Any error or disconnect marks the holder disconnected and reconnects with jittered
-//! exponential backoff (100 ms → 5 s); the writer's address is resolved again on every attempt.
-//! Given several writer replicas, each attempt after a failure goes to the next one in turn: any
-//! replica feeds (the feed follows the store), and the Hello's revision makes the new one resume
-//! by delta or send a snapshot, exactly as a reconnect to the same writer would.
 //!
-//! This module is the holder's only writer. It must not serve anything, and never trusts the
-//! writer's bytes: every frame is validated by the codec before it touches the holder.
+//! Upstreams come in order of preference (regional edges first, the writer last). The edge
+//! starts with the first; after a failure or 2.5 s of silence it goes at once to the next, and
+//! backs off (jittered, 100 ms → 5 s) only after a whole round failed. While on a later one, it
+//! probes the earlier ones every [`PROBE_INTERVAL`] (a hello and the first answer) and returns to
+//! the first that would serve it. Any upstream feeds (each follows the writer's stream), and the
+//! Hello's revision makes it resume by delta or send a snapshot.
+//!
+//! Never backwards: an upstream that holds less than this edge says `behind` (and is left for
+//! the next one), and a snapshot older than the holder's is refused the same way, so failing over
+//! to a lagging relay can never move the edge — or its watchers — back in time.
+//!
+//! This module is the holder's only writer. It must not serve anything, and never trusts an
+//! upstream's bytes: every frame is validated by the codec before it touches the holder.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,6 +30,7 @@ use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::Revision;
 use setpoint_core::snapshot::{Entry, Snapshot};
 use setpoint_proto::frames::{self, Frame, FrameError};
+use setpoint_replication::server::BEHIND;
 use tokio::io::BufReader;
 
 use crate::clients::ClientRegistry;
@@ -40,13 +48,18 @@ const MAX_RESERVE: usize = 100_000;
 const WRITER_SILENCE: Duration = Duration::from_millis(2_500);
 /// How often client registry changes go to the writer.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often an edge on a less preferred upstream checks whether a preferred one would serve it.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(3);
+/// How long a probe waits for an upstream's first answer: longer than a relay waits for its feed
+/// to reach the edge's revision before it says `behind`.
+const PROBE_WAIT: Duration = Duration::from_secs(4);
 
 /// How an edge reaches its writer and introduces itself.
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
-    /// `host:port` of each writer replica's replication endpoint (UDP), resolved on every
-    /// attempt; tried in turn.
-    pub writers: Vec<String>,
+    /// `host:port` of each upstream's replication endpoint (UDP), most preferred first
+    /// (regional edges, then the writer's replicas), resolved on every attempt.
+    pub upstreams: Vec<String>,
     /// The name every writer's certificate must carry (`None`: the host part of its address).
     pub server_name: Option<String>,
     /// The edge's client certificate and key, and the CA the writer's certificate chains to.
@@ -62,7 +75,7 @@ pub struct SubscriberConfig {
 impl SubscriberConfig {
     pub fn new(writer: impl Into<String>, tls: TlsFiles, node_id: impl Into<String>) -> Self {
         SubscriberConfig {
-            writers: vec![writer.into()],
+            upstreams: vec![writer.into()],
             server_name: None,
             tls,
             node_id: node_id.into(),
@@ -77,8 +90,8 @@ impl SubscriberConfig {
 pub enum SubscriberError {
     #[error("replication TLS: {0}")]
     Tls(#[from] tls::TlsError),
-    #[error("no writer to replicate from")]
-    NoWriter,
+    #[error("no upstream to replicate from")]
+    NoUpstream,
 }
 
 /// Why one connection ended.
@@ -90,74 +103,207 @@ enum SessionError {
     Connect(String),
     #[error(transparent)]
     Frame(#[from] FrameError),
-    #[error("writer closed the stream")]
+    #[error("upstream closed the stream")]
     Closed,
-    #[error("the writer sent nothing for {0:?}")]
+    #[error("the upstream sent nothing for {0:?}")]
     Silent(Duration),
-    #[error("writer said goodbye: {0}")]
+    #[error("upstream said goodbye: {0}")]
     Goodbye(String),
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The upstream holds less than this edge (it said so, or offered an older snapshot).
+    #[error("upstream is behind this edge: {0}")]
+    Behind(String),
+    /// A more preferred upstream answered a probe: switch to it.
+    #[error("upstream {0} is preferred and serves again")]
+    Preferred(usize),
 }
 
-/// Follows the writer until `shutdown` resolves. Fails only when the TLS material is unusable.
+/// Which upstream to use next: the preference order and how many attempts failed since the
+/// last one that was heard from (a whole round of failures earns a backoff).
+#[derive(Debug)]
+struct Order {
+    count: usize,
+    current: usize,
+    failures: usize,
+}
+
+impl Order {
+    fn new(count: usize) -> Order {
+        Order {
+            count,
+            current: 0,
+            failures: 0,
+        }
+    }
+
+    /// The current upstream failed (`heard`: after it had answered). Moves to the next one;
+    /// true when a whole round has failed since anyone was heard, so the caller backs off.
+    fn failed(&mut self, heard: bool) -> bool {
+        if heard {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        self.current = (self.current + 1) % self.count.max(1);
+        self.failures.is_multiple_of(self.count.max(1))
+    }
+
+    /// A more preferred upstream answered a probe.
+    fn prefer(&mut self, index: usize) {
+        self.current = index.min(self.count.saturating_sub(1));
+        self.failures = 0;
+    }
+}
+
+/// Follows the upstreams until `shutdown` resolves. Fails only when the TLS material is unusable
+/// or there is no upstream.
 pub async fn run(
     config: SubscriberConfig,
     holder: Arc<SnapshotHolder>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SubscriberError> {
+    if config.upstreams.is_empty() {
+        return Err(SubscriberError::NoUpstream);
+    }
     let client_config = tls::client_config(&config.tls)?;
     let mut backoff = Backoff::new(&config.node_id);
+    let mut order = Order::new(config.upstreams.len());
     tokio::pin!(shutdown);
-    let mut turn = 0usize;
     loop {
-        let Some(writer) = config.writers.get(turn % config.writers.len().max(1)) else {
-            return Err(SubscriberError::NoWriter);
+        let index = order.current;
+        let Some(upstream) = config.upstreams.get(index) else {
+            return Err(SubscriberError::NoUpstream);
         };
         let mut heard = false;
         let ended = tokio::select! {
             _ = &mut shutdown => break,
-            ended = session(writer, &config, &client_config, &holder, &mut heard) => ended,
+            ended = session(index, &config, &client_config, &holder, &mut heard) => ended,
         };
         holder.set_connected(false);
+        holder.set_upstream(None);
+        if let SessionError::Preferred(preferred) = ended {
+            order.prefer(preferred);
+            let to = &config.upstreams[order.current];
+            tracing::info!(from = %upstream, %to, "returning to a preferred upstream");
+            backoff.reset();
+            continue;
+        }
         if heard {
             backoff.reset();
         }
-        // The next replica, unless this is the only one. A writer that just died is likely
-        // still dead on the next attempt; another replica is likely alive.
-        turn = turn.wrapping_add(1);
-        let delay = backoff.next();
-        tracing::warn!(%writer, reason = %ended, retry_in = ?delay, "replication link down");
+        let round_failed = order.failed(heard);
+        // Another upstream is likely alive: try it at once; back off only once all have failed.
+        let delay = if round_failed {
+            backoff.next()
+        } else {
+            Duration::ZERO
+        };
+        tracing::warn!(%upstream, reason = %ended, retry_in = ?delay, "replication link down");
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(delay) => {}
         }
     }
     holder.set_connected(false);
+    holder.set_upstream(None);
     Ok(())
 }
 
 async fn session(
-    writer: &str,
+    index: usize,
     config: &SubscriberConfig,
     client_config: &quinn::ClientConfig,
     holder: &SnapshotHolder,
     heard: &mut bool,
 ) -> SessionError {
-    let connection = match connect(writer, config, client_config).await {
+    let upstream = config.upstreams[index].as_str();
+    let connection = match connect(upstream, config, client_config).await {
         Ok(connection) => connection,
         Err(err) => return err,
     };
-    let err = match &config.clients {
-        Some(clients) => tokio::select! {
-            err = follow(&connection, writer, config, holder, heard) => err,
-            err = report_clients(&connection, clients) => err,
-        },
-        None => follow(&connection, writer, config, holder, heard).await,
+    let preferred = &config.upstreams[..index];
+    let err = tokio::select! {
+        err = follow(&connection, upstream, config, holder, heard) => err,
+        err = report(&connection, config) => err,
+        index = probe(preferred, config, client_config, holder) => SessionError::Preferred(index),
     };
     let reason = err.to_string();
     connection.close(0u32.into(), reason.as_bytes());
     err
+}
+
+async fn report(connection: &quinn::Connection, config: &SubscriberConfig) -> SessionError {
+    match &config.clients {
+        Some(clients) => report_clients(connection, clients).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Every [`PROBE_INTERVAL`], asks each of the `preferred` upstreams in turn whether it would
+/// serve this edge now; completes with the index of the first that would (never, when there
+/// is none).
+async fn probe(
+    preferred: &[String],
+    config: &SubscriberConfig,
+    client_config: &quinn::ClientConfig,
+    holder: &SnapshotHolder,
+) -> usize {
+    if preferred.is_empty() {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        for (index, upstream) in preferred.iter().enumerate() {
+            match would_serve(upstream, config, client_config, holder.revision()).await {
+                Ok(()) => return index,
+                Err(err) => tracing::debug!(%upstream, %err, "preferred upstream not ready"),
+            }
+        }
+    }
+}
+
+/// Connects, says hello with `revision` and reads the first answer: anything but a goodbye
+/// means the upstream serves (and is not behind). The probe connection is then closed.
+async fn would_serve(
+    upstream: &str,
+    config: &SubscriberConfig,
+    client_config: &quinn::ClientConfig,
+    revision: Revision,
+) -> Result<(), SessionError> {
+    let connection = connect(upstream, config, client_config).await?;
+    let answered = tokio::time::timeout(PROBE_WAIT, async {
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+        frames::write_frame(&mut send, &hello(config, revision)).await?;
+        match frames::read_frame(&mut recv).await? {
+            Some(Frame::Goodbye { reason }) => Err(goodbye(reason)),
+            Some(_) => Ok(()),
+            None => Err(SessionError::Closed),
+        }
+    })
+    .await
+    .unwrap_or(Err(SessionError::Silent(PROBE_WAIT)));
+    connection.close(0u32.into(), b"probe");
+    answered
+}
+
+fn hello(config: &SubscriberConfig, revision: Revision) -> Frame {
+    Frame::Hello {
+        node_id: config.node_id.clone(),
+        region: config.region.clone(),
+        revision,
+        http_addr: config.http_addr.clone(),
+    }
+}
+
+fn goodbye(reason: String) -> SessionError {
+    if reason.starts_with(BEHIND) {
+        SessionError::Behind(reason)
+    } else {
+        SessionError::Goodbye(reason)
+    }
 }
 
 async fn connect(
@@ -221,7 +367,7 @@ struct Incoming {
 
 async fn follow(
     connection: &quinn::Connection,
-    writer: &str,
+    upstream: &str,
     config: &SubscriberConfig,
     holder: &SnapshotHolder,
     heard: &mut bool,
@@ -230,13 +376,7 @@ async fn follow(
         Ok(streams) => streams,
         Err(err) => return SessionError::Connect(err.to_string()),
     };
-    let hello = Frame::Hello {
-        node_id: config.node_id.clone(),
-        region: config.region.clone(),
-        revision: holder.revision(),
-        http_addr: config.http_addr.clone(),
-    };
-    if let Err(err) = frames::write_frame(&mut send, &hello).await {
+    if let Err(err) = frames::write_frame(&mut send, &hello(config, holder.revision())).await {
         return err.into();
     }
     let mut recv = BufReader::with_capacity(64 << 10, recv);
@@ -251,10 +391,14 @@ async fn follow(
             Ok(Err(err)) => return err.into(),
             Err(_) => return SessionError::Silent(WRITER_SILENCE),
         };
+        if let Frame::Goodbye { reason } = frame {
+            return goodbye(reason);
+        }
         if !*heard {
             *heard = true;
             holder.set_connected(true);
-            tracing::info!(%writer, revision = holder.revision(), "replication link up");
+            holder.set_upstream(Some(upstream.to_owned()));
+            tracing::info!(%upstream, revision = holder.revision(), "replication link up");
         }
         holder.touch();
         match handle(frame, holder, &mut incoming) {
@@ -280,6 +424,13 @@ fn handle(
 ) -> Result<Option<Revision>, SessionError> {
     match frame {
         Frame::SnapshotBegin { revision, entries } => {
+            let current = holder.revision();
+            if revision < current {
+                // Swapping it in would move this edge and its watchers back in time.
+                return Err(SessionError::Behind(format!(
+                    "offered a snapshot at revision {revision}; this edge holds {current}"
+                )));
+            }
             let reserve = usize::try_from(entries)
                 .unwrap_or(MAX_RESERVE)
                 .min(MAX_RESERVE);
@@ -345,7 +496,7 @@ fn handle(
             holder.set_ready();
             Ok(None)
         }
-        Frame::Goodbye { reason } => Err(SessionError::Goodbye(reason)),
+        Frame::Goodbye { reason } => Err(goodbye(reason)),
         Frame::Hello { .. } | Frame::Ack { .. } | Frame::Clients(_) => Err(SessionError::Protocol(
             "the writer sent an edge-only frame".into(),
         )),
@@ -406,6 +557,29 @@ mod tests {
         assert_eq!(host_of("127.0.0.1:8000"), "127.0.0.1");
         assert_eq!(host_of("[::1]:8000"), "::1");
         assert_eq!(host_of("writer.internal:7000"), "writer.internal");
+    }
+
+    #[test]
+    fn upstreams_are_tried_in_order_and_a_round_of_failures_backs_off() {
+        let mut order = Order::new(3);
+        assert_eq!(order.current, 0);
+        assert!(!order.failed(false));
+        assert_eq!(order.current, 1);
+        assert!(!order.failed(false));
+        assert_eq!(order.current, 2);
+        assert!(order.failed(false), "all three failed: back off");
+        assert_eq!(order.current, 0);
+        // One that was heard from resets the round.
+        assert!(!order.failed(true));
+        assert_eq!(order.current, 1);
+        order.prefer(0);
+        assert_eq!(order.current, 0);
+        let mut single = Order::new(1);
+        assert!(
+            single.failed(false),
+            "a single upstream backs off every time"
+        );
+        assert_eq!(single.current, 0);
     }
 
     #[test]

@@ -44,7 +44,6 @@ use crate::leader::fence::FencedStore;
 use crate::leader::{LeaderInfo, Leadership, Role};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::model::{Configs, SharedClock};
-use crate::replication::feed::Feed;
 use crate::replication::{ReplicationConfig, ReplicationError, ReplicationServer};
 use crate::store::{Store, StoreError};
 
@@ -260,7 +259,7 @@ impl Writer {
             .as_ref()
             .map(|r| r.limits)
             .unwrap_or_default();
-        let (feed, feed_task) = Feed::start(metered, &config.store_prefix, limits);
+        let (feed, feed_task) = replication::feed::start(metered, &config.store_prefix, limits);
         let replication = match &config.replication {
             Some(replication) => Some(ReplicationServer::start(
                 replication,

@@ -3,19 +3,20 @@
 //! Layout:
 //! - [`feed`]: follows the store's watch into a snapshot, a bounded ring of recent batches and a
 //!   broadcast to sessions. The store is the only delta source.
-//! - [`server`]: the QUIC endpoint (mutual TLS, ALPN `setpoint/1`) and one session per edge:
-//!   hello, snapshot or ring catch-up, live batches, heartbeats, acks.
+//! - [`server`] (`setpoint-replication`'s, shared with relaying edges): one session per edge on
+//!   the QUIC endpoint (mutual TLS, ALPN `setpoint/1`): hello, snapshot or ring catch-up, live
+//!   batches, heartbeats, acks. The writer is its [`server::Host`].
 //!
 //! This module owns the session registry ([`Replication::edges`]), the fleet's client view
 //! ([`Replication::clients`], folded from the edges' client reports) and the replication metrics.
 //! It must not write to the store, and nothing outside it feeds edges.
 
 pub mod feed;
-pub mod server;
+pub use setpoint_replication::server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -65,37 +66,14 @@ pub enum ReplicationError {
     },
 }
 
-/// One edge as the writer knows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EdgeSession {
-    pub id: String,
-    pub region: String,
-    /// Where the edge serves HTTP/gRPC (from its hello).
-    pub http_addr: String,
-    /// The QUIC peer address.
-    pub remote_addr: SocketAddr,
-    pub connected: bool,
-    pub connected_since: SystemTime,
-    /// When its link ended (`None` while connected).
-    pub disconnected_at: Option<SystemTime>,
-    /// The newest revision the edge acknowledged (its hello's revision before any ack).
-    pub applied_revision: Revision,
-    pub last_ack: Option<SystemTime>,
-}
-
-struct Record {
-    session: EdgeSession,
-    /// Which connection owns the record, so an old connection ending does not mark a newer one
-    /// of the same node disconnected.
-    connection: u64,
-}
+pub use setpoint_replication::sessions::EdgeSession;
+use setpoint_replication::sessions::Sessions;
 
 /// The writer's replication state: the feed and the edges it serves.
 pub struct Replication {
     feed: Arc<Feed>,
     metrics: Arc<Metrics>,
-    sessions: Mutex<BTreeMap<String, Record>>,
-    next_connection: AtomicU64,
+    sessions: Sessions,
     local_addr: SocketAddr,
     /// Every application instance the edges report, by id.
     fleet: Mutex<Fleet>,
@@ -165,7 +143,7 @@ pub(crate) fn unix_ms() -> i64 {
 impl Replication {
     /// Every edge that connected since the writer started, connected or not, by id.
     pub fn edges(&self) -> Vec<EdgeSession> {
-        self.lock().values().map(|r| r.session.clone()).collect()
+        self.sessions.list()
     }
 
     /// The fleet's clients (connected, and disconnected within the retention window), read
@@ -187,11 +165,7 @@ impl Replication {
 
     /// Folds in a client report from the edge `id`, if `connection` is still its live one.
     fn clients_reported(&self, id: &str, connection: u64, report: ClientReport) {
-        let current = self
-            .lock()
-            .get(id)
-            .is_some_and(|r| r.connection == connection);
-        if !current {
+        if !self.sessions.is_current(id, connection) {
             return;
         }
         let now = unix_ms();
@@ -316,52 +290,30 @@ impl Replication {
         &self.feed
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Record>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn connect(&self, session: EdgeSession) -> u64 {
-        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        let id = session.id.clone();
+    fn connect(&self, edge: server::Downstream) -> u64 {
+        let id = edge.id.clone();
         self.metrics
             .edge_applied_revision
             .with_label_values(&[&id])
-            .set(session.applied_revision);
+            .set(edge.revision);
         self.metrics.edge_connected.with_label_values(&[&id]).set(1);
-        let mut sessions = self.lock();
-        sessions.insert(
-            id,
-            Record {
-                session,
-                connection,
-            },
-        );
-        self.count_connected(&sessions);
+        let (connection, connected) = self.sessions.connect(edge);
+        self.count_connected(connected);
         connection
     }
 
     fn disconnect(&self, id: &str, connection: u64) {
-        let mut sessions = self.lock();
-        let mut lost = false;
-        if let Some(record) = sessions.get_mut(id)
-            && record.connection == connection
-        {
-            record.session.connected = false;
-            record.session.disconnected_at = Some(SystemTime::now());
-            lost = true;
-            self.metrics.edge_connected.with_label_values(&[id]).set(0);
-        }
-        self.count_connected(&sessions);
-        drop(sessions);
+        let (lost, connected) = self.sessions.disconnect(id, connection);
+        self.count_connected(connected);
         if lost {
+            self.metrics.edge_connected.with_label_values(&[id]).set(0);
             let mut fleet = self.lock_fleet();
             fleet.edge_lost(id, unix_ms());
             self.count_clients(&fleet);
         }
     }
 
-    fn count_connected(&self, sessions: &BTreeMap<String, Record>) {
-        let connected = sessions.values().filter(|r| r.session.connected).count();
+    fn count_connected(&self, connected: usize) {
         self.metrics
             .edges_connected
             .set(i64::try_from(connected).unwrap_or(i64::MAX));
@@ -371,16 +323,8 @@ impl Replication {
     fn acked(&self, id: &str, connection: u64, revision: Revision) {
         // An edge cannot have applied what the feed has not seen.
         let revision = revision.min(self.feed.revision());
-        let applied = {
-            let mut sessions = self.lock();
-            match sessions.get_mut(id) {
-                Some(record) if record.connection == connection => {
-                    record.session.applied_revision = record.session.applied_revision.max(revision);
-                    record.session.last_ack = Some(SystemTime::now());
-                    record.session.applied_revision
-                }
-                _ => return,
-            }
+        let Some(applied) = self.sessions.acked(id, connection, revision) else {
+            return;
         };
         self.metrics
             .edge_applied_revision
@@ -390,10 +334,7 @@ impl Replication {
     }
 
     fn refresh_lag(&self, id: &str) {
-        let applied = self
-            .lock()
-            .get(id)
-            .map_or(0, |r| r.session.applied_revision);
+        let applied = self.sessions.applied_revision(id).unwrap_or(0);
         let lag = (self.feed.config_revision() - applied).max(0);
         self.metrics
             .edge_lag_revisions
@@ -406,6 +347,37 @@ impl Replication {
             .replication_propagation
             .with_label_values(&[id])
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The writer's side of every edge session: the registry, the fleet view and the metrics.
+impl server::Host for Replication {
+    fn connected(&self, edge: server::Downstream) -> u64 {
+        self.connect(edge)
+    }
+
+    fn acked(&self, edge: &str, connection: u64, revision: Revision) {
+        Replication::acked(self, edge, connection, revision);
+    }
+
+    fn propagation(&self, edge: &str, elapsed: Duration) {
+        self.observe_propagation(edge, elapsed);
+    }
+
+    fn clients(&self, edge: &str, connection: u64, report: ClientReport) {
+        self.clients_reported(edge, connection, report);
+    }
+
+    fn idle(&self, edge: &str) {
+        self.refresh_lag(edge);
+    }
+
+    fn disconnected(&self, edge: &str, connection: u64) {
+        self.disconnect(edge, connection);
+    }
+
+    fn undecodable(&self) {
+        self.metrics.replication_undecodable_frames.inc();
     }
 }
 
@@ -440,15 +412,18 @@ impl ReplicationServer {
         let replication = Arc::new(Replication {
             feed,
             metrics,
-            sessions: Mutex::new(BTreeMap::new()),
-            next_connection: AtomicU64::new(1),
+            sessions: Sessions::new(),
             local_addr,
             fleet: Mutex::new(Fleet::new()),
             client_retention: config.client_retention,
             fleet_swept_ms: std::sync::atomic::AtomicI64::new(0),
             fleet_series: Mutex::new(FleetSeries::default()),
         });
-        let accept = tokio::spawn(server::serve(replication.clone(), endpoint.clone()));
+        let accept = tokio::spawn(server::serve(
+            replication.clone(),
+            replication.feed.clone(),
+            endpoint.clone(),
+        ));
         tracing::info!(addr = %local_addr, "replication endpoint listening");
         Ok(ReplicationServer {
             replication,

@@ -1,30 +1,35 @@
-//! The writer's QUIC endpoint and one session per connected edge.
+//! One replication session per downstream edge, over a QUIC connection the endpoint accepted.
 //!
-//! A session: accept one bidirectional stream, read the edge's `Hello` (with a deadline),
-//! subscribe to the feed, send either the ring's batches after the edge's revision or a chunked
-//! snapshot, then live batches in revision order (never one twice), and a heartbeat when idle.
-//! Acks are read concurrently: they set the edge's applied revision and lag and time each batch
-//! from the feed seeing it to the edge acking it (the writer's clock only, so skew-free).
+//! The edge opens one bidirectional stream and says `Hello` (node id, region, the revision it
+//! holds). The node answers with the ring's batches after that revision, or a snapshot in chunks
+//! when the ring does not reach back; then live batches as the feed publishes them, and a
+//! heartbeat after a second without any frame. Acks on the same stream time each batch (from
+//! when this node's feed saw it) and tell the [`Host`] how far the edge is. Client reports come
+//! on a second, one-way stream.
 //!
-//! A slow edge is cut off (`Goodbye`, then close) as soon as it falls a bounded queue behind; it
-//! catches up by snapshot on reconnect. A malformed, oversized or unexpected frame closes only
-//! that connection, with the reason logged; bytes that are no frame at all close it with their
-//! own code ([`CLOSE_UNDECODABLE`]) and count in `setpoint_replication_undecodable_frames_total`,
-//! so garbage is told apart from a silent peer (which the hello deadline closes with
-//! [`CLOSE_PROTOCOL`]). Must not: touch the store or block the feed.
+//! An edge holding a revision this node has not reached is never sent anything older: the
+//! session waits up to [`BEHIND_WAIT`] for the feed to get there, then says `Goodbye` (a reason
+//! starting with [`BEHIND`]) and closes with [`CLOSE_BEHIND`], so the edge tries another upstream.
+//!
+//! A session whose broadcast queue overflows is cut off as too slow with a `Goodbye` and
+//! [`CLOSE_TOO_SLOW`]; it reconnects for a snapshot. Undecodable bytes close with
+//! [`CLOSE_UNDECODABLE`], well-formed frames out of place with [`CLOSE_PROTOCOL`], so garbage is
+//! told apart from a silent peer (which the hello deadline closes with [`CLOSE_PROTOCOL`]).
+//! Must not: block the feed, or keep state beyond one session (the host keeps registries).
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use setpoint_core::Revision;
+use setpoint_core::clients::ClientReport;
 use setpoint_core::snapshot::Snapshot;
 use setpoint_proto::frames::{self, Frame, WireEntry};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 
-use super::feed::{FeedEvent, Start};
-use super::{EdgeSession, Replication};
+use crate::feed::{Feed, FeedBatch, FeedEvent, Start};
 
 /// Application close codes.
 pub const CLOSE_SHUTDOWN: quinn::VarInt = quinn::VarInt::from_u32(0);
@@ -34,6 +39,13 @@ pub const CLOSE_TOO_SLOW: quinn::VarInt = quinn::VarInt::from_u32(2);
 /// Bytes that are not a frame: oversized, an unknown protocol version, a body that does not
 /// decode or fails validation.
 pub const CLOSE_UNDECODABLE: quinn::VarInt = quinn::VarInt::from_u32(3);
+/// This node is behind the edge's revision: it must not move the edge backwards.
+pub const CLOSE_BEHIND: quinn::VarInt = quinn::VarInt::from_u32(4);
+
+/// How the `Goodbye` reason of a node behind the edge begins.
+pub const BEHIND: &str = "behind:";
+/// How long a session waits for the feed to reach an edge that holds more than it has.
+pub const BEHIND_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a new connection may take to open its stream and say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,6 +56,38 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const CHUNK_BYTES: usize = 1 << 20;
 /// Sent-but-unacked batches remembered per session for propagation timing.
 const MAX_IN_FLIGHT: usize = 65_536;
+
+/// A downstream edge as its hello introduced it.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub id: String,
+    pub region: String,
+    /// Where the edge serves HTTP/gRPC.
+    pub http_addr: String,
+    /// The QUIC peer address.
+    pub remote_addr: SocketAddr,
+    /// The revision it held when it said hello.
+    pub revision: Revision,
+}
+
+/// What the node serving edges does with what sessions learn. Called from session tasks; keep
+/// each call short (a lock, an update).
+pub trait Host: Send + Sync + 'static {
+    /// A session started; the returned id names this connection in the other calls, so an old
+    /// connection ending does not mark a newer one of the same node disconnected.
+    fn connected(&self, edge: Downstream) -> u64;
+    /// The edge applied everything up to `revision`.
+    fn acked(&self, edge: &str, connection: u64, revision: Revision);
+    /// A batch took `elapsed` from this node's feed to the edge's ack.
+    fn propagation(&self, edge: &str, elapsed: Duration);
+    /// A client report of the edge (checked).
+    fn clients(&self, edge: &str, connection: u64, report: ClientReport);
+    /// A heartbeat went out (nothing else to send for a second).
+    fn idle(&self, edge: &str);
+    fn disconnected(&self, edge: &str, connection: u64);
+    /// A session closed over bytes that are not frames.
+    fn undecodable(&self);
+}
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +103,11 @@ enum SessionEnd {
     /// A write blocked past the send timeout; the stream may end mid-frame, so no goodbye.
     #[error("edge stopped reading; cut off")]
     Stalled,
+    #[error("{0}")]
+    Behind(String),
     #[error("connection lost: {0}")]
     Lost(String),
-    #[error("writer stopping")]
+    #[error("node stopping")]
     Stopping,
 }
 
@@ -78,14 +124,15 @@ impl From<frames::FrameError> for SessionEnd {
     }
 }
 
-/// Accepts connections until the endpoint is closed, then ends every session.
-pub(super) async fn serve(replication: Arc<Replication>, endpoint: quinn::Endpoint) {
+/// Accepts connections on `endpoint` until it is closed, serving each from `feed`; then ends
+/// every session.
+pub async fn serve<H: Host>(host: Arc<H>, feed: Arc<Feed>, endpoint: quinn::Endpoint) {
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    sessions.spawn(session(replication.clone(), incoming));
+                    sessions.spawn(session(host.clone(), feed.clone(), incoming));
                 }
                 None => break,
             },
@@ -95,7 +142,7 @@ pub(super) async fn serve(replication: Arc<Replication>, endpoint: quinn::Endpoi
     sessions.shutdown().await;
 }
 
-async fn session(replication: Arc<Replication>, incoming: quinn::Incoming) {
+async fn session<H: Host>(host: Arc<H>, feed: Arc<Feed>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -104,9 +151,9 @@ async fn session(replication: Arc<Replication>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let end = run(&replication, &connection, remote).await;
+    let end = run(host.as_ref(), &feed, &connection, remote).await;
     match &end {
-        SessionEnd::Closed | SessionEnd::Stopping => {
+        SessionEnd::Closed | SessionEnd::Stopping | SessionEnd::Behind(_) => {
             tracing::info!(%remote, reason = %end, "edge session ended");
         }
         _ => tracing::warn!(%remote, reason = %end, "edge session closed"),
@@ -114,8 +161,9 @@ async fn session(replication: Arc<Replication>, incoming: quinn::Incoming) {
     let code = match end {
         SessionEnd::TooSlow | SessionEnd::Stalled => CLOSE_TOO_SLOW,
         SessionEnd::Protocol(_) => CLOSE_PROTOCOL,
+        SessionEnd::Behind(_) => CLOSE_BEHIND,
         SessionEnd::Undecodable(_) => {
-            replication.metrics.replication_undecodable_frames.inc();
+            host.undecodable();
             CLOSE_UNDECODABLE
         }
         _ => CLOSE_SHUTDOWN,
@@ -123,10 +171,11 @@ async fn session(replication: Arc<Replication>, incoming: quinn::Incoming) {
     connection.close(code, end.to_string().as_bytes());
 }
 
-async fn run(
-    replication: &Arc<Replication>,
+async fn run<H: Host>(
+    host: &H,
+    feed: &Arc<Feed>,
     connection: &quinn::Connection,
-    remote: std::net::SocketAddr,
+    remote: SocketAddr,
 ) -> SessionEnd {
     let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
         let (send, mut recv) = connection
@@ -158,22 +207,27 @@ async fn run(
             "Hello needs a node id (1-256 bytes) and a revision ≥ 0".into(),
         );
     }
-    replication.feed.loaded().await;
-    let connection_id = replication.connect(EdgeSession {
+    feed.loaded().await;
+    if !feed.wait_for(revision, BEHIND_WAIT).await {
+        let reason = format!(
+            "{BEHIND} this node is at revision {}, the edge holds {revision}",
+            feed.revision()
+        );
+        say_goodbye(&mut send, connection, reason.clone()).await;
+        return SessionEnd::Behind(reason);
+    }
+    let connection_id = host.connected(Downstream {
         id: node_id.clone(),
         region,
         http_addr,
         remote_addr: remote,
-        connected: true,
-        connected_since: SystemTime::now(),
-        disconnected_at: None,
-        applied_revision: revision,
-        last_ack: None,
+        revision,
     });
     tracing::info!(%remote, node = %node_id, revision, "edge connected");
     let in_flight = Mutex::new(VecDeque::new());
     let session = Session {
-        replication,
+        host,
+        feed,
         node_id: &node_id,
         connection_id,
         in_flight: &in_flight,
@@ -184,36 +238,41 @@ async fn run(
         end = session.client_reports(connection) => end,
     };
     if matches!(end, SessionEnd::TooSlow) {
-        // Say why before closing, and give the goodbye a moment to arrive.
-        let goodbye = Frame::Goodbye {
-            reason: "too slow; reconnect for a snapshot".into(),
-        };
-        let said = tokio::time::timeout(
-            Duration::from_secs(1),
-            frames::write_frame(&mut send, &goodbye),
+        say_goodbye(
+            &mut send,
+            connection,
+            "too slow; reconnect for a snapshot".into(),
         )
         .await;
-        if matches!(said, Ok(Ok(()))) {
-            let _ = send.finish();
-            let _ = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await;
-        }
     }
-    replication.disconnect(&node_id, connection_id);
+    host.disconnected(&node_id, connection_id);
     end
 }
 
-struct Session<'a> {
-    replication: &'a Arc<Replication>,
+/// Says why before closing, and gives the goodbye a moment to arrive.
+async fn say_goodbye(send: &mut quinn::SendStream, connection: &quinn::Connection, reason: String) {
+    let goodbye = Frame::Goodbye { reason };
+    let said =
+        tokio::time::timeout(Duration::from_secs(1), frames::write_frame(send, &goodbye)).await;
+    if matches!(said, Ok(Ok(()))) {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(1), connection.closed()).await;
+    }
+}
+
+struct Session<'a, H> {
+    host: &'a H,
+    feed: &'a Arc<Feed>,
     node_id: &'a str,
     connection_id: u64,
     in_flight: &'a Mutex<VecDeque<(Revision, Instant)>>,
 }
 
-impl Session<'_> {
+impl<H: Host> Session<'_, H> {
     /// Catch-up, then live batches and heartbeats. Returns only when the session must end.
     async fn send_loop(&self, send: &mut quinn::SendStream, edge_revision: Revision) -> SessionEnd {
-        let feed = self.replication.feed.clone();
-        let timeout = feed.limits.send_timeout;
+        let feed = self.feed;
+        let timeout = feed.limits().send_timeout;
         let (mut events, start) = feed.subscribe(edge_revision);
         let mut last_sent = match start {
             Start::Resume(batches) => {
@@ -256,7 +315,7 @@ impl Session<'_> {
                     if let Err(end) = write(send, &heartbeat, timeout).await {
                         return end;
                     }
-                    self.replication.refresh_lag(self.node_id);
+                    self.host.idle(self.node_id);
                 }
             }
         }
@@ -265,7 +324,7 @@ impl Session<'_> {
     async fn send_batch(
         &self,
         send: &mut quinn::SendStream,
-        batch: &super::feed::FeedBatch,
+        batch: &FeedBatch,
     ) -> Result<(), SessionEnd> {
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -274,7 +333,7 @@ impl Session<'_> {
             }
             in_flight.push_back((batch.revision, batch.seen));
         }
-        let timeout = self.replication.feed.limits.send_timeout;
+        let timeout = self.feed.limits().send_timeout;
         match tokio::time::timeout(timeout, send.write_all(&batch.frame)).await {
             Ok(written) => written.map_err(|e| SessionEnd::Lost(e.to_string())),
             Err(_) => Err(SessionEnd::Stalled),
@@ -314,8 +373,7 @@ impl Session<'_> {
                     if let Err(reason) = report.check() {
                         return SessionEnd::Protocol(reason);
                     }
-                    self.replication
-                        .clients_reported(self.node_id, self.connection_id, report);
+                    self.host.clients(self.node_id, self.connection_id, report);
                 }
                 Ok(Some(other)) => {
                     return SessionEnd::Protocol(format!(
@@ -345,10 +403,9 @@ impl Session<'_> {
             timed
         };
         for elapsed in timed {
-            self.replication.observe_propagation(self.node_id, elapsed);
+            self.host.propagation(self.node_id, elapsed);
         }
-        self.replication
-            .acked(self.node_id, self.connection_id, revision);
+        self.host.acked(self.node_id, self.connection_id, revision);
     }
 }
 

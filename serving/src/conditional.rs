@@ -29,14 +29,22 @@ fn opaque(member: &str) -> Option<&str> {
 
 /// Whether `If-None-Match` matches the entry at `version` (so the answer is 304).
 pub fn if_none_match_hits(headers: &HeaderMap, version: Version) -> bool {
-    let current = version.to_string();
+    if_none_match_hits_tag(headers, &format!("\"{version}\""))
+}
+
+/// Whether `If-None-Match` matches the resource whose strong entity tag is `tag` (quoted, as
+/// sent in `ETag`), by the same rules.
+pub fn if_none_match_hits_tag(headers: &HeaderMap, tag: &str) -> bool {
+    let Some(current) = opaque(tag) else {
+        return false;
+    };
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|text| text.split(','))
         .map(str::trim)
-        .any(|member| member == "*" || opaque(member) == Some(current.as_str()))
+        .any(|member| member == "*" || opaque(member) == Some(current))
 }
 
 #[cfg(test)]
@@ -79,5 +87,20 @@ mod tests {
         ] {
             assert_eq!(hits(lines, version), expected, "{lines:?} at {version}");
         }
+    }
+
+    #[test]
+    fn if_none_match_on_an_opaque_tag() {
+        let headers = |line: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, line.parse().unwrap());
+            headers
+        };
+        let tag = "\"00ab12\"";
+        assert!(if_none_match_hits_tag(&headers("\"00ab12\""), tag));
+        assert!(if_none_match_hits_tag(&headers("W/\"00ab12\", \"1\""), tag));
+        assert!(if_none_match_hits_tag(&headers("*"), tag));
+        assert!(!if_none_match_hits_tag(&headers("\"00ab13\""), tag));
+        assert!(!if_none_match_hits_tag(&HeaderMap::new(), tag));
     }
 }

@@ -138,6 +138,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        // Merged after the layers, so the console's files are outside the door: a browser
+        // loads them without a key (they hold no data; every call they make to `/api/…` carries
+        // the user's key).
+        .merge(crate::console::router())
 }
 
 /// The answer of `GET /api/edges`.

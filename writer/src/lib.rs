@@ -12,6 +12,7 @@
 //!   the rollouts' stage clock), and the periodic audit chain verification every replica runs.
 //! - [`rollouts`]: the stage clock — rollouts moved by time and the fleet's health.
 //! - [`alerts`]: the writer's own alert rules over its fleet view, and their webhook.
+//! - [`console`]: the web console's files (`writer/ui/`), embedded and served at `/ui`.
 //! - [`error`]: the one error vocabulary (code → HTTP status).
 //!
 //! [`run`] serves a writer on a listener until a shutdown future resolves.
@@ -19,6 +20,7 @@
 pub mod alerts;
 pub mod api;
 pub mod audit;
+pub mod console;
 pub mod error;
 pub mod fault;
 pub mod jobs;

@@ -118,7 +118,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let persister = edge_persister(&edge, &args.data_dir.join("edge"), &stop);
 
     let app = compose(writer.router(), &edge);
-    tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), "setpoint dev: writer + edge");
+    tracing::info!(
+        listen = %args.listen,
+        data_dir = %args.data_dir.display(),
+        console = %format!("http://{}/ui", args.listen),
+        "setpoint dev: writer + edge"
+    );
     let closing = edge.clone();
     let served = setpoint_writer::serve(listener, app, writer.connection_metrics(), async move {
         shutdown_signal().await;

@@ -161,7 +161,7 @@ def shoot(page: Page, name: str) -> None:
     """The page as it is, at desktop size and at phone width."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size(DESKTOP)
-    page.screenshot(path=str(SHOTS / f"{name}-1280x800.png"))
+    page.screenshot(path=str(SHOTS / f"{name}-1280x800.png"), full_page=True)
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
     page.set_viewport_size(DESKTOP)
@@ -351,11 +351,18 @@ def test_a_rollout_started_with_a_preview_and_rolled_back(dev: str, page: Page, 
     changed = impact.locator("tbody tr")
     expect(changed.filter(has_text="dev")).to_contain_text('"db-c"')
     expect(changed.filter(has_text="prod")).to_have_count(0)
+    # The dry run placed the one matching instance: in the last stage (100 %) it is a member.
+    plan = page.locator('[data-testid="stage-plan"]')
+    expect(plan).to_contain_text("1 connected instance(s) watch this path.")
+    expect(plan.locator("tbody tr").last).to_contain_text("console-app-1")
+    heading = plan.get_by_role("heading").inner_text()
+    planned_id = heading.removeprefix("Stages of ")
     shoot(page, "rollout-preview")
     expect(start).to_be_enabled()
     start.click()
     expect(page).to_have_url(re.compile(r"/ui/rollouts/roll_"))
     rollout_id = page.url.rsplit("/", 1)[1]
+    assert rollout_id == planned_id, "the rollout started is not the one previewed"
     expect(page.locator("section", has_text="Stages").locator(".badge").first).to_have_text("in_progress")
     expect(page.get_by_role("list", name="Stages").locator("li")).to_have_count(2)
     shoot(page, "rollout")
@@ -403,6 +410,23 @@ def test_audit_approvals_and_alerts(dev: str, page: Page) -> None:
     shoot(page, "alerts")
 
 
+def test_at_phone_width_the_sections_are_behind_the_menu_button(dev: str, page: Page) -> None:
+    page.set_viewport_size(PHONE)
+    page.goto(dev + "/ui/config/shop/db")
+    menu = page.get_by_role("button", name="Menu")
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(page.get_by_role("link", name="Environments")).to_be_hidden()
+    menu.focus()
+    page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    page.get_by_role("link", name="Environments").click()
+    expect(page.locator("h1")).to_have_text("Environments")
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    # Nothing is wider than the screen but the tables, which scroll inside their own box.
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow} px at phone width"
+
+
 def test_a_bad_key_is_shown_as_401_against_a_writer_with_keys(workdir: Path, page: Page) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -429,7 +453,19 @@ def test_a_bad_key_is_shown_as_401_against_a_writer_with_keys(workdir: Path, pag
         expect(page.locator("aside.tree")).to_be_visible()
         expect(page.locator(".error-box")).to_have_count(0)
         # The key stays for this tab (sessionStorage), not in the page's URL or storage of others.
-        assert page.evaluate("sessionStorage.getItem('setpoint.apiKey')") == key_file.read_text().strip()
+        admin_key = key_file.read_text().strip()
+        assert page.evaluate("sessionStorage.getItem('setpoint.apiKey')") == admin_key
         assert page.evaluate("localStorage.length") == 0
+        # A key without the right: the audit log (admin only) answers 403, shown as such.
+        status, account = http("POST", base + "/api/accounts",
+                               {"id": "viewer", "grants": [{"prefix": "/", "actions": ["read"]}]}, key=admin_key)
+        assert status == 201 and isinstance(account, dict), account
+        page.locator("#auth-summary").click()
+        page.get_by_label("API key (kept for this tab only)").fill(account["key"])
+        page.get_by_role("button", name="Use key").click()
+        expect(page.locator("#auth-summary")).to_have_text(f"API key: {account['key_id']}")
+        page.get_by_role("link", name="Audit").click()
+        expect(page.locator(".error-box").first).to_contain_text("403 Forbidden")
+        shoot(page, "forbidden")
     finally:
         writer.stop()

@@ -1,6 +1,9 @@
-// Rollouts: start one (after its impact preview: `POST /api/preview` of the same change — what
-// each environment's effective value becomes, which connected clients get an event), the list,
-// and one rollout's progress per stage with advance, pause, resume and rollback.
+// Rollouts: start one after its dry run (`POST …/rollout?dry_run=true`: the rollout checked as
+// creation would check it, the instances each stage would hold, and the candidate's impact
+// preview as `POST /api/preview` answers it — what each environment's effective value becomes,
+// which connected clients get an event), the list, and one rollout's progress per stage with
+// advance, pause, resume and rollback. Start sends the dry run's id, so the stages hold exactly
+// the instances shown (membership hashes the id).
 //
 // URLs: /ui/rollouts[?path=&status=]   start + list
 //       /ui/rollouts/<id>              one rollout (refreshes every 3 s while it runs)
@@ -103,12 +106,10 @@ async function starter(path) {
     if (!built) return;
     previewButton.disabled = true;
     try {
-      const result = await api("POST", "/api/preview", {
-        changes: [{ op: "put", path: built.path, value: built.body.value, format: built.body.format }],
-      });
-      previewed = built;
+      const result = await api("POST", configUrl(built.path, "/rollout?dry_run=true"), built.body);
+      previewed = { path: built.path, body: { ...built.body, id: result.body.rollout_id } };
       start.disabled = false;
-      fill(preview, impact(result.body));
+      fill(preview, impact(result.body.preview), stagePlan(result.body));
     } catch (error) {
       fill(preview);
       showError(error, f, formError);
@@ -201,6 +202,20 @@ function impact(p) {
         { label: "After", cell: (e) => (e.after === null || e.after === undefined ? "—" : code(e.after)) },
       ], p.effective)
       : h("p", {}, "No effective value would change."));
+}
+
+// The instances each stage would hold, as the dry run placed them.
+function stagePlan(dry) {
+  return h("div", { class: "panel", "data-testid": "stage-plan" },
+    h("h3", {}, `Stages of ${dry.rollout_id}`),
+    h("p", {}, `${dry.matching} connected instance(s) watch this path.`),
+    table("Instances per stage (cumulative)", [
+      { label: "Stage", cell: (s) => s.stage },
+      { label: "Kind", cell: (s) => s.kind },
+      { label: "Percent", cell: (s) => (s.percent === null || s.percent === undefined ? "—" : `${s.percent} %`) },
+      { label: "Instances", cell: (s) => s.count },
+      { label: "Named", cell: (s) => (s.instances.length ? s.instances.map((i) => h("code", {}, i + " ")) : "—") },
+    ], dry.stages));
 }
 
 const STEERING = {

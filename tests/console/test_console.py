@@ -286,6 +286,12 @@ def test_an_environment_shows_its_effective_value_with_provenance(dev: str, page
         expect(pool).to_contain_text("/shop/db")
     dev_card = page.locator('[data-env="dev"]')
     expect(dev_card.locator("pre.value")).to_contain_text('"db-b"')
+    # Each environment's own layer is one click away: prod's override, or a new one for dev.
+    expect(page.locator('[data-env="prod"]').get_by_role("link", name="Edit prod's override")).to_have_attribute(
+        "href", "/ui/config/env/prod/shop/db")
+    dev_card.get_by_role("link", name="Override in dev").click()
+    expect(page.get_by_label("Path", exact=True)).to_have_value("/env/dev/shop/db")
+    page.go_back()
     shoot(page, "environments")
 
 

@@ -7,8 +7,8 @@ import { get } from "../api.js";
 import { badge, errorBox, fill, h, heading, table, time } from "../dom.js";
 
 export async function render(main, { ctx }) {
-  const box = h("div", { "aria-live": "polite" });
-  const updated = h("p", { class: "hint", role: "status" });
+  const box = h("div");
+  const updated = h("p", { class: "hint" });
   fill(main, heading("Alerts"), updated, box);
   const refresh = async () => {
     try {

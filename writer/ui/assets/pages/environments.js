@@ -9,7 +9,8 @@ import { navigate } from "../app.js";
 import { badge, code, errorBox, field, fill, h, heading, table, time } from "../dom.js";
 
 export async function render(main, { params, ctx }) {
-  const path = params.get("path") || "";
+  const typed = params.get("path") || "";
+  const path = typed ? "/" + typed.split("/").filter((s) => s !== "").join("/") : "";
   const { environments } = await get("/api/environments");
   if (ctx.gone) return;
 
@@ -80,6 +81,7 @@ function card(title, path, env, result) {
     parts.push(errorBox(result.error));
   } else if (result.absent) {
     parts.push(h("p", {}, badge("absent", "deleted"), ` No value at ${path}` + (env ? ` in ${env}.` : ".")));
+    if (env) parts.push(overrideLink(path, env, false));
   } else if (result.body && "children" in result.body && !("value" in result.body)) {
     parts.push(h("p", { class: "hint" }, `${path} is a prefix: ${result.body.children.join(", ") || "nothing"} below it.`));
   } else {
@@ -88,11 +90,20 @@ function card(title, path, env, result) {
     if (env) {
       parts.push(h("p", { class: "hint" }, "Decided by ", h("code", {}, body.source || path), `, version ${body.version}.`));
       parts.push(provenance(env, body.provenance || {}));
+      parts.push(overrideLink(path, env, body.source === `/env/${env}${path}`));
     } else {
       parts.push(h("p", { class: "hint" }, `Version ${body.version}, updated `, time(body.updated_at), "."));
     }
   }
   return h("div", { class: "panel", "data-env": env || "" }, parts);
+}
+
+// Where this environment's own layer of the path is edited: its override, or a new one.
+function overrideLink(path, env, exists) {
+  const target = `/ui/config/env/${encodeURIComponent(env)}${path}`;
+  return h("p", {}, exists
+    ? h("a", { href: target }, `Edit ${env}'s override`)
+    : h("a", { href: target + "?view=new" }, `Override in ${env}`));
 }
 
 function provenance(env, keys) {

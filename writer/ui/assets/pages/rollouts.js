@@ -20,7 +20,7 @@ export async function render(main, { rest, params, ctx }) {
 
 async function overview(main, params, ctx) {
   const status = params.get("status") || "";
-  const list = h("div", { "aria-live": "polite" });
+  const list = h("div");
   const statusField = field("Status", h("select", { name: "status" },
     ["", "in_progress", "paused", "completed", "rolled_back"].map((s) =>
       h("option", { value: s, selected: s === status }, s || "any"))));
@@ -224,7 +224,7 @@ const STEERING = {
 };
 
 async function detail(main, id, ctx) {
-  const box = h("div", { "aria-live": "polite" });
+  const box = h("div");
   const message = h("div");
   fill(main, heading("Rollout ", h("span", { class: "path" }, id)),
     h("p", {}, h("a", { href: "/ui/rollouts" }, "All rollouts")), message, box);

@@ -58,7 +58,7 @@ pub const ASSETS: &[Asset] = assets![
 
 /// The policy on every answer: nothing inline, nothing from elsewhere, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
 /// The console's page, answered for every path under `/ui` that is not a file.

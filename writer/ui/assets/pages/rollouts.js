@@ -36,9 +36,14 @@ async function overview(main, params, ctx) {
     h("section", { "aria-label": "Start a rollout" }, h("h2", {}, "Start a rollout"), await starter(params.get("path") || "")),
     h("section", { "aria-label": "Rollouts" }, h("h2", {}, "Rollouts"), filter, list),
   );
+  let shown = null;
   const refresh = async () => {
     try {
       const body = await get("/api/rollouts" + query({ status }));
+      // Redrawn only when something changed, so a refresh keeps the keyboard focus.
+      const text = JSON.stringify(body);
+      if (text === shown) return;
+      shown = text;
       fill(list, body.rollouts.length
         ? table("Rollouts, newest first", [
           { label: "Rollout", cell: (r) => h("a", { href: `/ui/rollouts/${r.rollout_id}` }, r.rollout_id) },
@@ -51,6 +56,7 @@ async function overview(main, params, ctx) {
         ], body.rollouts)
         : h("p", { class: "hint" }, "No rollout."));
     } catch (error) {
+      shown = null;
       fill(list, errorBox(error));
     }
   };

@@ -154,8 +154,9 @@ def deb_contents(listing: str) -> None:
         "/usr/bin/setpoint": "-rwxr-xr-x",
         "/lib/systemd/system/setpoint-writer.service": "-rw-r--r--",
         "/lib/systemd/system/setpoint-edge.service": "-rw-r--r--",
-        "/etc/setpoint/writer.env": "-rw-r-----",
-        "/etc/setpoint/edge.env": "-rw-r-----",
+        "/etc/setpoint/writer.env": "-rw-r--r--",
+        "/etc/setpoint/edge.env": "-rw-r--r--",
+        "/usr/share/lintian/overrides/setpoint": "-rw-r--r--",
         "/usr/share/man/man1/setpoint.1.gz": "-rw-r--r--",
         "/usr/share/doc/setpoint/copyright": "-rw-r--r--",
     }

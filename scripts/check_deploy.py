@@ -207,7 +207,7 @@ def terraform(root_dir: str) -> None:
         """name -> required (no default)."""
         out: dict[str, bool] = {}
         for file, body in parsed.items():
-            if file.parent != module_dir or file.suffix != ".tf":
+            if file.parent.resolve() != module_dir or file.suffix != ".tf":
                 continue
             for block in body.get("variable", []):
                 for name, spec in block.items():

@@ -198,9 +198,16 @@ pub struct CommonArgs {
     #[arg(long, env = "SETPOINT_CLIENT_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub client_retention: std::time::Duration,
     /// POST each alert the writer evaluates (clients or edges gone, lagging, dropping) to this
-    /// URL as JSON when it fires and when it resolves, with retries (http:// only).
+    /// URL (https:// or http://) as JSON when it fires and when it resolves, with retries.
     #[arg(long, env = "SETPOINT_ALERT_WEBHOOK")]
     alert_webhook: Option<String>,
+    /// PEM file of a private CA trusted (besides the system's roots) for an https:// webhook.
+    #[arg(
+        long,
+        env = "SETPOINT_ALERT_WEBHOOK_CACERT",
+        requires = "alert_webhook"
+    )]
+    alert_webhook_ca_cert: Option<std::path::PathBuf>,
     /// A client disconnected this long is an alert (ClientDisconnected).
     #[arg(long, env = "SETPOINT_ALERT_CLIENT_GONE", default_value = "5m", value_parser = parse_duration)]
     alert_client_gone: std::time::Duration,
@@ -228,8 +235,16 @@ impl CommonArgs {
     pub fn apply(self, config: &mut WriterConfig, secrets_allowed: bool) -> anyhow::Result<()> {
         if let Some(url) = &self.alert_webhook
             && !url.starts_with("http://")
+            && !url.starts_with("https://")
         {
-            anyhow::bail!("--alert-webhook {url:?}: only http:// URLs are supported");
+            anyhow::bail!("--alert-webhook {url:?}: use an https:// (or http://) URL");
+        }
+        if let Some(path) = &self.alert_webhook_ca_cert {
+            let pem = setpoint_secrets::https::read_ca(path).map_err(anyhow::Error::msg)?;
+            // Refuse a bad CA file now, not at the first alert.
+            let _checked = setpoint_secrets::https::client_builder(Some(&pem))
+                .map_err(|e| anyhow::anyhow!("--alert-webhook-ca-cert {}: {e}", path.display()))?;
+            config.alerts.webhook_ca_pem = Some(pem);
         }
         config.alerts.webhook = self.alert_webhook;
         let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

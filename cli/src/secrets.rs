@@ -23,7 +23,7 @@ pub struct SecretArgs {
     /// Where `${secret:name}` references resolve.
     #[arg(long = "secrets", env = "SETPOINT_SECRETS", value_enum, default_value_t = ProviderKind::None)]
     kind: ProviderKind,
-    /// Vault/OpenBao address, e.g. `http://127.0.0.1:8200`.
+    /// Vault/OpenBao address, e.g. `https://vault.internal:8200` (or `http://` on loopback).
     #[arg(long, env = "SETPOINT_VAULT_ADDR")]
     vault_addr: Option<String>,
     /// Vault token (from the environment only).
@@ -34,6 +34,9 @@ pub struct SecretArgs {
         hide = true
     )]
     vault_token: Option<String>,
+    /// PEM file of a private CA trusted (besides the system's roots) for an https:// Vault.
+    #[arg(long, env = "SETPOINT_VAULT_CACERT")]
+    vault_ca_cert: Option<PathBuf>,
     /// File holding a Vault token.
     #[arg(long, env = "SETPOINT_VAULT_TOKEN_FILE")]
     vault_token_file: Option<PathBuf>,
@@ -102,6 +105,10 @@ impl SecretArgs {
                 config.path_template = self.vault_path_template.clone();
                 config.field = self.vault_field.clone();
                 config.cache_ttl = Duration::from_secs(self.secret_cache_secs);
+                if let Some(path) = &self.vault_ca_cert {
+                    config.ca_pem =
+                        Some(setpoint_secrets::https::read_ca(path).map_err(anyhow::Error::msg)?);
+                }
                 Ok(Arc::new(Vault::new(config)?))
             }
         }

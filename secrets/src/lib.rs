@@ -14,6 +14,7 @@
 //!   token, or AppRole (`POST /v1/auth/approle/login`, re-login before the token's lease ends).
 //!   Values are cached for a short TTL per (environment, name).
 
+pub mod https;
 mod reference;
 pub mod serve;
 mod vault;

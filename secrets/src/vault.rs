@@ -58,6 +58,8 @@ pub struct VaultConfig {
     pub cache_ttl: Duration,
     /// Per HTTP request, default 5 s.
     pub timeout: Duration,
+    /// PEM roots trusted besides the system's for an `https://` address (a private CA).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl VaultConfig {
@@ -70,6 +72,7 @@ impl VaultConfig {
             field: "value".into(),
             cache_ttl: Duration::from_secs(30),
             timeout: Duration::from_secs(5),
+            ca_pem: None,
         }
     }
 }
@@ -127,7 +130,8 @@ impl Vault {
     /// Checks the configuration (address, template); does not contact Vault.
     pub fn new(config: VaultConfig) -> Result<Vault, SecretError> {
         let api = check_config(&config).map_err(|reason| SecretError::Config { reason })?;
-        let http = reqwest::Client::builder()
+        let http = crate::https::client_builder(config.ca_pem.as_deref())
+            .map_err(|reason| SecretError::Config { reason })?
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()
@@ -381,17 +385,10 @@ fn check_config(config: &VaultConfig) -> Result<String, String> {
     let address = reqwest::Url::parse(&config.address)
         .map_err(|e| format!("address {:?} is not a URL: {e}", config.address))?;
     match address.scheme() {
-        "http" => {}
-        // The workspace's reqwest is built without TLS.
-        "https" => {
-            return Err(format!(
-                "address {:?} uses https, which this build does not support (it speaks plain http only)",
-                config.address
-            ));
-        }
+        "http" | "https" => {}
         other => {
             return Err(format!(
-                "address {:?} has scheme {other:?}; use http://",
+                "address {:?} has scheme {other:?}; use https:// (or http://)",
                 config.address
             ));
         }
@@ -491,6 +488,12 @@ mod tests {
             check_config(&config()).as_deref(),
             Ok("http://127.0.0.1:8200/v1")
         );
+        let mut tls = config();
+        tls.address = "https://vault.internal:8200".into();
+        assert_eq!(
+            check_config(&tls).as_deref(),
+            Ok("https://vault.internal:8200/v1")
+        );
         let mut prefixed = config();
         prefixed.address = "http://vault.internal:8200/proxy/".into();
         assert_eq!(
@@ -504,7 +507,6 @@ mod tests {
         config_error(|c| c.address = "127.0.0.1:8200".into());
         config_error(|c| c.address = "not a url".into());
         config_error(|c| c.address = "ftp://127.0.0.1".into());
-        config_error(|c| c.address = "https://127.0.0.1:8200".into());
         config_error(|c| c.address = "http://127.0.0.1:8200/?x=1".into());
         config_error(|c| c.path_template = "setpoint/{env}".into());
         config_error(|c| c.path_template = "/setpoint/{name}".into());

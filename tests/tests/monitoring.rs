@@ -419,60 +419,215 @@ struct Received {
 /// A webhook receiver on a real socket (HTTP/1.1, one request per connection is enough for
 /// reqwest's pool too: it answers `Connection: close`).
 async fn receiver() -> (String, Arc<Mutex<Received>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    (url, serve(listener, None))
+}
+
+/// The same receiver over https, its certificate (for `127.0.0.1`) issued by the CA of
+/// `setpoint certs` in `dir`: the URL and the CA's PEM file.
+async fn tls_receiver(dir: &std::path::Path) -> (String, Arc<Mutex<Received>>, std::path::PathBuf) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    setpoint_tests::binary::Certs::make(dir);
+    let certs = dir.join("certs");
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(certs.join("writer.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(certs.join("writer.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    (url, serve(listener, Some(acceptor)), certs.join("ca.pem"))
+}
+
+/// Accepts connections (TLS first, with `tls`) and records each request's JSON body.
+fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Arc<Mutex<Received>> {
     let received = Arc::new(Mutex::new(Received::default()));
     let state = received.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
+            let Ok((socket, _)) = listener.accept().await else {
                 return;
             };
             let state = state.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // Head, then exactly Content-Length bytes of body.
-                let body = loop {
-                    let Ok(n) = socket.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
+                match tls {
+                    None => answer(socket, state).await,
+                    Some(acceptor) => {
+                        if let Ok(socket) = acceptor.accept(socket).await {
+                            answer(socket, state).await;
+                        }
                     }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
-                    let length = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if buffer.len() >= end + 4 + length {
-                        break buffer[end + 4..end + 4 + length].to_vec();
-                    }
-                };
-                let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let status = {
-                    let mut state = state.lock().unwrap();
-                    state.requests.push(value);
-                    if state.refuse > 0 {
-                        state.refuse -= 1;
-                        "503 Service Unavailable"
-                    } else {
-                        "200 OK"
-                    }
-                };
-                let answer =
-                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                let _ = socket.write_all(answer.as_bytes()).await;
+                }
             });
         }
     });
-    (url, received)
+    received
+}
+
+/// Reads one request (head, then exactly Content-Length bytes of body), records its body and
+/// answers 503 while refusals are left, else 200.
+async fn answer<S>(mut socket: S, state: Arc<Mutex<Received>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let body = loop {
+        let Ok(n) = socket.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if buffer.len() >= end + 4 + length {
+            break buffer[end + 4..end + 4 + length].to_vec();
+        }
+    };
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let status = {
+        let mut state = state.lock().unwrap();
+        state.requests.push(value);
+        if state.refuse > 0 {
+            state.refuse -= 1;
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
+        }
+    };
+    let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = socket.write_all(answer.as_bytes()).await;
+    let _ = socket.shutdown().await;
+}
+
+/// Real receivers speak https: `--alert-webhook https://…` with `--alert-webhook-ca-cert`
+/// (a private CA) delivers over TLS; a writer without the CA never delivers to that receiver
+/// (its certificate is refused) and counts the failure.
+#[tokio::test]
+async fn the_webhook_speaks_https_verified_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, received, ca) = tls_receiver(dir.path()).await;
+    let start = |name: &str, ca: Option<&std::path::Path>| {
+        let data = dir.path().join(name);
+        let mut args: Vec<String> = [
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--alert-webhook",
+            &url,
+            "--alert-client-gone",
+            "1s",
+            "--alert-interval",
+            "200ms",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if let Some(ca) = ca {
+            args.extend([
+                "--alert-webhook-ca-cert".to_owned(),
+                ca.to_str().unwrap().to_owned(),
+            ]);
+        }
+        let log = dir.path().to_owned();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            SetpointProcess::start(&args, &log).await
+        }
+    };
+    // A client comes and goes: ClientDisconnected fires and is sent to the webhook.
+    let fire = |base: String| async move {
+        let http = reqwest::Client::new();
+        put(&http, &base, "/shop/flags", json!({"on": false})).await;
+        let mut session = Session::open(&base, "shop-1", &["/shop"], None).await;
+        let reset = session.update().await;
+        session.receipt(reset.revision, None).await;
+        let listed = wait_until(PATIENCE, || async {
+            let body: Value = http
+                .get(format!("{base}/api/clients/shop-1"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            body["status"] == "connected"
+        })
+        .await;
+        assert!(listed, "the session reaches the writer");
+        drop(session);
+        let fired = wait_until(PATIENCE, || async {
+            alerts(&http, &base)
+                .await
+                .iter()
+                .any(|a| a["name"] == "ClientDisconnected")
+        })
+        .await;
+        assert!(fired, "ClientDisconnected fires");
+    };
+
+    let untrusting = start("untrusting", None).await;
+    fire(untrusting.base()).await;
+    let http = reqwest::Client::new();
+    let failed = wait_until(PATIENCE, || async {
+        let metrics = http
+            .get(format!("{}/metrics", untrusting.base()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics.lines().any(|l| {
+            l.starts_with("setpoint_alert_notifications_total{outcome=\"failed\"}")
+                && !l.ends_with(" 0")
+        })
+    })
+    .await;
+    assert!(failed, "without the CA the delivery fails and is counted");
+    assert!(
+        received.lock().unwrap().requests.is_empty(),
+        "nothing reached the receiver past the TLS handshake"
+    );
+    drop(untrusting);
+
+    let trusting = start("trusting", Some(&ca)).await;
+    fire(trusting.base()).await;
+    let delivered = wait_until(PATIENCE, || async {
+        received
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .any(|r| r["status"] == "firing" && r["alert"]["name"] == "ClientDisconnected")
+    })
+    .await;
+    assert!(delivered, "the firing alert arrives over https");
 }
 
 #[tokio::test]

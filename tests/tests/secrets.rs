@@ -280,3 +280,79 @@ fn status_and_body(url: &str) -> (u16, String) {
     let (body, status) = text.rsplit_once('\n').unwrap();
     (status.trim().parse().unwrap(), body.to_owned())
 }
+
+/// Production Vaults speak https: `--vault-addr https://…` with `--vault-ca-cert` (a private CA)
+/// resolves through a real OpenBao serving TLS only; without the CA the certificate is refused
+/// (the read fails with 503 naming the provider, and no value is made up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_over_https_is_verified_against_the_given_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let bao = BaoServer::start_tls();
+    assert!(bao.address().starts_with("https://"));
+    bao.put_secret("setpoint/base/db-password", json!({ "value": SECRET }))
+        .await;
+    let token_file = dir.path().join("vault-token");
+    std::fs::write(&token_file, bao.root_token()).unwrap();
+    let ca_file = dir.path().join("vault-ca.pem");
+    std::fs::write(&ca_file, bao.ca_pem()).unwrap();
+    let start = |data: &str, ca: Option<&std::path::Path>| {
+        let mut args: Vec<String> = [
+            "dev",
+            "--data-dir",
+            dir.path().join(data).to_str().unwrap(),
+            "--secrets",
+            "vault",
+            "--vault-addr",
+            &bao.address(),
+            "--vault-token-file",
+            token_file.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if let Some(ca) = ca {
+            args.extend([
+                "--vault-ca-cert".to_owned(),
+                ca.to_str().unwrap().to_owned(),
+            ]);
+        }
+        let log = dir.path().join(data);
+        async move {
+            std::fs::create_dir_all(&log).unwrap();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            SetpointProcess::start(&args, &log).await
+        }
+    };
+    let put_and_resolve = |base: String| async move {
+        curl(&[
+            "-X",
+            "PUT",
+            &format!("{base}/api/config/myapp/db"),
+            "-d",
+            r#"{"value": {"password": "${secret:db-password}"}}"#,
+        ]);
+        let output = Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}"])
+            .arg(format!("{base}/api/config/myapp/db?resolve=true"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.to_owned(), body.to_owned())
+    };
+
+    let trusting = start("trusting", Some(&ca_file)).await;
+    let (status, body) = put_and_resolve(trusting.base()).await;
+    assert_eq!(status, "200", "{body}");
+    let resolved: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(resolved["value"]["password"], SECRET);
+    drop(trusting);
+
+    // The same server without the CA: the system's roots do not know it.
+    let untrusting = start("untrusting", None).await;
+    let (status, body) = put_and_resolve(untrusting.base()).await;
+    assert_eq!(
+        status, "503",
+        "an unverifiable Vault is unavailable: {body}"
+    );
+    assert_no_secret("the refusal", &body);
+}

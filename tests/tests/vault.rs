@@ -420,3 +420,21 @@ async fn fetch_all_reads_every_name_or_fails() {
         Ok(Default::default())
     );
 }
+
+#[tokio::test]
+async fn https_is_verified_against_the_configured_ca() {
+    let bao = BaoServer::start_tls();
+    bao.put_secret("setpoint/base/db", json!({ "value": "tls-pw" }))
+        .await;
+    let mut config = token_config(&bao, bao.root_token());
+    config.ca_pem = Some(bao.ca_pem());
+    let vault = Vault::new(config).expect("valid config");
+    assert_eq!(fetch(&vault, None, "db").await, Ok("tls-pw".into()));
+    // Without the CA the server's certificate is not trusted: no value, an unavailable provider.
+    let unverified = Vault::new(token_config(&bao, bao.root_token())).expect("valid config");
+    let refused = fetch(&unverified, None, "db").await;
+    assert!(
+        matches!(refused, Err(SecretError::Unavailable { .. })),
+        "{refused:?}"
+    );
+}

@@ -31,6 +31,8 @@ pub struct AlertConfig {
     /// [`AlertConfig::webhook_backoff`].
     pub webhook_attempts: u32,
     pub webhook_backoff: Duration,
+    /// PEM roots trusted besides the system's for an `https://` webhook (a private CA).
+    pub webhook_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for AlertConfig {
@@ -42,6 +44,7 @@ impl Default for AlertConfig {
             webhook_queue: 1000,
             webhook_attempts: 6,
             webhook_backoff: Duration::from_millis(500),
+            webhook_ca_pem: None,
         }
     }
 }

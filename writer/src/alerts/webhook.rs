@@ -46,6 +46,7 @@ impl Notifier {
         let (queue, receiver) = mpsc::channel(config.webhook_queue.max(1));
         let sender = Sender {
             url,
+            ca_pem: config.webhook_ca_pem.clone(),
             attempts: config.webhook_attempts.max(1),
             backoff: config.webhook_backoff,
             metrics: metrics.clone(),
@@ -89,6 +90,7 @@ impl Notifier {
 
 struct Sender {
     url: String,
+    ca_pem: Option<Vec<u8>>,
     attempts: u32,
     backoff: Duration,
     metrics: Arc<Metrics>,
@@ -99,11 +101,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Sender {
     async fn run(self, mut receiver: mpsc::Receiver<Notification>) {
-        let http = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-        {
+        let http = match setpoint_secrets::https::client_builder(self.ca_pem.as_deref()).and_then(
+            |builder| {
+                builder
+                    .timeout(Duration::from_secs(10))
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()
+                    .map_err(|e| e.to_string())
+            },
+        ) {
             Ok(http) => http,
             Err(error) => {
                 tracing::error!(%error, "cannot build the alert webhook's HTTP client");

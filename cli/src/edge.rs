@@ -142,6 +142,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
                 listen,
                 tls: files,
                 limits: FeedLimits::default(),
+                node_id: id.clone(),
             };
             let registry = edge.metrics().registry();
             Some(
@@ -152,18 +153,16 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let stop = CancellationToken::new();
-    let follower = spawn_subscriber(
-        subscriber_config(
-            &args.writer,
-            args.writer_name.clone(),
-            tls,
-            &id,
-            &args.region,
-            args.listen,
-        ),
-        &edge,
-        &stop,
+    let mut config = subscriber_config(
+        &args.writer,
+        args.writer_name.clone(),
+        tls,
+        &id,
+        &args.region,
+        args.listen,
     );
+    config.relay = relay.as_ref().map(|r| r.relay().clone());
+    let follower = spawn_subscriber(config, &edge, &stop);
     tracing::info!(%id, listen = %args.listen, writers = ?args.writer, "edge starting");
     // systemd (Type=notify) learns the edge is ready when it has a snapshot to serve.
     let readiness = {

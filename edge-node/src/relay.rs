@@ -8,20 +8,27 @@
 //! shared; a reset when the holder swapped in a snapshot) — and the [`Host`]: a registry of the
 //! edges this one feeds, per-hop propagation, and the client reports they send.
 //!
+//! Reports flow up: [`Relay::report`] gives the subscriber, for its upstream, every edge below
+//! this one (its own downstream with their hop times, and what downstream relays reported,
+//! recursively) and their client reports — everything on a new upstream link, changes after —
+//! so the writer's `/api/edges` shows the tree and `/api/clients` every client.
+//!
 //! A relay serves only once its holder has something to serve (a snapshot from disk or its
 //! upstream), and never sends an edge anything older than what it holds (the shared session
 //! waits for the feed, then says `behind`). Must not: write to the holder, or talk to the
 //! writer (the subscriber does).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
 use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::Revision;
-use setpoint_core::clients::ClientReport;
+use setpoint_core::clients::{ClientFilter, ClientRecord, ClientReport, Fleet, MAX_REPORT_RECORDS};
 use setpoint_core::snapshot::Snapshot;
+use setpoint_proto::frames::{MAX_RELAYED_CLIENT_REPORTS, RelayReport, RelayedEdge};
 use setpoint_replication::feed::{Feed, FeedLimits};
 use setpoint_replication::server::{self, Downstream, Host};
 use setpoint_replication::sessions::{EdgeSession, Sessions};
@@ -39,6 +46,8 @@ pub struct RelayConfig {
     /// must chain to.
     pub tls: TlsFiles,
     pub limits: FeedLimits,
+    /// This edge's id: the `upstream` of the edges it feeds in its reports.
+    pub node_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +65,140 @@ pub enum RelayError {
 
 /// The relay's registry and metrics; the shared sessions report to it.
 pub struct Relay {
+    node_id: String,
     feed: Arc<Feed>,
     downstream: Sessions,
+    /// What flows up: the edges below and their clients.
+    below: Mutex<Below>,
     /// `setpoint_edge_relay_propagation_seconds{edge}`: this relay's feed → the edge's ack.
     propagation: HistogramVec,
     connected: IntGauge,
 }
 
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What this relay knows of the tree below it, to report upstream.
+#[derive(Default)]
+struct Below {
+    /// The edges each downstream relay reported (their own downstream, recursively), by relay.
+    relayed: BTreeMap<String, Vec<RelayedEdge>>,
+    /// Per direct downstream edge: batches acked and their propagation, microseconds.
+    hops: BTreeMap<String, (u64, u64)>,
+    /// Every client below, so a new upstream link can be given everything.
+    fleet: Fleet,
+    /// Client reports received since the last report upstream.
+    pending: Vec<(String, ClientReport)>,
+    /// The edge list changed since it was last reported.
+    changed: bool,
+}
+
+/// How long a relay remembers a client that disconnected (its upstream hears of it sooner).
+const FORGET_DISCONNECTED_MS: i64 = 60_000;
+
 impl Relay {
+    fn below(&self) -> MutexGuard<'_, Below> {
+        self.below.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reports for this relay's upstream: the edge list when it changed (always when
+    /// `full`: a new link), and the client reports received since the last call (every client
+    /// below, when `full`), chunked so no frame grows past a thousand client records.
+    pub fn report(&self, full: bool) -> Vec<RelayReport> {
+        let sessions = self.downstream.list();
+        let mut below = self.below();
+        let edges = (full || below.changed).then(|| {
+            let mut edges: Vec<RelayedEdge> = sessions
+                .iter()
+                .map(|s| {
+                    let (acked, micros) = below.hops.get(&s.id).copied().unwrap_or_default();
+                    RelayedEdge {
+                        id: s.id.clone(),
+                        region: s.region.clone(),
+                        http_addr: s.http_addr.clone(),
+                        upstream: self.node_id.clone(),
+                        connected: s.connected,
+                        applied_revision: s.applied_revision,
+                        hop_acked: acked,
+                        hop_micros: micros,
+                    }
+                })
+                .collect();
+            for (relay, relayed) in &below.relayed {
+                // Below a relay whose link ended, nothing is known to be connected.
+                let live = sessions.iter().any(|s| &s.id == relay && s.connected);
+                edges.extend(relayed.iter().map(|e| RelayedEdge {
+                    connected: e.connected && live,
+                    ..e.clone()
+                }));
+            }
+            edges
+        });
+        below.changed = false;
+        let clients: Vec<(String, ClientReport)> = if full {
+            below.pending.clear();
+            below
+                .fleet
+                .prune(crate::clients::now_ms(), FORGET_DISCONNECTED_MS);
+            let mut by_edge: BTreeMap<String, Vec<ClientRecord>> = BTreeMap::new();
+            for record in below.fleet.list(&ClientFilter::default()) {
+                by_edge
+                    .entry(record.edge.clone())
+                    .or_default()
+                    .push(record.clone());
+            }
+            by_edge
+                .into_iter()
+                .flat_map(|(edge, records)| {
+                    let chunks: Vec<Vec<ClientRecord>> = records
+                        .chunks(MAX_REPORT_RECORDS)
+                        .map(<[ClientRecord]>::to_vec)
+                        .collect();
+                    chunks.into_iter().enumerate().map(move |(i, records)| {
+                        let report = ClientReport {
+                            full: i == 0,
+                            records,
+                        };
+                        (edge.clone(), report)
+                    })
+                })
+                .collect()
+        } else {
+            std::mem::take(&mut below.pending)
+        };
+        drop(below);
+        let mut reports = Vec::new();
+        let mut edges = edges;
+        let mut current: Vec<(String, ClientReport)> = Vec::new();
+        let mut records = 0;
+        for (edge, report) in clients {
+            if !current.is_empty()
+                && (records + report.records.len() > MAX_REPORT_RECORDS
+                    || current.len() >= MAX_RELAYED_CLIENT_REPORTS)
+            {
+                reports.push(RelayReport {
+                    edges: edges.take(),
+                    clients: std::mem::take(&mut current),
+                });
+                records = 0;
+            }
+            records += report.records.len();
+            current.push((edge, report));
+        }
+        if !current.is_empty() || edges.is_some() {
+            reports.push(RelayReport {
+                edges,
+                clients: current,
+            });
+        }
+        reports
+    }
+
     /// Every edge this one fed since it started, connected or not, by id.
     pub fn downstream(&self) -> Vec<EdgeSession> {
         self.downstream.list()
@@ -83,27 +218,77 @@ impl Host for Relay {
     fn connected(&self, edge: Downstream) -> u64 {
         let (connection, connected) = self.downstream.connect(edge);
         self.count(connected);
+        self.below().changed = true;
         connection
     }
 
     fn acked(&self, edge: &str, connection: u64, revision: Revision) {
         let revision = revision.min(self.feed.revision());
-        self.downstream.acked(edge, connection, revision);
+        if self.downstream.acked(edge, connection, revision).is_some() {
+            self.below().changed = true;
+        }
     }
 
     fn propagation(&self, edge: &str, elapsed: Duration) {
         self.propagation
             .with_label_values(&[edge])
             .observe(elapsed.as_secs_f64());
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let mut below = self.below();
+        let hop = below.hops.entry(edge.to_owned()).or_default();
+        hop.0 += 1;
+        hop.1 = hop.1.saturating_add(micros);
     }
 
-    fn clients(&self, _edge: &str, _connection: u64, _report: ClientReport) {}
+    fn clients(&self, edge: &str, connection: u64, report: ClientReport) {
+        if !self.downstream.is_current(edge, connection) {
+            return;
+        }
+        let mut below = self.below();
+        below
+            .fleet
+            .apply(edge, report.clone(), crate::clients::now_ms());
+        below.pending.push((edge.to_owned(), report));
+    }
+
+    fn relayed(&self, edge: &str, connection: u64, report: RelayReport) {
+        if !self.downstream.is_current(edge, connection) {
+            return;
+        }
+        let now = crate::clients::now_ms();
+        let mut below = self.below();
+        if let Some(edges) = report.edges {
+            for gone in edges.iter().filter(|e| !e.connected) {
+                below.fleet.edge_lost(&gone.id, now);
+            }
+            below.relayed.insert(edge.to_owned(), edges);
+            below.changed = true;
+        }
+        for (id, clients) in report.clients {
+            below.fleet.apply(&id, clients.clone(), now);
+            below.pending.push((id, clients));
+        }
+    }
 
     fn idle(&self, _edge: &str) {}
 
     fn disconnected(&self, edge: &str, connection: u64) {
-        let (_, connected) = self.downstream.disconnect(edge, connection);
+        let (lost, connected) = self.downstream.disconnect(edge, connection);
         self.count(connected);
+        if lost {
+            let now = crate::clients::now_ms();
+            let mut below = self.below();
+            below.fleet.edge_lost(edge, now);
+            let relayed: Vec<String> = below
+                .relayed
+                .get(edge)
+                .map(|edges| edges.iter().map(|e| e.id.clone()).collect())
+                .unwrap_or_default();
+            for id in relayed {
+                below.fleet.edge_lost(&id, now);
+            }
+            below.changed = true;
+        }
     }
 
     fn undecodable(&self) {
@@ -154,6 +339,8 @@ impl RelayServer {
         registry.register(Box::new(connected.clone()))?;
         let feed = Feed::new(config.limits);
         let relay = Arc::new(Relay {
+            node_id: config.node_id.clone(),
+            below: Mutex::new(Below::default()),
             feed: feed.clone(),
             downstream: Sessions::new(),
             propagation,

@@ -35,6 +35,7 @@ use tokio::io::BufReader;
 
 use crate::clients::ClientRegistry;
 use crate::holder::SnapshotHolder;
+use crate::relay::Relay;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -70,6 +71,8 @@ pub struct SubscriberConfig {
     pub http_addr: String,
     /// The client registry to report to the writer (on a second, one-way stream).
     pub clients: Option<Arc<ClientRegistry>>,
+    /// This edge's relay, whose reports of the edges below go up the same stream.
+    pub relay: Option<Arc<Relay>>,
 }
 
 impl SubscriberConfig {
@@ -82,6 +85,7 @@ impl SubscriberConfig {
             region: String::new(),
             http_addr: String::new(),
             clients: None,
+            relay: None,
         }
     }
 }
@@ -233,10 +237,10 @@ async fn session(
 }
 
 async fn report(connection: &quinn::Connection, config: &SubscriberConfig) -> SessionError {
-    match &config.clients {
-        Some(clients) => report_clients(connection, clients).await,
-        None => std::future::pending().await,
+    if config.clients.is_none() && config.relay.is_none() {
+        return std::future::pending().await;
     }
+    report_clients(connection, config).await
 }
 
 /// Every [`PROBE_INTERVAL`], asks each of the `preferred` upstreams in turn whether it would
@@ -340,17 +344,24 @@ async fn connect(
     }
 }
 
-/// Sends the client registry on its own one-way stream: everything first (the writer replaces
-/// what it held for this edge), then what changed, every [`REPORT_INTERVAL`].
-async fn report_clients(connection: &quinn::Connection, clients: &ClientRegistry) -> SessionError {
+/// Sends the client registry (and a relay's reports of the edges below) on its own one-way
+/// stream: everything first (the upstream replaces what it held for this edge), then what
+/// changed, every [`REPORT_INTERVAL`].
+async fn report_clients(connection: &quinn::Connection, config: &SubscriberConfig) -> SessionError {
     let mut send = match connection.open_uni().await {
         Ok(send) => send,
         Err(err) => return SessionError::Connect(err.to_string()),
     };
     let mut full = true;
     loop {
-        for report in clients.report(full) {
-            if let Err(err) = frames::write_frame(&mut send, &Frame::Clients(report)).await {
+        let own = config.clients.iter().flat_map(|c| c.report(full));
+        let below = config.relay.iter().flat_map(|r| r.report(full));
+        let frames: Vec<Frame> = own
+            .map(Frame::Clients)
+            .chain(below.map(Frame::Relayed))
+            .collect();
+        for frame in frames {
+            if let Err(err) = frames::write_frame(&mut send, &frame).await {
                 return err.into();
             }
         }
@@ -497,9 +508,9 @@ fn handle(
             Ok(None)
         }
         Frame::Goodbye { reason } => Err(goodbye(reason)),
-        Frame::Hello { .. } | Frame::Ack { .. } | Frame::Clients(_) => Err(SessionError::Protocol(
-            "the writer sent an edge-only frame".into(),
-        )),
+        Frame::Hello { .. } | Frame::Ack { .. } | Frame::Clients(_) | Frame::Relayed(_) => Err(
+            SessionError::Protocol("the writer sent an edge-only frame".into()),
+        ),
     }
 }
 

@@ -57,6 +57,67 @@ pub enum Frame {
     /// Edge → writer: its client sessions, changed since the last report (or all of them, on
     /// the first report of a connection). Appended last: older peers' variants keep their tags.
     Clients(ClientReport),
+    /// Relay → its upstream, on the client report stream: the edges it feeds (and those their
+    /// relays feed, recursively) and their client reports, so the writer sees the whole tree.
+    Relayed(RelayReport),
+}
+
+/// The most edges one relay report may name.
+pub const MAX_RELAYED_EDGES: usize = 100_000;
+/// The most client reports one relay report may carry.
+pub const MAX_RELAYED_CLIENT_REPORTS: usize = 1_000;
+
+/// What a relaying edge tells its upstream about the edges below it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayReport {
+    /// Every edge below the relay, when it changed (`None`: as last reported). A list replaces
+    /// what the upstream held from this relay.
+    pub edges: Option<Vec<RelayedEdge>>,
+    /// Client reports of edges below the relay, by edge id, in the order received.
+    pub clients: Vec<(String, ClientReport)>,
+}
+
+/// One edge below a relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayedEdge {
+    pub id: String,
+    pub region: String,
+    pub http_addr: String,
+    /// The id of the edge it replicates from.
+    pub upstream: String,
+    pub connected: bool,
+    pub applied_revision: Revision,
+    /// Its own hop: batches acked and the sum of their propagation times (from its upstream's
+    /// feed to its ack), in microseconds.
+    pub hop_acked: u64,
+    pub hop_micros: u64,
+}
+
+impl RelayReport {
+    /// Checks a peer's report: bounded in edges, reports and every field.
+    pub fn check(&self) -> Result<(), String> {
+        const MAX_FIELD: usize = 256;
+        let edges = self.edges.as_deref().unwrap_or_default();
+        if edges.len() > MAX_RELAYED_EDGES || self.clients.len() > MAX_RELAYED_CLIENT_REPORTS {
+            return Err("a relay report names too many edges or client reports".into());
+        }
+        for edge in edges {
+            if edge.id.is_empty()
+                || [&edge.id, &edge.region, &edge.http_addr, &edge.upstream]
+                    .iter()
+                    .any(|f| f.len() > MAX_FIELD)
+            {
+                return Err(format!("relayed edge {:.64?} is out of bounds", edge.id));
+            }
+        }
+        for (edge, report) in &self.clients {
+            if edge.is_empty() || edge.len() > MAX_FIELD {
+                return Err("a relayed client report names no edge".into());
+            }
+            report.check()?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 //! holds). The node answers with the ring's batches after that revision, or a snapshot in chunks
 //! when the ring does not reach back; then live batches as the feed publishes them, and a
 //! heartbeat after a second without any frame. Acks on the same stream time each batch (from
-//! when this node's feed saw it) and tell the [`Host`] how far the edge is. Client reports come
-//! on a second, one-way stream.
+//! when this node's feed saw it) and tell the [`Host`] how far the edge is. Client reports (and a
+//! relay's reports of the edges below it) come on a second, one-way stream.
 //!
 //! An edge holding a revision this node has not reached is never sent anything older: the
 //! session waits up to [`BEHIND_WAIT`] for the feed to get there, then says `Goodbye` (a reason
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use setpoint_core::Revision;
 use setpoint_core::clients::ClientReport;
 use setpoint_core::snapshot::Snapshot;
-use setpoint_proto::frames::{self, Frame, WireEntry};
+use setpoint_proto::frames::{self, Frame, RelayReport, WireEntry};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 
@@ -82,6 +82,8 @@ pub trait Host: Send + Sync + 'static {
     fn propagation(&self, edge: &str, elapsed: Duration);
     /// A client report of the edge (checked).
     fn clients(&self, edge: &str, connection: u64, report: ClientReport);
+    /// A relay's report of the edges below it and their clients (checked).
+    fn relayed(&self, edge: &str, connection: u64, report: RelayReport);
     /// A heartbeat went out (nothing else to send for a second).
     fn idle(&self, edge: &str);
     fn disconnected(&self, edge: &str, connection: u64);
@@ -375,6 +377,12 @@ impl<H: Host> Session<'_, H> {
                     }
                     self.host.clients(self.node_id, self.connection_id, report);
                 }
+                Ok(Some(Frame::Relayed(report))) => {
+                    if let Err(reason) = report.check() {
+                        return SessionEnd::Protocol(reason);
+                    }
+                    self.host.relayed(self.node_id, self.connection_id, report);
+                }
                 Ok(Some(other)) => {
                     return SessionEnd::Protocol(format!(
                         "unexpected {} on the client report stream",
@@ -473,5 +481,6 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Ack { .. } => "Ack",
         Frame::Goodbye { .. } => "Goodbye",
         Frame::Clients(_) => "Clients",
+        Frame::Relayed(_) => "Relayed",
     }
 }

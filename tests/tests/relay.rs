@@ -420,3 +420,93 @@ async fn an_upstream_behind_the_leaf_is_refused() {
     );
     assert_eq!(value_at(&http, &leaf, "/relay/new").await, Some(json!(4)));
 }
+
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    match http.get(url).send().await {
+        Ok(response) => response.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// The entry of `id` in `list` (an array of objects with an `id`).
+fn by_id(list: &Value, id: &str) -> Value {
+    list.as_array()
+        .and_then(|items| items.iter().find(|item| item["id"] == id))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_shows_the_tree_of_edges_and_the_clients_of_a_leaf() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let http = client_with_key(&test_admin_key());
+    let writer = Node::writer(&certs, dir.path()).await;
+    let regional = Node::edge("regional", &[&writer.replication], true, &certs, dir.path()).await;
+    let mut leaf = Node::edge(
+        "leaf",
+        &[&regional.replication, &writer.replication],
+        false,
+        &certs,
+        dir.path(),
+    )
+    .await;
+    assert!(wait_following(&leaf, &regional, Duration::from_secs(20)).await);
+    put(&http, &writer, "/relay/a", json!(1)).await;
+    let app = setpoint_tests::sse::SseWatcher::start_with_key(
+        format!(
+            "{}/api/config/relay?watch=true&instance_id=app-leaf",
+            leaf.base()
+        ),
+        Some(test_admin_key()),
+    );
+
+    let edges_url = format!("{}/api/edges", writer.base());
+    let tree = wait_until(Duration::from_secs(15), || async {
+        let body = get_json(&http, edges_url.clone()).await;
+        let (regional, leaf) = (
+            by_id(&body["edges"], "regional"),
+            by_id(&body["edges"], "leaf"),
+        );
+        regional["upstream"] == body["writer"]["id"]
+            && regional["replication"] == "connected"
+            && leaf["upstream"] == "regional"
+            && leaf["replication"] == "connected"
+            && leaf["applied_revision"].as_i64() >= body["revision"].as_i64().map(|r| r - 1)
+    })
+    .await;
+    assert!(
+        tree,
+        "/api/edges never showed writer → regional → leaf: {}",
+        get_json(&http, edges_url.clone()).await
+    );
+
+    let clients_url = format!("{}/api/clients", writer.base());
+    let listed = wait_until(Duration::from_secs(15), || async {
+        let app = by_id(&get_json(&http, clients_url.clone()).await, "app-leaf");
+        app["edge"] == "leaf" && app["status"] == "connected"
+    })
+    .await;
+    assert!(
+        listed,
+        "/api/clients never showed the leaf's client: {}",
+        get_json(&http, clients_url.clone()).await
+    );
+
+    // The leaf dies: the regional edge tells the writer, which loses the leaf's clients.
+    drop(app);
+    leaf.kill();
+    let lost = wait_until(Duration::from_secs(20), || async {
+        let edges = get_json(&http, edges_url.clone()).await;
+        let app = by_id(&get_json(&http, clients_url.clone()).await, "app-leaf");
+        by_id(&edges["edges"], "leaf")["replication"] == "disconnected"
+            && app["status"] == "disconnected"
+    })
+    .await;
+    assert!(
+        lost,
+        "the writer never saw the leaf go: {}\n{}",
+        get_json(&http, edges_url).await,
+        get_json(&http, clients_url).await
+    );
+}

@@ -171,6 +171,13 @@ pub struct EdgeBody {
     /// The address its replication link comes from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,
+    /// The id of the node it replicates from: this writer, or the regional edge that relays
+    /// to it (the tree). Absent for an edge known from gossip only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Below a relay: the mean time of its own hop (the relay's feed → its ack), milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hop_mean_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gossip_addr: Option<String>,
 }
@@ -220,6 +227,40 @@ pub async fn edges(
                     applied_revision: Some(edge.applied_revision),
                     lag: Some(lag),
                     remote_addr: Some(edge.remote_addr.to_string()),
+                    upstream: Some(state.leadership.me().id.clone()),
+                    hop_mean_ms: None,
+                    gossip_addr: None,
+                },
+            );
+        }
+        for edge in replication.relayed_edges() {
+            // An edge listed twice (it failed over, and a relay still remembers it): the
+            // connected entry wins.
+            if edges
+                .get(&edge.id)
+                .is_some_and(|held| held.replication == "connected" || !edge.connected)
+            {
+                continue;
+            }
+            let lag = (replication.feed().config_revision() - edge.applied_revision).max(0);
+            edges.insert(
+                edge.id.clone(),
+                EdgeBody {
+                    id: edge.id,
+                    address: edge.http_addr,
+                    region: edge.region,
+                    state: if edge.connected { "alive" } else { "down" },
+                    replication: if edge.connected {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    },
+                    applied_revision: Some(edge.applied_revision),
+                    lag: Some(lag),
+                    remote_addr: None,
+                    upstream: Some(edge.upstream),
+                    hop_mean_ms: (edge.hop_acked > 0)
+                        .then(|| edge.hop_micros as f64 / edge.hop_acked as f64 / 1000.0),
                     gossip_addr: None,
                 },
             );
@@ -247,6 +288,8 @@ pub async fn edges(
                     applied_revision: None,
                     lag: None,
                     remote_addr: None,
+                    upstream: None,
+                    hop_mean_ms: None,
                     gossip_addr: None,
                 });
             entry.state = verdict;

@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime};
 use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::Revision;
 use setpoint_core::clients::{ClientReport, Fleet};
+use setpoint_proto::frames::RelayReport;
+pub use setpoint_proto::frames::RelayedEdge;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -74,6 +76,8 @@ pub struct Replication {
     feed: Arc<Feed>,
     metrics: Arc<Metrics>,
     sessions: Sessions,
+    /// What each relaying edge reported of the edges below it, by relay id.
+    relayed: Mutex<BTreeMap<String, Vec<RelayedEdge>>>,
     local_addr: SocketAddr,
     /// Every application instance the edges report, by id.
     fleet: Mutex<Fleet>,
@@ -146,6 +150,70 @@ impl Replication {
         self.sessions.list()
     }
 
+    /// Every edge below a relaying edge, as the relays reported them (not connected when their
+    /// relay's link ended). The tree: each names its `upstream`.
+    pub fn relayed_edges(&self) -> Vec<RelayedEdge> {
+        let live: std::collections::BTreeSet<String> = self
+            .edges()
+            .into_iter()
+            .filter(|e| e.connected)
+            .map(|e| e.id)
+            .collect();
+        self.lock_relayed()
+            .iter()
+            .flat_map(|(relay, edges)| {
+                let up = live.contains(relay);
+                edges.iter().map(move |e| RelayedEdge {
+                    connected: e.connected && up,
+                    ..e.clone()
+                })
+            })
+            .collect()
+    }
+
+    fn lock_relayed(&self) -> MutexGuard<'_, BTreeMap<String, Vec<RelayedEdge>>> {
+        self.relayed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `id` is connected to this writer directly or below a relay other than `except`.
+    fn connected_elsewhere(&self, id: &str, except: &str) -> bool {
+        self.edges().iter().any(|e| e.id == id && e.connected)
+            || self.lock_relayed().iter().any(|(relay, edges)| {
+                relay != except && edges.iter().any(|e| e.id == id && e.connected)
+            })
+    }
+
+    /// Folds in a relay's report: the edges below it replace what it said before (those no
+    /// longer connected lose their clients, unless connected elsewhere now), their client
+    /// reports go into the fleet as theirs.
+    fn relay_reported(&self, relay: &str, connection: u64, report: RelayReport) {
+        if !self.sessions.is_current(relay, connection) {
+            return;
+        }
+        let now = unix_ms();
+        if let Some(edges) = report.edges {
+            let gone: Vec<String> = edges
+                .iter()
+                .filter(|e| !e.connected)
+                .map(|e| e.id.clone())
+                .collect();
+            self.lock_relayed().insert(relay.to_owned(), edges);
+            let gone: Vec<String> = gone
+                .into_iter()
+                .filter(|id| !self.connected_elsewhere(id, relay))
+                .collect();
+            if !gone.is_empty() {
+                let mut fleet = self.lock_fleet();
+                for id in gone {
+                    fleet.edge_lost(&id, now);
+                }
+            }
+        }
+        for (edge, clients) in report.clients {
+            self.apply_clients(&edge, clients);
+        }
+    }
+
     /// The fleet's clients (connected, and disconnected within the retention window), read
     /// under its lock by `f`.
     pub fn clients<T>(&self, f: impl FnOnce(&Fleet) -> T) -> T {
@@ -168,6 +236,11 @@ impl Replication {
         if !self.sessions.is_current(id, connection) {
             return;
         }
+        self.apply_clients(id, report);
+    }
+
+    /// Folds a client report of the edge `id` into the fleet.
+    fn apply_clients(&self, id: &str, report: ClientReport) {
         let now = unix_ms();
         let mut fleet = self.lock_fleet();
         fleet.apply(id, report, now);
@@ -307,8 +380,21 @@ impl Replication {
         self.count_connected(connected);
         if lost {
             self.metrics.edge_connected.with_label_values(&[id]).set(0);
+            // A relay's link ended: the edges below it are lost to this writer too.
+            let below: Vec<String> = self
+                .lock_relayed()
+                .get(id)
+                .map(|edges| edges.iter().map(|e| e.id.clone()).collect())
+                .unwrap_or_default();
+            let below: Vec<String> = below
+                .into_iter()
+                .filter(|e| !self.connected_elsewhere(e, id))
+                .collect();
             let mut fleet = self.lock_fleet();
             fleet.edge_lost(id, unix_ms());
+            for edge in below {
+                fleet.edge_lost(&edge, unix_ms());
+            }
             self.count_clients(&fleet);
         }
     }
@@ -368,6 +454,10 @@ impl server::Host for Replication {
         self.clients_reported(edge, connection, report);
     }
 
+    fn relayed(&self, edge: &str, connection: u64, report: RelayReport) {
+        self.relay_reported(edge, connection, report);
+    }
+
     fn idle(&self, edge: &str) {
         self.refresh_lag(edge);
     }
@@ -413,6 +503,7 @@ impl ReplicationServer {
             feed,
             metrics,
             sessions: Sessions::new(),
+            relayed: Mutex::new(BTreeMap::new()),
             local_addr,
             fleet: Mutex::new(Fleet::new()),
             client_retention: config.client_retention,

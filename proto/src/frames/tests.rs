@@ -62,6 +62,19 @@ fn every_variant() -> Vec<Frame> {
         Frame::Goodbye {
             reason: "shutting down".into(),
         },
+        Frame::Relayed(RelayReport {
+            edges: Some(vec![RelayedEdge {
+                id: "leaf-1".into(),
+                region: "eu-west".into(),
+                http_addr: "127.0.0.1:8081".into(),
+                upstream: "regional".into(),
+                connected: true,
+                applied_revision: 41,
+                hop_acked: 3,
+                hop_micros: 900,
+            }]),
+            clients: vec![],
+        }),
     ]
 }
 

@@ -292,6 +292,16 @@ def test_an_environment_shows_its_effective_value_with_provenance(dev: str, page
     dev_card.get_by_role("link", name="Override in dev").click()
     expect(page.get_by_label("Path", exact=True)).to_have_value("/env/dev/shop/db")
     page.go_back()
+    # Variables are edited here; a parent that would make a cycle is refused at its field.
+    page.get_by_role("link", name="Edit prod-eu").click()
+    page.get_by_label("Variables", exact=True).fill("REGION=eu\nTIER=gold")
+    page.get_by_role("button", name="Save prod-eu").click()
+    expect(envs.locator("tr", has_text="prod-eu")).to_contain_text("TIER")
+    page.get_by_role("link", name="Edit prod", exact=True).click()
+    page.get_by_label("Parent", exact=True).select_option("prod-eu")
+    page.get_by_role("button", name="Save prod", exact=True).click()
+    expect(field_error(page, "Parent")).to_contain_text("would be its own ancestor")
+    page.get_by_role("link", name="Cancel").click()
     shoot(page, "environments")
 
 

@@ -1,12 +1,13 @@
-// Environments: every environment with its parent and variables, and for a path its effective
-// value in each environment with provenance — which layer (base or an environment's override)
-// each key came from — as `GET /api/config/{path}?env=E&explain=true` answers it.
+// Environments: every environment with its parent and variables (created and edited here with
+// `PUT /api/environments/{name}`), and for a path its effective value in each environment with
+// provenance — which layer (base or an environment's override) each key came from — as
+// `GET /api/config/{path}?env=E&explain=true` answers it.
 //
-// URL: /ui/environments[?path=/myapp/db]
+// URL: /ui/environments[?path=/myapp/db][&edit=NAME | &edit=]   (edit= alone: a new one)
 
-import { ApiError, configUrl, get, query } from "../api.js";
+import { api, ApiError, configUrl, get, query } from "../api.js";
 import { navigate } from "../app.js";
-import { badge, code, errorBox, field, fill, h, heading, table, time } from "../dom.js";
+import { badge, code, errorBox, field, fill, h, heading, setFieldError, table, time } from "../dom.js";
 
 export async function render(main, { params, ctx }) {
   const typed = params.get("path") || "";
@@ -22,6 +23,8 @@ export async function render(main, { params, ctx }) {
     navigate("/ui/environments" + query({ path: pathField.control.value.trim() }));
   });
   const effective = h("div", { class: "effective" });
+  const editing = params.has("edit") ? params.get("edit") : null;
+  const here = (extra) => "/ui/environments" + query({ path, ...extra });
   fill(
     main,
     heading("Environments"),
@@ -34,10 +37,75 @@ export async function render(main, { params, ctx }) {
         { label: "Variables", cell: (e) => variables(e.variables) },
         { label: "Version", cell: (e) => e.version },
         { label: "Updated", cell: (e) => time(e.updated_at) },
-      ], environments)),
+        { label: "", cell: (e) => h("a", { href: here({ edit: e.name }), "aria-label": `Edit ${e.name}` }, "Edit") },
+      ], environments),
+      editing === null
+        ? h("p", {}, h("a", { href: here({ edit: "" }), class: "button secondary" }, "New environment"))
+        : editor(environments.find((e) => e.name === editing) || null, environments, here)),
     h("section", { "aria-label": "Effective values" }, h("h2", {}, "Effective value per environment"), form, effective),
   );
   if (path) await showEffective(effective, path, environments, ctx);
+}
+
+// The form for one environment (`env` null: a new one). Variables are NAME=value lines.
+function editor(env, environments, here) {
+  const name = field("Name", h("input", { name: "name", value: env ? env.name : "", spellcheck: "false", autocomplete: "off" }));
+  if (env) name.control.readOnly = true;
+  const parent = field("Parent", h("select", { name: "parent" },
+    h("option", { value: "" }, "none"),
+    environments.filter((e) => !env || e.name !== env.name).map((e) =>
+      h("option", { value: e.name, selected: env && env.parent === e.name }, e.name))));
+  const description = field("Description", h("input", { name: "description", value: env?.description ?? "" }));
+  const vars = field("Variables", h("textarea", { name: "variables", rows: "5", class: "mono", spellcheck: "false" }),
+    "One NAME=value a line; ${NAME} in values resolves to it with resolve=true.");
+  vars.control.value = Object.entries(env?.variables || {}).map(([k, v]) => `${k}=${v}`).join("\n");
+  const formError = h("div");
+  const form = h("form", { class: "editor panel", novalidate: true, "aria-label": env ? `Edit ${env.name}` : "New environment" },
+    h("h3", {}, env ? `Edit ${env.name}` : "New environment"),
+    name.wrapper, parent.wrapper, description.wrapper, vars.wrapper, formError,
+    h("div", { class: "row" }, h("button", { type: "submit" }, env ? `Save ${env.name}` : "Create environment"),
+      h("a", { href: here({}), class: "button secondary" }, "Cancel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    [name, parent, description, vars].forEach((f) => setFieldError(f, null));
+    fill(formError);
+    const envName = name.control.value.trim();
+    if (!envName) {
+      setFieldError(name, "Give the environment a name.");
+      return name.control.focus();
+    }
+    const variables = {};
+    for (const [i, line] of vars.control.value.split("\n").entries()) {
+      if (!line.trim()) continue;
+      const at = line.indexOf("=");
+      if (at <= 0) {
+        setFieldError(vars, `Line ${i + 1} is not NAME=value.`);
+        return vars.control.focus();
+      }
+      variables[line.slice(0, at).trim()] = line.slice(at + 1);
+    }
+    const body = { variables };
+    if (parent.control.value) body.parent = parent.control.value;
+    if (description.control.value.trim()) body.description = description.control.value.trim();
+    try {
+      await api("PUT", `/api/environments/${encodeURIComponent(envName)}`, body);
+      navigate(here({}));
+    } catch (error) {
+      const message = (error.message || "").toLowerCase();
+      const target = !(error instanceof ApiError) || ![400, 422].includes(error.status) ? null
+        : message.includes("parent") || message.includes("ancestor") || message.includes("cycle") ? parent
+        : message.includes("variable") ? vars
+        : message.includes("description") ? description
+        : name;
+      if (target) {
+        setFieldError(target, error.message);
+        target.control.focus();
+      } else {
+        fill(formError, errorBox(error));
+      }
+    }
+  });
+  return form;
 }
 
 function variables(vars) {

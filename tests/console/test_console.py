@@ -337,6 +337,8 @@ def test_a_connected_client_and_the_edge(dev: str, page: Page, sdk_client: Proce
     edges = page.get_by_role("region", name="Edges, their state and lag")
     expect(edges.locator("tr", has_text="dev-edge")).to_contain_text("connected")
     expect(edges.locator("tr", has_text="dev-edge")).to_contain_text("alive")
+    # dev's edge follows the writer itself.
+    expect(edges.locator("tr", has_text="dev-edge")).to_contain_text("writer-")
     # Filters go to the API: a matching label keeps the client, another status drops it.
     page.get_by_label("Label").fill("zone=eu-1")
     page.get_by_role("button", name="Filter").click()

@@ -100,6 +100,7 @@ async function showEdges(box) {
           { label: "Edge", cell: (e) => h("strong", {}, e.id) },
           { label: "State", cell: (e) => badge(e.state) },
           { label: "Replication", cell: (e) => badge(e.replication) },
+          { label: "Upstream", cell: (e) => e.upstream || "—" },
           { label: "Address", cell: (e) => e.address },
           { label: "Region", cell: (e) => e.region },
           { label: "Applied rev.", cell: (e) => e.applied_revision ?? "—" },

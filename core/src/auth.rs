@@ -469,6 +469,13 @@ impl Accounts {
         self.count
     }
 
+    /// When key `id` expires (`None`: it never does, or there is no such key). A cache of keys
+    /// verified against this index needs it: everything else that ends a key (revocation, a
+    /// disabled or deleted account) comes with a new index.
+    pub fn key_expires_at(&self, id: &str) -> Option<i64> {
+        self.by_key.get(id).and_then(|(_, _, key)| key.expires_at)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -51,7 +51,8 @@ pub const WATCH_RECHECK: Duration = Duration::from_secs(1);
 /// The authenticated caller of one request.
 #[derive(Clone)]
 pub struct Caller {
-    pub principal: Principal,
+    /// Shared with the accounts cache: a request copies no account id or grants.
+    pub principal: Arc<Principal>,
     /// The key presented, so an open watch can check it again; `None` for anonymous callers.
     token: Option<Arc<str>>,
     /// The caller's address, when the server knows it (the client registry shows it).
@@ -244,9 +245,11 @@ impl WatchGuard {
         self.next_check = now + WATCH_RECHECK;
         let snapshot = self.edge.holder().current();
         self.checked_at = snapshot.revision();
-        let accounts = self.edge.auth().accounts.get(&snapshot);
-        let principal = accounts
-            .authenticate(&token, unix_now())
+        let principal = self
+            .edge
+            .auth()
+            .accounts
+            .authenticate_shared(&snapshot, &token, unix_now())
             .map_err(|reason| {
                 tracing::info!(
                     account = %self.caller.principal.account,
@@ -315,8 +318,10 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
                     ),
                 );
             }
-            let accounts = auth.accounts.get(&edge.holder().current());
-            match accounts.authenticate(token, now) {
+            match auth
+                .accounts
+                .authenticate_shared(&edge.holder().current(), token, now)
+            {
                 Ok(principal) => Caller {
                     principal,
                     token: Some(token.into()),
@@ -326,7 +331,7 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
             }
         }
         Credentials::Anonymous => Caller {
-            principal: Principal::anonymous(),
+            principal: Arc::new(Principal::anonymous()),
             token: None,
             peer,
         },

@@ -39,13 +39,11 @@
 //! received from the writer.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
@@ -64,9 +62,10 @@ use setpoint_serving::params::Params;
 use crate::Edge;
 use crate::auth::{Caller, WatchGuard};
 use crate::error::ApiError;
-use crate::watch::{ResetState, WatchBatch, WatchMessage, WatchSpec};
+use crate::watch::WatchSpec;
 
 mod clients;
+pub mod sse;
 
 const REVISION_HEADER: HeaderName = HeaderName::from_static("x-setpoint-revision");
 const STALE_HEADER: HeaderName = HeaderName::from_static("x-setpoint-stale");
@@ -273,54 +272,20 @@ async fn watch(
     let client = clients::register(edge, caller, params.map(), &path, env)?;
     let events = guard
         .wrap(watcher.into_stream().take_until(edge.closing()))
-        .flat_map(move |message| {
-            futures::stream::iter(match message {
-                Ok(message) => {
-                    if let Some(client) = &client {
-                        client.delivered(message.revision());
-                    }
-                    sse_events(&message)
+        .map(move |message| match message {
+            Ok(message) => {
+                if let Some(client) = &client {
+                    client.delivered(message.revision());
                 }
-                Err(error) => vec![Ok(error_event(&error))],
-            })
+                sse::chunk(&message)
+            }
+            Err(error) => sse::error_chunk(&error),
         });
-    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"));
     Ok(annotate(
-        sse.into_response(),
+        sse::response(events, HEARTBEAT),
         edge.holder().revision(),
         edge.holder().is_stale(),
     ))
-}
-
-/// The SSE events of one hub message: one per change, the id on the last.
-pub fn sse_events(message: &WatchMessage) -> Vec<Result<SseEvent, Infallible>> {
-    match message {
-        WatchMessage::Batch(batch) => batch_events(batch),
-        WatchMessage::Reset(reset) => vec![Ok(reset_event(reset))],
-    }
-}
-
-fn batch_events(batch: &WatchBatch) -> Vec<Result<SseEvent, Infallible>> {
-    let payloads = batch.sse.get_or_init(|| {
-        batch
-            .events
-            .iter()
-            .map(|e| event_json(e).to_string())
-            .collect()
-    });
-    let last = payloads.len().saturating_sub(1);
-    payloads
-        .iter()
-        .enumerate()
-        .map(|(index, payload)| {
-            let sse = SseEvent::default().data(payload);
-            Ok(if index == last {
-                sse.id(batch.revision.to_string())
-            } else {
-                sse
-            })
-        })
-        .collect()
 }
 
 /// One change as an SSE payload.
@@ -344,33 +309,12 @@ pub fn event_json(event: &Event) -> Value {
     body
 }
 
-/// The last event of a watch that may not go on (key revoked or expired, grant gone).
-fn error_event(error: &ApiError) -> SseEvent {
-    // The error body every answer carries, with the event's type beside it.
-    SseEvent::default()
-        .event("error")
-        .data(json!({ "type": "error", "error": error.body().error }).to_string())
-}
-
 /// `{"type": "reset", "revision", "state": [entries]}`.
 #[derive(serde::Serialize)]
 struct ResetBody<'a> {
     r#type: &'static str,
     revision: Revision,
     state: Vec<EntryBody<'a>>,
-}
-
-fn reset_event(reset: &ResetState) -> SseEvent {
-    let body = ResetBody {
-        r#type: "reset",
-        revision: reset.revision,
-        state: reset.entries.iter().map(|e| EntryBody::of(e)).collect(),
-    };
-    // Plain strings and numbers: serializing cannot fail.
-    SseEvent::default()
-        .event("reset")
-        .data(serde_json::to_string(&body).unwrap_or_default())
-        .id(reset.revision.to_string())
 }
 
 async fn healthz(State(edge): State<Edge>) -> Response {

@@ -72,8 +72,8 @@ pub struct WatchBatch {
     pub events: Vec<Event>,
     /// About the memory its events' values hold (for the queues' byte bound).
     pub bytes: usize,
-    /// SSE `data:` payloads, one per event.
-    pub sse: std::sync::OnceLock<Arc<[String]>>,
+    /// The SSE chunk of the batch (every event, the id on the last), shared by its watchers.
+    pub sse: std::sync::OnceLock<bytes::Bytes>,
     /// gRPC events, one per event.
     pub grpc: std::sync::OnceLock<Arc<[setpoint_proto::edge::v1::Event]>>,
 }

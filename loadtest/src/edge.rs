@@ -56,8 +56,9 @@ pub struct EdgeArgs {
     /// Edge gRPC endpoint (e.g. http://127.0.0.1:8000); enables the gRPC Get runs.
     #[arg(long)]
     pub grpc: Option<String>,
-    /// gRPC channels (HTTP/2 connections) for the gRPC runs. The edge allows 200 concurrent
-    /// streams per connection (hyper's default), so N gRPC watchers need N / 200 channels.
+    /// gRPC channels (HTTP/2 connections) for the gRPC runs. The edge allows 10,000 concurrent
+    /// streams per connection (`setpoint_serving::server::Limits`), so N gRPC watchers need at
+    /// least N / 10,000 channels.
     #[arg(long, default_value_t = 8)]
     pub grpc_channels: usize,
     /// How watchers connect: `sse` (one HTTP/1.1 connection each) or `grpc` (streams

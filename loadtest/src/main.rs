@@ -3,15 +3,20 @@
 //! (loopback in practice), and every run is bounded in count and time.
 //!
 //! Scenarios: `writer` (commit throughput and latency), `edge` (reads, watchers, propagation),
-//! `sessions` (N Rust SDK clients on one edge: memory per session, PUT → callback) — see `loadtest/README.md` for how to run
-//! each against a live system and the figures measured.
+//! `sessions` (N Rust SDK clients on one edge: memory per session, PUT → callback), `ceiling`
+//! (a bare server to measure the edge's reads against), `etcd` (etcd's own rate for the writer's
+//! transaction shape), `coldstart` (an edge serving from a large disk snapshot) — see
+//! `loadtest/README.md` for how to run each against a live system and the figures measured.
 //!
 //! Writers and edges require an API key: `--api-key-file` (or `SETPOINT_API_KEY_FILE`) names a
 //! file holding one (the writer's bootstrap admin key, or a key with read and write on
 //! `/loadtest`); it is sent with every request, HTTP and gRPC alike.
 
+mod ceiling;
+mod coldstart;
 mod drive;
 mod edge;
+mod etcd;
 mod report;
 mod sessions;
 mod writer;
@@ -96,6 +101,12 @@ enum Scenario {
     Edge(edge::EdgeArgs),
     /// SDK sessions on one edge: memory per session and PUT → callback latency.
     Sessions(sessions::SessionsArgs),
+    /// A bare server with the edge's Get call and GET route over a HashMap, to measure against.
+    Ceiling(ceiling::CeilingArgs),
+    /// etcd's own commit rate for the writer's transaction shape.
+    Etcd(etcd::EtcdArgs),
+    /// An edge starting from a large disk snapshot: time to serve, file size, memory.
+    Coldstart(coldstart::ColdstartArgs),
 }
 
 /// Checks `/readyz` and returns the store kind it reports.
@@ -123,5 +134,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Writer(args) => writer::run(args, &key).await,
         Scenario::Edge(args) => edge::run(args, &key).await,
         Scenario::Sessions(args) => sessions::run(args, &key).await,
+        Scenario::Ceiling(args) => ceiling::run(args).await,
+        Scenario::Etcd(args) => etcd::run(args).await,
+        Scenario::Coldstart(args) => coldstart::run(args).await,
     }
 }

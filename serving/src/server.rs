@@ -8,7 +8,8 @@
 //! - HTTP/1.1 request heads must arrive within [`Limits::header_read_timeout`], which also
 //!   closes a keep-alive connection idle that long between requests (streams in progress — SSE
 //!   watches — are not idle);
-//! - HTTP/2 connections are pinged, and closed when pings go unanswered.
+//! - HTTP/2 connections are pinged, and closed when pings go unanswered; each carries at most
+//!   [`Limits::http2_max_concurrent_streams`] streams (thousands: gRPC watches and sessions).
 //!
 //! Shutdown stops accepting, then waits until every request in flight has its answer (at most
 //! 30 s); idle keep-alive connections do not hold it up.
@@ -41,6 +42,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// HTTP/2 ping interval; a ping unanswered for as long closes the connection.
     pub http2_keep_alive: Duration,
+    /// Streams one HTTP/2 connection may have open at once. Each gRPC watch or session is one
+    /// long-lived stream: sized so one connection carries thousands of them (hyper's default of
+    /// 200 made 100,000 watchers need 500 connections, each with its own buffers).
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -50,6 +55,7 @@ impl Default for Limits {
             first_byte_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(15),
             http2_keep_alive: Duration::from_secs(30),
+            http2_max_concurrent_streams: 10_000,
         }
     }
 }
@@ -102,7 +108,8 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.http2_keep_alive))
-        .keep_alive_timeout(limits.http2_keep_alive);
+        .keep_alive_timeout(limits.http2_keep_alive)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams);
     let builder = Arc::new(builder);
     // Requests whose response head is not out yet: shutdown waits for these, not for idle
     // keep-alive connections (which would hold it for a whole header timeout).

@@ -203,7 +203,7 @@ async fn authenticate_token(
         )
         .await;
     let snapshot = state.feed.snapshot();
-    match state.auth.accounts.get(&snapshot).authenticate(token, now) {
+    match state.auth.accounts.authenticate(&snapshot, token, now) {
         Err(AuthError::Unknown) if snapshot.revision() < state.configs.last_commit() => {
             let _ = state
                 .feed

@@ -243,6 +243,9 @@ async fn watchers(
         (None, true) => anyhow::bail!("--watch-via grpc needs --grpc"),
         _ => Vec::new(),
     };
+    // At most this many watches opening at once: 100,000 opened together time out on two
+    // cores before the edge has answered them all.
+    let opening = std::sync::Arc::new(tokio::sync::Semaphore::new(1_000));
     for w in 0..args.watchers {
         if grpc_watch {
             let (mut client, tx, ready) = (
@@ -250,6 +253,7 @@ async fn watchers(
                 tx.clone(),
                 ready_tx.clone(),
             );
+            let opening = opening.clone();
             let request = key.grpc(setpoint_proto::edge::v1::WatchRequest {
                 prefixes: vec![prefix.clone()],
                 from_revision: None,
@@ -258,8 +262,13 @@ async fn watchers(
                 resolve: false,
             });
             tokio::spawn(async move {
+                let Ok(permit) = opening.acquire().await else {
+                    let _ = ready.send(false);
+                    return;
+                };
                 let opened =
                     tokio::time::timeout(Duration::from_secs(30), client.watch(request)).await;
+                drop(permit);
                 let mut stream = match opened {
                     Ok(Ok(response)) => response.into_inner(),
                     _ => {

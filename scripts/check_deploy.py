@@ -138,6 +138,15 @@ def env_files(binary: str, systemd_dir: str) -> None:
             for var in sorted(set(re.findall(r"\b(SETPOINT_[A-Z0-9_]+)=", file.read_text()))):
                 n += 1
                 check(var in known, f"{file.name} names {var}, which `setpoint {role}` does not read")
+    # Regression (writer_unit_keeps_proc_sys_for_the_default_advertise): ProcSubset=pid hid
+    # /proc/sys/kernel/hostname, so a writer left on its default SETPOINT_ADVERTISE advertised
+    # http://localhost:8000 and standbys redirected writes there.
+    writer_unit = (Path(systemd_dir) / "setpoint-writer.service").read_text()
+    n += 1
+    check(
+        not re.search(r"^ProcSubset=pid", writer_unit, re.M),
+        "setpoint-writer.service hides /proc/sys (ProcSubset=pid): the default advertise URL would be localhost",
+    )
     finish("env files", n)
 
 

@@ -42,7 +42,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -100,14 +100,14 @@ async fn get_root(
     State(edge): State<Edge>,
     caller: Caller,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
     read(
         &edge,
         &caller,
         ConfigPath::root(),
         &Params::new(query),
-        &headers,
+        request.headers(),
     )
     .await
 }
@@ -117,10 +117,11 @@ async fn get_path(
     caller: Caller,
     Path(raw): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    // The request itself, not the `HeaderMap` extractor, which copies every header.
+    request: Request,
 ) -> Result<Response, ApiError> {
     let path = ConfigPath::parse(&raw)?;
-    read(&edge, &caller, path, &Params::new(query), &headers).await
+    read(&edge, &caller, path, &Params::new(query), request.headers()).await
 }
 
 async fn read(

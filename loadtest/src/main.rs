@@ -5,7 +5,8 @@
 //! Scenarios: `writer` (commit throughput and latency), `edge` (reads, watchers, propagation),
 //! `sessions` (N Rust SDK clients on one edge: memory per session, PUT → callback), `ceiling`
 //! (a bare server to measure the edge's reads against), `etcd` (etcd's own rate for the writer's
-//! transaction shape), `coldstart` (an edge serving from a large disk snapshot) — see
+//! transaction shape), `coldstart` (an edge serving from a large disk snapshot), `fanout` (N
+//! simulated edges on a replication endpoint, the writer's or a regional edge's) — see
 //! `loadtest/README.md` for how to run each against a live system and the figures measured.
 //!
 //! Writers and edges require an API key: `--api-key-file` (or `SETPOINT_API_KEY_FILE`) names a
@@ -17,6 +18,7 @@ mod coldstart;
 mod drive;
 mod edge;
 mod etcd;
+mod fanout;
 mod report;
 mod sessions;
 mod writer;
@@ -107,6 +109,9 @@ enum Scenario {
     Etcd(etcd::EtcdArgs),
     /// An edge starting from a large disk snapshot: time to serve, file size, memory.
     Coldstart(coldstart::ColdstartArgs),
+    /// N simulated edges on one replication endpoint (writer or regional edge): commit → last
+    /// edge applied, CPU and memory per edge.
+    Fanout(fanout::FanoutArgs),
 }
 
 /// Checks `/readyz` and returns the store kind it reports.
@@ -137,5 +142,6 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Ceiling(args) => ceiling::run(args).await,
         Scenario::Etcd(args) => etcd::run(args).await,
         Scenario::Coldstart(args) => coldstart::run(args).await,
+        Scenario::Fanout(args) => fanout::run(args, &key).await,
     }
 }

@@ -431,6 +431,10 @@ async fn changes_committed_while_the_writer_was_away_reach_watchers_as_deltas() 
     let edge = Edge::start("edge-a", &writer, &certs, dir.path()).await;
     let http = admin_http();
     let watcher = watch(format!("{}/api/config/away?watch=true", edge.base()));
+    // A watch without Last-Event-ID starts at the edge's present: connected before the first
+    // write, or that write may land before the watch begins (a race lost under load).
+    let opened = wait_until(Duration::from_secs(10), || async { watcher.connects() > 0 }).await;
+    assert!(opened);
     let mut revisions = vec![put(&http, &writer.base(), "/away/k", json!(0)).await];
     let first = revisions[0];
     assert!(

@@ -124,8 +124,15 @@ pub async fn run(args: FanoutArgs, key: &ApiKey) -> anyhow::Result<()> {
         let endpoint = endpoints.last().context("an endpoint")?.clone();
         let (arrivals, server_name) = (arrivals.clone(), server_name.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(err) = subscribe(endpoint, addr, &server_name, i, arrivals).await {
-                eprintln!("edge {i}: {err:#}");
+            // A real edge reconnects: a handshake lost in a burst of a thousand is tried again.
+            let mut synced = false;
+            for attempt in 1..=3 {
+                let endpoint = endpoint.clone();
+                match subscribe(endpoint, addr, &server_name, i, &arrivals, &mut synced).await {
+                    Ok(()) => return,
+                    Err(err) if attempt == 3 => eprintln!("edge {i}: {err:#}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
             }
         }));
     }
@@ -232,7 +239,8 @@ async fn subscribe(
     addr: SocketAddr,
     server_name: &str,
     index: usize,
-    arrivals: Arc<Mutex<Arrivals>>,
+    arrivals: &Mutex<Arrivals>,
+    synced: &mut bool,
 ) -> anyhow::Result<()> {
     let connection = endpoint.connect(addr, server_name)?.await?;
     let (mut send, recv) = connection.open_bi().await?;
@@ -244,8 +252,8 @@ async fn subscribe(
     };
     frames::write_frame(&mut send, &hello).await?;
     let mut recv = BufReader::with_capacity(64 << 10, recv);
-    // Synced: a snapshot ended, or a heartbeat came (the catch-up by delta, if any, is done).
-    let mut synced = false;
+    // Synced: a snapshot ended, or a heartbeat came (the catch-up by delta, if any, is done);
+    // counted once per edge, whatever its reconnects.
     let mark_synced = |synced: &mut bool| {
         if !*synced {
             *synced = true;
@@ -260,11 +268,11 @@ async fn subscribe(
         };
         let applied = match frame {
             Frame::SnapshotEnd { revision } => {
-                mark_synced(&mut synced);
+                mark_synced(synced);
                 Some(revision)
             }
             Frame::Heartbeat { .. } => {
-                mark_synced(&mut synced);
+                mark_synced(synced);
                 None
             }
             Frame::Batch(batch) => {

@@ -45,6 +45,11 @@ impl Node {
             addr.clone(),
             "--admin-key-file".into(),
             admin_key_file(dir),
+            // Edges gone for a second are an alert, judged five times a second.
+            "--alert-edge-grace".into(),
+            "1s".into(),
+            "--alert-interval".into(),
+            "200ms".into(),
         ];
         args.extend(certs.args("writer"));
         Node::start(args, addr.clone(), addr, dir).await
@@ -508,5 +513,31 @@ async fn the_writer_shows_the_tree_of_edges_and_the_clients_of_a_leaf() {
         "the writer never saw the leaf go: {}\n{}",
         get_json(&http, edges_url).await,
         get_json(&http, clients_url).await
+    );
+    // An edge below a relay is watched like a direct one: its loss is an alert at the writer.
+    let alerts_url = format!("{}/api/alerts", writer.base());
+    let fired = wait_until(Duration::from_secs(20), || async {
+        get_json(&http, alerts_url.clone()).await["alerts"]
+            .as_array()
+            .is_some_and(|alerts| {
+                alerts
+                    .iter()
+                    .any(|a| a["name"] == "EdgeDisconnected" && a["key"] == "leaf")
+            })
+    })
+    .await;
+    assert!(
+        fired,
+        "no EdgeDisconnected for the leaf: {}",
+        get_json(&http, alerts_url.clone()).await
+    );
+    let alerts = get_json(&http, alerts_url).await;
+    assert!(
+        !alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "EdgeDisconnected" && a["key"] == "regional"),
+        "the regional edge is still connected: {alerts}"
     );
 }

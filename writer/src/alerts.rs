@@ -5,7 +5,8 @@
 //!
 //! Owns the evaluator's state and the notifier's queue; it reads the fleet only through
 //! [`Replication::alert_inputs`] and never writes to the store. The view is per replica (the
-//! edges connected to this writer), like `/api/clients`.
+//! edges connected to this writer, and those below them that relays report), like
+//! `/api/clients`.
 
 pub mod webhook;
 

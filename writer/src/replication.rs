@@ -78,6 +78,9 @@ pub struct Replication {
     sessions: Sessions,
     /// What each relaying edge reported of the edges below it, by relay id.
     relayed: Mutex<BTreeMap<String, Vec<RelayedEdge>>>,
+    /// When this writer first saw each edge below a relay disconnected (relays report state,
+    /// not times), for the alert rules' grace.
+    relayed_down_since: Mutex<BTreeMap<String, i64>>,
     local_addr: SocketAddr,
     /// Every application instance the edges report, by id.
     fleet: Mutex<Fleet>,
@@ -319,16 +322,58 @@ impl Replication {
         Vec<setpoint_core::alerts::ClientState>,
     ) {
         use setpoint_core::alerts::{ClientState, EdgeState};
-        let edges = self
+        let mut edges: BTreeMap<String, EdgeState> = self
             .edges()
             .into_iter()
-            .map(|edge| EdgeState {
-                lag: if edge.connected { self.lag(&edge) } else { 0 },
-                connected: edge.connected,
-                disconnected_at_ms: edge.disconnected_at.map(system_ms),
-                id: edge.id,
+            .map(|edge| {
+                let state = EdgeState {
+                    lag: if edge.connected { self.lag(&edge) } else { 0 },
+                    connected: edge.connected,
+                    disconnected_at_ms: edge.disconnected_at.map(system_ms),
+                    id: edge.id.clone(),
+                };
+                (edge.id, state)
             })
             .collect();
+        // Edges below a relay count too (a leaf gone is as gone as a direct edge); one that is
+        // also known directly is judged by whichever link is up.
+        let now = unix_ms();
+        let mut down_since = self
+            .relayed_down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let relayed = self.relayed_edges();
+        down_since.retain(|id, _| relayed.iter().any(|e| &e.id == id && !e.connected));
+        for edge in relayed {
+            if edges.get(&edge.id).is_some_and(|known| known.connected) {
+                continue;
+            }
+            let state = if edge.connected {
+                EdgeState {
+                    id: edge.id.clone(),
+                    connected: true,
+                    disconnected_at_ms: None,
+                    lag: (self.feed.config_revision() - edge.applied_revision).max(0),
+                }
+            } else {
+                let since = *down_since.entry(edge.id.clone()).or_insert(now);
+                if edges
+                    .get(&edge.id)
+                    .is_some_and(|known| known.disconnected_at_ms.is_some_and(|at| at <= since))
+                {
+                    continue;
+                }
+                EdgeState {
+                    id: edge.id.clone(),
+                    connected: false,
+                    disconnected_at_ms: Some(since),
+                    lag: 0,
+                }
+            };
+            edges.insert(edge.id, state);
+        }
+        drop(down_since);
+        let edges = edges.into_values().collect();
         let clients = self.clients(|fleet| {
             fleet
                 .list(&setpoint_core::clients::ClientFilter::default())
@@ -504,6 +549,7 @@ impl ReplicationServer {
             metrics,
             sessions: Sessions::new(),
             relayed: Mutex::new(BTreeMap::new()),
+            relayed_down_since: Mutex::new(BTreeMap::new()),
             local_addr,
             fleet: Mutex::new(Fleet::new()),
             client_retention: config.client_retention,

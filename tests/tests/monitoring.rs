@@ -424,6 +424,28 @@ async fn receiver() -> (String, Arc<Mutex<Received>>) {
     (url, serve(listener, None))
 }
 
+/// A session `id` watching `/shop` on `base`, its first update acknowledged, once the writer
+/// lists it as connected.
+async fn listed_session(http: &reqwest::Client, base: &str, id: &str) -> Session {
+    let mut session = Session::open(base, id, &["/shop"], None).await;
+    let reset = session.update().await;
+    session.receipt(reset.revision, None).await;
+    let listed = wait_until(PATIENCE, || async {
+        let body: Value = http
+            .get(format!("{base}/api/clients/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        body["status"] == "connected"
+    })
+    .await;
+    assert!(listed, "the session reaches the writer");
+    session
+}
+
 /// The same receiver over https, its certificate (for `127.0.0.1`) issued by the CA of
 /// `setpoint certs` in `dir`: the URL and the CA's PEM file.
 async fn tls_receiver(dir: &std::path::Path) -> (String, Arc<Mutex<Received>>, std::path::PathBuf) {
@@ -564,22 +586,7 @@ async fn the_webhook_speaks_https_verified_against_the_given_ca() {
     let fire = |base: String| async move {
         let http = reqwest::Client::new();
         put(&http, &base, "/shop/flags", json!({"on": false})).await;
-        let mut session = Session::open(&base, "shop-1", &["/shop"], None).await;
-        let reset = session.update().await;
-        session.receipt(reset.revision, None).await;
-        let listed = wait_until(PATIENCE, || async {
-            let body: Value = http
-                .get(format!("{base}/api/clients/shop-1"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or(Value::Null);
-            body["status"] == "connected"
-        })
-        .await;
-        assert!(listed, "the session reaches the writer");
+        let session = listed_session(&http, &base, "shop-1").await;
         drop(session);
         let fired = wait_until(PATIENCE, || async {
             alerts(&http, &base)
@@ -656,22 +663,7 @@ async fn a_client_gone_past_the_grace_fires_to_the_webhook_with_retries_and_reso
     let http = reqwest::Client::new();
     put(&http, &base, "/shop/flags", json!({"new_cart": false})).await;
 
-    let mut session = Session::open(&base, "shop-1", &["/shop"], None).await;
-    let reset = session.update().await;
-    session.receipt(reset.revision, None).await;
-    let listed = wait_until(PATIENCE, || async {
-        let body: Value = http
-            .get(format!("{base}/api/clients/shop-1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        body["status"] == "connected"
-    })
-    .await;
-    assert!(listed, "the session reaches the writer");
+    let session = listed_session(&http, &base, "shop-1").await;
     assert!(
         alerts(&http, &base).await.is_empty(),
         "nothing fires while it is connected"

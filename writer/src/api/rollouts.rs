@@ -28,7 +28,6 @@ use super::input::{self, Params};
 use super::openapi::errors;
 use crate::error::Error;
 use crate::model::rollouts::{NewRollout, Steer, StoredRollout};
-use crate::model::{Change, PutChange, Update};
 use setpoint_serving::params::Path;
 
 /// Longest stage interval: 30 days.
@@ -393,15 +392,7 @@ pub async fn create(
 /// The dry run of starting `new`: refused as creation would be, else the draft's stages over
 /// the connected clients an edge would deliver the candidate to, and the candidate's preview.
 async fn draft(state: &AppState, caller: &Caller, new: NewRollout) -> Result<RolloutDraft, Error> {
-    let change = Change::Put(Box::new(PutChange {
-        path: new.path.clone(),
-        value: new.value.clone(),
-        description: Update::Keep,
-        owner: Update::Keep,
-        schema: Update::Keep,
-        validators: Update::Keep,
-        if_match: None,
-    }));
+    let change = new.candidate_change();
     let stored = state.configs.draft_rollout(new, &caller.actor).await?;
     let rollout = &stored.rollout;
     let (matching, members) = match &state.replication {

@@ -49,6 +49,13 @@ pub struct NewRollout {
     pub id: Option<String>,
 }
 
+impl NewRollout {
+    /// The candidate as the PUT of the path it is checked as (and, at completion, committed as).
+    pub fn candidate_change(&self) -> Change {
+        put(self.path.clone(), self.value.clone(), None)
+    }
+}
+
 /// A hand (or the stage clock) on a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Steer {
@@ -259,7 +266,7 @@ impl Configs {
                 "environment definitions are not rolled out; use /api/environments",
             ));
         }
-        let candidate = [put(new.path.clone(), new.value.clone(), None)];
+        let candidate = [new.candidate_change()];
         let probe = Commit {
             origin: Origin::Configs,
             gated: true,

@@ -150,13 +150,31 @@ class DevServer {
   }
 
   /** PUT a value at a config path ("/myapp/x"); returns {revision, version}. @param {string} p @param {unknown} value */
-  put(p, value) {
-    return this.rest('PUT', `/api/config${p}`, { value });
+  async put(p, value) {
+    const answer = await this.rest('PUT', `/api/config${p}`, { value });
+    await this.waitEdge(answer.revision);
+    return answer;
   }
 
   /** @param {string} p */
-  del(p) {
-    return this.rest('DELETE', `/api/config${p}`);
+  async del(p) {
+    const answer = await this.rest('DELETE', `/api/config${p}`);
+    await this.waitEdge(answer.revision);
+    return answer;
+  }
+
+  /**
+   * Waits until the dev edge holds `revision` (a commit reaches the edge a moment after the
+   * writer answers), so a session started after put/del sees the write in its initial state.
+   * @param {number} revision
+   */
+  async waitEdge(revision) {
+    await waitUntil(async () => {
+      const response = await fetch(`${this.base}/edge/healthz`);
+      if (!response.ok) return false;
+      const health = await response.json();
+      return health.revision >= revision;
+    }, `the edge to hold revision ${revision}`);
   }
 
   /** The writer's view of one client instance, or undefined. @param {string} id */

@@ -147,14 +147,32 @@ class Server:
 
     def put(self, path: str, value: Any, **extra: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.request("PUT", f"/api/config{path}", {"value": value, **extra})
+        self.wait_edge(result)
         return result
 
     def delete(self, path: str) -> Any:
-        return self.request("DELETE", f"/api/config{path}")
+        result = self.request("DELETE", f"/api/config{path}")
+        self.wait_edge(result)
+        return result
 
     def batch(self, changes: list[dict[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/api/batch", {"changes": changes})
+        self.wait_edge(result)
         return result
+
+    def wait_edge(self, answer: Any) -> None:
+        """Wait until the dev edge holds the revision a write answered (a commit reaches the edge
+        a moment after the writer answers), so a session started afterwards sees the write in
+        its initial state rather than as an event."""
+        if not isinstance(answer, dict) or "revision" not in answer or answer.get("dry_run"):
+            return
+        revision = int(answer["revision"])
+
+        def holds() -> bool:
+            with urllib.request.urlopen(f"{self.base}/edge/healthz", timeout=2) as r:
+                return int(json.loads(r.read())["revision"]) >= revision
+
+        wait_until(holds, 10, f"the edge to hold revision {revision}")
 
     def put_environment(self, name: str, **body: Any) -> Any:
         return self.request("PUT", f"/api/environments/{name}", body)

@@ -180,13 +180,39 @@ func (s *Server) Put(path string, value any) (version uint64, revision int64) {
 	if err := json.Unmarshal(out, &answer); err != nil {
 		s.t.Fatalf("PUT %s answered %s: %v", path, out, err)
 	}
+	s.WaitEdge(answer.Revision)
 	return answer.Version, answer.Revision
 }
 
 // Del deletes a value.
 func (s *Server) Del(path string) {
 	s.t.Helper()
-	s.Call(http.MethodDelete, "/api/config"+path, nil)
+	var answer struct {
+		Revision int64 `json:"revision"`
+	}
+	out := s.Call(http.MethodDelete, "/api/config"+path, nil)
+	if err := json.Unmarshal(out, &answer); err != nil {
+		s.t.Fatalf("DELETE %s answered %s: %v", path, out, err)
+	}
+	s.WaitEdge(answer.Revision)
+}
+
+// WaitEdge waits until the dev edge holds revision (a commit reaches the edge a moment after
+// the writer answers). Put and Del call it, so a session started after them sees their writes
+// in its initial state rather than as events, as a test reading them expects.
+func (s *Server) WaitEdge(revision int64) {
+	s.t.Helper()
+	WaitUntil(s.t, 10*time.Second, fmt.Sprintf("the edge holds revision %d", revision), func() bool {
+		resp, err := http.Get(s.URL("/edge/healthz"))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var health struct {
+			Revision int64 `json:"revision"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&health) == nil && health.Revision >= revision
+	})
 }
 
 // WaitUntil polls cond until it holds, failing the test after timeout.

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use setpoint_cluster::gossip::{Gossip, GossipConfig, NodeInfo, Role};
+use std::sync::Arc;
+
+use setpoint_cluster::gossip::{Gossip, GossipConfig, NodeInfo, Role, catch_up_peers};
 use setpoint_cluster::tls::TlsFiles;
 use setpoint_edge_node::auth::AuthMode;
+use setpoint_edge_node::holder::SnapshotHolder;
 use setpoint_edge_node::relay::{RelayConfig, RelayServer};
-use setpoint_edge_node::subscriber::{self, SubscriberConfig};
+use setpoint_edge_node::subscriber::{self, Peer, PeerFinder, SubscriberConfig};
 use setpoint_edge_node::{Edge, EdgeConfig};
 use setpoint_replication::feed::FeedLimits;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +59,9 @@ pub struct EdgeArgs {
     /// Region reported to the writer and the fleet.
     #[arg(long, env = "SETPOINT_REGION", default_value = "default")]
     region: String,
-    /// UDP address for gossip membership (a concrete IP; peers reach this node there).
+    /// UDP address for gossip membership (a concrete IP; peers reach this node there). With
+    /// gossip, an edge whose upstreams are all unreachable catches up from the most advanced
+    /// live regional edge (one with --replication-listen) of its --region.
     #[arg(long, env = "SETPOINT_GOSSIP")]
     gossip: Option<SocketAddr>,
     /// Gossip seeds to join, comma-separated (usually the writer's --gossip address).
@@ -115,7 +120,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         ..EdgeConfig::default()
     })?;
     let gossip = match args.gossip {
-        Some(bind) => Some(
+        Some(bind) => Some(Arc::new(
             Gossip::start(GossipConfig {
                 bind,
                 join: args.join.clone(),
@@ -124,13 +129,19 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
                     role: Role::Edge,
                     region: args.region.clone(),
                     http_addr: args.listen.to_string(),
+                    replication_addr: args
+                        .replication_listen
+                        .map(|listen| advertised(listen, bind).to_string()),
                 },
             })
             .await
             .context("cannot start gossip")?,
-        ),
+        )),
         None => None,
     };
+    let revisions = gossip
+        .as_ref()
+        .map(|gossip| tokio::spawn(tell_revisions(edge.holder().clone(), gossip.clone())));
     let relay = match args.replication_listen {
         Some(listen) => {
             let mut files = tls.clone();
@@ -162,6 +173,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         args.listen,
     );
     config.relay = relay.as_ref().map(|r| r.relay().clone());
+    config.peers = gossip
+        .as_ref()
+        .map(|gossip| peer_finder(gossip.clone(), args.region.clone()));
     let follower = spawn_subscriber(config, &edge, &stop);
     tracing::info!(%id, listen = %args.listen, writers = ?args.writer, "edge starting");
     // systemd (Type=notify) learns the edge is ready when it has a snapshot to serve.
@@ -180,10 +194,49 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     if let Some(relay) = relay {
         relay.shutdown().await;
     }
-    if let Some(gossip) = gossip {
+    if let Some(revisions) = revisions {
+        revisions.abort();
+    }
+    if let Some(gossip) = gossip.and_then(|gossip| Arc::try_unwrap(gossip).ok()) {
         gossip.shutdown().await;
     }
     Ok(served?)
+}
+
+/// Where peers dial this edge's relay: the listen address, or the gossip IP with its port when
+/// it listens on every interface.
+fn advertised(listen: SocketAddr, gossip: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::new(gossip.ip(), listen.port())
+    } else {
+        listen
+    }
+}
+
+/// Tells the fleet every revision this edge applies (gossip coalesces them).
+async fn tell_revisions(holder: Arc<SnapshotHolder>, gossip: Arc<Gossip>) {
+    let mut changes = holder.changes();
+    loop {
+        gossip.set_revision(holder.revision());
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The regional edges of `region` gossip says hold at least this edge's revision.
+fn peer_finder(gossip: Arc<Gossip>, region: String) -> PeerFinder {
+    PeerFinder::new(move |revision| {
+        catch_up_peers(&gossip.members(), &region, revision)
+            .into_iter()
+            .filter_map(|member| {
+                Some(Peer {
+                    addr: member.info.replication_addr?,
+                    id: member.info.id,
+                })
+            })
+            .collect()
+    })
 }
 
 pub fn subscriber_config(

@@ -346,6 +346,7 @@ async fn writer(args: WriterArgs) -> anyhow::Result<()> {
                 role: Role::Writer,
                 region: args.region,
                 http_addr: args.listen.to_string(),
+                replication_addr: None,
             },
         });
     }

@@ -18,6 +18,10 @@
 //!   live member, so start order does not matter.
 //! - **The view is kept by node id** (`view.rs`): the newest generation wins; a member declared
 //!   down stays listed as `Down` until a newer generation of the same id shows up.
+//! - **Progress travels as custom broadcasts** (`status.rs`): each node's applied revision
+//!   ([`Gossip::set_revision`]), at most once a second when it changed and every 5 s anyway, so an
+//!   edge cut off from its upstreams can pick the most advanced live peer of its region to catch
+//!   up from ([`catch_up_peers`]).
 //!
 //! What it must not do: trust the network. Datagrams are unauthenticated; anything that does not
 //! decode is logged at debug and dropped, and nothing a peer sends may panic the task. Membership
@@ -26,6 +30,7 @@
 
 mod driver;
 mod identity;
+mod status;
 mod view;
 
 use std::net::SocketAddr;
@@ -61,6 +66,9 @@ pub struct NodeInfo {
     pub region: String,
     /// Where it serves HTTP/gRPC (edges) or REST (writer).
     pub http_addr: String,
+    /// Where it serves the replication protocol to other edges (`host:port`, UDP), if it does
+    /// (a regional edge): peers of its region may catch up from it.
+    pub replication_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +76,28 @@ pub struct Member {
     pub info: NodeInfo,
     pub gossip_addr: SocketAddr,
     pub state: MemberState,
+    /// The revision it last said it has applied (`None` until its first status arrives).
+    pub revision: Option<i64>,
+}
+
+/// The members an edge of `region` at `revision` may catch up from: alive edges of the same
+/// region that serve replication and last said they hold at least `revision`, most advanced
+/// first. A peer that holds exactly as much still helps: it may reach an upstream this edge
+/// cannot, and it streams on from there.
+pub fn catch_up_peers(members: &[Member], region: &str, revision: i64) -> Vec<Member> {
+    let mut peers: Vec<Member> = members
+        .iter()
+        .filter(|m| {
+            m.state == MemberState::Alive
+                && m.info.role == Role::Edge
+                && m.info.region == region
+                && m.info.replication_addr.is_some()
+                && m.revision.is_some_and(|r| r >= revision)
+        })
+        .cloned()
+        .collect();
+    peers.sort_by(|a, b| b.revision.cmp(&a.revision).then(a.info.id.cmp(&b.info.id)));
+    peers
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +146,7 @@ pub enum GossipError {
 pub struct Gossip {
     local_addr: SocketAddr,
     members: watch::Receiver<Vec<Member>>,
+    revision: watch::Sender<Option<i64>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -146,14 +177,16 @@ impl Gossip {
         }
 
         let (published, members) = watch::channel(Vec::new());
+        let (revision, revision_rx) = watch::channel(None);
         let (shutdown, shutdown_rx) = oneshot::channel();
-        let driver = Driver::new(identity, rng, socket, config.join, published);
+        let driver = Driver::new(identity, rng, socket, config.join, published, revision_rx);
         let task = tokio::spawn(driver.run(shutdown_rx));
         tracing::info!(node = %config.info.id, %local_addr, "gossip started");
 
         Ok(Gossip {
             local_addr,
             members,
+            revision,
             shutdown: Some(shutdown),
             task: Some(task),
         })
@@ -168,6 +201,15 @@ impl Gossip {
     /// are kept (as `Down`) so operators see them.
     pub fn members(&self) -> Vec<Member> {
         self.members.borrow().clone()
+    }
+
+    /// Tells the fleet the revision this node has applied (broadcast soon, coalesced).
+    pub fn set_revision(&self, revision: i64) {
+        self.revision.send_if_modified(|held| {
+            let changed = *held != Some(revision);
+            *held = Some(revision);
+            changed
+        });
     }
 
     /// Leaves the cluster gracefully and stops the task.

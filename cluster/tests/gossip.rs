@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use setpoint_cluster::gossip::{
-    Gossip, GossipConfig, GossipError, Member, MemberState, NodeInfo, Role,
+    Gossip, GossipConfig, GossipError, Member, MemberState, NodeInfo, Role, catch_up_peers,
 };
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
@@ -21,6 +21,7 @@ fn info(id: &str, role: Role) -> NodeInfo {
         role,
         region: format!("region-of-{id}"),
         http_addr: format!("http://{id}.test:8080"),
+        replication_addr: None,
     }
 }
 
@@ -236,6 +237,68 @@ async fn a_crashed_node_turns_suspect_then_down_and_comes_back_as_a_new_generati
     writer.shutdown().await;
     edge1.shutdown().await;
     edge2.shutdown().await;
+}
+
+#[tokio::test]
+async fn applied_revisions_spread_and_pick_the_peers_to_catch_up_from() {
+    let regional = |id: &str| NodeInfo {
+        region: "eu".to_owned(),
+        replication_addr: Some(format!("{id}.test:7000")),
+        ..info(id, Role::Edge)
+    };
+    let writer = start("writer", Role::Writer, &[]).await;
+    let seed = [writer.local_addr()];
+    let mut nodes = Vec::new();
+    for id in ["ahead", "level", "behind"] {
+        let config = GossipConfig {
+            bind: LOOPBACK_ANY_PORT,
+            join: seed.to_vec(),
+            info: regional(id),
+        };
+        nodes.push(Gossip::start(config).await.unwrap());
+    }
+    let leaf = start("leaf", Role::Edge, &seed).await;
+    for (node, revision) in nodes.iter().zip([40, 30, 20]) {
+        node.set_revision(revision);
+    }
+    leaf.set_revision(30);
+    wait_until("the writer hears every edge's revision", || {
+        ["ahead", "level", "behind", "leaf"]
+            .iter()
+            .zip([40, 30, 20, 30])
+            .all(|(id, revision)| member(&writer, id).and_then(|m| m.revision) == Some(revision))
+    })
+    .await;
+    // A later revision replaces the earlier one everywhere.
+    nodes[0].set_revision(41);
+    wait_until("the leaf hears the newer revision", || {
+        member(&leaf, "ahead").and_then(|m| m.revision) == Some(41)
+    })
+    .await;
+
+    // Asked for region "eu" at revision 30: the peers at 41 and 30, most advanced first; not the
+    // one behind, the writer, the leaf (no replication address) or the asker itself.
+    let peers = catch_up_peers(&leaf.members(), "eu", 30);
+    let ids: Vec<&str> = peers.iter().map(|m| m.info.id.as_str()).collect();
+    assert_eq!(ids, ["ahead", "level"]);
+    assert_eq!(
+        peers[0].info.replication_addr.as_deref(),
+        Some("ahead.test:7000")
+    );
+    assert!(catch_up_peers(&leaf.members(), "us", 0).is_empty());
+
+    // A peer that went away is no candidate.
+    let ahead = nodes.remove(0);
+    ahead.shutdown().await;
+    wait_until("the leaf sees the advanced peer down", || {
+        state(&leaf, "ahead") == Some(MemberState::Down)
+    })
+    .await;
+    let ids: Vec<String> = catch_up_peers(&leaf.members(), "eu", 30)
+        .into_iter()
+        .map(|m| m.info.id)
+        .collect();
+    assert_eq!(ids, ["level"]);
 }
 
 #[tokio::test]

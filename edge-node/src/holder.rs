@@ -125,8 +125,18 @@ pub struct SnapshotHolder {
     /// The revision of the last batch that changed an environment definition (or of the last
     /// snapshot swapped in): open watches in an environment check their chain again after it.
     definitions_changed: AtomicI64,
-    /// The upstream the subscriber is following now (`host:port`), for `/healthz`.
-    upstream: Mutex<Option<String>>,
+    /// The upstream the subscriber is following now, for `/healthz`.
+    upstream: Mutex<Option<Upstream>>,
+}
+
+/// What the subscriber follows now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Upstream {
+    /// `host:port` of its replication endpoint.
+    pub addr: String,
+    /// Set when it is not one of the configured upstreams but a peer of this edge's region found
+    /// by gossip, followed only while every configured upstream is unreachable: its node id.
+    pub peer: Option<String>,
 }
 
 impl SnapshotHolder {
@@ -248,12 +258,12 @@ impl SnapshotHolder {
     }
 
     /// Called by the subscriber: the upstream it follows now (`None` between links).
-    pub fn set_upstream(&self, upstream: Option<String>) {
+    pub fn set_upstream(&self, upstream: Option<Upstream>) {
         *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) = upstream;
     }
 
     /// The upstream this edge follows now, if any.
-    pub fn upstream(&self) -> Option<String> {
+    pub fn upstream(&self) -> Option<Upstream> {
         self.upstream
             .lock()
             .unwrap_or_else(|e| e.into_inner())

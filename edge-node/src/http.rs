@@ -320,12 +320,16 @@ struct ResetBody<'a> {
 
 async fn healthz(State(edge): State<Edge>) -> Response {
     let holder = edge.holder();
+    let upstream = holder.upstream();
     axum::Json(json!({
         "status": "ok",
         "stale": holder.is_stale(),
         "staleness_seconds": holder.staleness_seconds(),
         "revision": holder.revision(),
-        "upstream": holder.upstream(),
+        // The configured upstream followed now, or the gossip peer caught up from (also in
+        // `upstream`, with its id in `upstream_peer`) while every configured one is gone.
+        "upstream": upstream.as_ref().map(|u| u.addr.as_str()),
+        "upstream_peer": upstream.as_ref().and_then(|u| u.peer.as_deref()),
     }))
     .into_response()
 }

@@ -18,6 +18,12 @@
 //! the next one), and a snapshot older than the holder's is refused the same way, so failing over
 //! to a lagging relay can never move the edge — or its watchers — back in time.
 //!
+//! Peer catch-up: when a whole round of the configured upstreams failed, the edge asks its
+//! [`PeerFinder`] (gossip: the live regional edges of its region that said they hold at least as
+//! much, most advanced first) and follows the first that serves, exactly as it would a relay,
+//! while probing the configured upstreams; it returns to the first of them that would serve. A
+//! peer is only a stopgap, so it is never probed for or returned to, and `/healthz` names it.
+//!
 //! This module is the holder's only writer. It must not serve anything, and never trusts an
 //! upstream's bytes: every frame is validated by the codec before it touches the holder.
 
@@ -34,7 +40,7 @@ use setpoint_replication::server::BEHIND;
 use tokio::io::BufReader;
 
 use crate::clients::ClientRegistry;
-use crate::holder::SnapshotHolder;
+use crate::holder::{SnapshotHolder, Upstream};
 use crate::relay::Relay;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -55,6 +61,34 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(3);
 /// to reach the edge's revision before it says `behind`.
 const PROBE_WAIT: Duration = Duration::from_secs(4);
 
+/// A peer to catch up from: a regional edge of this edge's region found by gossip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: String,
+    /// `host:port` of its replication endpoint; its certificate must carry the host.
+    pub addr: String,
+}
+
+/// Given this edge's revision, the peers it may catch up from, most preferred first.
+#[derive(Clone)]
+pub struct PeerFinder(Arc<dyn Fn(Revision) -> Vec<Peer> + Send + Sync>);
+
+impl PeerFinder {
+    pub fn new(find: impl Fn(Revision) -> Vec<Peer> + Send + Sync + 'static) -> PeerFinder {
+        PeerFinder(Arc::new(find))
+    }
+
+    fn find(&self, revision: Revision) -> Vec<Peer> {
+        (self.0)(revision)
+    }
+}
+
+impl std::fmt::Debug for PeerFinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerFinder")
+    }
+}
+
 /// How an edge reaches its writer and introduces itself.
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
@@ -73,6 +107,8 @@ pub struct SubscriberConfig {
     pub clients: Option<Arc<ClientRegistry>>,
     /// This edge's relay, whose reports of the edges below go up the same stream.
     pub relay: Option<Arc<Relay>>,
+    /// Where to catch up when every upstream is gone (`None`: only the upstreams).
+    pub peers: Option<PeerFinder>,
 }
 
 impl SubscriberConfig {
@@ -86,6 +122,7 @@ impl SubscriberConfig {
             http_addr: String::new(),
             clients: None,
             relay: None,
+            peers: None,
         }
     }
 }
@@ -121,6 +158,15 @@ enum SessionError {
     /// A more preferred upstream answered a probe: switch to it.
     #[error("upstream {0} is preferred and serves again")]
     Preferred(usize),
+}
+
+/// One upstream to follow: a configured one, or a peer found by gossip.
+struct Target<'a> {
+    addr: &'a str,
+    /// The peer's node id (`None`: a configured upstream).
+    peer: Option<&'a str>,
+    /// The configured upstreams to probe meanwhile and return to.
+    preferred: &'a [String],
 }
 
 /// Which upstream to use next: the preference order and how many attempts failed since the
@@ -179,9 +225,14 @@ pub async fn run(
             return Err(SubscriberError::NoUpstream);
         };
         let mut heard = false;
+        let target = Target {
+            addr: upstream,
+            peer: None,
+            preferred: &config.upstreams[..index],
+        };
         let ended = tokio::select! {
             _ = &mut shutdown => break,
-            ended = session(index, &config, &client_config, &holder, &mut heard) => ended,
+            ended = session(target, &config, &client_config, &holder, &mut heard) => ended,
         };
         holder.set_connected(false);
         holder.set_upstream(None);
@@ -196,13 +247,26 @@ pub async fn run(
             backoff.reset();
         }
         let round_failed = order.failed(heard);
+        tracing::warn!(%upstream, reason = %ended, "replication link down");
+        if round_failed && let Some(finder) = &config.peers {
+            // Every configured upstream failed: catch up from a peer until one serves again.
+            let back = tokio::select! {
+                _ = &mut shutdown => break,
+                back = follow_peers(finder, &config, &client_config, &holder) => back,
+            };
+            if let Some(index) = back {
+                order.prefer(index);
+                backoff.reset();
+                continue;
+            }
+        }
         // Another upstream is likely alive: try it at once; back off only once all have failed.
         let delay = if round_failed {
             backoff.next()
         } else {
             Duration::ZERO
         };
-        tracing::warn!(%upstream, reason = %ended, retry_in = ?delay, "replication link down");
+        tracing::debug!(retry_in = ?delay, "next replication attempt");
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(delay) => {}
@@ -213,23 +277,67 @@ pub async fn run(
     Ok(())
 }
 
+/// Follows the peers `finder` offers, one after another, while every configured upstream is
+/// unreachable. Returns the index of the configured upstream that would serve again, or `None`
+/// once no peer serves (the caller backs off and tries its upstreams again).
+async fn follow_peers(
+    finder: &PeerFinder,
+    config: &SubscriberConfig,
+    client_config: &quinn::ClientConfig,
+    holder: &SnapshotHolder,
+) -> Option<usize> {
+    loop {
+        let mut heard_any = false;
+        for peer in finder.find(holder.revision()) {
+            let mut heard = false;
+            let target = Target {
+                addr: &peer.addr,
+                peer: Some(&peer.id),
+                preferred: &config.upstreams,
+            };
+            tracing::info!(peer = %peer.id, addr = %peer.addr, revision = holder.revision(), "every upstream is gone: catching up from a peer");
+            let ended = session(target, config, client_config, holder, &mut heard).await;
+            holder.set_connected(false);
+            holder.set_upstream(None);
+            if let SessionError::Preferred(index) = ended {
+                let to = &config.upstreams[index.min(config.upstreams.len() - 1)];
+                tracing::info!(peer = %peer.id, %to, "an upstream serves again: leaving the peer");
+                return Some(index);
+            }
+            tracing::warn!(peer = %peer.id, reason = %ended, "catch-up from a peer ended");
+            if heard {
+                // It served for a while: ask gossip afresh (a more advanced peer may be up).
+                heard_any = true;
+                break;
+            }
+        }
+        if !heard_any {
+            return None;
+        }
+        tokio::time::sleep(BACKOFF_MIN).await;
+    }
+}
+
 async fn session(
-    index: usize,
+    target: Target<'_>,
     config: &SubscriberConfig,
     client_config: &quinn::ClientConfig,
     holder: &SnapshotHolder,
     heard: &mut bool,
 ) -> SessionError {
-    let upstream = config.upstreams[index].as_str();
-    let connection = match connect(upstream, config, client_config).await {
+    let name = match target.peer {
+        // A peer is dialled at the address it advertised; its certificate carries that host.
+        Some(_) => host_of(target.addr),
+        None => server_name(target.addr, config),
+    };
+    let connection = match connect(target.addr, name, client_config).await {
         Ok(connection) => connection,
         Err(err) => return err,
     };
-    let preferred = &config.upstreams[..index];
     let err = tokio::select! {
-        err = follow(&connection, upstream, config, holder, heard) => err,
+        err = follow(&connection, &target, config, holder, heard) => err,
         err = report(&connection, config) => err,
-        index = probe(preferred, config, client_config, holder) => SessionError::Preferred(index),
+        index = probe(target.preferred, config, client_config, holder) => SessionError::Preferred(index),
     };
     let reason = err.to_string();
     connection.close(0u32.into(), reason.as_bytes());
@@ -274,7 +382,7 @@ async fn would_serve(
     client_config: &quinn::ClientConfig,
     revision: Revision,
 ) -> Result<(), SessionError> {
-    let connection = connect(upstream, config, client_config).await?;
+    let connection = connect(upstream, server_name(upstream, config), client_config).await?;
     let answered = tokio::time::timeout(PROBE_WAIT, async {
         let (mut send, mut recv) = connection
             .open_bi()
@@ -310,20 +418,24 @@ fn goodbye(reason: String) -> SessionError {
     }
 }
 
+/// The name a configured upstream's certificate must carry.
+fn server_name(upstream: &str, config: &SubscriberConfig) -> String {
+    config
+        .server_name
+        .clone()
+        .unwrap_or_else(|| host_of(upstream))
+}
+
 async fn connect(
-    writer: &str,
-    config: &SubscriberConfig,
+    upstream: &str,
+    server_name: String,
     client_config: &quinn::ClientConfig,
 ) -> Result<quinn::Connection, SessionError> {
-    let addr = tokio::net::lookup_host(writer)
+    let addr = tokio::net::lookup_host(upstream)
         .await
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| SessionError::Resolve(writer.to_owned()))?;
-    let server_name = config
-        .server_name
-        .clone()
-        .unwrap_or_else(|| host_of(writer));
+        .ok_or_else(|| SessionError::Resolve(upstream.to_owned()))?;
     let bind: SocketAddr = if addr.is_ipv6() {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     } else {
@@ -378,7 +490,7 @@ struct Incoming {
 
 async fn follow(
     connection: &quinn::Connection,
-    upstream: &str,
+    target: &Target<'_>,
     config: &SubscriberConfig,
     holder: &SnapshotHolder,
     heard: &mut bool,
@@ -408,8 +520,11 @@ async fn follow(
         if !*heard {
             *heard = true;
             holder.set_connected(true);
-            holder.set_upstream(Some(upstream.to_owned()));
-            tracing::info!(%upstream, revision = holder.revision(), "replication link up");
+            holder.set_upstream(Some(Upstream {
+                addr: target.addr.to_owned(),
+                peer: target.peer.map(str::to_owned),
+            }));
+            tracing::info!(upstream = %target.addr, peer = ?target.peer, revision = holder.revision(), "replication link up");
         }
         holder.touch();
         match handle(frame, holder, &mut incoming) {

@@ -3,7 +3,8 @@
 //! their fallback (`--upstream REGIONAL,WRITER`). A commit reaches a leaf through the regional
 //! edge; the regional edge SIGKILLed, the leaf fails over to the writer without losing or
 //! repeating an event to its watchers (the history checker) and returns to the regional edge
-//! once it is back; an upstream behind the leaf is refused, never moving it backwards. Every
+//! once it is back; an upstream behind the leaf is refused, never moving it backwards; with the
+//! writer down, a leaf catches up from a more advanced regional edge found by gossip. Every
 //! process is stopped by its PID (guards kill on failure).
 #![allow(clippy::unwrap_used)]
 
@@ -36,6 +37,11 @@ struct Node {
 
 impl Node {
     async fn writer(certs: &Certs, dir: &Path) -> Node {
+        Node::writer_with(certs, dir, Vec::new()).await
+    }
+
+    /// A writer with `extra` arguments.
+    async fn writer_with(certs: &Certs, dir: &Path, extra: Vec<String>) -> Node {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut args: Vec<String> = vec![
             "writer".into(),
@@ -52,6 +58,7 @@ impl Node {
             "200ms".into(),
         ];
         args.extend(certs.args("writer"));
+        args.extend(extra);
         Node::start(args, addr.clone(), addr, dir).await
     }
 
@@ -424,6 +431,116 @@ async fn an_upstream_behind_the_leaf_is_refused() {
         last.revision
     );
     assert_eq!(value_at(&http, &leaf, "/relay/new").await, Some(json!(4)));
+}
+
+/// `args` with gossip on a fresh loopback port, joining `seeds`; returns the gossip address too.
+fn with_gossip(mut args: Vec<String>, seeds: &[&str]) -> (Vec<String>, String) {
+    let gossip = format!("127.0.0.1:{}", free_port());
+    args.extend(["--gossip".into(), gossip.clone()]);
+    if !seeds.is_empty() {
+        args.extend(["--join".into(), seeds.join(",")]);
+    }
+    (args, gossip)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_writer_down_a_leaf_catches_up_from_a_more_advanced_peer_found_by_gossip() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let http = client_with_key(&test_admin_key());
+    let (gossip, writer_gossip) = with_gossip(Vec::new(), &[]);
+    let mut writer = Node::writer_with(&certs, dir.path(), gossip).await;
+
+    // A regional edge and a leaf of the same region, both following the writer directly.
+    let replication = format!("127.0.0.1:{}", free_port());
+    let (args, regional_gossip) = with_gossip(
+        edge_args(
+            "regional",
+            &[&writer.replication],
+            Some(&replication),
+            &certs,
+            dir.path(),
+        ),
+        &[&writer_gossip],
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let regional = Node::start(args, addr, replication, dir.path()).await;
+    let (args, _) = with_gossip(
+        edge_args("leaf", &[&writer.replication], None, &certs, dir.path()),
+        &[&writer_gossip, &regional_gossip],
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut leaf = Node::start(args, addr, String::new(), dir.path()).await;
+    let first = put(&http, &writer, "/peer/a", json!(1)).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            healthz(&leaf).await["revision"].as_i64() >= Some(first.revision)
+        })
+        .await,
+        "the leaf never got the first write: {}",
+        leaf.log()
+    );
+
+    // The leaf stops (its disk keeps revision `first`); the regional edge gets three more
+    // commits; then the writer dies.
+    leaf.process.take().unwrap().terminate();
+    let mut last = first.clone();
+    for n in 1..=3 {
+        last = put(&http, &writer, "/peer/b", json!(n)).await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            healthz(&regional).await["revision"].as_i64() >= Some(last.revision)
+        })
+        .await
+    );
+    writer.kill();
+
+    // Back with only the dead writer as its upstream, the leaf finds the regional edge by
+    // gossip, catches up from it and says so; it never goes below what its disk held.
+    leaf.restart(dir.path()).await;
+    let lowest = AtomicI64::new(i64::MAX);
+    let caught_up = wait_until(Duration::from_secs(40), || async {
+        let health = healthz(&leaf).await;
+        if let Some(revision) = health["revision"].as_i64() {
+            lowest.fetch_min(revision, Ordering::Relaxed);
+        }
+        health["upstream_peer"] == json!("regional")
+            && health["upstream"] == json!(regional.replication)
+            && health["revision"].as_i64() >= Some(last.revision)
+    })
+    .await;
+    assert!(
+        caught_up,
+        "the leaf never caught up from its peer: {}\n{}",
+        healthz(&leaf).await,
+        leaf.log()
+    );
+    assert!(lowest.load(Ordering::Relaxed) >= first.revision);
+    assert_eq!(value_at(&http, &leaf, "/peer/b").await, Some(json!(3)));
+
+    // The writer back, the leaf returns to it and leaves the peer.
+    writer.restart(dir.path()).await;
+    let returned = wait_until(Duration::from_secs(30), || async {
+        let health = healthz(&leaf).await;
+        health["upstream"] == json!(writer.replication) && health["upstream_peer"].is_null()
+    })
+    .await;
+    assert!(
+        returned,
+        "the leaf never returned to the writer: {}\n{}",
+        healthz(&leaf).await,
+        leaf.log()
+    );
+    let after = put(&http, &writer, "/peer/c", json!(1)).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            value_at(&http, &leaf, "/peer/c").await == Some(json!(1))
+        })
+        .await,
+        "a commit after the return never reached the leaf (revision {})",
+        after.revision
+    );
 }
 
 async fn get_json(http: &reqwest::Client, url: String) -> Value {

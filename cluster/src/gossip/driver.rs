@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, PostcardCodec, Timer};
 use rand::rngs::StdRng;
 use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
@@ -20,6 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::Member;
 use super::identity::NodeId;
+use super::status::{STATUS_INTERVAL, STATUS_REFRESH, Status, StatusHandler, Statuses};
 use super::view::View;
 
 /// How often we announce to the seeds while we know no live member.
@@ -76,13 +77,21 @@ pub(crate) fn foca_config() -> foca::Config {
 }
 
 pub(crate) struct Driver {
-    foca: Foca<NodeId, PostcardCodec, StdRng, NoCustomBroadcast>,
+    foca: Foca<NodeId, PostcardCodec, StdRng, StatusHandler>,
     runtime: AccumulatingRuntime<NodeId>,
     socket: UdpSocket,
     seeds: Vec<SocketAddr>,
     timers: BinaryHeap<Reverse<(Instant, Timer<NodeId>)>>,
     view: View,
     published: watch::Sender<Vec<Member>>,
+    /// Every node's newest status, written by foca's handler.
+    statuses: Statuses,
+    /// The `Statuses` version the view last took in.
+    statuses_seen: u64,
+    /// This node's applied revision, as the owner last set it.
+    revision: watch::Receiver<Option<i64>>,
+    /// What this node last broadcast (its seq, revision and when).
+    last_status: Option<(u64, i64, Instant)>,
 }
 
 impl Driver {
@@ -92,20 +101,27 @@ impl Driver {
         socket: UdpSocket,
         seeds: Vec<SocketAddr>,
         published: watch::Sender<Vec<Member>>,
+        revision: watch::Receiver<Option<i64>>,
     ) -> Self {
         let seeds = seeds
             .into_iter()
             .filter(|seed| *seed != identity.addr)
             .collect();
         let view = View::new(identity.id.clone());
+        let statuses = Statuses::default();
+        let handler = StatusHandler(statuses.clone());
         Self {
-            foca: Foca::new(identity, foca_config(), rng, PostcardCodec),
+            foca: Foca::with_custom_broadcast(identity, foca_config(), rng, PostcardCodec, handler),
             runtime: AccumulatingRuntime::new(),
             socket,
             seeds,
             timers: BinaryHeap::new(),
             view,
             published,
+            statuses,
+            statuses_seen: 0,
+            revision,
+            last_status: None,
         }
     }
 
@@ -113,6 +129,8 @@ impl Driver {
         let mut buf = vec![0_u8; RECV_BUFFER];
         let mut announce = tokio::time::interval(ANNOUNCE_RETRY);
         announce.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut status = tokio::time::interval(STATUS_INTERVAL);
+        status.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
@@ -122,6 +140,7 @@ impl Driver {
                 }
                 () = sleep_until(next_timer) => self.fire_due_timers().await,
                 _ = announce.tick() => self.announce_if_alone().await,
+                _ = status.tick() => self.broadcast_status().await,
             }
         }
         self.leave().await;
@@ -189,6 +208,44 @@ impl Driver {
         self.drain().await;
     }
 
+    /// Broadcasts this node's revision when it changed since the last broadcast, or when
+    /// [`STATUS_REFRESH`] has passed (members that joined since learn it too).
+    async fn broadcast_status(&mut self) {
+        let Some(revision) = *self.revision.borrow() else {
+            return;
+        };
+        let now = Instant::now();
+        let seq = match self.last_status {
+            Some((_, sent, at)) if sent == revision && now - at < STATUS_REFRESH => return,
+            Some((seq, ..)) => seq + 1,
+            None => 0,
+        };
+        let identity = self.foca.identity();
+        let status = Status {
+            id: identity.id.clone(),
+            generation: identity.generation,
+            seq,
+            revision,
+        };
+        let data = match postcard::to_allocvec(&status) {
+            Ok(data) => data,
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode this node's status");
+                return;
+            }
+        };
+        self.last_status = Some((seq, revision, now));
+        if let Err(error) = self.foca.add_broadcast(&data) {
+            tracing::debug!(%error, "cannot queue this node's status");
+            return;
+        }
+        // Send it now rather than waiting for the next message it could ride on.
+        if let Err(error) = self.foca.broadcast(&mut self.runtime) {
+            tracing::debug!(%error, "cannot broadcast this node's status");
+        }
+        self.drain().await;
+    }
+
     async fn leave(&mut self) {
         if let Err(error) = self.foca.leave_cluster(&mut self.runtime) {
             tracing::debug!(%error, "gossip leave failed");
@@ -225,6 +282,12 @@ impl Driver {
         for member in self.foca.iter_membership_state() {
             changed |= self.view.observe(member.id(), member.state());
         }
+        let statuses = self.statuses.lock();
+        if changed || statuses.version != self.statuses_seen {
+            self.statuses_seen = statuses.version;
+            changed |= self.view.observe_statuses(statuses.by_id.values());
+        }
+        drop(statuses);
         if changed {
             self.published.send_replace(self.view.members());
         }

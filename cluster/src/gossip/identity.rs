@@ -22,6 +22,7 @@ pub(crate) struct NodeId {
     pub(crate) role: Role,
     pub(crate) region: String,
     pub(crate) http_addr: String,
+    pub(crate) replication_addr: Option<String>,
 }
 
 impl NodeId {
@@ -33,6 +34,7 @@ impl NodeId {
             role: info.role,
             region: info.region.clone(),
             http_addr: info.http_addr.clone(),
+            replication_addr: info.replication_addr.clone(),
         }
     }
 
@@ -46,6 +48,7 @@ impl NodeId {
             role: Role::Edge,
             region: String::new(),
             http_addr: String::new(),
+            replication_addr: None,
         }
     }
 
@@ -55,6 +58,7 @@ impl NodeId {
             role: self.role,
             region: self.region.clone(),
             http_addr: self.http_addr.clone(),
+            replication_addr: self.replication_addr.clone(),
         }
     }
 }
@@ -129,6 +133,7 @@ mod tests {
                 role: Role::Writer,
                 region: "eu".into(),
                 http_addr: "127.0.0.1:8080".into(),
+                replication_addr: None,
             },
             SocketAddr::from(([127, 0, 0, 1], 7946)),
         );

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::identity::NodeId;
+use super::status::Status;
 use super::{Member, MemberState};
 
 #[derive(Debug, Default)]
@@ -52,6 +53,7 @@ impl View {
                     info: id.info(),
                     gossip_addr: id.addr,
                     state,
+                    revision: None,
                 };
                 self.by_id.insert(
                     id.id.clone(),
@@ -63,6 +65,25 @@ impl View {
                 true
             }
         }
+    }
+
+    /// Records the statuses known so far: a member shows the revision its current generation
+    /// last said. Returns whether the view changed.
+    pub(crate) fn observe_statuses<'a>(
+        &mut self,
+        statuses: impl IntoIterator<Item = &'a Status>,
+    ) -> bool {
+        let mut changed = false;
+        for status in statuses {
+            if let Some(entry) = self.by_id.get_mut(&status.id)
+                && entry.generation == status.generation
+                && entry.member.revision != Some(status.revision)
+            {
+                entry.member.revision = Some(status.revision);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Every known node but ourselves, ordered by id.
@@ -152,6 +173,29 @@ mod tests {
     #[test]
     fn our_own_id_never_shows() {
         check(&[(node("self", 9, 1), State::Down)], &[]);
+    }
+
+    #[test]
+    fn a_member_shows_the_revision_its_current_generation_said() {
+        let mut view = View::new("self".to_owned());
+        view.observe(&node("a", 1, 2), State::Alive);
+        let status = |generation, seq, revision| Status {
+            id: "a".to_owned(),
+            generation,
+            seq,
+            revision,
+        };
+        // A status of an earlier run says nothing about this one.
+        assert!(!view.observe_statuses(&[status(1, 7, 40)]));
+        assert_eq!(view.members()[0].revision, None);
+        assert!(view.observe_statuses(&[status(2, 0, 41)]));
+        assert!(!view.observe_statuses(&[status(2, 1, 41)]));
+        assert_eq!(view.members()[0].revision, Some(41));
+        // A status of someone the view does not know waits for the member itself.
+        assert!(!view.observe_statuses(&[Status {
+            id: "b".to_owned(),
+            ..status(1, 0, 9)
+        }]));
     }
 
     #[test]

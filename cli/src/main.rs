@@ -74,9 +74,15 @@ struct CertsArgs {
     /// Directory to write ca.pem, writer.pem/.key and edge.pem/.key into.
     #[arg(long)]
     out: PathBuf,
-    /// Extra names the writer's certificate is valid for (besides localhost, 127.0.0.1, ::1).
+    /// Extra names the writer's (or, with --regional, the regional edge's) certificate is
+    /// valid for (besides localhost, 127.0.0.1, ::1).
     #[arg(long = "hostname")]
     hostnames: Vec<String>,
+    /// Instead of a new CA: sign a regional edge's certificate NAME.pem/NAME.key with the CA
+    /// already in --out (serving other edges under --hostname names, and a client of its
+    /// upstream): its --cert/--key, or --replication-cert/--replication-key.
+    #[arg(long, value_name = "NAME")]
+    regional: Option<String>,
 }
 
 /// The mutual-TLS material of a writer or an edge.
@@ -384,6 +390,17 @@ async fn serve(command: Command, log: &str, log_format: LogFormat) -> anyhow::Re
         Command::Dev(args) => dev::run(args).await,
         Command::Writer(args) => writer(args).await,
         Command::Edge(args) => edge::run(args).await,
+        Command::Certs(args) if args.regional.is_some() => {
+            let name = args.regional.as_deref().unwrap_or_default();
+            let regional = tls::issue_regional_cert(&args.out, name, &args.hostnames)?;
+            println!("CA:       {}", regional.ca.display());
+            println!(
+                "regional: {} {}",
+                regional.cert.display(),
+                regional.key.display()
+            );
+            Ok(())
+        }
         Command::Certs(args) => {
             let (writer, edge) = tls::generate_dev_certs(&args.out, &args.hostnames)?;
             println!("CA:     {}", writer.ca.display());

@@ -2,7 +2,9 @@
 //!
 //! `setpoint certs --out DIR` writes `ca.pem`, `ca.key`, `writer.pem`, `writer.key`, `edge.pem`,
 //! `edge.key`. The writer's QUIC server requires client certificates signed by the CA; edges
-//! verify the writer's certificate against the same CA.
+//! verify the writer's certificate against the same CA. `setpoint certs --out DIR --regional
+//! NAME` then signs `NAME.pem`/`NAME.key` with that CA: a regional edge's certificate, valid both
+//! for serving other edges (its names) and as a client of its own upstream.
 //!
 //! Owns: generating the dev CA and leaf certificates, loading PEM material, and the rustls +
 //! quinn configs (ALPN, TLS 1.3 only, ring provider chosen explicitly, keep-alive and idle
@@ -70,40 +72,23 @@ pub fn generate_dev_certs(
         source,
     })?;
 
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = name("Setpoint dev CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    let ca_params = dev_ca_params()?;
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_pem = ca_cert.pem();
     let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut writer_names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    for host in hostnames {
-        if !writer_names.contains(host) {
-            writer_names.push(host.clone());
-        }
-    }
     let (writer_pem, writer_key) = leaf(
-        writer_names,
+        server_names(hostnames),
         "setpoint-writer",
-        ExtendedKeyUsagePurpose::ServerAuth,
+        &[ExtendedKeyUsagePurpose::ServerAuth],
         &issuer,
     )?;
     let (edge_pem, edge_key) = leaf(
         vec![EDGE_NAME.to_owned()],
         EDGE_NAME,
-        ExtendedKeyUsagePurpose::ClientAuth,
+        &[ExtendedKeyUsagePurpose::ClientAuth],
         &issuer,
     )?;
 
@@ -183,10 +168,87 @@ fn name(common_name: &str) -> DistinguishedName {
 }
 
 /// A leaf certificate for `names`, signed by `issuer`: (certificate PEM, key PEM).
+/// Signs a regional edge's certificate with the dev CA in `dir` (made by
+/// [`generate_dev_certs`]) into `dir/NAME.pem` and `dir/NAME.key`: valid for serving other edges
+/// under `localhost`, `127.0.0.1`, `::1` and `hostnames` (the host of the replication address
+/// it advertises must be among them) and as a client of its own upstream.
+pub fn issue_regional_cert(
+    dir: &Path,
+    name: &str,
+    hostnames: &[String],
+) -> Result<TlsFiles, TlsError> {
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_name || ["ca", "writer", "edge"].contains(&name) {
+        return Err(TlsError::Config(format!(
+            "a regional certificate name is 1-64 of [A-Za-z0-9_-] and not ca, writer or edge; got {name:?}"
+        )));
+    }
+    let ca = dir.join("ca.pem");
+    let ca_key_path = dir.join("ca.key");
+    let ca_key_pem = std::fs::read_to_string(&ca_key_path).map_err(|source| TlsError::Io {
+        path: ca_key_path.clone(),
+        source,
+    })?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|_| TlsError::Pem {
+        path: ca_key_path,
+        what: "CA private key",
+    })?;
+    // The issuer is known by its name and key: the same name the dev CA was made with.
+    let issuer = Issuer::new(dev_ca_params()?, ca_key);
+    let (pem, key) = leaf(
+        server_names(hostnames),
+        name,
+        &[
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        &issuer,
+    )?;
+    let files = TlsFiles {
+        ca,
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    };
+    write_file(&files.cert, &pem, false)?;
+    write_file(&files.key, &key, true)?;
+    Ok(files)
+}
+
+fn dev_ca_params() -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = name("Setpoint dev CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// Loopback names plus `hostnames`, without repeats.
+fn server_names(hostnames: &[String]) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    for host in hostnames {
+        if !names.contains(host) {
+            names.push(host.clone());
+        }
+    }
+    names
+}
+
 fn leaf(
     names: Vec<String>,
     common_name: &str,
-    usage: ExtendedKeyUsagePurpose,
+    usages: &[ExtendedKeyUsagePurpose],
     issuer: &Issuer<'_, KeyPair>,
 ) -> Result<(String, String), TlsError> {
     let mut params = CertificateParams::new(names)?;
@@ -196,7 +258,7 @@ fn leaf(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages.to_vec();
     params.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, issuer)?;
@@ -339,6 +401,59 @@ mod tests {
         assert_eq!(recv.read_to_end(64).await.unwrap(), b"ping");
         connection.close(0u32.into(), b"done");
         accept.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_regional_certificate_serves_edges_and_is_a_client_of_its_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, edge) = generate_dev_certs(dir.path(), &[]).unwrap();
+        let regional =
+            issue_regional_cert(dir.path(), "eu-regional", &["regional.test".into()]).unwrap();
+        assert!(regional.cert.ends_with("eu-regional.pem"));
+        // Serving a leaf (which dials it by one of its names)…
+        for (server_files, client_files, name) in [
+            (&regional, &edge, "regional.test"),
+            // …and as a client of the writer.
+            (&writer, &regional, "localhost"),
+        ] {
+            let server = server(server_files);
+            let addr = server.local_addr().unwrap();
+            let accept = tokio::spawn(async move {
+                let connection = server.accept().await.unwrap().await.unwrap();
+                let (mut send, mut recv) = connection.accept_bi().await.unwrap();
+                let got = recv.read_to_end(64).await.unwrap();
+                send.write_all(&got).await.unwrap();
+                send.finish().unwrap();
+                let _ = connection.closed().await;
+            });
+            let client = client(client_files);
+            let connection = client.connect(addr, name).unwrap().await.unwrap();
+            let (mut send, mut recv) = connection.open_bi().await.unwrap();
+            send.write_all(b"ping").await.unwrap();
+            send.finish().unwrap();
+            assert_eq!(recv.read_to_end(64).await.unwrap(), b"ping", "{name}");
+            connection.close(0u32.into(), b"done");
+            accept.await.unwrap();
+        }
+    }
+
+    #[test]
+    fn a_regional_certificate_needs_the_ca_and_a_plain_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            issue_regional_cert(dir.path(), "eu", &[]),
+            Err(TlsError::Io { .. })
+        ));
+        generate_dev_certs(dir.path(), &[]).unwrap();
+        for bad in ["", "writer", "../x", "a b"] {
+            assert!(
+                matches!(
+                    issue_regional_cert(dir.path(), bad, &[]),
+                    Err(TlsError::Config(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[tokio::test]

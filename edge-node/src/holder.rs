@@ -10,9 +10,9 @@
 //! current snapshot's revision. This module must not know about watchers, HTTP or the disk.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use setpoint_core::snapshot::{AppliedBatch, ApplyError, Batch, Snapshot};
@@ -121,12 +121,16 @@ pub struct SnapshotHolder {
     ready: AtomicBool,
     started: Instant,
     /// Microseconds after `started` of the last frame from the writer.
-    last_contact_micros: AtomicU64,
+    /// Negative when an upstream said it lost the writer before this edge started.
+    last_contact_micros: AtomicI64,
     /// The revision of the last batch that changed an environment definition (or of the last
     /// snapshot swapped in): open watches in an environment check their chain again after it.
     definitions_changed: AtomicI64,
     /// The upstream the subscriber is following now, for `/healthz`.
     upstream: Mutex<Option<Upstream>>,
+    /// The upstream (a relay) said it is itself cut off from the writer: its heartbeats no
+    /// longer make this edge fresh.
+    upstream_stale: AtomicBool,
 }
 
 /// What the subscriber follows now.
@@ -178,9 +182,10 @@ impl SnapshotHolder {
             staleness: watch::channel(stale).0,
             ready: AtomicBool::new(options.ready),
             started: Instant::now(),
-            last_contact_micros: AtomicU64::new(0),
+            last_contact_micros: AtomicI64::new(0),
             definitions_changed: AtomicI64::new(revision),
             upstream: Mutex::new(None),
+            upstream_stale: AtomicBool::new(false),
         })
     }
 
@@ -243,18 +248,52 @@ impl SnapshotHolder {
         self.changes.send_replace(revision);
     }
 
-    /// Called by the subscriber: the writer answered (clears the stale flag) or was lost.
+    /// Called by the subscriber: an upstream answered (clears the stale flag, until that
+    /// upstream says it is stale itself) or was lost.
     pub fn set_connected(&self, connected: bool) {
+        self.upstream_stale.store(false, Ordering::Release);
         if connected {
             self.touch();
         }
         self.connected.store(connected, Ordering::Release);
-        self.stale.store(!connected, Ordering::Release);
-        self.staleness.send_if_modified(|stale| {
-            let changed = *stale == connected;
-            *stale = !connected;
+        self.set_stale(!connected);
+    }
+
+    /// Called by the subscriber when its upstream (a relay) says whether it is cut off from the
+    /// writer itself, and since how long: this edge is then exactly as stale — its staleness
+    /// counts from the relay's last word from the writer, and heartbeats do not refresh it.
+    pub fn set_upstream_stale(&self, stale: bool, staleness: Duration) {
+        self.upstream_stale.store(stale, Ordering::Release);
+        if stale {
+            let back = i64::try_from(staleness.as_micros()).unwrap_or(i64::MAX);
+            let micros = self.elapsed_micros().saturating_sub(back);
+            self.last_contact_micros.store(micros, Ordering::Release);
+        } else {
+            self.touch();
+        }
+        let connected = self.connected.load(Ordering::Acquire);
+        self.set_stale(stale || !connected);
+    }
+
+    fn set_stale(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Release);
+        self.staleness.send_if_modified(|held| {
+            let changed = *held != stale;
+            *held = stale;
             changed
         });
+    }
+
+    /// Called by the subscriber when a new link's first word is that the upstream is stale
+    /// itself: connected, but never fresh for a moment.
+    pub fn set_connected_to_stale(&self, staleness: Duration) {
+        self.connected.store(true, Ordering::Release);
+        self.set_upstream_stale(true, staleness);
+    }
+
+    /// True while the upstream followed says it is itself cut off from the writer.
+    pub fn upstream_is_stale(&self) -> bool {
+        self.upstream_stale.load(Ordering::Acquire)
     }
 
     /// Called by the subscriber: the upstream it follows now (`None` between links).
@@ -285,15 +324,22 @@ impl SnapshotHolder {
         if !self.is_stale() {
             return 0.0;
         }
-        let now = self.started.elapsed().as_micros();
-        let last = u128::from(self.last_contact_micros.load(Ordering::Acquire));
-        now.saturating_sub(last) as f64 / 1e6
+        let last = self.last_contact_micros.load(Ordering::Acquire);
+        self.elapsed_micros().saturating_sub(last).max(0) as f64 / 1e6
     }
 
-    /// Called on every frame from the writer (batches and heartbeats).
+    /// Called on every frame from the upstream (batches and heartbeats); a no-op while that
+    /// upstream is stale itself.
     pub fn touch(&self) {
-        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.last_contact_micros.store(micros, Ordering::Release);
+        if self.upstream_stale.load(Ordering::Acquire) {
+            return;
+        }
+        self.last_contact_micros
+            .store(self.elapsed_micros(), Ordering::Release);
+    }
+
+    fn elapsed_micros(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX)
     }
 
     /// Every applied batch after `revision`, oldest first; `None` when the ring no longer holds
@@ -481,5 +527,33 @@ mod tests {
         holder.set_connected(false);
         assert!(holder.is_stale());
         assert!(holder.staleness_seconds() >= 0.0);
+    }
+
+    #[test]
+    fn an_upstream_that_is_stale_itself_makes_this_edge_as_stale_until_it_is_fresh_again() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), true);
+        let mut flag = holder.staleness();
+        holder.set_connected(true);
+        assert!(!holder.is_stale());
+        assert!(flag.has_changed().unwrap_or(false) && !*flag.borrow_and_update());
+        // The relay lost the writer 5 s ago: so did this edge, and its heartbeats change nothing.
+        holder.set_upstream_stale(true, Duration::from_secs(5));
+        holder.touch();
+        assert!(holder.is_stale() && holder.upstream_is_stale());
+        assert!(
+            holder.staleness_seconds() >= 5.0,
+            "{}",
+            holder.staleness_seconds()
+        );
+        assert!(flag.has_changed().unwrap_or(false) && *flag.borrow_and_update());
+        holder.set_upstream_stale(false, Duration::ZERO);
+        assert!(!holder.is_stale() && !holder.upstream_is_stale());
+        assert_eq!(holder.staleness_seconds(), 0.0);
+        // A new link starts from what its own first word says.
+        holder.set_connected(false);
+        holder.set_connected_to_stale(Duration::from_secs(2));
+        assert!(holder.is_stale() && holder.staleness_seconds() >= 2.0);
+        holder.set_connected(true);
+        assert!(!holder.is_stale() && !holder.upstream_is_stale());
     }
 }

@@ -66,6 +66,8 @@ pub enum RelayError {
 /// The relay's registry and metrics; the shared sessions report to it.
 pub struct Relay {
     node_id: String,
+    /// This edge's own holder: its staleness is what downstream edges are told.
+    holder: Arc<SnapshotHolder>,
     feed: Arc<Feed>,
     downstream: Sessions,
     /// What flows up: the edges below and their clients.
@@ -294,6 +296,14 @@ impl Host for Relay {
     fn undecodable(&self) {
         tracing::warn!("a downstream edge sent bytes that are not frames");
     }
+
+    fn freshness(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.holder.staleness())
+    }
+
+    fn staleness(&self) -> Duration {
+        Duration::try_from_secs_f64(self.holder.staleness_seconds()).unwrap_or_default()
+    }
 }
 
 /// A running relay endpoint; [`RelayServer::shutdown`] stops it and frees the UDP port.
@@ -340,6 +350,7 @@ impl RelayServer {
         let feed = Feed::new(config.limits);
         let relay = Arc::new(Relay {
             node_id: config.node_id.clone(),
+            holder: holder.clone(),
             below: Mutex::new(Below::default()),
             feed: feed.clone(),
             downstream: Sessions::new(),

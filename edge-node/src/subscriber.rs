@@ -18,6 +18,10 @@
 //! the next one), and a snapshot older than the holder's is refused the same way, so failing over
 //! to a lagging relay can never move the edge — or its watchers — back in time.
 //!
+//! Freshness through relays: a relay cut off from the writer says so (`Frame::Freshness`, first
+//! and on every change); the edge is then as stale as the relay — heartbeats do not make it
+//! fresh — and probes the upstreams after it too, moving to the first that serves fresh.
+//!
 //! Peer catch-up: when a whole round of the configured upstreams failed, the edge asks its
 //! [`PeerFinder`] (gossip: the live regional edges of its region that said they hold at least as
 //! much, most advanced first) and follows the first that serves, exactly as it would a relay,
@@ -155,6 +159,9 @@ enum SessionError {
     /// The upstream holds less than this edge (it said so, or offered an older snapshot).
     #[error("upstream is behind this edge: {0}")]
     Behind(String),
+    /// A relay answered a probe saying it is cut off from the writer itself.
+    #[error("upstream is stale itself")]
+    Stale,
     /// A more preferred upstream answered a probe: switch to it.
     #[error("upstream {0} is preferred and serves again")]
     Preferred(usize),
@@ -165,8 +172,12 @@ struct Target<'a> {
     addr: &'a str,
     /// The peer's node id (`None`: a configured upstream).
     peer: Option<&'a str>,
-    /// The configured upstreams to probe meanwhile and return to.
+    /// The configured upstreams to probe meanwhile and return to (indices from 0).
     preferred: &'a [String],
+    /// The configured upstreams after this one (indices from `preferred.len() + 1`): probed too
+    /// while this one says it is stale itself, so an edge leaves a relay cut off from the
+    /// writer for a fresher upstream further down its list.
+    later: &'a [String],
 }
 
 /// Which upstream to use next: the preference order and how many attempts failed since the
@@ -229,6 +240,7 @@ pub async fn run(
             addr: upstream,
             peer: None,
             preferred: &config.upstreams[..index],
+            later: &config.upstreams[index + 1..],
         };
         let ended = tokio::select! {
             _ = &mut shutdown => break,
@@ -239,7 +251,7 @@ pub async fn run(
         if let SessionError::Preferred(preferred) = ended {
             order.prefer(preferred);
             let to = &config.upstreams[order.current];
-            tracing::info!(from = %upstream, %to, "returning to a preferred upstream");
+            tracing::info!(from = %upstream, %to, "moving to an upstream that serves (preferred, or fresher)");
             backoff.reset();
             continue;
         }
@@ -294,6 +306,7 @@ async fn follow_peers(
                 addr: &peer.addr,
                 peer: Some(&peer.id),
                 preferred: &config.upstreams,
+                later: &[],
             };
             tracing::info!(peer = %peer.id, addr = %peer.addr, revision = holder.revision(), "every upstream is gone: catching up from a peer");
             let ended = session(target, config, client_config, holder, &mut heard).await;
@@ -337,7 +350,7 @@ async fn session(
     let err = tokio::select! {
         err = follow(&connection, &target, config, holder, heard) => err,
         err = report(&connection, config) => err,
-        index = probe(target.preferred, config, client_config, holder) => SessionError::Preferred(index),
+        index = probe(&target, config, client_config, holder) => SessionError::Preferred(index),
     };
     let reason = err.to_string();
     connection.close(0u32.into(), reason.as_bytes());
@@ -351,31 +364,44 @@ async fn report(connection: &quinn::Connection, config: &SubscriberConfig) -> Se
     report_clients(connection, config).await
 }
 
-/// Every [`PROBE_INTERVAL`], asks each of the `preferred` upstreams in turn whether it would
-/// serve this edge now; completes with the index of the first that would (never, when there
-/// is none).
+/// Every [`PROBE_INTERVAL`], asks each of the target's preferred upstreams in turn — and,
+/// while the target says it is stale itself, the later ones too — whether it would serve this
+/// edge now (fresh); completes with the index of the first that would (never, when there is
+/// none to ask).
 async fn probe(
-    preferred: &[String],
+    target: &Target<'_>,
     config: &SubscriberConfig,
     client_config: &quinn::ClientConfig,
     holder: &SnapshotHolder,
 ) -> usize {
-    if preferred.is_empty() {
+    if target.preferred.is_empty() && target.later.is_empty() {
         return std::future::pending().await;
     }
+    let later_from = target.preferred.len() + 1;
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
-        for (index, upstream) in preferred.iter().enumerate() {
+        let later = if holder.upstream_is_stale() {
+            target.later
+        } else {
+            &[]
+        };
+        let candidates = target
+            .preferred
+            .iter()
+            .enumerate()
+            .chain(later.iter().enumerate().map(|(i, u)| (later_from + i, u)));
+        for (index, upstream) in candidates {
             match would_serve(upstream, config, client_config, holder.revision()).await {
                 Ok(()) => return index,
-                Err(err) => tracing::debug!(%upstream, %err, "preferred upstream not ready"),
+                Err(err) => tracing::debug!(%upstream, %err, "upstream would not serve"),
             }
         }
     }
 }
 
-/// Connects, says hello with `revision` and reads the first answer: anything but a goodbye
-/// means the upstream serves (and is not behind). The probe connection is then closed.
+/// Connects, says hello with `revision` and reads the first answer: anything but a goodbye or a
+/// relay saying it is stale means the upstream serves (and is not behind). The probe
+/// connection is then closed.
 async fn would_serve(
     upstream: &str,
     config: &SubscriberConfig,
@@ -391,6 +417,7 @@ async fn would_serve(
         frames::write_frame(&mut send, &hello(config, revision)).await?;
         match frames::read_frame(&mut recv).await? {
             Some(Frame::Goodbye { reason }) => Err(goodbye(reason)),
+            Some(Frame::Freshness { stale: true, .. }) => Err(SessionError::Stale),
             Some(_) => Ok(()),
             None => Err(SessionError::Closed),
         }
@@ -519,7 +546,13 @@ async fn follow(
         }
         if !*heard {
             *heard = true;
-            holder.set_connected(true);
+            match &frame {
+                Frame::Freshness {
+                    stale: true,
+                    staleness_ms,
+                } => holder.set_connected_to_stale(Duration::from_millis(*staleness_ms)),
+                _ => holder.set_connected(true),
+            }
             holder.set_upstream(Some(Upstream {
                 addr: target.addr.to_owned(),
                 peer: target.peer.map(str::to_owned),
@@ -620,6 +653,13 @@ fn handle(
         }
         Frame::Heartbeat { .. } => {
             holder.set_ready();
+            Ok(None)
+        }
+        Frame::Freshness {
+            stale,
+            staleness_ms,
+        } => {
+            holder.set_upstream_stale(stale, Duration::from_millis(staleness_ms));
             Ok(None)
         }
         Frame::Goodbye { reason } => Err(goodbye(reason)),

@@ -60,6 +60,14 @@ pub enum Frame {
     /// Relay → its upstream, on the client report stream: the edges it feeds (and those their
     /// relays feed, recursively) and their client reports, so the writer sees the whole tree.
     Relayed(RelayReport),
+    /// Relay → downstream edge, first and whenever it changes: whether the relay itself is cut
+    /// off from the writer (`stale`) and since how long, so an edge below a stale relay is
+    /// stale too (and looks for a fresher upstream) instead of trusting the relay's heartbeats.
+    /// Writers never send it.
+    Freshness {
+        stale: bool,
+        staleness_ms: u64,
+    },
 }
 
 /// The most edges one relay report may name.

@@ -89,6 +89,15 @@ pub trait Host: Send + Sync + 'static {
     fn disconnected(&self, edge: &str, connection: u64);
     /// A session closed over bytes that are not frames.
     fn undecodable(&self);
+    /// Whether this node is itself cut off from the writer, as a flag that changes (`None`: it
+    /// never is — the writer). Sessions tell edges with `Frame::Freshness`.
+    fn freshness(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+    /// How long this node has been cut off (asked when it is).
+    fn staleness(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Why a session ended.
@@ -275,6 +284,14 @@ impl<H: Host> Session<'_, H> {
     async fn send_loop(&self, send: &mut quinn::SendStream, edge_revision: Revision) -> SessionEnd {
         let feed = self.feed;
         let timeout = feed.limits().send_timeout;
+        let mut freshness = self.host.freshness();
+        // A stale node says so first, so an edge (or a probe) knows before anything else.
+        if let Some(stale) = freshness.as_mut().map(|f| *f.borrow_and_update())
+            && stale
+            && let Err(end) = self.send_freshness(send, stale).await
+        {
+            return end;
+        }
         let (mut events, start) = feed.subscribe(edge_revision);
         let mut last_sent = match start {
             Start::Resume(batches) => {
@@ -293,7 +310,16 @@ impl<H: Host> Session<'_, H> {
             },
         };
         loop {
-            match tokio::time::timeout(HEARTBEAT, events.recv()).await {
+            let event = tokio::select! {
+                event = tokio::time::timeout(HEARTBEAT, events.recv()) => event,
+                stale = changed(&mut freshness) => {
+                    if let Err(end) = self.send_freshness(send, stale).await {
+                        return end;
+                    }
+                    continue;
+                }
+            };
+            match event {
                 Ok(Ok(FeedEvent::Batch(batch))) => {
                     if batch.revision > last_sent {
                         if let Err(end) = self.send_batch(send, &batch).await {
@@ -321,6 +347,23 @@ impl<H: Host> Session<'_, H> {
                 }
             }
         }
+    }
+
+    async fn send_freshness(
+        &self,
+        send: &mut quinn::SendStream,
+        stale: bool,
+    ) -> Result<(), SessionEnd> {
+        let staleness_ms = if stale {
+            u64::try_from(self.host.staleness().as_millis()).unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        let frame = Frame::Freshness {
+            stale,
+            staleness_ms,
+        };
+        write(send, &frame, self.feed.limits().send_timeout).await
     }
 
     async fn send_batch(
@@ -482,5 +525,17 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Goodbye { .. } => "Goodbye",
         Frame::Clients(_) => "Clients",
         Frame::Relayed(_) => "Relayed",
+        Frame::Freshness { .. } => "Freshness",
     }
+}
+
+/// The next value of `freshness` once it changes; never, without one (or once it is gone).
+async fn changed(freshness: &mut Option<tokio::sync::watch::Receiver<bool>>) -> bool {
+    let Some(receiver) = freshness else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        return std::future::pending().await;
+    }
+    *receiver.borrow_and_update()
 }

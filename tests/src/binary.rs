@@ -43,7 +43,23 @@ impl Certs {
         Certs { dir }
     }
 
-    /// `--ca … --cert … --key …` for `role` (`writer` or `edge`).
+    /// Signs a regional edge's certificate `name.pem`/`name.key` with this CA
+    /// (`setpoint certs --regional`); then `args(name)` names it.
+    pub fn regional(&self, name: &str) {
+        let status = Command::new(setpoint_bin())
+            .args([
+                "certs",
+                "--out",
+                &self.dir.to_string_lossy(),
+                "--regional",
+                name,
+            ])
+            .status()
+            .expect("run setpoint certs --regional");
+        assert!(status.success(), "setpoint certs --regional {name} failed");
+    }
+
+    /// `--ca … --cert … --key …` for `role` (`writer`, `edge`, or a regional's name).
     pub fn args(&self, role: &str) -> Vec<String> {
         let file = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
         vec![

@@ -4,7 +4,8 @@
 //! edge; the regional edge SIGKILLed, the leaf fails over to the writer without losing or
 //! repeating an event to its watchers (the history checker) and returns to the regional edge
 //! once it is back; an upstream behind the leaf is refused, never moving it backwards; with the
-//! writer down, a leaf catches up from a more advanced regional edge found by gossip. Every
+//! writer down, a leaf catches up from a more advanced regional edge found by gossip; a relay cut
+//! off from the writer makes the edges below it stale, and they move to a fresher upstream. Every
 //! process is stopped by its PID (guards kill on failure).
 #![allow(clippy::unwrap_used)]
 
@@ -62,8 +63,8 @@ impl Node {
         Node::start(args, addr.clone(), addr, dir).await
     }
 
-    /// An edge following `upstreams` in order; `regional` also serves replication (with the dev
-    /// writer certificate, which is valid for 127.0.0.1).
+    /// An edge following `upstreams` in order; `regional` also serves replication (with its own
+    /// certificate from `setpoint certs --regional`).
     async fn edge(id: &str, upstreams: &[&str], regional: bool, certs: &Certs, dir: &Path) -> Node {
         let addr = format!("127.0.0.1:{}", free_port());
         let replication = format!("127.0.0.1:{}", free_port());
@@ -130,24 +131,15 @@ fn edge_args(
         "--region".into(),
         "loopback-1".into(),
     ];
-    args.extend(certs.args("edge"));
-    if let Some(listen) = replication {
-        let file = |name: &str| {
-            certs
-                .args("writer")
-                .iter()
-                .find(|a| a.ends_with(name))
-                .cloned()
-                .unwrap()
-        };
-        args.extend([
-            "--replication-listen".into(),
-            listen.clone(),
-            "--replication-cert".into(),
-            file("writer.pem"),
-            "--replication-key".into(),
-            file("writer.key"),
-        ]);
+    match replication {
+        // A regional edge shows its own certificate (`setpoint certs --regional`, valid for
+        // 127.0.0.1) to the edges it serves and to its upstream.
+        Some(listen) => {
+            certs.regional(id);
+            args.extend(certs.args(id));
+            args.extend(["--replication-listen".into(), listen.clone()]);
+        }
+        None => args.extend(certs.args("edge")),
     }
     args
 }
@@ -505,9 +497,11 @@ async fn with_the_writer_down_a_leaf_catches_up_from_a_more_advanced_peer_found_
         if let Some(revision) = health["revision"].as_i64() {
             lowest.fetch_min(revision, Ordering::Relaxed);
         }
+        // The peer lost the writer too, and says so: the leaf is as stale as the peer.
         health["upstream_peer"] == json!("regional")
             && health["upstream"] == json!(regional.replication)
             && health["revision"].as_i64() >= Some(last.revision)
+            && health["stale"] == json!(true)
     })
     .await;
     assert!(
@@ -523,7 +517,9 @@ async fn with_the_writer_down_a_leaf_catches_up_from_a_more_advanced_peer_found_
     writer.restart(dir.path()).await;
     let returned = wait_until(Duration::from_secs(30), || async {
         let health = healthz(&leaf).await;
-        health["upstream"] == json!(writer.replication) && health["upstream_peer"].is_null()
+        health["upstream"] == json!(writer.replication)
+            && health["upstream_peer"].is_null()
+            && health["stale"] == json!(false)
     })
     .await;
     assert!(
@@ -541,6 +537,66 @@ async fn with_the_writer_down_a_leaf_catches_up_from_a_more_advanced_peer_found_
         "a commit after the return never reached the leaf (revision {})",
         after.revision
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_below_a_relay_cut_off_from_the_writer_is_stale_and_moves_to_a_fresher_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let http = client_with_key(&test_admin_key());
+    let writer = Node::writer(&certs, dir.path()).await;
+    // writer → top → mid → leaf; the leaf also lists the writer, after mid.
+    let mut top = Node::edge("top", &[&writer.replication], true, &certs, dir.path()).await;
+    let mid = Node::edge("mid", &[&top.replication], true, &certs, dir.path()).await;
+    let leaf = Node::edge(
+        "leaf",
+        &[&mid.replication, &writer.replication],
+        false,
+        &certs,
+        dir.path(),
+    )
+    .await;
+    assert!(
+        wait_following(&leaf, &mid, Duration::from_secs(30)).await,
+        "the leaf never followed mid: {}\n{}",
+        healthz(&leaf).await,
+        leaf.log()
+    );
+
+    // Mid loses its only upstream: it keeps serving the leaf (heartbeats), but says it is stale.
+    top.kill();
+    let mid_stale = wait_until(Duration::from_secs(20), || async {
+        healthz(&mid).await["stale"] == json!(true)
+    })
+    .await;
+    assert!(mid_stale, "mid never noticed top was gone:\n{}", mid.log());
+    let moved = wait_until(Duration::from_secs(30), || async {
+        let health = healthz(&leaf).await;
+        health["upstream"] == json!(writer.replication) && health["stale"] == json!(false)
+    })
+    .await;
+    assert!(
+        moved,
+        "the leaf stayed on a stale relay: {}\n{}",
+        healthz(&leaf).await,
+        leaf.log()
+    );
+    assert!(
+        leaf.log().contains("upstream is stale itself")
+            || leaf.log().contains("moving to an upstream that serves"),
+        "the leaf moved for another reason:\n{}",
+        leaf.log()
+    );
+    put(&http, &writer, "/fresh/a", json!(1)).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            value_at(&http, &leaf, "/fresh/a").await == Some(json!(1))
+        })
+        .await
+    );
+    // Mid, with nowhere to go, stays stale and says so; its staleness keeps growing.
+    let health = healthz(&mid).await;
+    assert_eq!(health["stale"], json!(true), "{health}");
 }
 
 async fn get_json(http: &reqwest::Client, url: String) -> Value {

@@ -58,6 +58,10 @@ fn every_variant() -> Vec<Frame> {
             change("/a/c", None),
         ])),
         Frame::Heartbeat { revision: 42 },
+        Frame::Freshness {
+            stale: true,
+            staleness_ms: 2_500,
+        },
         Frame::Ack { revision: 42 },
         Frame::Goodbye {
             reason: "shutting down".into(),

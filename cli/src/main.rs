@@ -199,8 +199,8 @@ pub struct CommonArgs {
     /// verifiable). Default: keep everything.
     #[arg(long, env = "SETPOINT_AUDIT_RETENTION_DAYS")]
     audit_retention_days: Option<u64>,
-    /// How long a disconnected client stays listed in /api/clients: `24h`, `30m`, `90s` or
-    /// seconds.
+    /// How long a disconnected client stays listed in /api/clients (and an edge whose link
+    /// ended in /api/edges, with its metric series): `24h`, `30m`, `90s` or seconds.
     #[arg(long, env = "SETPOINT_CLIENT_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub client_retention: std::time::Duration,
     /// POST each alert the writer evaluates (clients or edges gone, lagging, dropping) to this

@@ -102,6 +102,9 @@ struct Below {
 
 /// How long a relay remembers a client that disconnected (its upstream hears of it sooner).
 const FORGET_DISCONNECTED_MS: i64 = 60_000;
+/// How long a relay keeps reporting a downstream edge that disconnected (as the writer's default
+/// retention: the writer's alert on it lasts as long), before forgetting it and its series.
+const FORGET_EDGE: Duration = Duration::from_secs(24 * 3600);
 
 impl Relay {
     fn below(&self) -> MutexGuard<'_, Below> {
@@ -112,6 +115,7 @@ impl Relay {
     /// `full`: a new link), and the client reports received since the last call (every client
     /// below, when `full`), chunked so no frame grows past a thousand client records.
     pub fn report(&self, full: bool) -> Vec<RelayReport> {
+        self.forget_edges(FORGET_EDGE);
         let sessions = self.downstream.list();
         let mut below = self.below();
         let edges = (full || below.changed).then(|| {
@@ -199,6 +203,25 @@ impl Relay {
             });
         }
         reports
+    }
+
+    /// Forgets downstream edges disconnected longer than `retention`: their record, series,
+    /// hop totals and what they relayed.
+    fn forget_edges(&self, retention: Duration) {
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(retention) else {
+            return;
+        };
+        let forgotten = self.downstream.forget(cutoff);
+        if forgotten.is_empty() {
+            return;
+        }
+        let mut below = self.below();
+        for id in forgotten {
+            let _ = self.propagation.remove_label_values(&[&id]);
+            below.hops.remove(&id);
+            below.relayed.remove(&id);
+        }
+        below.changed = true;
     }
 
     /// Every edge this one fed since it started, connected or not, by id.

@@ -119,7 +119,21 @@ impl Sessions {
         self.lock().get(id).map(|r| r.session.applied_revision)
     }
 
-    /// Every edge that connected, connected or not, by id.
+    /// Forgets the edges whose link ended before `cutoff` (so a fleet whose hosts come and go
+    /// does not grow the registry, or the host's per-edge series, for ever); returns their ids.
+    pub fn forget(&self, cutoff: SystemTime) -> Vec<String> {
+        let mut forgotten = Vec::new();
+        self.lock().retain(|id, record| {
+            let keep = record.session.disconnected_at.is_none_or(|at| at >= cutoff);
+            if !keep {
+                forgotten.push(id.clone());
+            }
+            keep
+        });
+        forgotten
+    }
+
+    /// Every edge that connected (and is not forgotten), connected or not, by id.
     pub fn list(&self) -> Vec<EdgeSession> {
         self.lock().values().map(|r| r.session.clone()).collect()
     }
@@ -161,5 +175,19 @@ mod tests {
         let listed = sessions.list();
         assert_eq!(listed.len(), 1);
         assert!(!listed[0].connected && listed[0].disconnected_at.is_some());
+    }
+
+    #[test]
+    fn only_edges_gone_before_the_cutoff_are_forgotten() {
+        let sessions = Sessions::new();
+        let (gone, _) = sessions.connect(hello("gone", 1));
+        sessions.connect(hello("live", 1));
+        sessions.disconnect("gone", gone);
+        let before = SystemTime::now() - std::time::Duration::from_secs(60);
+        assert!(sessions.forget(before).is_empty(), "gone just now");
+        let after = SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(sessions.forget(after), ["gone"]);
+        let ids: Vec<String> = sessions.list().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["live"], "a connected edge stays whatever the cutoff");
     }
 }

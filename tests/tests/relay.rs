@@ -599,6 +599,54 @@ async fn a_leaf_below_a_relay_cut_off_from_the_writer_is_stale_and_moves_to_a_fr
     assert_eq!(health["stale"], json!(true), "{health}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_gone_longer_than_the_retention_is_forgotten_with_its_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::make(dir.path());
+    let http = client_with_key(&test_admin_key());
+    let retention = vec!["--client-retention".to_owned(), "2s".to_owned()];
+    let writer = Node::writer_with(&certs, dir.path(), retention).await;
+    let mut edge = Node::edge("passing", &[&writer.replication], false, &certs, dir.path()).await;
+    assert!(wait_following(&edge, &writer, Duration::from_secs(20)).await);
+    put(&http, &writer, "/passing/a", json!(1)).await;
+    let series = "edge=\"passing\"";
+    let metrics = || async {
+        http.get(format!("{}/metrics", writer.base()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            metrics().await.contains(series)
+        })
+        .await
+    );
+    edge.kill();
+    let listed_gone = wait_until(Duration::from_secs(20), || async {
+        let body = get_json(&http, format!("{}/api/edges", writer.base())).await;
+        by_id(&body["edges"], "passing")["replication"] == json!("disconnected")
+    })
+    .await;
+    assert!(listed_gone, "the writer never saw the edge go");
+    let forgotten = wait_until(Duration::from_secs(20), || async {
+        let body = get_json(&http, format!("{}/api/edges", writer.base())).await;
+        body["edges"]
+            .as_array()
+            .is_some_and(|list| list.iter().all(|e| e["id"] != json!("passing")))
+            && !metrics().await.contains(series)
+    })
+    .await;
+    assert!(
+        forgotten,
+        "the edge or its series outlived the retention: {}",
+        metrics().await
+    );
+}
+
 async fn get_json(http: &reqwest::Client, url: String) -> Value {
     match http.get(url).send().await {
         Ok(response) => response.json().await.unwrap_or(Value::Null),

@@ -150,6 +150,7 @@ pub(crate) fn unix_ms() -> i64 {
 impl Replication {
     /// Every edge that connected since the writer started, connected or not, by id.
     pub fn edges(&self) -> Vec<EdgeSession> {
+        self.forget_edges();
         self.sessions.list()
     }
 
@@ -224,6 +225,29 @@ impl Replication {
         fleet.prune(unix_ms(), self.retention_ms());
         self.count_clients(&fleet);
         f(&fleet)
+    }
+
+    /// Forgets edges disconnected longer than the client retention, with their series and
+    /// what they relayed (a fleet whose hosts come and go must not grow without bound).
+    fn forget_edges(&self) {
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(self.client_retention) else {
+            return;
+        };
+        for id in self.sessions.forget(cutoff) {
+            for gauge in [
+                &self.metrics.edge_connected,
+                &self.metrics.edge_lag_revisions,
+                &self.metrics.edge_applied_revision,
+            ] {
+                let _ = gauge.remove_label_values(&[&id]);
+            }
+            let _ = self
+                .metrics
+                .replication_propagation
+                .remove_label_values(&[&id]);
+            self.lock_relayed().remove(&id);
+            tracing::info!(edge = %id, "forgot an edge disconnected longer than the retention");
+        }
     }
 
     fn retention_ms(&self) -> i64 {

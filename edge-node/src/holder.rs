@@ -131,6 +131,8 @@ pub struct SnapshotHolder {
     /// The upstream (a relay) said it is itself cut off from the writer: its heartbeats no
     /// longer make this edge fresh.
     upstream_stale: AtomicBool,
+    /// The upstream followed says it is a standby writer.
+    upstream_standby: AtomicBool,
 }
 
 /// What the subscriber follows now.
@@ -186,6 +188,7 @@ impl SnapshotHolder {
             definitions_changed: AtomicI64::new(revision),
             upstream: Mutex::new(None),
             upstream_stale: AtomicBool::new(false),
+            upstream_standby: AtomicBool::new(false),
         })
     }
 
@@ -252,6 +255,7 @@ impl SnapshotHolder {
     /// upstream says it is stale itself) or was lost.
     pub fn set_connected(&self, connected: bool) {
         self.upstream_stale.store(false, Ordering::Release);
+        self.upstream_standby.store(false, Ordering::Release);
         if connected {
             self.touch();
         }
@@ -289,6 +293,16 @@ impl SnapshotHolder {
     pub fn set_connected_to_stale(&self, staleness: Duration) {
         self.connected.store(true, Ordering::Release);
         self.set_upstream_stale(true, staleness);
+    }
+
+    /// Called by the subscriber when its upstream says whether it is a standby writer.
+    pub fn set_upstream_standby(&self, standby: bool) {
+        self.upstream_standby.store(standby, Ordering::Release);
+    }
+
+    /// True while the upstream followed says it is a standby writer.
+    pub fn upstream_is_standby(&self) -> bool {
+        self.upstream_standby.load(Ordering::Acquire)
     }
 
     /// True while the upstream followed says it is itself cut off from the writer.

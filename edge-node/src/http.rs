@@ -330,6 +330,8 @@ async fn healthz(State(edge): State<Edge>) -> Response {
         // `upstream`, with its id in `upstream_peer`) while every configured one is gone.
         "upstream": upstream.as_ref().map(|u| u.addr.as_str()),
         "upstream_peer": upstream.as_ref().and_then(|u| u.peer.as_deref()),
+        // The upstream is a standby writer (served from while the edge looks for the leader).
+        "upstream_standby": holder.upstream_is_standby(),
     }))
     .into_response()
 }

@@ -18,9 +18,12 @@
 //! the next one), and a snapshot older than the holder's is refused the same way, so failing over
 //! to a lagging relay can never move the edge — or its watchers — back in time.
 //!
-//! Freshness through relays: a relay cut off from the writer says so (`Frame::Freshness`, first
-//! and on every change); the edge is then as stale as the relay — heartbeats do not make it
-//! fresh — and probes the upstreams after it too, moving to the first that serves fresh.
+//! What kind of source an upstream is (`Frame::SourceState`, first and on every change): a relay
+//! cut off from the writer makes the edge as stale as the relay — heartbeats do not make it
+//! fresh; a standby writer serves but is not where the edge belongs (the leader's fleet view,
+//! which rollout health gates and alerts read, would miss its clients). Either way the edge
+//! keeps following it and probes the upstreams after it too, moving to the first that answers
+//! as neither stale nor a standby.
 //!
 //! Peer catch-up: when a whole round of the configured upstreams failed, the edge asks its
 //! [`PeerFinder`] (gossip: the live regional edges of its region that said they hold at least as
@@ -162,6 +165,9 @@ enum SessionError {
     /// A relay answered a probe saying it is cut off from the writer itself.
     #[error("upstream is stale itself")]
     Stale,
+    /// A writer answered a probe saying it is a standby.
+    #[error("upstream is a standby writer")]
+    Standby,
     /// A more preferred upstream answered a probe: switch to it.
     #[error("upstream {0} is preferred and serves again")]
     Preferred(usize),
@@ -365,9 +371,9 @@ async fn report(connection: &quinn::Connection, config: &SubscriberConfig) -> Se
 }
 
 /// Every [`PROBE_INTERVAL`], asks each of the target's preferred upstreams in turn — and,
-/// while the target says it is stale itself, the later ones too — whether it would serve this
-/// edge now (fresh); completes with the index of the first that would (never, when there is
-/// none to ask).
+/// while the target says it is stale itself or a standby, the later ones too — whether it
+/// would serve this edge now (fresh, not a standby); completes with the index of the first that
+/// would (never, when there is none to ask).
 async fn probe(
     target: &Target<'_>,
     config: &SubscriberConfig,
@@ -380,7 +386,7 @@ async fn probe(
     let later_from = target.preferred.len() + 1;
     loop {
         tokio::time::sleep(PROBE_INTERVAL).await;
-        let later = if holder.upstream_is_stale() {
+        let later = if holder.upstream_is_stale() || holder.upstream_is_standby() {
             target.later
         } else {
             &[]
@@ -417,7 +423,8 @@ async fn would_serve(
         frames::write_frame(&mut send, &hello(config, revision)).await?;
         match frames::read_frame(&mut recv).await? {
             Some(Frame::Goodbye { reason }) => Err(goodbye(reason)),
-            Some(Frame::Freshness { stale: true, .. }) => Err(SessionError::Stale),
+            Some(Frame::SourceState { stale: true, .. }) => Err(SessionError::Stale),
+            Some(Frame::SourceState { standby: true, .. }) => Err(SessionError::Standby),
             Some(_) => Ok(()),
             None => Err(SessionError::Closed),
         }
@@ -547,9 +554,10 @@ async fn follow(
         if !*heard {
             *heard = true;
             match &frame {
-                Frame::Freshness {
+                Frame::SourceState {
                     stale: true,
                     staleness_ms,
+                    ..
                 } => holder.set_connected_to_stale(Duration::from_millis(*staleness_ms)),
                 _ => holder.set_connected(true),
             }
@@ -655,11 +663,13 @@ fn handle(
             holder.set_ready();
             Ok(None)
         }
-        Frame::Freshness {
+        Frame::SourceState {
             stale,
             staleness_ms,
+            standby,
         } => {
             holder.set_upstream_stale(stale, Duration::from_millis(staleness_ms));
+            holder.set_upstream_standby(standby);
             Ok(None)
         }
         Frame::Goodbye { reason } => Err(goodbye(reason)),

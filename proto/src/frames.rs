@@ -60,13 +60,16 @@ pub enum Frame {
     /// Relay → its upstream, on the client report stream: the edges it feeds (and those their
     /// relays feed, recursively) and their client reports, so the writer sees the whole tree.
     Relayed(RelayReport),
-    /// Relay → downstream edge, first and whenever it changes: whether the relay itself is cut
-    /// off from the writer (`stale`) and since how long, so an edge below a stale relay is
-    /// stale too (and looks for a fresher upstream) instead of trusting the relay's heartbeats.
-    /// Writers never send it.
-    Freshness {
+    /// Upstream → edge, first (when either is true) and whenever it changes: what kind of
+    /// source it is now. `stale`: a relay cut off from the writer itself, since `staleness_ms`
+    /// (an edge below it is stale too instead of trusting the relay's heartbeats); `standby`: a
+    /// standby writer (an edge serves from it but looks for the leader, so the leader's fleet
+    /// view — rollout health gates, alerts — holds its clients). Either makes the edge probe
+    /// the upstreams after this one and move to the first that answers as neither.
+    SourceState {
         stale: bool,
         staleness_ms: u64,
+        standby: bool,
     },
 }
 

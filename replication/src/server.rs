@@ -90,8 +90,13 @@ pub trait Host: Send + Sync + 'static {
     /// A session closed over bytes that are not frames.
     fn undecodable(&self);
     /// Whether this node is itself cut off from the writer, as a flag that changes (`None`: it
-    /// never is — the writer). Sessions tell edges with `Frame::Freshness`.
+    /// never is — the writer). Sessions tell edges with `Frame::SourceState`.
     fn freshness(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+    /// Whether this node is a standby writer now, as a flag that changes (`None`: it never is —
+    /// a relay, or a sole writer). Sessions tell edges with `Frame::SourceState`.
+    fn standby(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         None
     }
     /// How long this node has been cut off (asked when it is).
@@ -285,10 +290,15 @@ impl<H: Host> Session<'_, H> {
         let feed = self.feed;
         let timeout = feed.limits().send_timeout;
         let mut freshness = self.host.freshness();
-        // A stale node says so first, so an edge (or a probe) knows before anything else.
-        if let Some(stale) = freshness.as_mut().map(|f| *f.borrow_and_update())
-            && stale
-            && let Err(end) = self.send_freshness(send, stale).await
+        let mut standby = self.host.standby();
+        let mut state = (
+            freshness.as_mut().is_some_and(|f| *f.borrow_and_update()),
+            standby.as_mut().is_some_and(|s| *s.borrow_and_update()),
+        );
+        // A stale relay or a standby says so first, so an edge (or a probe) knows before
+        // anything else.
+        if (state.0 || state.1)
+            && let Err(end) = self.send_source_state(send, state).await
         {
             return end;
         }
@@ -313,7 +323,15 @@ impl<H: Host> Session<'_, H> {
             let event = tokio::select! {
                 event = tokio::time::timeout(HEARTBEAT, events.recv()) => event,
                 stale = changed(&mut freshness) => {
-                    if let Err(end) = self.send_freshness(send, stale).await {
+                    state.0 = stale;
+                    if let Err(end) = self.send_source_state(send, state).await {
+                        return end;
+                    }
+                    continue;
+                }
+                is_standby = changed(&mut standby) => {
+                    state.1 = is_standby;
+                    if let Err(end) = self.send_source_state(send, state).await {
                         return end;
                     }
                     continue;
@@ -349,19 +367,21 @@ impl<H: Host> Session<'_, H> {
         }
     }
 
-    async fn send_freshness(
+    /// `(stale, standby)` as a `SourceState` frame.
+    async fn send_source_state(
         &self,
         send: &mut quinn::SendStream,
-        stale: bool,
+        (stale, standby): (bool, bool),
     ) -> Result<(), SessionEnd> {
         let staleness_ms = if stale {
             u64::try_from(self.host.staleness().as_millis()).unwrap_or(u64::MAX)
         } else {
             0
         };
-        let frame = Frame::Freshness {
+        let frame = Frame::SourceState {
             stale,
             staleness_ms,
+            standby,
         };
         write(send, &frame, self.feed.limits().send_timeout).await
     }
@@ -525,13 +545,13 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Goodbye { .. } => "Goodbye",
         Frame::Clients(_) => "Clients",
         Frame::Relayed(_) => "Relayed",
-        Frame::Freshness { .. } => "Freshness",
+        Frame::SourceState { .. } => "SourceState",
     }
 }
 
-/// The next value of `freshness` once it changes; never, without one (or once it is gone).
-async fn changed(freshness: &mut Option<tokio::sync::watch::Receiver<bool>>) -> bool {
-    let Some(receiver) = freshness else {
+/// The next value of `flag` once it changes; never, without one (or once it is gone).
+async fn changed(flag: &mut Option<tokio::sync::watch::Receiver<bool>>) -> bool {
+    let Some(receiver) = flag else {
         return std::future::pending().await;
     };
     if receiver.changed().await.is_err() {

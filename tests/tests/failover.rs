@@ -1,6 +1,7 @@
 //! Standby writers with the real binaries on one real etcd: one leader by lease, standbys
 //! redirect writes (307), a SIGKILLed leader is replaced within the lease TTL with no
-//! acknowledged write lost, an edge given both replicas keeps receiving in revision order, a
+//! acknowledged write lost, an edge given both replicas keeps receiving in revision order (and,
+//! listing the standby first, moves to the leader and follows a takeover), a
 //! paused (SIGSTOP) or overtaken leader commits nothing, a rollout is carried to completion by
 //! the standby after the leader is killed, and a second process on one embedded store directory
 //! is refused. Every process is stopped by its PID (guards kill on failure).
@@ -448,6 +449,85 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let (status, body) = get_json(&http, &format!("{}/api/config{path}", edge.base())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["value"], versions.last().unwrap()["value"]);
+}
+
+/// An edge that lists a standby first serves from it but moves to the leader, so the leader's
+/// fleet view (rollout health gates, alerts) holds it and its clients; when the leader dies it
+/// follows the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_listing_the_standby_first_moves_to_the_leader_and_follows_a_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start();
+    let certs = Certs::make(dir.path());
+    let http = http();
+    let a = Writer::start("writer-a", &etcd, Some(&certs), dir.path()).await;
+    let b = Writer::start("writer-b", &etcd, Some(&certs), dir.path()).await;
+    let (leader, standby) = elect(&http, a, b).await;
+    let edge_addr = format!("127.0.0.1:{}", free_port());
+    let mut edge_args: Vec<String> = vec![
+        "edge".into(),
+        "--id".into(),
+        "edge-standby-first".into(),
+        "--writer".into(),
+        format!("{},{}", standby.addr, leader.addr),
+        "--data-dir".into(),
+        dir.path().join("edge").to_str().unwrap().into(),
+    ];
+    edge_args.extend(certs.args("edge"));
+    let edge_args: Vec<&str> = edge_args.iter().map(String::as_str).collect();
+    let edge = SetpointProcess::start_on(&edge_args, &edge_addr, dir.path()).await;
+    let health = || async {
+        match reqwest::get(format!("{}/healthz", edge.base())).await {
+            Ok(response) => response.json::<Value>().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    };
+    let on_leader = wait_until(Duration::from_secs(30), || async {
+        let health = health().await;
+        health["upstream"] == json!(leader.addr)
+            && health["upstream_standby"] == json!(false)
+            && health["stale"] == json!(false)
+    })
+    .await;
+    assert!(
+        on_leader,
+        "the edge never moved to the leader: {}\n{}",
+        health().await,
+        edge.log_text()
+    );
+    assert!(
+        edge.log_text()
+            .contains("moving to an upstream that serves"),
+        "the edge did not start on the standby it lists first:\n{}",
+        edge.log_text()
+    );
+    let listed = wait_until(Duration::from_secs(10), || async {
+        let (_, body) = get_json(&http, &format!("{}/api/edges", leader.base())).await;
+        body["edges"].as_array().is_some_and(|edges| {
+            edges.iter().any(|e| {
+                e["id"] == json!("edge-standby-first") && e["replication"] == json!("connected")
+            })
+        })
+    })
+    .await;
+    assert!(listed, "the leader does not hold the edge");
+
+    // The leader dies: the standby takes over and the edge follows it, no longer as a standby.
+    leader.process.kill();
+    assert!(wait_role(&http, &standby, "leader", LEASE_TTL + TAKEOVER_MARGIN).await);
+    let followed = wait_until(Duration::from_secs(30), || async {
+        let health = health().await;
+        health["upstream"] == json!(standby.addr)
+            && health["upstream_standby"] == json!(false)
+            && health["stale"] == json!(false)
+    })
+    .await;
+    assert!(
+        followed,
+        "the edge never settled on the new leader: {}\n{}",
+        health().await,
+        edge.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -267,6 +267,7 @@ impl Writer {
                 replication,
                 feed.clone(),
                 metrics.clone(),
+                campaign.is_some().then(|| standby_flag(&leadership)),
             )?),
             None => None,
         };
@@ -544,4 +545,22 @@ pub(crate) async fn compaction_loop(
             Err(err) => tracing::debug!(%err, "store compaction skipped"),
         }
     }
+}
+
+/// Whether this writer stands by, as a flag replication sessions pass on to edges (so they look
+/// for the leader); follows the leadership until the writer stops.
+fn standby_flag(leadership: &Leadership) -> tokio::sync::watch::Receiver<bool> {
+    let mut status = leadership.subscribe();
+    let standby = |status: &leader::Status| status.role() == Role::Standby;
+    let (flag, receiver) = tokio::sync::watch::channel(standby(&status.borrow_and_update()));
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let now = standby(&status.borrow_and_update());
+            flag.send_if_modified(|held| std::mem::replace(held, now) != now);
+            if flag.is_closed() {
+                return;
+            }
+        }
+    });
+    receiver
 }

@@ -89,6 +89,9 @@ pub struct Replication {
     fleet_swept_ms: std::sync::atomic::AtomicI64,
     /// The label sets of the fleet's gauges last set, so those no longer counted are removed.
     fleet_series: Mutex<FleetSeries>,
+    /// Whether this writer stands by now (`None`: it never does — the embedded store's sole
+    /// writer); sessions tell edges, which then look for the leader.
+    standby: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The series `setpoint_fleet_clients` and `setpoint_fleet_prefix_clients` show now.
@@ -538,6 +541,10 @@ impl server::Host for Replication {
     fn undecodable(&self) {
         self.metrics.replication_undecodable_frames.inc();
     }
+
+    fn standby(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.standby.clone()
+    }
 }
 
 /// A running replication endpoint; [`ReplicationServer::shutdown`] stops it and releases the
@@ -554,6 +561,7 @@ impl ReplicationServer {
         config: &ReplicationConfig,
         feed: Arc<Feed>,
         metrics: Arc<Metrics>,
+        standby: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<ReplicationServer, ReplicationError> {
         let server_config = tls::server_config(&config.tls)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
@@ -579,6 +587,7 @@ impl ReplicationServer {
             client_retention: config.client_retention,
             fleet_swept_ms: std::sync::atomic::AtomicI64::new(0),
             fleet_series: Mutex::new(FleetSeries::default()),
+            standby,
         });
         let accept = tokio::spawn(server::serve(
             replication.clone(),

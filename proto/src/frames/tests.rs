@@ -58,9 +58,10 @@ fn every_variant() -> Vec<Frame> {
             change("/a/c", None),
         ])),
         Frame::Heartbeat { revision: 42 },
-        Frame::Freshness {
+        Frame::SourceState {
             stale: true,
             staleness_ms: 2_500,
+            standby: false,
         },
         Frame::Ack { revision: 42 },
         Frame::Goodbye {

@@ -139,8 +139,12 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    // Only a regional edge's revision is news to the fleet (peers catch up from regional edges
+    // only): at 100,000 hosts, every leaf gossiping its revision would crowd the regional edges'
+    // statuses out of the packets.
     let revisions = gossip
         .as_ref()
+        .filter(|_| args.replication_listen.is_some())
         .map(|gossip| tokio::spawn(tell_revisions(edge.holder().clone(), gossip.clone())));
     let relay = match args.replication_listen {
         Some(listen) => {
@@ -213,7 +217,7 @@ fn advertised(listen: SocketAddr, gossip: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Tells the fleet every revision this edge applies (gossip coalesces them).
+/// Tells the fleet every revision this regional edge applies (gossip coalesces them).
 async fn tell_revisions(holder: Arc<SnapshotHolder>, gossip: Arc<Gossip>) {
     let mut changes = holder.changes();
     loop {

@@ -181,8 +181,9 @@ struct Target<'a> {
     /// The configured upstreams to probe meanwhile and return to (indices from 0).
     preferred: &'a [String],
     /// The configured upstreams after this one (indices from `preferred.len() + 1`): probed too
-    /// while this one says it is stale itself, so an edge leaves a relay cut off from the
-    /// writer for a fresher upstream further down its list.
+    /// while this one says it is stale itself or a standby, so an edge leaves a relay cut off
+    /// from the writer, or a standby writer, for a fresher upstream or the leader further down
+    /// its list.
     later: &'a [String],
 }
 

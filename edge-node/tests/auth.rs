@@ -17,6 +17,7 @@ use setpoint_core::auth::{Account, Action, Grant, NewKey, new_key};
 use setpoint_edge_node::EdgeConfig;
 use setpoint_proto::edge::v1 as pb;
 use setpoint_proto::edge::v1::edge_client::EdgeClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -392,6 +393,35 @@ async fn revocation_refuses_the_next_request_and_ends_open_watches() {
     assert!(sse.wait_for_end().await, "the SSE stream ends");
     let ended = harness::next_result(&mut stream).await.unwrap_err();
     assert_eq!(ended.code(), Code::Unauthenticated);
+}
+
+/// Issue 14: a watch refused on the raw event-stream path (`setpoint_serving::server`) gets the
+/// same 401 and error body as through hyper, with its length, and the connection closes.
+#[tokio::test]
+async fn a_watch_without_a_key_is_refused_with_its_body_and_closed() {
+    let (edge, _keys) = edge().await;
+    let mut tcp = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /api/config/a/x?watch=true HTTP/1.1\r\nHost: edge\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(harness::STREAM_WAIT, tcp.read_to_end(&mut answer))
+        .await
+        .expect("the edge answers and closes")
+        .unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{head}");
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", body.len())),
+        "{head}"
+    );
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+    assert_eq!(edge.edge.hub().watcher_count(), 0);
 }
 
 /// Issue 11, finding 2: 21 bad keys from one address made every request from it 429 for the

@@ -492,3 +492,59 @@ async fn a_watcher_that_never_reads_holds_bounded_memory_and_others_are_unaffect
     drop(stuck_sse);
     edge.stop().await;
 }
+
+/// Issue 14: SSE watches are served without hyper's per-connection buffers
+/// (`setpoint_serving::server`'s raw event-stream path). A watch whose head arrives two bytes at
+/// a time streams its events as chunks and closes at its end; a watcher that leaves while idle
+/// frees its connection slot and its hub subscription.
+#[tokio::test]
+async fn a_watch_sent_in_small_pieces_streams_and_leaving_frees_its_connection() {
+    let edge = TestEdge::start().await;
+    let open = edge.edge.metrics().connections.open.clone();
+    let mut tcp = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let head = "GET /api/config/app?watch=true HTTP/1.1\r\nHost: edge\r\n\
+                Accept: text/event-stream\r\n\r\n";
+    for piece in head.as_bytes().chunks(2) {
+        tcp.write_all(piece).await.unwrap();
+        tcp.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    edge.wait_for_watchers(1).await;
+    let revision = edge.commit(vec![Op::Put("/app/x", json!(1))]);
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    let last = format!("id: {revision}\n\n");
+    while !text.contains(&last) {
+        let n = tokio::time::timeout(harness::STREAM_WAIT, tcp.read(&mut buffer))
+            .await
+            .expect("the event arrives")
+            .unwrap();
+        assert!(n > 0, "closed early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    for line in [
+        "content-type: text/event-stream\r\n",
+        "transfer-encoding: chunked\r\n",
+        "connection: close\r\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    assert!(
+        text.contains(r#"data: {"format":"json","path":"/app/x""#),
+        "{text}"
+    );
+    assert_eq!(open.get(), 1);
+    drop(tcp);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let open = open.clone();
+            async move { open.get() == 0 }
+        })
+        .await,
+        "the connection slot is freed"
+    );
+    edge.wait_for_watchers(0).await;
+    edge.stop().await;
+}

@@ -13,9 +13,18 @@
 //!
 //! Shutdown stops accepting, then waits until every request in flight has its answer (at most
 //! 30 s); idle keep-alive connections do not hold it up.
+//!
+//! Event streams (SSE watches) do not go through hyper: an idle watcher would hold hyper's 8 KiB
+//! read and 8 KiB write buffers per HTTP/1.1 connection (issue 14: 21.6 KiB per watcher). The
+//! first head of each connection is read here (`server/head.rs`); an event-stream `GET` is
+//! answered by the same router and its response written straight to the socket
+//! (`server/stream.rs`); the rest is handed to hyper with the bytes already read replayed. Event
+//! streams count as connections like any other and end when the server shuts down.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,12 +33,17 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use prometheus::{IntCounter, IntGauge, Registry};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
+
+use head::{Rewind, Sniffed};
+
+mod head;
+mod stream;
 
 /// The longest shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -110,10 +124,15 @@ pub async fn serve(
         .keep_alive_interval(Some(limits.http2_keep_alive))
         .keep_alive_timeout(limits.http2_keep_alive)
         .max_concurrent_streams(limits.http2_max_concurrent_streams);
-    let builder = Arc::new(builder);
-    // Requests whose response head is not out yet: shutdown waits for these, not for idle
-    // keep-alive connections (which would hold it for a whole header timeout).
-    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        router,
+        builder,
+        limits,
+        in_flight: Arc::new(AtomicUsize::new(0)),
+    });
+    // Tells the raw event streams (and connections still reading their first head) to end;
+    // shutdown waits until every receiver is gone.
+    let (stop, stop_receiver) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -136,59 +155,142 @@ pub async fn serve(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::warn!(%error, "cannot set TCP_NODELAY");
         }
-        let router = router.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let connection = Connection {
+            shared: shared.clone(),
+            watcher: graceful.watcher(),
+            stop: stop_receiver.clone(),
+        };
         let metrics = metrics.clone();
-        let in_flight = in_flight.clone();
         tokio::spawn(async move {
             let _slot = slot;
             metrics.open.inc();
             let _open = scopeguard(|| metrics.open.dec());
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(limits.first_byte_timeout, tcp.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-            let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                let answer = router.clone().oneshot(request.map(Body::new));
-                let in_flight = in_flight.clone();
-                in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                let done = scopeguard(move || {
-                    in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                });
-                async move {
-                    let response = answer.await;
-                    drop(done);
-                    response
-                }
-            });
-            let connection = builder.serve_connection_with_upgrades(
-                TokioIo::new(tcp),
-                TowerToHyperService::new(service),
-            );
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%error, %peer, "connection ended");
-            }
+            connection.serve(tcp, peer).await;
         });
     }
     drop(listener);
+    drop(stop_receiver);
+    stop.send_replace(true);
+    let in_flight = shared.in_flight.clone();
     let requests_done = async {
         let started = tokio::time::Instant::now();
-        while in_flight.load(std::sync::atomic::Ordering::Acquire) > 0
-            && started.elapsed() < SHUTDOWN_GRACE
-        {
+        while in_flight.load(Ordering::Acquire) > 0 && started.elapsed() < SHUTDOWN_GRACE {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     // Every connection is told to finish; return once they have, or once no request is
-    // waiting for its answer (idle keep-alive connections are then simply closed).
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = requests_done => {}
-    }
+    // waiting for its answer (idle keep-alive connections are then simply closed) and every
+    // raw event stream has ended.
+    let hyper_done = async {
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = requests_done => {}
+        }
+    };
+    let raw_done = tokio::time::timeout(SHUTDOWN_GRACE, stop.closed());
+    let _ = tokio::join!(hyper_done, raw_done);
     Ok(())
+}
+
+/// What every connection of one server shares.
+struct Shared {
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    /// Requests whose response head is not out yet: shutdown waits for these, not for idle
+    /// keep-alive connections (which would hold it for a whole header timeout).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One accepted connection, before it is known whose it is: hyper's, or the raw event stream's.
+struct Connection {
+    shared: Arc<Shared>,
+    watcher: Watcher,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(self, mut tcp: TcpStream, peer: SocketAddr) {
+        let Connection {
+            shared,
+            watcher,
+            mut stop,
+        } = self;
+        // Boxed: the timers and the read of the first head are large, and an idle watcher
+        // needs none of them.
+        let sniffed = Box::pin(first_head(&mut tcp, shared.limits, &mut stop)).await;
+        match sniffed {
+            Sniffed::Closed => {}
+            Sniffed::EventStream(mut request) => {
+                // Only hyper's connections are its graceful shutdown's to wait for.
+                drop(watcher);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let served = stream::serve(
+                    tcp,
+                    request,
+                    shared.router.clone(),
+                    shared.in_flight.clone(),
+                    stop,
+                );
+                if let Err(error) = served.await {
+                    tracing::debug!(%error, %peer, "event stream ended");
+                }
+            }
+            Sniffed::Other(prefix) => {
+                drop(stop);
+                // Boxed: hyper's connection future is large, and only its connections need it.
+                Box::pin(serve_hyper(shared, watcher, Rewind::new(prefix, tcp), peer)).await;
+            }
+        }
+    }
+}
+
+/// The connection's first head, read within the limits; `Closed` also when the server stops
+/// first.
+async fn first_head(
+    tcp: &mut TcpStream,
+    limits: Limits,
+    stop: &mut watch::Receiver<bool>,
+) -> Sniffed {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.first_byte_timeout, tcp.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return Sniffed::Closed,
+    }
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|stop| *stop) => Sniffed::Closed,
+        // hyper closes a head that takes too long the same way.
+        sniffed = tokio::time::timeout(limits.header_read_timeout, head::sniff(tcp)) => {
+            sniffed.unwrap_or(Sniffed::Closed)
+        }
+    }
+}
+
+/// Serves the connection with hyper (HTTP/1.1 with keep-alive and pipelining, or h2c).
+async fn serve_hyper(shared: Arc<Shared>, watcher: Watcher, io: Rewind, peer: SocketAddr) {
+    let router = shared.router.clone();
+    let in_flight = shared.in_flight.clone();
+    let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let answer = router.clone().oneshot(request.map(Body::new));
+        let in_flight = in_flight.clone();
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let done = scopeguard(move || {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
+        async move {
+            let response = answer.await;
+            drop(done);
+            response
+        }
+    });
+    let connection = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    if let Err(error) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(%error, %peer, "connection ended");
+    }
 }
 
 /// Runs `f` when dropped.
@@ -255,8 +357,6 @@ mod tests {
         }
     }
 
-    use std::net::SocketAddr;
-
     #[tokio::test]
     async fn silent_half_sent_and_idle_connections_are_closed() {
         let limits = Limits {
@@ -287,6 +387,31 @@ mod tests {
             "{text}"
         );
         closed_within(&mut idle, Duration::from_secs(5)).await;
+    }
+
+    /// Issue 14: an idle SSE watcher is its connection's task (plus its socket and response
+    /// body), so the task's future must stay small: the first head's read, the router call and
+    /// hyper's connection are boxed, and gone by the time the watcher idles.
+    #[tokio::test]
+    async fn a_connection_task_is_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (_stop, stop) = watch::channel(false);
+        let connection = Connection {
+            shared: Arc::new(Shared {
+                router: Router::new(),
+                builder: auto::Builder::new(TokioExecutor::new()),
+                limits: Limits::default(),
+                in_flight: Arc::default(),
+            }),
+            watcher: GracefulShutdown::new().watcher(),
+            stop,
+        };
+        let task = connection.serve(tcp, addr);
+        let size = std::mem::size_of_val(&task);
+        eprintln!("connection task future: {size} bytes");
+        assert!(size <= 1024, "{size} bytes");
     }
 
     #[tokio::test]

@@ -246,24 +246,27 @@ impl Connection {
 }
 
 /// The connection's first head, read within the limits; `Closed` also when the server stops
-/// first.
+/// first (a connection that has sent nothing yet must not hold up shutdown).
 async fn first_head(
     tcp: &mut TcpStream,
     limits: Limits,
     stop: &mut watch::Receiver<bool>,
 ) -> Sniffed {
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(limits.first_byte_timeout, tcp.peek(&mut first)).await {
-        Ok(Ok(n)) if n > 0 => {}
-        _ => return Sniffed::Closed,
-    }
+    let read = async {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(limits.first_byte_timeout, tcp.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return Sniffed::Closed,
+        }
+        // hyper closes a head that takes too long the same way.
+        tokio::time::timeout(limits.header_read_timeout, head::sniff(tcp))
+            .await
+            .unwrap_or(Sniffed::Closed)
+    };
     tokio::select! {
         biased;
         _ = stop.wait_for(|stop| *stop) => Sniffed::Closed,
-        // hyper closes a head that takes too long the same way.
-        sniffed = tokio::time::timeout(limits.header_read_timeout, head::sniff(tcp)) => {
-            sniffed.unwrap_or(Sniffed::Closed)
-        }
+        sniffed = read => sniffed,
     }
 }
 

@@ -35,6 +35,14 @@ struct Server {
 
 /// `/events` streams what the test sends (401 without `Authorization`); `/who` answers the peer.
 async fn start() -> Server {
+    start_with(Limits {
+        header_read_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    })
+    .await
+}
+
+async fn start_with(limits: Limits) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let metrics = ConnectionMetrics::register(&Registry::new(), "test").unwrap();
@@ -53,10 +61,7 @@ async fn start() -> Server {
         async {
             let _ = stopped.await;
         },
-        Limits {
-            header_read_timeout: Duration::from_secs(5),
-            ..Limits::default()
-        },
+        limits,
         metrics.clone(),
     ));
     Server {
@@ -280,4 +285,39 @@ async fn shutdown_ends_open_event_streams() {
         .expect("serve returns once the stream ended")
         .unwrap()
         .unwrap();
+}
+
+/// A connection that has sent nothing yet (a client's pool opening one ahead) waited for its
+/// first byte through shutdown, and held it up for the whole first-byte timeout: a `setpoint`
+/// edge then missed its 10 s to exit after SIGTERM (caught by `faults.rs`).
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_a_connection_that_sent_nothing() {
+    let mut server = start_with(Limits {
+        first_byte_timeout: Duration::from_secs(600),
+        header_read_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /events?watch=true HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let metrics = server.metrics.clone();
+    wait_until("both are open", || metrics.open.get() == 2).await;
+    server.stop.take().unwrap().send(()).unwrap();
+    // Well within the 30 s the server gives streams to end, let alone the first-byte timeout.
+    tokio::time::timeout(Duration::from_secs(20), server.served)
+        .await
+        .expect("serve returns without waiting for the silent connections")
+        .unwrap()
+        .unwrap();
+    // Closed without an answer (reset when the half head was still unread).
+    for tcp in [&mut silent, &mut half] {
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buffer))
+            .await
+            .expect("the server closes it");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
 }

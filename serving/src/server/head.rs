@@ -204,7 +204,37 @@ impl AsyncWrite for Rewind {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever a client sends, judging it never panics, and a head that is not all there
+        /// yet is never taken for anything.
+        #[test]
+        fn any_bytes_are_judged_without_panicking(
+            get in any::<bool>(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            // Half the inputs start as an event-stream head would, so the parser sees them.
+            let mut input = if get {
+                b"GET /a?watch=true HTTP/1.1\r\n".to_vec()
+            } else {
+                Vec::new()
+            };
+            input.extend_from_slice(&bytes);
+            let _ = judge(&input);
+        }
+
+        #[test]
+        fn every_prefix_of_an_event_stream_head_waits_for_the_rest(cut in 1usize..200) {
+            let head = b"GET /api/config/app?watch=true&env=prod HTTP/1.1\r\nHost: edge\r\n\
+                Authorization: Bearer sp_0123456789\r\nAccept: text/event-stream\r\n\r\n";
+            let cut = cut.min(head.len() - 1);
+            prop_assert!(matches!(judge(&head[..cut]), Judged::NeedMore), "{cut}");
+            prop_assert!(matches!(judge(head), Judged::EventStream(_)));
+        }
+    }
 
     fn is_event_stream(head: &str) -> bool {
         matches!(judge(head.as_bytes()), Judged::EventStream(_))

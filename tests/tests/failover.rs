@@ -94,6 +94,23 @@ impl Writer {
     }
 }
 
+/// An edge replicating from `writers`, in that order of preference.
+async fn start_edge(id: &str, writers: [&Writer; 2], certs: &Certs, dir: &Path) -> SetpointProcess {
+    let mut args: Vec<String> = vec![
+        "edge".into(),
+        "--id".into(),
+        id.into(),
+        "--writer".into(),
+        format!("{},{}", writers[0].addr, writers[1].addr),
+        "--data-dir".into(),
+        dir.join("edge").to_str().unwrap().into(),
+    ];
+    args.extend(certs.args("edge"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let addr = format!("127.0.0.1:{}", free_port());
+    SetpointProcess::start_on(&args, &addr, dir).await
+}
+
 async fn readyz(http: &reqwest::Client, base: &str) -> Value {
     match http.get(format!("{base}/readyz")).send().await {
         Ok(response) => response.json().await.unwrap_or(Value::Null),
@@ -314,19 +331,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let (leader, standby) = elect(&http, a, b).await;
 
     // An edge given both replicas, the leader first.
-    let edge_addr = format!("127.0.0.1:{}", free_port());
-    let mut edge_args: Vec<String> = vec![
-        "edge".into(),
-        "--id".into(),
-        "edge-failover".into(),
-        "--writer".into(),
-        format!("{},{}", leader.addr, standby.addr),
-        "--data-dir".into(),
-        dir.path().join("edge").to_str().unwrap().into(),
-    ];
-    edge_args.extend(certs.args("edge"));
-    let edge_args: Vec<&str> = edge_args.iter().map(String::as_str).collect();
-    let edge = SetpointProcess::start_on(&edge_args, &edge_addr, dir.path()).await;
+    let edge = start_edge("edge-failover", [&leader, &standby], &certs, dir.path()).await;
     let edge_ready = wait_until(Duration::from_secs(20), || async {
         reqwest::get(format!("{}/readyz", edge.base()))
             .await
@@ -463,19 +468,13 @@ async fn an_edge_listing_the_standby_first_moves_to_the_leader_and_follows_a_tak
     let a = Writer::start("writer-a", &etcd, Some(&certs), dir.path()).await;
     let b = Writer::start("writer-b", &etcd, Some(&certs), dir.path()).await;
     let (leader, standby) = elect(&http, a, b).await;
-    let edge_addr = format!("127.0.0.1:{}", free_port());
-    let mut edge_args: Vec<String> = vec![
-        "edge".into(),
-        "--id".into(),
-        "edge-standby-first".into(),
-        "--writer".into(),
-        format!("{},{}", standby.addr, leader.addr),
-        "--data-dir".into(),
-        dir.path().join("edge").to_str().unwrap().into(),
-    ];
-    edge_args.extend(certs.args("edge"));
-    let edge_args: Vec<&str> = edge_args.iter().map(String::as_str).collect();
-    let edge = SetpointProcess::start_on(&edge_args, &edge_addr, dir.path()).await;
+    let edge = start_edge(
+        "edge-standby-first",
+        [&standby, &leader],
+        &certs,
+        dir.path(),
+    )
+    .await;
     let health = || async {
         match reqwest::get(format!("{}/healthz", edge.base())).await {
             Ok(response) => response.json::<Value>().await.unwrap_or(Value::Null),

@@ -594,9 +594,10 @@ async fn a_leaf_below_a_relay_cut_off_from_the_writer_is_stale_and_moves_to_a_fr
         })
         .await
     );
-    // Mid, with nowhere to go, stays stale and says so; its staleness keeps growing.
+    // Mid, with nowhere to go, stays stale and says so, counting from its last word from top.
     let health = healthz(&mid).await;
     assert_eq!(health["stale"], json!(true), "{health}");
+    assert!(health["staleness_seconds"].as_f64() > Some(0.0), "{health}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

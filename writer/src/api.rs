@@ -182,6 +182,37 @@ pub struct EdgeBody {
     pub gossip_addr: Option<String>,
 }
 
+impl EdgeBody {
+    /// An edge as a replication link knows it (no gossip yet): `state` from the link.
+    fn replicating(
+        id: String,
+        address: String,
+        region: String,
+        connected: bool,
+        applied_revision: i64,
+        lag: i64,
+        upstream: String,
+    ) -> EdgeBody {
+        EdgeBody {
+            id,
+            address,
+            region,
+            state: if connected { "alive" } else { "down" },
+            replication: if connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            applied_revision: Some(applied_revision),
+            lag: Some(lag),
+            remote_addr: None,
+            upstream: Some(upstream),
+            hop_mean_ms: None,
+            gossip_addr: None,
+        }
+    }
+}
+
 /// This writer: its id, role (`leader` or `standby`) and the leader's URL when known.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct WriterBody {
@@ -212,26 +243,19 @@ pub async fn edges(
     if let Some(replication) = &state.replication {
         for edge in replication.edges() {
             let lag = replication.lag(&edge);
-            edges.insert(
-                edge.id.clone(),
-                EdgeBody {
-                    id: edge.id,
-                    address: edge.http_addr,
-                    region: edge.region,
-                    state: if edge.connected { "alive" } else { "down" },
-                    replication: if edge.connected {
-                        "connected"
-                    } else {
-                        "disconnected"
-                    },
-                    applied_revision: Some(edge.applied_revision),
-                    lag: Some(lag),
-                    remote_addr: Some(edge.remote_addr.to_string()),
-                    upstream: Some(state.leadership.me().id.clone()),
-                    hop_mean_ms: None,
-                    gossip_addr: None,
-                },
-            );
+            let body = EdgeBody {
+                remote_addr: Some(edge.remote_addr.to_string()),
+                ..EdgeBody::replicating(
+                    edge.id.clone(),
+                    edge.http_addr,
+                    edge.region,
+                    edge.connected,
+                    edge.applied_revision,
+                    lag,
+                    state.leadership.me().id.clone(),
+                )
+            };
+            edges.insert(edge.id, body);
         }
         for edge in replication.relayed_edges() {
             // An edge listed twice (it failed over, and a relay still remembers it): the
@@ -243,27 +267,20 @@ pub async fn edges(
                 continue;
             }
             let lag = (replication.feed().config_revision() - edge.applied_revision).max(0);
-            edges.insert(
-                edge.id.clone(),
-                EdgeBody {
-                    id: edge.id,
-                    address: edge.http_addr,
-                    region: edge.region,
-                    state: if edge.connected { "alive" } else { "down" },
-                    replication: if edge.connected {
-                        "connected"
-                    } else {
-                        "disconnected"
-                    },
-                    applied_revision: Some(edge.applied_revision),
-                    lag: Some(lag),
-                    remote_addr: None,
-                    upstream: Some(edge.upstream),
-                    hop_mean_ms: (edge.hop_acked > 0)
-                        .then(|| edge.hop_micros as f64 / edge.hop_acked as f64 / 1000.0),
-                    gossip_addr: None,
-                },
-            );
+            let body = EdgeBody {
+                hop_mean_ms: (edge.hop_acked > 0)
+                    .then(|| edge.hop_micros as f64 / edge.hop_acked as f64 / 1000.0),
+                ..EdgeBody::replicating(
+                    edge.id.clone(),
+                    edge.http_addr,
+                    edge.region,
+                    edge.connected,
+                    edge.applied_revision,
+                    lag,
+                    edge.upstream,
+                )
+            };
+            edges.insert(edge.id, body);
         }
     }
     if let Some(gossip) = &state.gossip {

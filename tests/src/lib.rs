@@ -24,6 +24,7 @@ pub mod conformance;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod history;
+pub mod session;
 pub mod sse;
 pub mod writer;
 

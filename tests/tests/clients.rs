@@ -7,78 +7,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use setpoint_proto::edge::v1 as pb;
-use setpoint_proto::edge::v1::client_message::Kind as Up;
-use setpoint_proto::edge::v1::edge_client::EdgeClient;
-use setpoint_proto::edge::v1::server_message::Kind as Down;
 use setpoint_tests::binary::SetpointProcess;
+use setpoint_tests::session::{Hello, Session};
 use setpoint_tests::wait_until;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-
-struct Session {
-    up: mpsc::Sender<pb::ClientMessage>,
-    down: tonic::Streaming<pb::ServerMessage>,
-}
-
-impl Session {
-    async fn open(base: &str, id: &str, prefixes: &[&str], token: Option<&str>) -> Session {
-        let mut grpc = EdgeClient::connect(base.to_owned()).await.unwrap();
-        let (up, rx) = mpsc::channel(16);
-        up.send(pb::ClientMessage {
-            kind: Some(Up::Hello(pb::ClientHello {
-                instance_id: id.into(),
-                env: None,
-                prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
-                labels: [("zone".to_owned(), "eu-1".to_owned())].into(),
-                sdk: "test".into(),
-                sdk_version: "0.0.1".into(),
-                from_revision: None,
-                resolve: false,
-            })),
-        })
-        .await
-        .unwrap();
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
-        let down = grpc.session(request).await.unwrap().into_inner();
-        Session { up, down }
-    }
-
-    /// The next update (skipping the start and heartbeats).
-    async fn update(&mut self) -> pb::WatchResponse {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), self.down.message())
-                .await
-                .expect("an update within 10 s")
-                .unwrap()
-                .unwrap();
-            if let Some(Down::Update(update)) = message.kind {
-                return update;
-            }
-        }
-    }
-
-    async fn receipt(&self, revision: i64, nack: Option<(&str, &str)>) {
-        let failures = nack
-            .map(|(path, error)| pb::Nack {
-                path: path.into(),
-                error: error.into(),
-            })
-            .into_iter()
-            .collect();
-        self.up
-            .send(pb::ClientMessage {
-                kind: Some(Up::Receipt(pb::Receipt { revision, failures })),
-            })
-            .await
-            .unwrap();
-    }
-}
 
 async fn get(http: &reqwest::Client, url: &str, key: Option<&str>) -> (u16, Value) {
     let mut request = http.get(url);
@@ -112,15 +43,14 @@ async fn sessions_appear_in_api_clients_with_receipts_nacks_filters_and_disconne
     let http = reqwest::Client::new();
     let first = put(&http, &base, "/myapp/db/host", json!("db1")).await;
 
-    let mut session = Session::open(&base, "app-1", &["/myapp"], None).await;
-    let reset = session.update().await;
-    assert!(reset.reset);
-    // The edge may apply the first write a moment after the writer acknowledged it: the session
-    // then starts before it and gets it as its first update.
-    let mut synced = reset.revision;
-    while synced < first {
-        synced = session.update().await.revision;
-    }
+    let hello = Hello {
+        instance_id: "app-1",
+        env: None,
+        prefixes: &["/myapp"],
+        labels: &[("zone", "eu-1")],
+    };
+    let mut session = Session::open(&base, hello, None).await;
+    let synced = session.sync_to(first).await;
     session.receipt(synced, None).await;
     let clients = format!("{base}/api/clients");
     let listed = wait_until(Duration::from_secs(10), || async {

@@ -18,16 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use setpoint_proto::edge::v1 as pb;
-use setpoint_proto::edge::v1::client_message::Kind as Up;
-use setpoint_proto::edge::v1::edge_client::EdgeClient;
-use setpoint_proto::edge::v1::server_message::Kind as Down;
 use setpoint_tests::binary::{Certs, SetpointProcess};
 use setpoint_tests::etcd::EtcdServer;
+use setpoint_tests::session::{Hello, Session};
 use setpoint_tests::writer::{client_with_key, test_admin_key};
 use setpoint_tests::{free_port, wait_until};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// Generous for two loaded cores.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -175,67 +170,13 @@ fn dashboard_exprs(dashboard: &Value) -> Vec<String> {
     out
 }
 
-struct Session {
-    up: mpsc::Sender<pb::ClientMessage>,
-    down: tonic::Streaming<pb::ServerMessage>,
-}
-
-impl Session {
-    async fn open(base: &str, id: &str, prefixes: &[&str], token: Option<&str>) -> Session {
-        let mut grpc = EdgeClient::connect(base.to_owned()).await.unwrap();
-        let (up, rx) = mpsc::channel(16);
-        up.send(pb::ClientMessage {
-            kind: Some(Up::Hello(pb::ClientHello {
-                instance_id: id.into(),
-                env: Some("prod".into()),
-                prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
-                labels: Default::default(),
-                sdk: "test".into(),
-                sdk_version: "0.0.1".into(),
-                from_revision: None,
-                resolve: false,
-            })),
-        })
-        .await
-        .unwrap();
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-        }
-        let down = grpc.session(request).await.unwrap().into_inner();
-        Session { up, down }
-    }
-
-    /// The next update (skipping the start and heartbeats).
-    async fn update(&mut self) -> pb::WatchResponse {
-        loop {
-            let message = tokio::time::timeout(PATIENCE, self.down.message())
-                .await
-                .expect("an update in time")
-                .unwrap()
-                .unwrap();
-            if let Some(Down::Update(update)) = message.kind {
-                return update;
-            }
-        }
-    }
-
-    async fn receipt(&self, revision: i64, nack: Option<(&str, &str)>) {
-        let failures = nack
-            .map(|(path, error)| pb::Nack {
-                path: path.into(),
-                error: error.into(),
-            })
-            .into_iter()
-            .collect();
-        self.up
-            .send(pb::ClientMessage {
-                kind: Some(Up::Receipt(pb::Receipt { revision, failures })),
-            })
-            .await
-            .unwrap();
+/// A session of instance `id` in environment `prod`, watching `prefixes`.
+fn prod<'a>(id: &'a str, prefixes: &'a [&'a str]) -> Hello<'a> {
+    Hello {
+        instance_id: id,
+        env: Some("prod"),
+        prefixes,
+        labels: &[],
     }
 }
 
@@ -312,10 +253,10 @@ async fn live_metrics_pass_promtool_and_hold_every_metric_the_rules_and_dashboar
 
     // What makes every labelled metric appear: a commit the edge acknowledges, a client session
     // that applies one change and refuses another, refused keys on both, an audit verification.
-    put(&http, &wbase, "/mon/db/host", json!("db1")).await;
-    let mut session = Session::open(&ebase, "mon-app-1", &["/mon"], Some(&key)).await;
-    let reset = session.update().await;
-    session.receipt(reset.revision, None).await;
+    let first = put(&http, &wbase, "/mon/db/host", json!("db1")).await;
+    let mut session = Session::open(&ebase, prod("mon-app-1", &["/mon"]), Some(&key)).await;
+    let synced = session.sync_to(first).await;
+    session.receipt(synced, None).await;
     let revision = put(&http, &wbase, "/mon/db/host", json!("db2")).await;
     let update = session.update().await;
     assert_eq!(update.revision, revision);
@@ -426,10 +367,10 @@ async fn receiver() -> (String, Arc<Mutex<Received>>) {
 
 /// A session `id` watching `/shop` on `base`, its first update acknowledged, once the writer
 /// lists it as connected.
-async fn listed_session(http: &reqwest::Client, base: &str, id: &str) -> Session {
-    let mut session = Session::open(base, id, &["/shop"], None).await;
-    let reset = session.update().await;
-    session.receipt(reset.revision, None).await;
+async fn listed_session(http: &reqwest::Client, base: &str, id: &str, since: i64) -> Session {
+    let mut session = Session::open(base, prod(id, &["/shop"]), None).await;
+    let synced = session.sync_to(since).await;
+    session.receipt(synced, None).await;
     let listed = wait_until(PATIENCE, || async {
         let body: Value = http
             .get(format!("{base}/api/clients/{id}"))
@@ -585,8 +526,8 @@ async fn the_webhook_speaks_https_verified_against_the_given_ca() {
     // A client comes and goes: ClientDisconnected fires and is sent to the webhook.
     let fire = |base: String| async move {
         let http = reqwest::Client::new();
-        put(&http, &base, "/shop/flags", json!({"on": false})).await;
-        let session = listed_session(&http, &base, "shop-1").await;
+        let written = put(&http, &base, "/shop/flags", json!({"on": false})).await;
+        let session = listed_session(&http, &base, "shop-1", written).await;
         drop(session);
         let fired = wait_until(PATIENCE, || async {
             alerts(&http, &base)
@@ -661,9 +602,9 @@ async fn a_client_gone_past_the_grace_fires_to_the_webhook_with_retries_and_reso
     .await;
     let base = dev.base();
     let http = reqwest::Client::new();
-    put(&http, &base, "/shop/flags", json!({"new_cart": false})).await;
+    let written = put(&http, &base, "/shop/flags", json!({"new_cart": false})).await;
 
-    let session = listed_session(&http, &base, "shop-1").await;
+    let session = listed_session(&http, &base, "shop-1", written).await;
     assert!(
         alerts(&http, &base).await.is_empty(),
         "nothing fires while it is connected"
@@ -712,9 +653,9 @@ async fn a_client_gone_past_the_grace_fires_to_the_webhook_with_retries_and_reso
     }
 
     // The instance comes back: the alert resolves, and the webhook hears it.
-    let mut back = Session::open(&base, "shop-1", &["/shop"], None).await;
-    let reset = back.update().await;
-    back.receipt(reset.revision, None).await;
+    let mut back = Session::open(&base, prod("shop-1", &["/shop"]), None).await;
+    let synced = back.sync_to(0).await;
+    back.receipt(synced, None).await;
     let resolved = wait_until(PATIENCE, || async {
         received
             .lock()
@@ -768,16 +709,16 @@ async fn fleet_gauges_read_zero_while_listed_and_go_when_the_client_is_forgotten
     .await;
     let base = dev.base();
     let http = reqwest::Client::new();
-    put(&http, &base, "/gauge/a", json!(1)).await;
+    let written = put(&http, &base, "/gauge/a", json!(1)).await;
     let connected = "setpoint_fleet_clients{edge=\"dev-edge\",env=\"prod\",status=\"connected\"}";
     let disconnected =
         "setpoint_fleet_clients{edge=\"dev-edge\",env=\"prod\",status=\"disconnected\"}";
     let prefix = "setpoint_fleet_prefix_clients{prefix=\"/gauge\"}";
     let metrics = || async { text(&http, &format!("{base}/metrics")).await };
 
-    let mut session = Session::open(&base, "gauge-1", &["/gauge"], None).await;
-    let reset = session.update().await;
-    session.receipt(reset.revision, None).await;
+    let mut session = Session::open(&base, prod("gauge-1", &["/gauge"]), None).await;
+    let synced = session.sync_to(written).await;
+    session.receipt(synced, None).await;
     let counted = wait_until(PATIENCE, || async {
         let m = metrics().await;
         m.contains(&format!("{connected} 1"))

@@ -18,6 +18,8 @@ use setpoint_core::auth::{Account, Action, Grant, new_key};
 use setpoint_core::snapshot::{Entry, Snapshot};
 use setpoint_core::{ConfigPath, Format, ParsedValue};
 
+use crate::process::rss_kib;
+
 #[derive(Debug, Args)]
 pub struct ColdstartArgs {
     /// Configs in the snapshot.
@@ -48,14 +50,6 @@ fn entry(path: &str, value: serde_json::Value) -> anyhow::Result<Entry> {
         revision: 1,
         updated_at: "2026-01-01T00:00:00Z".to_owned(),
     })
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 pub async fn run(args: ColdstartArgs) -> anyhow::Result<()> {

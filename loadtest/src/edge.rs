@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::ApiKey;
 use crate::drive::{closed_loop, open_loop};
+use crate::process::{cpu_seconds, own_cpu_seconds, rss_kib};
 use crate::report::Report;
 
 #[derive(Debug, Args)]
@@ -218,12 +219,6 @@ async fn seed(http: &reqwest::Client, args: &EdgeArgs, run: u32) -> anyhow::Resu
     anyhow::bail!("the edge did not serve the seeded configs within 30 s")
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Opens the SSE watchers, then writes one config at a time and times the last notification.
 async fn watchers(
     http: &reqwest::Client,
@@ -343,6 +338,7 @@ async fn watchers(
 
     let mut lasts = Vec::new();
     let mut notified_counts = Vec::new();
+    let cpu_before = (args.edge_pid.and_then(cpu_seconds), own_cpu_seconds());
     for i in 0..args.watch_writes {
         let sent = Instant::now();
         // In an environment, odd writes add an override (of a key of their own, so that no
@@ -374,6 +370,7 @@ async fn watchers(
         notified_counts.push(seen);
         lasts.push(last - sent);
     }
+    let cpu_after = (args.edge_pid.and_then(cpu_seconds), own_cpu_seconds());
     let mut report = Report {
         ok: lasts.len(),
         errors: 0,
@@ -388,6 +385,20 @@ async fn watchers(
         Report::percentile_ms(&report.latencies, 0.5),
         Report::percentile_ms(&report.latencies, 0.99),
         Report::percentile_ms(&report.latencies, 1.0),
+    );
+    // Where the two cores went during the writes: the edge's share is what a fleet whose
+    // clients run elsewhere would see; the watchers' own decoding runs in this process.
+    let writes = args.watch_writes.max(1) as f64;
+    let per_write = |before: Option<f64>, after: Option<f64>| {
+        before
+            .zip(after)
+            .map(|(b, a)| format!("{:.1} ms", (a - b) * 1000.0 / writes))
+            .unwrap_or_else(|| "unknown".to_owned())
+    };
+    println!(
+        "CPU per write: edge {}, loadtest client ({opened} watchers' side) {}",
+        per_write(cpu_before.0, cpu_after.0),
+        per_write(cpu_before.1, cpu_after.1),
     );
     Ok(())
 }

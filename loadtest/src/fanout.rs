@@ -21,6 +21,7 @@ use setpoint_proto::frames::{self, Frame};
 use tokio::io::BufReader;
 
 use crate::ApiKey;
+use crate::process;
 use crate::report::Report;
 
 #[derive(Debug, Args)]
@@ -71,23 +72,9 @@ struct Arrivals {
     synced: usize,
 }
 
-/// CPU seconds (user + system) and resident kB of a process, from /proc.
+/// CPU seconds (user + system) and resident KiB of a process, from /proc.
 fn usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), counting from field 3.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    // Linux reports CPU time in USER_HZ, 100 per second on every common configuration.
-    Some((ticks / 100.0, rss))
+    Some((process::cpu_seconds(pid)?, process::rss_kib(pid)?))
 }
 
 fn usages(pids: &[(String, u32)]) -> Vec<Option<(f64, u64)>> {

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use setpoint_sdk::{Client, Options};
 
 use crate::ApiKey;
+use crate::process::rss_kib;
 
 #[derive(Debug, Args)]
 pub struct SessionsArgs {
@@ -56,12 +57,6 @@ struct Write {
     value: String,
     sent: Instant,
     arrivals: Mutex<Vec<Duration>>,
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

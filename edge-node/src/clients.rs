@@ -177,6 +177,9 @@ struct Slot {
     session: u64,
     /// Delivered revisions not yet acknowledged: (revision, when delivered).
     pending: VecDeque<(Revision, Instant)>,
+    /// Its id is in the registry's dirty set: a busy client's id is copied once per report,
+    /// not once per update and receipt.
+    dirty: bool,
 }
 
 /// What a record costs the registry: its strings, its pending queue and fixed overhead (the map
@@ -354,6 +357,7 @@ impl ClientRegistry {
             record,
             session: 0,
             pending: VecDeque::new(),
+            dirty: true,
         };
         let replaced = state.clients.get(&hello.id).map_or(0, footprint);
         if let Some(previous) = state.clients.get(&hello.id) {
@@ -391,17 +395,24 @@ impl ClientRegistry {
     /// took it over.
     fn with<T>(&self, ticket: &Ticket, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
         let mut state = self.lock();
-        let state = &mut *state;
-        let slot = state
-            .clients
+        let State {
+            clients,
+            bytes,
+            dirty,
+            ..
+        } = &mut *state;
+        let slot = clients
             .get_mut(&ticket.id)
             .filter(|s| s.session == ticket.session)?;
         let before = footprint(slot);
         let out = f(slot);
         // A receipt's error text may grow the record; the pending queue may grow or shrink.
-        state.bytes = state.bytes - before + footprint(slot);
-        state.dirty.insert(ticket.id.clone());
-        self.measured(state);
+        *bytes = *bytes - before + footprint(slot);
+        if !slot.dirty {
+            slot.dirty = true;
+            dirty.insert(ticket.id.clone());
+        }
+        self.measured(&state);
         Some(out)
     }
 
@@ -520,9 +531,10 @@ impl ClientRegistry {
         };
         let mut records = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(slot) = state.clients.get(&id) else {
+            let Some(slot) = state.clients.get_mut(&id) else {
                 continue;
             };
+            slot.dirty = false;
             records.push(slot.record.clone());
             if !slot.record.is_connected() {
                 let freed = footprint(slot);

@@ -26,10 +26,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use setpoint_core::auth::{Action, AuthError, EffectiveGrants, Grants, Principal};
@@ -295,14 +294,71 @@ fn answer(grpc: bool, error: ApiError) -> Response {
     }
 }
 
-/// The middleware: authenticates, then hands the request on with a [`Caller`] attached.
-pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: Next) -> Response {
+/// The authentication layer over the edge's router: authenticates, then hands the request on
+/// with a [`Caller`] attached; a refusal is answered here. Hand-written rather than
+/// `middleware::from_fn`: no boxed future and no copy of the inner service per request
+/// (issue 14: every read pays each layer).
+#[derive(Clone)]
+pub struct Authenticate {
+    edge: Edge,
+}
+
+impl Authenticate {
+    pub fn new(edge: Edge) -> Authenticate {
+        Authenticate { edge }
+    }
+}
+
+impl<S> tower::Layer<S> for Authenticate {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Authenticated<S> {
+        Authenticated {
+            edge: self.edge.clone(),
+            inner,
+        }
+    }
+}
+
+/// A service behind [`Authenticate`].
+#[derive(Clone)]
+pub struct Authenticated<S> {
+    edge: Edge,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Authenticated<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match admit(&self.edge, &mut request) {
+            None => futures::future::Either::Right(self.inner.call(request)),
+            Some(refusal) => futures::future::Either::Left(std::future::ready(Ok(refusal))),
+        }
+    }
+}
+
+/// Attaches the [`Caller`] to `request`; the refusal when it has none.
+fn admit(edge: &Edge, request: &mut Request) -> Option<Response> {
     let auth = edge.auth();
     if auth.is_public(request.uri().path()) {
-        return next.run(request).await;
+        return None;
     }
     let grpc = is_grpc(request.headers());
-    let peer = setpoint_serving::auth::peer(&request);
+    let peer = setpoint_serving::auth::peer(request);
     let source = peer.map(|p| p.ip());
     let now = unix_now();
     // The key first: only a failed authentication is counted against the source or refused
@@ -310,24 +366,24 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
     let caller = match auth.credentials(request.headers(), source) {
         Credentials::Key(token) => {
             if !edge.holder().is_ready() {
-                return answer(
+                return Some(answer(
                     grpc,
                     ApiError::new(
                         ErrorCode::StoreUnavailable,
                         "this edge has no snapshot yet, so it cannot check API keys; retry shortly",
                     ),
-                );
+                ));
             }
             match auth
                 .accounts
-                .authenticate_shared(&edge.holder().current(), token, now)
+                .authenticate_shared(&edge.holder().load(), token, now)
             {
                 Ok(principal) => Caller {
                     principal,
                     token: Some(token.into()),
                     peer,
                 },
-                Err(reason) => return refuse(&edge, source, reason, grpc),
+                Err(reason) => return Some(refuse(edge, source, reason, grpc)),
             }
         }
         Credentials::Anonymous => Caller {
@@ -335,11 +391,11 @@ pub async fn authenticate(State(edge): State<Edge>, mut request: Request, next: 
             token: None,
             peer,
         },
-        Credentials::Missing => return refuse(&edge, source, AuthError::Missing, grpc),
-        Credentials::Malformed => return refuse(&edge, source, AuthError::Malformed, grpc),
+        Credentials::Missing => return Some(refuse(edge, source, AuthError::Missing, grpc)),
+        Credentials::Malformed => return Some(refuse(edge, source, AuthError::Malformed, grpc)),
     };
     request.extensions_mut().insert(caller);
-    next.run(request).await
+    None
 }
 
 fn refuse(edge: &Edge, source: Option<IpAddr>, reason: AuthError, grpc: bool) -> Response {

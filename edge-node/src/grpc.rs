@@ -18,7 +18,6 @@
 //! watch ends with `UNAUTHENTICATED` or `PERMISSION_DENIED` when its key or grant goes away.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use setpoint_core::ConfigPath;
@@ -223,10 +222,7 @@ impl Service {
 impl Service {
     /// The snapshot a call answers from: as the instance named in its `x-setpoint-instance`
     /// metadata sees it (see [`crate::rollouts::snapshot_for`]), else the edge's own.
-    fn snapshot_for<T>(
-        &self,
-        request: &Request<T>,
-    ) -> Result<Arc<setpoint_core::snapshot::Snapshot>, Status> {
+    fn snapshot_for<T>(&self, request: &Request<T>) -> Result<crate::rollouts::Seen, Status> {
         let instance = match request.metadata().get(crate::rollouts::INSTANCE_HEADER) {
             Some(value) => Some(value.to_str().map_err(|_| {
                 Status::invalid_argument(format!(

@@ -204,6 +204,12 @@ impl SnapshotHolder {
         self.current.load_full()
     }
 
+    /// The current snapshot for the length of one request, without touching its shared
+    /// reference count (which every core's reads would otherwise contend on).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
     pub fn revision(&self) -> Revision {
         self.current.load().revision()
     }

@@ -84,10 +84,7 @@ pub fn routes(edge: Edge) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route_layer(axum::middleware::from_fn_with_state(
-            metrics,
-            setpoint_serving::metrics::track,
-        ))
+        .route_layer(setpoint_serving::metrics::Track::new(metrics))
         .with_state(edge)
 }
 

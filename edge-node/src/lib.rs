@@ -237,10 +237,7 @@ impl Edge {
     }
 
     fn authenticated(&self, router: Router) -> Router {
-        router.layer(axum::middleware::from_fn_with_state(
-            self.clone(),
-            auth::authenticate,
-        ))
+        router.layer(auth::Authenticate::new(self.clone()))
     }
 }
 

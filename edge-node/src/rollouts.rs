@@ -38,11 +38,11 @@ pub const INSTANCE_HEADER: &str = "x-setpoint-instance";
 /// The snapshot a read answers from: as `instance` sees it when one is named (the candidates of
 /// its rollout stages; its labels from its session on this edge, if it has one), else the
 /// edge's own.
-pub fn snapshot_for(edge: &Edge, instance: Option<&str>) -> Result<Arc<Snapshot>, ApiError> {
-    let snapshot = edge.holder().current();
+pub fn snapshot_for(edge: &Edge, instance: Option<&str>) -> Result<Seen, ApiError> {
     let Some(instance) = instance else {
-        return Ok(snapshot);
+        return Ok(Seen::Current(edge.holder().load()));
     };
+    let snapshot = edge.holder().current();
     if instance.is_empty()
         || instance.len() > setpoint_core::clients::MAX_FIELD_BYTES
         || instance.chars().any(char::is_control)
@@ -57,7 +57,28 @@ pub fn snapshot_for(edge: &Edge, instance: Option<&str>) -> Result<Arc<Snapshot>
         .get(instance)
         .map(|record| record.labels)
         .unwrap_or_default();
-    Ok(Arc::new(rollout::as_seen_by(&snapshot, instance, &labels)))
+    Ok(Seen::Instance(rollout::as_seen_by(
+        &snapshot, instance, &labels,
+    )))
+}
+
+/// The snapshot one read answers from (see [`snapshot_for`]).
+pub enum Seen {
+    /// The edge's own, borrowed for the request.
+    Current(arc_swap::Guard<Arc<Snapshot>>),
+    /// As one instance sees it through the rollouts it is in.
+    Instance(Snapshot),
+}
+
+impl std::ops::Deref for Seen {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        match self {
+            Seen::Current(guard) => guard,
+            Seen::Instance(snapshot) => snapshot,
+        }
+    }
 }
 
 /// One session's view of the rollouts.

@@ -10,12 +10,14 @@
 //! one map lookup by the route it matched — no label hashing inside prometheus, no allocation.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
@@ -78,18 +80,22 @@ impl RequestMetrics {
     }
 
     pub fn observe(&self, route: &str, method: &Method, status: u16, seconds: f64) {
-        let series = self.series(route, method, status);
+        if let Ok(resolved) = self.resolved.read()
+            && let Some(series) = resolved
+                .get(route)
+                .and_then(|r| r.get(&(method.clone(), status)))
+        {
+            series.requests.inc();
+            series.duration.observe(seconds);
+            return;
+        }
+        let series = self.resolve(route, method, status);
         series.requests.inc();
         series.duration.observe(seconds);
     }
 
-    fn series(&self, route: &str, method: &Method, status: u16) -> Series {
-        let key = (method.clone(), status);
-        if let Ok(resolved) = self.resolved.read()
-            && let Some(series) = resolved.get(route).and_then(|r| r.get(&key))
-        {
-            return series.clone();
-        }
+    /// The series of a label set seen for the first time, kept for the next requests.
+    fn resolve(&self, route: &str, method: &Method, status: u16) -> Series {
         let status_text = status.to_string();
         let labels = [route, method.as_str(), status_text.as_str()];
         let series = Series {
@@ -100,30 +106,99 @@ impl RequestMetrics {
             resolved
                 .entry(route.to_owned())
                 .or_default()
-                .insert(key, series.clone());
+                .insert((method.clone(), status), series.clone());
         }
         series
     }
 }
 
-/// Axum middleware (a route layer, so the route template is known) counting every request.
-pub async fn track(
-    State(metrics): State<Arc<RequestMetrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // `MatchedPath` holds an `Arc<str>`: cloning it copies no text.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.observe(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+/// The request metrics layer: put it on a router with `route_layer` (the route template is only
+/// known after routing). Hand-written rather than `middleware::from_fn`: no boxed future, no
+/// copy of the inner service, nothing allocated per request (issue 14: every layer of the read
+/// path is paid once per read).
+#[derive(Clone)]
+pub struct Track {
+    metrics: Arc<RequestMetrics>,
+}
+
+impl Track {
+    pub fn new(metrics: Arc<RequestMetrics>) -> Track {
+        Track { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for Track {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// A service whose requests are counted and timed (see [`Track`]).
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    metrics: Arc<RequestMetrics>,
+}
+
+impl<S> tower::Service<Request> for Tracked<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        TrackedFuture {
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            method: request.method().clone(),
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of a [`Tracked`] service, counted when it is ready.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        method: Method,
+        started: Instant,
+        metrics: Arc<RequestMetrics>,
+    }
+}
+
+impl<F, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            this.metrics.observe(
+                this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                this.method,
+                response.status().as_u16(),
+                this.started.elapsed().as_secs_f64(),
+            );
+        }
+        Poll::Ready(result)
+    }
 }
 
 #[cfg(test)]
@@ -141,7 +216,7 @@ mod tests {
         let metrics = Arc::new(RequestMetrics::register(&registry, "test").unwrap());
         let app = Router::new()
             .route("/items/{id}", get(|| async { "ok" }))
-            .route_layer(axum::middleware::from_fn_with_state(metrics, track));
+            .route_layer(Track::new(metrics));
         let request = Request::get("/items/42").body(Body::empty()).unwrap();
         assert_eq!(app.oneshot(request).await.unwrap().status(), 200);
         let mut text = String::new();

@@ -123,9 +123,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route_layer(middleware::from_fn_with_state(
+        .route_layer(setpoint_serving::metrics::Track::new(
             state.metrics.http.clone(),
-            setpoint_serving::metrics::track,
         ))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

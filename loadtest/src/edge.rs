@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::ApiKey;
 use crate::drive::{closed_loop, open_loop};
-use crate::process::{cpu_seconds, own_cpu_seconds, rss_kib};
+use crate::process::{CpuMark, rss_kib};
 use crate::report::Report;
 
 #[derive(Debug, Args)]
@@ -338,7 +338,7 @@ async fn watchers(
 
     let mut lasts = Vec::new();
     let mut notified_counts = Vec::new();
-    let cpu_before = (args.edge_pid.and_then(cpu_seconds), own_cpu_seconds());
+    let cpu_before = CpuMark::now(args.edge_pid);
     for i in 0..args.watch_writes {
         let sent = Instant::now();
         // In an environment, odd writes add an override (of a key of their own, so that no
@@ -370,7 +370,7 @@ async fn watchers(
         notified_counts.push(seen);
         lasts.push(last - sent);
     }
-    let cpu_after = (args.edge_pid.and_then(cpu_seconds), own_cpu_seconds());
+    let cpu_after = CpuMark::now(args.edge_pid);
     let mut report = Report {
         ok: lasts.len(),
         errors: 0,
@@ -388,17 +388,9 @@ async fn watchers(
     );
     // Where the two cores went during the writes: the edge's share is what a fleet whose
     // clients run elsewhere would see; the watchers' own decoding runs in this process.
-    let writes = args.watch_writes.max(1) as f64;
-    let per_write = |before: Option<f64>, after: Option<f64>| {
-        before
-            .zip(after)
-            .map(|(b, a)| format!("{:.1} ms", (a - b) * 1000.0 / writes))
-            .unwrap_or_else(|| "unknown".to_owned())
-    };
+    let (edge_cpu, client_cpu) = cpu_before.per(&cpu_after, args.watch_writes);
     println!(
-        "CPU per write: edge {}, loadtest client ({opened} watchers' side) {}",
-        per_write(cpu_before.0, cpu_after.0),
-        per_write(cpu_before.1, cpu_after.1),
+        "CPU per write: edge {edge_cpu}, loadtest client ({opened} watchers' side) {client_cpu}"
     );
     Ok(())
 }

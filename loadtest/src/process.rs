@@ -23,7 +23,32 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// CPU seconds (user + system) of this process.
-pub fn own_cpu_seconds() -> Option<f64> {
-    cpu_seconds(std::process::id())
+/// CPU seconds used so far by the process under test (when its PID is known) and by this one.
+pub struct CpuMark {
+    under_test: Option<f64>,
+    own: Option<f64>,
+}
+
+impl CpuMark {
+    pub fn now(under_test: Option<u32>) -> CpuMark {
+        CpuMark {
+            under_test: under_test.and_then(cpu_seconds),
+            own: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// The CPU each side used from `self` to `later`, per one of `count` operations, as text
+    /// (process under test, this process).
+    pub fn per(&self, later: &CpuMark, count: usize) -> (String, String) {
+        let per = |before: Option<f64>, after: Option<f64>| {
+            before
+                .zip(after)
+                .map(|(b, a)| format!("{:.1} ms", (a - b) * 1000.0 / count.max(1) as f64))
+                .unwrap_or_else(|| "unknown".to_owned())
+        };
+        (
+            per(self.under_test, later.under_test),
+            per(self.own, later.own),
+        )
+    }
 }

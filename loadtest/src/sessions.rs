@@ -16,7 +16,7 @@ use futures::StreamExt;
 use setpoint_sdk::{Client, Options};
 
 use crate::ApiKey;
-use crate::process::{cpu_seconds, own_cpu_seconds, rss_kib};
+use crate::process::{CpuMark, rss_kib};
 
 #[derive(Debug, Args)]
 pub struct SessionsArgs {
@@ -159,7 +159,7 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     let mut all = Vec::new();
     let mut missed = 0usize;
     let mut stable = "start".to_owned();
-    let cpu_before = (args.edge_pid.and_then(cpu_seconds), own_cpu_seconds());
+    let cpu_before = CpuMark::now(args.edge_pid);
     for w in 0..args.writes {
         stable = format!("v{w}");
         let write = Arc::new(Write {
@@ -193,7 +193,7 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
         all.extend(arrivals.iter().map(|d| d.as_secs_f64() * 1000.0));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let cpu_after = (args.edge_pid.and_then(cpu_seconds), own_cpu_seconds());
+    let cpu_after = CpuMark::now(args.edge_pid);
     last.sort_by(f64::total_cmp);
     all.sort_by(f64::total_cmp);
     println!(
@@ -211,17 +211,8 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
         last.last().copied().unwrap_or(f64::NAN)
     );
     // The writes pause 100 ms after each: that idle time (heartbeats, reports) counts too.
-    let per_write = |before: Option<f64>, after: Option<f64>| {
-        before
-            .zip(after)
-            .map(|(b, a)| format!("{:.1} ms", (a - b) * 1000.0 / args.writes.max(1) as f64))
-            .unwrap_or_else(|| "unknown".to_owned())
-    };
-    println!(
-        "CPU per write: edge {}, loadtest clients {}",
-        per_write(cpu_before.0, cpu_after.0),
-        per_write(cpu_before.1, cpu_after.1),
-    );
+    let (edge_cpu, client_cpu) = cpu_before.per(&cpu_after, args.writes);
+    println!("CPU per write: edge {edge_cpu}, loadtest clients {client_cpu}");
     if missed > 0 {
         println!("MISSED: {missed} callbacks did not arrive within 10 s of their write");
     }

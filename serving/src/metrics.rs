@@ -48,6 +48,13 @@ struct Series {
     duration: Histogram,
 }
 
+impl Series {
+    fn record(&self, seconds: f64) {
+        self.requests.inc();
+        self.duration.observe(seconds);
+    }
+}
+
 impl RequestMetrics {
     /// `{namespace}_http_requests_total` and `{namespace}_http_request_duration_seconds`,
     /// registered in `registry`.
@@ -85,13 +92,10 @@ impl RequestMetrics {
                 .get(route)
                 .and_then(|r| r.get(&(method.clone(), status)))
         {
-            series.requests.inc();
-            series.duration.observe(seconds);
+            series.record(seconds);
             return;
         }
-        let series = self.resolve(route, method, status);
-        series.requests.inc();
-        series.duration.observe(seconds);
+        self.resolve(route, method, status).record(seconds);
     }
 
     /// The series of a label set seen for the first time, kept for the next requests.

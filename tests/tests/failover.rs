@@ -481,13 +481,14 @@ async fn an_edge_listing_the_standby_first_moves_to_the_leader_and_follows_a_tak
             Err(_) => Value::Null,
         }
     };
-    let on_leader = wait_until(Duration::from_secs(30), || async {
+    // The edge follows `addr`, not as a standby's follower, and is fresh.
+    let settled_on = |addr: String| async move {
         let health = health().await;
-        health["upstream"] == json!(leader.addr)
+        health["upstream"] == json!(addr)
             && health["upstream_standby"] == json!(false)
             && health["stale"] == json!(false)
-    })
-    .await;
+    };
+    let on_leader = wait_until(Duration::from_secs(30), || settled_on(leader.addr.clone())).await;
     assert!(
         on_leader,
         "the edge never moved to the leader: {}\n{}",
@@ -514,13 +515,7 @@ async fn an_edge_listing_the_standby_first_moves_to_the_leader_and_follows_a_tak
     // The leader dies: the standby takes over and the edge follows it, no longer as a standby.
     leader.process.kill();
     assert!(wait_role(&http, &standby, "leader", LEASE_TTL + TAKEOVER_MARGIN).await);
-    let followed = wait_until(Duration::from_secs(30), || async {
-        let health = health().await;
-        health["upstream"] == json!(standby.addr)
-            && health["upstream_standby"] == json!(false)
-            && health["stale"] == json!(false)
-    })
-    .await;
+    let followed = wait_until(Duration::from_secs(30), || settled_on(standby.addr.clone())).await;
     assert!(
         followed,
         "the edge never settled on the new leader: {}\n{}",

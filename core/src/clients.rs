@@ -120,6 +120,85 @@ impl ClientRecord {
     }
 }
 
+/// What changes in a record after its session registered: the part a report carries for a
+/// client whose whole record it already sent on the same link ([`ProgressReport`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientProgress {
+    pub id: String,
+    pub last_seen_ms: i64,
+    pub disconnected_at_ms: Option<i64>,
+    pub delivered_revision: Revision,
+    pub applied_revision: Revision,
+    pub pending_since_ms: Option<i64>,
+    pub propagation_ms: Option<f64>,
+    pub end_to_end_ms: Option<f64>,
+    pub nacks: u64,
+    pub last_error: Option<ClientError>,
+}
+
+impl ClientRecord {
+    /// The changing part of the record.
+    pub fn progress(&self) -> ClientProgress {
+        ClientProgress {
+            id: self.id.clone(),
+            last_seen_ms: self.last_seen_ms,
+            disconnected_at_ms: self.disconnected_at_ms,
+            delivered_revision: self.delivered_revision,
+            applied_revision: self.applied_revision,
+            pending_since_ms: self.pending_since_ms,
+            propagation_ms: self.propagation_ms,
+            end_to_end_ms: self.end_to_end_ms,
+            nacks: self.nacks,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// Takes the changing part from `progress` (of this record's id).
+    pub fn advance(&mut self, progress: ClientProgress) {
+        self.last_seen_ms = progress.last_seen_ms;
+        self.disconnected_at_ms = progress.disconnected_at_ms;
+        self.delivered_revision = progress.delivered_revision;
+        self.applied_revision = progress.applied_revision;
+        self.pending_since_ms = progress.pending_since_ms;
+        self.propagation_ms = progress.propagation_ms;
+        self.end_to_end_ms = progress.end_to_end_ms;
+        self.nacks = progress.nacks;
+        self.last_error = progress.last_error;
+    }
+}
+
+/// What an edge tells the writer about clients whose whole record it already reported on this
+/// link: only what changed in them, a tenth of a record's bytes and no strings but the id. At
+/// 100,000 sessions each acknowledging every commit, whole records cost the edge, the link and
+/// the writer more than the commit itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    pub progress: Vec<ClientProgress>,
+}
+
+impl ProgressReport {
+    /// Checks a peer's report: bounded in entries and in every field.
+    pub fn check(&self) -> Result<(), String> {
+        if self.progress.len() > MAX_REPORT_RECORDS {
+            return Err(format!(
+                "a progress report holds {} entries; the limit is {MAX_REPORT_RECORDS}",
+                self.progress.len()
+            ));
+        }
+        for p in &self.progress {
+            if p.id.is_empty()
+                || p.id.len() > MAX_FIELD_BYTES
+                || p.last_error.as_ref().is_some_and(|e| {
+                    e.error.len() > MAX_ERROR_BYTES || e.path.len() > MAX_FIELD_BYTES
+                })
+            {
+                return Err(format!("client progress {:.64?} is out of bounds", p.id));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What an edge tells the writer about its clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientReport {
@@ -246,6 +325,18 @@ impl Fleet {
                 _ => {
                     self.clients.insert(record.id.clone(), record);
                 }
+            }
+        }
+    }
+
+    /// Folds in progress from `edge` for clients it reported whole before; entries for clients
+    /// the fleet holds on another edge (moved, or never reported) are dropped.
+    pub fn progress(&mut self, edge: &str, report: ProgressReport) {
+        for progress in report.progress {
+            if let Some(held) = self.clients.get_mut(&progress.id)
+                && held.edge == edge
+            {
+                held.advance(progress);
             }
         }
     }
@@ -378,6 +469,51 @@ mod tests {
         let held = fleet.get("a").expect("held");
         assert_eq!(held.edge, "e2");
         assert!(held.is_connected());
+    }
+
+    #[test]
+    fn progress_advances_the_edges_own_records_only() {
+        let mut fleet = Fleet::new();
+        fleet.apply("edge-a", report(true, vec![record("a", &["/app"])]), 0);
+        fleet.apply("edge-b", report(true, vec![record("b", &["/app"])]), 0);
+        let mut moved = fleet.get("a").cloned().unwrap();
+        moved.applied_revision = 42;
+        moved.delivered_revision = 43;
+        moved.pending_since_ms = Some(7);
+        moved.disconnected_at_ms = Some(9);
+        let mut foreign = fleet.get("b").cloned().unwrap();
+        foreign.applied_revision = 99;
+        let mut unknown = record("nobody", &["/app"]);
+        unknown.applied_revision = 5;
+        let progress = ProgressReport {
+            progress: vec![moved.progress(), foreign.progress(), unknown.progress()],
+        };
+        assert!(progress.check().is_ok());
+        fleet.progress("edge-a", progress);
+        let a = fleet.get("a").unwrap();
+        assert_eq!(
+            (a.applied_revision, a.delivered_revision, a.pending_since_ms),
+            (42, 43, Some(7))
+        );
+        assert!(!a.is_connected());
+        assert_eq!(a.edge, "edge-a");
+        assert_eq!(a.prefixes, vec!["/app".to_owned()], "the rest is kept");
+        assert_eq!(
+            fleet.get("b").unwrap().applied_revision,
+            10,
+            "edge-b's client"
+        );
+        assert!(fleet.get("nobody").is_none(), "progress creates no records");
+
+        let mut long = record("x", &[]).progress();
+        long.id = "x".repeat(MAX_FIELD_BYTES + 1);
+        assert!(
+            ProgressReport {
+                progress: vec![long]
+            }
+            .check()
+            .is_err()
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 use setpoint_core::Revision;
 use setpoint_core::clients::{
     ClientError, ClientKind, ClientRecord, ClientReport, MAX_ERROR_BYTES, MAX_FIELD_BYTES,
-    MAX_LABELS, MAX_PREFIXES, MAX_REPORT_RECORDS,
+    MAX_LABELS, MAX_PREFIXES, MAX_REPORT_RECORDS, ProgressReport,
 };
 
 /// Most client records one edge keeps (connected plus not yet reported disconnected).
@@ -78,16 +78,22 @@ impl Hello {
     }
 }
 
-/// A registered client's handle: which record, owned by which session.
-#[derive(Debug, Clone)]
+/// A registered client's handle: its session's record, shared with the registry, so news of
+/// the session locks that record alone and looks nothing up.
+#[derive(Clone)]
 pub struct Ticket {
-    id: String,
-    session: u64,
+    cell: Arc<Cell>,
 }
 
 impl Ticket {
     pub fn id(&self) -> &str {
-        &self.id
+        &self.cell.id
+    }
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("id", &self.cell.id).finish()
     }
 }
 
@@ -172,20 +178,38 @@ impl ClientCounters {
     }
 }
 
-struct Slot {
-    record: ClientRecord,
-    session: u64,
-    /// Delivered revisions not yet acknowledged: (revision, when delivered).
-    pending: VecDeque<(Revision, Instant)>,
-    /// Its id is in the registry's dirty set: a busy client's id is copied once per report,
-    /// not once per update and receipt.
-    dirty: bool,
+/// One session's registration, shared by the registry's map and the session's [`Ticket`].
+struct Cell {
+    id: String,
+    /// What the record's fixed parts cost (see [`fixed_footprint`]).
+    fixed: usize,
+    slot: Mutex<Slot>,
 }
 
-/// What a record costs the registry: its strings, its pending queue and fixed overhead (the map
-/// entry and its key). An estimate of the heap it holds, exact enough to bound it.
-fn footprint(slot: &Slot) -> usize {
-    let record = &slot.record;
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct Slot {
+    record: ClientRecord,
+    /// Delivered revisions not yet acknowledged: (revision, when delivered).
+    pending: VecDeque<(Revision, Instant)>,
+    /// A newer session of the instance took the record over, or it was forgotten: this
+    /// session's late news is ignored.
+    retired: bool,
+    /// In the registry's dirty list: a busy client is listed once per report, not once per
+    /// update and receipt.
+    dirty: bool,
+    /// Its whole record went out on the current report link: what changes travels as progress.
+    announced: bool,
+}
+
+/// What a record's fixed parts cost the registry: its strings and fixed overhead (the map entry
+/// and its key, the cell, a dirty-list entry). With [`variable_footprint`], an estimate of the
+/// heap a record holds, exact enough to bound it.
+fn fixed_footprint(record: &ClientRecord) -> usize {
     let strings = [
         &record.id,
         &record.edge,
@@ -203,24 +227,35 @@ fn footprint(slot: &Slot) -> usize {
         .map(|(k, v)| k.len() + v.len() + 48)
         .sum();
     let prefixes: usize = record.prefixes.iter().map(|p| p.len() + 24).sum();
-    let error = record
+    let fixed = record.id.len() + std::mem::size_of::<Cell>() + 64;
+    strings + env + labels + prefixes + fixed
+}
+
+/// What the parts that change after registration cost: the pending queue and the last error.
+fn variable_footprint(slot: &Slot) -> usize {
+    let error = slot
+        .record
         .last_error
         .as_ref()
         .map_or(0, |e| e.path.len() + e.error.len());
-    let pending = slot.pending.capacity() * std::mem::size_of::<(Revision, Instant)>();
-    // The map's key repeats the id; the slot itself and a dirty-set entry.
-    let fixed = record.id.len() + std::mem::size_of::<Slot>() + 64;
-    strings + env + labels + prefixes + error + pending + fixed
+    slot.pending.capacity() * std::mem::size_of::<(Revision, Instant)>() + error
 }
 
 #[derive(Default)]
 struct State {
-    clients: HashMap<String, Slot>,
-    /// The sum of the records' [`footprint`]s.
+    clients: HashMap<String, Arc<Cell>>,
+    /// The sum of the records' footprints.
     bytes: usize,
     /// Changed since the last report.
-    dirty: HashSet<String>,
-    next_session: u64,
+    dirty: Vec<Arc<Cell>>,
+}
+
+/// A report for the upstream: whole records (new clients, or everything after a reconnect),
+/// then the progress of clients announced before.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub whole: Vec<ClientReport>,
+    pub progress: Vec<ProgressReport>,
 }
 
 pub struct ClientRegistry {
@@ -323,16 +358,7 @@ impl ClientRegistry {
     ) -> Result<Ticket, RegisterError> {
         hello.check().map_err(RegisterError::Invalid)?;
         let now = now_ms();
-        let mut state = self.lock();
-        let state = &mut *state;
-        if state.clients.len() >= MAX_CLIENTS && !state.clients.contains_key(&hello.id) {
-            return Err(RegisterError::Full);
-        }
-        let was_connected = state
-            .clients
-            .get(&hello.id)
-            .is_some_and(|s| s.record.is_connected());
-        let record = ClientRecord {
+        let mut record = ClientRecord {
             id: hello.id.clone(),
             edge: self.edge_id.clone(),
             address: hello.address,
@@ -353,36 +379,52 @@ impl ClientRegistry {
             nacks: 0,
             last_error: None,
         };
-        let mut slot = Slot {
-            record,
-            session: 0,
-            pending: VecDeque::new(),
-            dirty: true,
-        };
-        let replaced = state.clients.get(&hello.id).map_or(0, footprint);
-        if let Some(previous) = state.clients.get(&hello.id) {
-            // What the instance did before this session is still true of it.
-            slot.record.nacks = previous.record.nacks;
-            slot.record.last_error = previous.record.last_error.clone();
+        let fixed = fixed_footprint(&record);
+        let mut state = self.lock();
+        let state = &mut *state;
+        let previous = state.clients.get(&hello.id).cloned();
+        if previous.is_none() && state.clients.len() >= MAX_CLIENTS {
+            return Err(RegisterError::Full);
         }
-        let added = footprint(&slot);
+        let mut previous_slot = previous.as_ref().map(|cell| cell.lock());
+        let (was_connected, replaced) = match &previous_slot {
+            Some(slot) => {
+                // What the instance did before this session is still true of it.
+                record.nacks = slot.record.nacks;
+                record.last_error = slot.record.last_error.clone();
+                let replaced = previous.as_ref().map_or(0, |c| c.fixed) + variable_footprint(slot);
+                (slot.record.is_connected(), replaced)
+            }
+            None => (false, 0),
+        };
+        let slot = Slot {
+            record,
+            pending: VecDeque::new(),
+            retired: false,
+            dirty: true,
+            announced: false,
+        };
+        let added = fixed + variable_footprint(&slot);
         if state.bytes - replaced + added > MAX_REGISTRY_BYTES {
             return Err(RegisterError::FullBytes);
         }
-        state.next_session += 1;
-        let session = state.next_session;
-        slot.session = session;
-        state.clients.insert(hello.id.clone(), slot);
+        if let Some(old) = previous_slot.as_mut() {
+            old.retired = true;
+        }
+        drop(previous_slot);
+        let cell = Arc::new(Cell {
+            id: hello.id,
+            fixed,
+            slot: Mutex::new(slot),
+        });
+        state.clients.insert(cell.id.clone(), cell.clone());
+        state.dirty.push(cell.clone());
         state.bytes = state.bytes - replaced + added;
         self.measured(state);
-        state.dirty.insert(hello.id.clone());
         if !was_connected {
             self.counters.connected.inc();
         }
-        Ok(Ticket {
-            id: hello.id,
-            session,
-        })
+        Ok(Ticket { cell })
     }
 
     /// Publishes the registry's size.
@@ -392,27 +434,29 @@ impl ClientRegistry {
     }
 
     /// Runs `f` on the record `ticket` owns, marking it changed; nothing when another session
-    /// took it over.
+    /// took it over. Locks that record only, and the registry once per report interval (to list
+    /// it as changed) or when the record's size changed.
     fn with<T>(&self, ticket: &Ticket, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
-        let mut state = self.lock();
-        let State {
-            clients,
-            bytes,
-            dirty,
-            ..
-        } = &mut *state;
-        let slot = clients
-            .get_mut(&ticket.id)
-            .filter(|s| s.session == ticket.session)?;
-        let before = footprint(slot);
-        let out = f(slot);
-        // A receipt's error text may grow the record; the pending queue may grow or shrink.
-        *bytes = *bytes - before + footprint(slot);
-        if !slot.dirty {
-            slot.dirty = true;
-            dirty.insert(ticket.id.clone());
+        let (out, before, after, listed) = {
+            let mut slot = ticket.cell.lock();
+            if slot.retired {
+                return None;
+            }
+            let before = variable_footprint(&slot);
+            let out = f(&mut slot);
+            let after = variable_footprint(&slot);
+            (out, before, after, std::mem::replace(&mut slot.dirty, true))
+        };
+        if before != after || !listed {
+            let mut state = self.lock();
+            state.bytes = state.bytes + after - before;
+            if !listed {
+                state.dirty.push(ticket.cell.clone());
+            }
+            if before != after {
+                self.measured(&state);
+            }
         }
-        self.measured(&state);
         Some(out)
     }
 
@@ -495,13 +539,12 @@ impl ClientRegistry {
 
     /// The ticket of the connected record of `id`, and the record (for HTTP receipts).
     pub fn connected_ticket(&self, id: &str) -> Option<(Ticket, ClientRecord)> {
-        let state = self.lock();
-        let slot = state.clients.get(id).filter(|s| s.record.is_connected())?;
-        let ticket = Ticket {
-            id: id.to_owned(),
-            session: slot.session,
+        let cell = self.lock().clients.get(id).cloned()?;
+        let record = {
+            let slot = cell.lock();
+            (!slot.retired && slot.record.is_connected()).then(|| slot.record.clone())?
         };
-        Some((ticket, slot.record.clone()))
+        Some((Ticket { cell }, record))
     }
 
     /// The session ended.
@@ -518,63 +561,76 @@ impl ClientRegistry {
         }
     }
 
-    /// Records to send the writer: with `full`, every record (first frame `full`, the rest
-    /// not); else what changed since the last report, in frames of at most
+    /// What to send the upstream: with `full` (a new link), every record whole (the first frame
+    /// `full`, the rest not); else what changed since the last report — whole for clients not
+    /// yet announced on this link, progress for the rest — in frames of at most
     /// [`MAX_REPORT_RECORDS`]. Disconnected records are forgotten once reported.
-    pub fn report(&self, full: bool) -> Vec<ClientReport> {
+    pub fn report(&self, full: bool) -> Report {
         let mut state = self.lock();
-        let ids: Vec<String> = if full {
+        let cells: Vec<Arc<Cell>> = if full {
             state.dirty.clear();
-            state.clients.keys().cloned().collect()
+            state.clients.values().cloned().collect()
         } else {
-            state.dirty.drain().collect()
+            std::mem::take(&mut state.dirty)
         };
-        let mut records = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(slot) = state.clients.get_mut(&id) else {
+        let mut whole = Vec::new();
+        let mut progress = Vec::new();
+        for cell in cells {
+            let mut slot = cell.lock();
+            if slot.retired {
                 continue;
-            };
+            }
             slot.dirty = false;
-            records.push(slot.record.clone());
+            if full || !slot.announced {
+                slot.announced = true;
+                whole.push(slot.record.clone());
+            } else {
+                progress.push(slot.record.progress());
+            }
             if !slot.record.is_connected() {
-                let freed = footprint(slot);
-                state.clients.remove(&id);
-                state.bytes -= freed;
+                slot.retired = true;
+                state.bytes -= cell.fixed + variable_footprint(&slot);
+                drop(slot);
+                state.clients.remove(&cell.id);
             }
         }
         self.measured(&state);
         drop(state);
-        if records.is_empty() && !full {
-            return Vec::new();
-        }
-        let mut frames = Vec::new();
-        let mut records = records.into_iter().peekable();
-        loop {
-            let chunk: Vec<ClientRecord> = records.by_ref().take(MAX_REPORT_RECORDS).collect();
-            frames.push(ClientReport {
-                full: full && frames.is_empty(),
-                records: chunk,
-            });
-            if records.peek().is_none() {
-                return frames;
+        let mut report = Report::default();
+        if !whole.is_empty() || full {
+            let mut whole = whole.into_iter().peekable();
+            loop {
+                let records: Vec<ClientRecord> = whole.by_ref().take(MAX_REPORT_RECORDS).collect();
+                report.whole.push(ClientReport {
+                    full: full && report.whole.is_empty(),
+                    records,
+                });
+                if whole.peek().is_none() {
+                    break;
+                }
             }
         }
+        let mut progress = progress.into_iter().peekable();
+        while progress.peek().is_some() {
+            let chunk = progress.by_ref().take(MAX_REPORT_RECORDS).collect();
+            report.progress.push(ProgressReport { progress: chunk });
+        }
+        report
     }
 
     /// A copy of every record (connected and not yet reported disconnected), by id.
     pub fn records(&self) -> Vec<ClientRecord> {
-        let mut records: Vec<ClientRecord> = self
-            .lock()
-            .clients
-            .values()
-            .map(|s| s.record.clone())
-            .collect();
+        let cells: Vec<Arc<Cell>> = self.lock().clients.values().cloned().collect();
+        let mut records: Vec<ClientRecord> =
+            cells.iter().map(|c| c.lock().record.clone()).collect();
         records.sort_by(|a, b| a.id.cmp(&b.id));
         records
     }
 
     pub fn get(&self, id: &str) -> Option<ClientRecord> {
-        self.lock().clients.get(id).map(|s| s.record.clone())
+        let cell = self.lock().clients.get(id).cloned()?;
+        let record = cell.lock().record.clone();
+        Some(record)
     }
 
     /// How long sessions may stay silent before the edge closes them.
@@ -769,17 +825,59 @@ mod tests {
             .unwrap();
         let _b = registry.register(hello("b"), ClientKind::Sse, 0).unwrap();
         let first = registry.report(false);
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].records.len(), 2);
-        assert!(registry.report(false).is_empty(), "nothing changed since");
+        assert_eq!(first.whole.len(), 1);
+        assert_eq!(first.whole[0].records.len(), 2);
+        assert!(first.progress.is_empty());
+        let nothing = registry.report(false);
+        assert!(
+            nothing.whole.is_empty() && nothing.progress.is_empty(),
+            "nothing changed since"
+        );
+        // Announced clients travel as progress: the changing fields only.
+        registry.delivered(&a, 3);
+        let moved = registry.report(false);
+        assert!(moved.whole.is_empty());
+        assert_eq!(moved.progress.len(), 1);
+        assert_eq!(moved.progress[0].progress[0].id, "a");
+        assert_eq!(moved.progress[0].progress[0].delivered_revision, 3);
         registry.disconnected(&a);
         let gone = registry.report(false);
-        assert_eq!(gone[0].records.len(), 1);
-        assert!(!gone[0].records[0].is_connected());
+        assert_eq!(gone.progress[0].progress.len(), 1);
+        assert!(gone.progress[0].progress[0].disconnected_at_ms.is_some());
         assert!(registry.get("a").is_none(), "forgotten once reported");
+        // A new link hears everything whole, and a reconnected instance is whole again.
         let full = registry.report(true);
-        assert!(full[0].full);
-        assert_eq!(full[0].records.len(), 1);
+        assert!(full.whole[0].full);
+        assert_eq!(full.whole[0].records.len(), 1);
+        let again = registry
+            .register(hello("a"), ClientKind::Session, 3)
+            .unwrap();
+        registry.delivered(&again, 4);
+        let back = registry.report(false);
+        assert_eq!(back.whole[0].records[0].id, "a");
+        assert_eq!(back.whole[0].records[0].delivered_revision, 4);
+        assert!(back.progress.is_empty());
+    }
+
+    #[test]
+    fn an_old_sessions_late_news_is_not_reported() {
+        let registry = registry();
+        let old = registry
+            .register(hello("a"), ClientKind::Session, 0)
+            .unwrap();
+        let _ = registry.report(false);
+        let new = registry
+            .register(hello("a"), ClientKind::Session, 5)
+            .unwrap();
+        registry.receipt(&old, 9, &[], None);
+        registry.delivered(&old, 9);
+        let report = registry.report(false);
+        assert_eq!(report.whole.len(), 1, "the new session, whole");
+        assert_eq!(report.whole[0].records.len(), 1);
+        assert_eq!(report.whole[0].records[0].applied_revision, 5);
+        assert!(report.progress.is_empty());
+        registry.receipt(&new, 6, &[], None);
+        assert_eq!(registry.get("a").unwrap().applied_revision, 6);
     }
 
     #[test]
@@ -790,7 +888,7 @@ mod tests {
                 .register(hello(&format!("c{i}")), ClientKind::Session, 0)
                 .unwrap();
         }
-        let frames = registry.report(true);
+        let frames = registry.report(true).whole;
         assert_eq!(frames.len(), 2);
         assert!(frames[0].full && !frames[1].full);
         assert_eq!(

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
 use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::Revision;
-use setpoint_core::clients::{ClientFilter, ClientRecord, ClientReport, Fleet, MAX_REPORT_RECORDS};
+use setpoint_core::clients::{
+    ClientFilter, ClientRecord, ClientReport, Fleet, MAX_REPORT_RECORDS, ProgressReport,
+};
 use setpoint_core::snapshot::Snapshot;
 use setpoint_proto::frames::{MAX_RELAYED_CLIENT_REPORTS, RelayReport, RelayedEdge};
 use setpoint_replication::feed::{Feed, FeedLimits};
@@ -274,6 +276,30 @@ impl Host for Relay {
             .fleet
             .apply(edge, report.clone(), crate::clients::now_ms());
         below.pending.push((edge.to_owned(), report));
+    }
+
+    /// Relayed upstream as the whole records it advanced: a relay report names clients whole
+    /// (its upstream may have met them through another relay link).
+    fn progress(&self, edge: &str, connection: u64, report: ProgressReport) {
+        if !self.downstream.is_current(edge, connection) {
+            return;
+        }
+        let ids: Vec<String> = report.progress.iter().map(|p| p.id.clone()).collect();
+        let mut below = self.below();
+        below.fleet.progress(edge, report);
+        let records: Vec<ClientRecord> = ids
+            .iter()
+            .filter_map(|id| below.fleet.get(id))
+            .filter(|record| record.edge == edge)
+            .cloned()
+            .collect();
+        if !records.is_empty() {
+            let report = ClientReport {
+                full: false,
+                records,
+            };
+            below.pending.push((edge.to_owned(), report));
+        }
     }
 
     fn relayed(&self, edge: &str, connection: u64, report: RelayReport) {

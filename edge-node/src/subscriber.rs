@@ -501,10 +501,13 @@ async fn report_clients(connection: &quinn::Connection, config: &SubscriberConfi
     };
     let mut full = true;
     loop {
-        let own = config.clients.iter().flat_map(|c| c.report(full));
+        let own = config.clients.iter().map(|c| c.report(full));
         let below = config.relay.iter().flat_map(|r| r.report(full));
         let frames: Vec<Frame> = own
-            .map(Frame::Clients)
+            .flat_map(|report| {
+                let whole = report.whole.into_iter().map(Frame::Clients);
+                whole.chain(report.progress.into_iter().map(Frame::Progress))
+            })
             .chain(below.map(Frame::Relayed))
             .collect();
         for frame in frames {
@@ -674,9 +677,13 @@ fn handle(
             Ok(None)
         }
         Frame::Goodbye { reason } => Err(goodbye(reason)),
-        Frame::Hello { .. } | Frame::Ack { .. } | Frame::Clients(_) | Frame::Relayed(_) => Err(
-            SessionError::Protocol("the writer sent an edge-only frame".into()),
-        ),
+        Frame::Hello { .. }
+        | Frame::Ack { .. }
+        | Frame::Clients(_)
+        | Frame::Progress(_)
+        | Frame::Relayed(_) => Err(SessionError::Protocol(
+            "the writer sent an edge-only frame".into(),
+        )),
     }
 }
 

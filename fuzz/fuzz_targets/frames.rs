@@ -55,6 +55,12 @@ fn check_frame(frame: Frame) {
                 fleet.prune(2, 1);
             }
         }
+        Frame::Progress(report) => {
+            if report.check().is_ok() {
+                let mut fleet = Fleet::new();
+                fleet.progress("edge-1", report);
+            }
+        }
         _ => {}
     }
 }

@@ -29,6 +29,9 @@ pub struct SessionsArgs {
     /// The edge's PID, to read its memory.
     #[arg(long)]
     pub edge_pid: Option<u32>,
+    /// The writer's PID, to read its CPU (it merges the client reports the edge sends it).
+    #[arg(long)]
+    pub writer_pid: Option<u32>,
     /// How many SDK clients (sessions).
     #[arg(long, default_value_t = 10_000)]
     pub sessions: usize,
@@ -160,6 +163,7 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     let mut missed = 0usize;
     let mut stable = "start".to_owned();
     let cpu_before = CpuMark::now(args.edge_pid);
+    let writer_before = CpuMark::now(args.writer_pid);
     for w in 0..args.writes {
         stable = format!("v{w}");
         let write = Arc::new(Write {
@@ -194,6 +198,7 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let cpu_after = CpuMark::now(args.edge_pid);
+    let writer_after = CpuMark::now(args.writer_pid);
     last.sort_by(f64::total_cmp);
     all.sort_by(f64::total_cmp);
     println!(
@@ -212,7 +217,8 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     );
     // The writes pause 100 ms after each: that idle time (heartbeats, reports) counts too.
     let (edge_cpu, client_cpu) = cpu_before.per(&cpu_after, args.writes);
-    println!("CPU per write: edge {edge_cpu}, loadtest clients {client_cpu}");
+    let (writer_cpu, _) = writer_before.per(&writer_after, args.writes);
+    println!("CPU per write: edge {edge_cpu}, loadtest clients {client_cpu}, writer {writer_cpu}");
     if missed > 0 {
         println!("MISSED: {missed} callbacks did not arrive within 10 s of their write");
     }

@@ -9,7 +9,7 @@
 //! values decode in their format): a peer's bytes are hostile until parsed.
 
 use serde::{Deserialize, Serialize};
-use setpoint_core::clients::ClientReport;
+use setpoint_core::clients::{ClientReport, ProgressReport};
 use setpoint_core::snapshot::{Batch, Change, ChangeKind, Entry};
 use setpoint_core::{ConfigPath, Format, ParsedValue, PathError, Revision, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -71,6 +71,11 @@ pub enum Frame {
         staleness_ms: u64,
         standby: bool,
     },
+    /// Edge → its upstream, on the client report stream: what changed in clients whose whole
+    /// record went out earlier on this link (a [`Frame::Clients`] names a client whole once per
+    /// link, then progress carries it). Appended last: older peers' variants keep their tags; an
+    /// upstream older than its edges fails on it, so writers and relays upgrade first.
+    Progress(ProgressReport),
 }
 
 /// The most edges one relay report may name.

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use setpoint_core::Revision;
-use setpoint_core::clients::ClientReport;
+use setpoint_core::clients::{ClientReport, ProgressReport};
 use setpoint_core::snapshot::Snapshot;
 use setpoint_proto::frames::{self, Frame, RelayReport, WireEntry};
 use tokio::sync::broadcast::error::RecvError;
@@ -82,6 +82,8 @@ pub trait Host: Send + Sync + 'static {
     fn propagation(&self, edge: &str, elapsed: Duration);
     /// A client report of the edge (checked).
     fn clients(&self, edge: &str, connection: u64, report: ClientReport);
+    /// Progress of clients the edge reported whole before on this link (checked).
+    fn progress(&self, edge: &str, connection: u64, report: ProgressReport);
     /// A relay's report of the edges below it and their clients (checked).
     fn relayed(&self, edge: &str, connection: u64, report: RelayReport);
     /// A heartbeat went out (nothing else to send for a second).
@@ -440,6 +442,12 @@ impl<H: Host> Session<'_, H> {
                     }
                     self.host.clients(self.node_id, self.connection_id, report);
                 }
+                Ok(Some(Frame::Progress(report))) => {
+                    if let Err(reason) = report.check() {
+                        return SessionEnd::Protocol(reason);
+                    }
+                    self.host.progress(self.node_id, self.connection_id, report);
+                }
                 Ok(Some(Frame::Relayed(report))) => {
                     if let Err(reason) = report.check() {
                         return SessionEnd::Protocol(reason);
@@ -545,6 +553,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Goodbye { .. } => "Goodbye",
         Frame::Clients(_) => "Clients",
         Frame::Relayed(_) => "Relayed",
+        Frame::Progress(_) => "Progress",
         Frame::SourceState { .. } => "SourceState",
     }
 }

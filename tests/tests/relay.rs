@@ -719,6 +719,19 @@ async fn the_writer_shows_the_tree_of_edges_and_the_clients_of_a_leaf() {
         "/api/clients never showed the leaf's client: {}",
         get_json(&http, clients_url.clone()).await
     );
+    // Once announced whole, a client travels as progress (leaf → relay → writer).
+    let ack = put(&http, &writer, "/relay/a", json!(2)).await;
+    let progressed = wait_until(Duration::from_secs(15), || async {
+        let app = by_id(&get_json(&http, clients_url.clone()).await, "app-leaf");
+        app["delivered_revision"].as_i64() >= Some(ack.revision)
+    })
+    .await;
+    assert!(
+        progressed,
+        "the writer never heard the delivery of {}: {}",
+        ack.revision,
+        get_json(&http, clients_url.clone()).await
+    );
 
     // The leaf dies: the regional edge tells the writer, which loses the leaf's clients.
     drop(app);

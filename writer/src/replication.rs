@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use setpoint_cluster::tls::{self, TlsFiles};
 use setpoint_core::Revision;
-use setpoint_core::clients::{ClientReport, Fleet};
+use setpoint_core::clients::{ClientReport, Fleet, ProgressReport};
 use setpoint_proto::frames::RelayReport;
 pub use setpoint_proto::frames::RelayedEdge;
 use tokio::task::JoinHandle;
@@ -271,9 +271,25 @@ impl Replication {
 
     /// Folds a client report of the edge `id` into the fleet.
     fn apply_clients(&self, id: &str, report: ClientReport) {
-        let now = unix_ms();
         let mut fleet = self.lock_fleet();
-        fleet.apply(id, report, now);
+        fleet.apply(id, report, unix_ms());
+        self.sweep(&mut fleet);
+    }
+
+    /// Folds the edge `id`'s progress of clients it reported before, if `connection` is still
+    /// its live one.
+    fn progress_reported(&self, id: &str, connection: u64, report: ProgressReport) {
+        if !self.sessions.is_current(id, connection) {
+            return;
+        }
+        let mut fleet = self.lock_fleet();
+        fleet.progress(id, report);
+        self.sweep(&mut fleet);
+    }
+
+    /// Prunes and recounts the fleet, at most once a second.
+    fn sweep(&self, fleet: &mut Fleet) {
+        let now = unix_ms();
         // Pruning and counting walk every client: at most once a second, however many edges
         // report (listings prune before they answer anyway).
         let last = self.fleet_swept_ms.load(Ordering::Relaxed);
@@ -284,7 +300,7 @@ impl Replication {
                 .is_ok()
         {
             fleet.prune(now, self.retention_ms());
-            self.count_clients(&fleet);
+            self.count_clients(fleet);
         }
     }
 
@@ -524,6 +540,10 @@ impl server::Host for Replication {
 
     fn clients(&self, edge: &str, connection: u64, report: ClientReport) {
         self.clients_reported(edge, connection, report);
+    }
+
+    fn progress(&self, edge: &str, connection: u64, report: ProgressReport) {
+        self.progress_reported(edge, connection, report);
     }
 
     fn relayed(&self, edge: &str, connection: u64, report: RelayReport) {

@@ -3,6 +3,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use setpoint_core::clients::{ClientError, ClientProgress};
 use tokio::io::{AsyncWriteExt, duplex};
 
 fn entry(path: &str, format: Format, stored: &str) -> WireEntry {
@@ -79,6 +80,25 @@ fn every_variant() -> Vec<Frame> {
                 hop_micros: 900,
             }]),
             clients: vec![],
+        }),
+        Frame::Progress(ProgressReport {
+            progress: vec![ClientProgress {
+                id: "app-1".into(),
+                last_seen_ms: 1_000,
+                disconnected_at_ms: None,
+                delivered_revision: 42,
+                applied_revision: 41,
+                pending_since_ms: Some(900),
+                propagation_ms: Some(1.5),
+                end_to_end_ms: Some(3.0),
+                nacks: 1,
+                last_error: Some(ClientError {
+                    path: "/app/x".into(),
+                    error: "boom".into(),
+                    revision: 40,
+                    at_ms: 800,
+                }),
+            }],
         }),
     ]
 }

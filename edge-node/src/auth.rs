@@ -232,15 +232,18 @@ impl WatchGuard {
 
     /// `Ok` while the watch may go on; the error to end it with otherwise.
     pub fn check(&mut self) -> Result<(), ApiError> {
-        let Some(token) = self.caller.token.clone() else {
+        if self.caller.token.is_none() {
             return Ok(());
-        };
+        }
         let now = Instant::now();
         let hierarchy_changed =
             self.env.is_some() && self.edge.holder().definitions_changed_at() > self.checked_at;
         if now < self.next_check && !hierarchy_changed {
             return Ok(());
         }
+        let Some(token) = self.caller.token.clone() else {
+            return Ok(());
+        };
         self.next_check = now + WATCH_RECHECK;
         let snapshot = self.edge.holder().current();
         self.checked_at = snapshot.revision();

@@ -26,6 +26,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+use std::task::{Context, Poll};
+
 use futures::{FutureExt, Stream};
 use setpoint_core::clients::ClientKind;
 use setpoint_core::{ConfigPath, Revision};
@@ -33,6 +36,7 @@ use setpoint_proto::edge::v1 as pb;
 use setpoint_proto::edge::v1::client_message::Kind as ClientKindMsg;
 use setpoint_proto::edge::v1::server_message::Kind as ServerKind;
 use tokio::sync::oneshot;
+use tokio_stream::wrappers::WatchStream;
 use tonic::{Status, Streaming};
 
 use crate::Edge;
@@ -246,7 +250,7 @@ pub async fn open(
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outbound = Outbound {
-        staleness: edge.holder().staleness(),
+        staleness: WatchStream::from_changes(edge.holder().staleness()),
         closing: Box::pin(edge.closing()),
         guard,
         edge,
@@ -267,13 +271,7 @@ pub async fn open(
             stop: Some(stop),
         },
     };
-    Ok(Box::pin(futures::stream::unfold(
-        outbound,
-        |mut out| async move {
-            let message = out.next().await?;
-            Some((message, out))
-        },
-    )))
+    Ok(Box::pin(outbound))
 }
 
 /// The session's registration; dropping it (the response stream ended or was dropped with its
@@ -294,7 +292,9 @@ impl Drop for Registered {
 }
 
 /// What the server sends: polled by the connection's own stream task, so an update goes from
-/// the watcher's queue to the wire with no hand-off in between.
+/// the watcher's queue to the wire with no hand-off in between. A hand-written stream over
+/// persistent sources: a poll builds no futures (at 100,000 sessions a `select!` over six fresh
+/// futures per update was a tenth of the edge's work).
 struct Outbound {
     edge: Edge,
     watcher: Watcher,
@@ -304,7 +304,7 @@ struct Outbound {
     peeked: Peeked,
     guard: WatchGuard,
     ticks: tokio::time::Interval,
-    staleness: tokio::sync::watch::Receiver<bool>,
+    staleness: WatchStream<bool>,
     closing: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     silence: Duration,
     started: Instant,
@@ -319,69 +319,87 @@ struct Outbound {
     _session: Registered,
 }
 
-impl Outbound {
-    /// The next message, or the status that ends the session; `None` once it ended.
-    async fn next(&mut self) -> Option<Result<pb::ServerMessage, Status>> {
-        if self.done {
-            return None;
+impl Stream for Outbound {
+    type Item = Result<pb::ServerMessage, Status>;
+
+    /// The next message, or the status that ends the session; `None` once it ended. Messages
+    /// first; the clock, the client's end, staleness and shutdown when none is ready.
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let out = self.get_mut();
+        if out.done {
+            return Poll::Ready(None);
         }
-        if let Some(message) = self.pending.pop_front() {
-            return Some(Ok(message));
+        if let Some(message) = out.pending.pop_front() {
+            return Poll::Ready(Some(Ok(message)));
         }
         let ended = |out: &mut Outbound, status: Option<Status>| {
             out.done = true;
-            status.map(Err)
+            Poll::Ready(status.map(Err))
         };
         loop {
-            match self.peeked.take(&mut self.watcher, &mut self.records) {
+            match out.peeked.take(cx, &mut out.watcher, &mut out.records) {
                 Some(Merged::Watch(message)) => {
-                    if let Err(error) = self.guard.check() {
-                        return ended(self, Some(error.into()));
+                    if let Err(error) = out.guard.check() {
+                        return ended(out, Some(error.into()));
                     }
-                    if let Some(message) = self.rollouts.on_watch(message) {
-                        return Some(Ok(self.deliver(&message)));
+                    if let Some(message) = out.rollouts.on_watch(message) {
+                        return Poll::Ready(Some(Ok(out.deliver(&message))));
                     }
                     continue;
                 }
                 Some(Merged::Records(message)) => {
-                    let snapshot = self.edge.holder().current();
-                    if let Some(message) = self.rollouts.on_records(&message, &snapshot) {
-                        return Some(Ok(self.deliver(&message)));
+                    let snapshot = out.edge.holder().current();
+                    if let Some(message) = out.rollouts.on_records(&message, &snapshot) {
+                        return Poll::Ready(Some(Ok(out.deliver(&message))));
                     }
                     continue;
                 }
                 None => {}
             }
-            tokio::select! {
-                message = self.watcher.next() => {
-                    let Some(message) = message else { return ended(self, None) };
-                    self.peeked.watch = Some(message);
+            match out.watcher.poll_next(cx) {
+                Poll::Ready(Some(message)) => {
+                    out.peeked.watch = Some(message);
+                    continue;
                 }
-                message = self.records.next() => {
-                    let Some(message) = message else { return ended(self, None) };
-                    self.peeked.records = Some(message);
-                }
-                status = &mut self.inbound_ended => return ended(self, status.ok().flatten()),
-                _ = self.ticks.tick() => {
-                    let heard = Duration::from_millis(self.heard.load(Ordering::Relaxed));
-                    if self.started.elapsed().saturating_sub(heard) > self.silence {
-                        let status = Status::deadline_exceeded(format!(
-                            "no message from the client for {} ms (three heartbeat intervals)",
-                            self.silence.as_millis()
-                        ));
-                        return ended(self, Some(status));
-                    }
-                    return Some(Ok(beat(&self.edge)));
-                }
-                // The client hears at once when this edge loses or regains its writer.
-                Ok(()) = self.staleness.changed() => return Some(Ok(beat(&self.edge))),
-                _ = &mut self.closing => {
-                    return ended(self, Some(Status::unavailable("the edge is shutting down")));
-                }
+                Poll::Ready(None) => return ended(out, None),
+                Poll::Pending => {}
             }
+            match out.records.poll_next(cx) {
+                Poll::Ready(Some(message)) => {
+                    out.peeked.records = Some(message);
+                    continue;
+                }
+                Poll::Ready(None) => return ended(out, None),
+                Poll::Pending => {}
+            }
+            break;
         }
+        if let Poll::Ready(status) = Pin::new(&mut out.inbound_ended).poll(cx) {
+            return ended(out, status.ok().flatten());
+        }
+        if out.ticks.poll_tick(cx).is_ready() {
+            let heard = Duration::from_millis(out.heard.load(Ordering::Relaxed));
+            if out.started.elapsed().saturating_sub(heard) > out.silence {
+                let status = Status::deadline_exceeded(format!(
+                    "no message from the client for {} ms (three heartbeat intervals)",
+                    out.silence.as_millis()
+                ));
+                return ended(out, Some(status));
+            }
+            return Poll::Ready(Some(Ok(beat(&out.edge))));
+        }
+        // The client hears at once when this edge loses or regains its writer.
+        if let Poll::Ready(Some(_)) = Pin::new(&mut out.staleness).poll_next(cx) {
+            return Poll::Ready(Some(Ok(beat(&out.edge))));
+        }
+        if out.closing.as_mut().poll(cx).is_ready() {
+            return ended(out, Some(Status::unavailable("the edge is shutting down")));
+        }
+        Poll::Pending
     }
+}
 
+impl Outbound {
     fn deliver(&self, message: &WatchMessage) -> pb::ServerMessage {
         self._session
             .registry
@@ -408,16 +426,21 @@ impl Peeked {
     /// The older of the messages at hand. With one at hand, the other watch is polled once: the
     /// hub queues a batch for every watcher it touches in one step, so an older message of the
     /// other watch is already there.
-    fn take(&mut self, watch: &mut Watcher, records: &mut Watcher) -> Option<Merged> {
+    fn take(
+        &mut self,
+        cx: &mut Context<'_>,
+        watch: &mut Watcher,
+        records: &mut Watcher,
+    ) -> Option<Merged> {
         if self.watch.is_some()
             && self.records.is_none()
-            && let Some(Some(message)) = records.next().now_or_never()
+            && let Poll::Ready(Some(message)) = records.poll_next(cx)
         {
             self.records = Some(message);
         }
         if self.records.is_some()
             && self.watch.is_none()
-            && let Some(Some(message)) = watch.next().now_or_never()
+            && let Poll::Ready(Some(message)) = watch.poll_next(cx)
         {
             self.watch = Some(message);
         }

@@ -39,6 +39,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntGauge};
@@ -686,13 +687,19 @@ impl Watcher {
 
     /// The next message; `None` only when the hub is gone.
     pub async fn next(&mut self) -> Option<WatchMessage> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`Watcher::next`] for hand-written futures and streams (a session polls it among other
+    /// sources, with no future built and dropped per message).
+    pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<WatchMessage>> {
         loop {
             if self.lagged.load(Ordering::Acquire) {
-                return Some(self.reset());
+                return Poll::Ready(Some(self.reset()));
             }
             if let Some(batch) = self.replay.pop_front() {
                 if let Some(message) = self.filter(&batch) {
-                    return Some(self.sent(message));
+                    return Poll::Ready(Some(self.sent(message)));
                 }
                 continue;
             }
@@ -704,22 +711,22 @@ impl Watcher {
                     // here is the point to fetch the rest from the ring.
                     if self.behind.load(Ordering::Acquire) {
                         if let Some(reset) = self.catch_up() {
-                            return Some(reset);
+                            return Poll::Ready(Some(reset));
                         }
                         continue;
                     }
-                    self.rx.recv().await
+                    ready!(self.rx.poll_recv(cx))
                 }
             };
             match delivery {
                 Some(Delivery::Batch(batch)) => {
                     self.dequeued(batch.bytes);
                     if !self.lagged.load(Ordering::Acquire) {
-                        return Some(self.sent(batch));
+                        return Poll::Ready(Some(self.sent(batch)));
                     }
                 }
                 Some(Delivery::Wake) => {}
-                None => return None,
+                None => return Poll::Ready(None),
             }
         }
     }

@@ -4,7 +4,7 @@
 //! revision it holds); the edge checks it and the caller's rights, registers the instance in
 //! the [`ClientRegistry`], answers `SessionStarted`, and then streams the watch hub's messages for
 //! those prefixes exactly as `Watch` does (one update per commit batch or a reset), with
-//! heartbeats. The client's receipts (applied revision, NACKs) and heartbeats go to the
+//! heartbeats in intervals that had no update (any message proves the edge alive). The client's receipts (applied revision, NACKs) and heartbeats go to the
 //! registry; a client silent for three heartbeat intervals is closed with `DEADLINE_EXCEEDED`.
 //! A client that reads too slowly fills its bounded queue and the hub cuts it off with a reset,
 //! as any watcher. The response stream polls the watcher itself (in the connection's stream
@@ -259,6 +259,8 @@ pub async fn open(
         rollouts,
         peeked: Peeked::default(),
         ticks,
+        heartbeat,
+        updated_at: tokio::time::Instant::now(),
         silence: crate::clients::ClientRegistry::silence_limit(heartbeat),
         started,
         heard,
@@ -304,6 +306,9 @@ struct Outbound {
     peeked: Peeked,
     guard: WatchGuard,
     ticks: tokio::time::Interval,
+    heartbeat: Duration,
+    /// When the last update went out.
+    updated_at: tokio::time::Instant,
     staleness: WatchStream<bool>,
     closing: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     silence: Duration,
@@ -377,7 +382,7 @@ impl Stream for Outbound {
         if let Poll::Ready(status) = Pin::new(&mut out.inbound_ended).poll(cx) {
             return ended(out, status.ok().flatten());
         }
-        if out.ticks.poll_tick(cx).is_ready() {
+        while out.ticks.poll_tick(cx).is_ready() {
             let heard = Duration::from_millis(out.heard.load(Ordering::Relaxed));
             if out.started.elapsed().saturating_sub(heard) > out.silence {
                 let status = Status::deadline_exceeded(format!(
@@ -386,7 +391,13 @@ impl Stream for Outbound {
                 ));
                 return ended(out, Some(status));
             }
-            return Poll::Ready(Some(Ok(beat(&out.edge))));
+            let quiet_since = out.updated_at + out.heartbeat;
+            if quiet_since <= tokio::time::Instant::now() {
+                return Poll::Ready(Some(Ok(beat(&out.edge))));
+            }
+            // An update went out within the interval: the beat waits a whole one after it (the
+            // clock still ticks, for the silence check).
+            out.ticks.reset_at(quiet_since);
         }
         // The client hears at once when this edge loses or regains its writer.
         if let Poll::Ready(Some(_)) = Pin::new(&mut out.staleness).poll_next(cx) {
@@ -400,10 +411,14 @@ impl Stream for Outbound {
 }
 
 impl Outbound {
-    fn deliver(&self, message: &WatchMessage) -> pb::ServerMessage {
+    /// An update for the client. It proves the edge alive as a heartbeat would, so no
+    /// heartbeat follows it within an interval: a busy session carries none (at 100,000 sessions
+    /// and a 5 s interval, heartbeats were 20,000 messages a second each way).
+    fn deliver(&mut self, message: &WatchMessage) -> pb::ServerMessage {
         self._session
             .registry
             .delivered(&self._session.ticket, message.revision());
+        self.updated_at = tokio::time::Instant::now();
         update(message)
     }
 }

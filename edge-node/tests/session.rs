@@ -271,6 +271,53 @@ async fn a_silent_client_is_closed_after_three_heartbeats() {
 }
 
 #[tokio::test]
+async fn updates_stand_in_for_heartbeats_and_a_quiet_session_gets_them_again() {
+    let heartbeat = Duration::from_millis(1000);
+    let edge = TestEdge::start_with(EdgeConfig {
+        session: SessionConfig { heartbeat },
+        ..harness::anonymous()
+    })
+    .await;
+    edge.commit(vec![Op::Put("/busy/n", json!(0))]);
+    let mut client = open(&edge, hello("busy", &["/busy"], None)).await.unwrap();
+    let Down::Started(_) = client.next().await.unwrap() else {
+        panic!("SessionStarted first");
+    };
+    let reset = client.update().await;
+    client.receipt(reset.revision, &[]).await;
+    // Three intervals of updates every tenth of one: they prove the edge alive, no heartbeat
+    // rides along (one is allowed for a stalled machine).
+    let (mut beats, mut updates) = (0, 0);
+    for n in 1..=30 {
+        let revision = edge.commit(vec![Op::Put("/busy/n", json!(n))]);
+        loop {
+            match client.next().await.unwrap() {
+                Down::Update(update) => {
+                    updates += 1;
+                    client.receipt(update.revision, &[]).await;
+                    if update.revision >= revision {
+                        break;
+                    }
+                }
+                Down::Heartbeat(_) => beats += 1,
+                Down::Started(_) => panic!("a second SessionStarted"),
+            }
+        }
+        tokio::time::sleep(heartbeat / 10).await;
+    }
+    assert!(updates >= 30);
+    assert!(beats <= 1, "{beats} heartbeats among {updates} updates");
+    // Quiet again: heartbeats come back within about an interval.
+    let quiet = tokio::time::Instant::now();
+    loop {
+        if let Down::Heartbeat(_) = client.next().await.unwrap() {
+            break;
+        }
+    }
+    assert!(quiet.elapsed() < heartbeat * 3, "{:?}", quiet.elapsed());
+}
+
+#[tokio::test]
 async fn a_message_of_another_type_ends_that_call_and_the_edge_keeps_serving() {
     let edge = TestEdge::start().await;
     edge.commit(vec![Op::Put("/a", json!(1))]);

@@ -19,6 +19,7 @@ mod drive;
 mod edge;
 mod etcd;
 mod fanout;
+mod lean;
 mod process;
 mod report;
 mod sessions;

@@ -202,6 +202,9 @@ async fn serve(
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // A receipt tells the edge this client is alive as a heartbeat would: none is sent in an
+    // interval that had one.
+    let mut last_sent = Instant::now();
     loop {
         tokio::select! {
             biased;
@@ -220,6 +223,7 @@ async fn serve(
                         if let Err(reason) = apply(shared, &tx, update, saved).await {
                             return Ended::Lost(reason);
                         }
+                        last_sent = Instant::now();
                         now_synced
                     }
                     pb::server_message::Kind::Heartbeat(beat) => {
@@ -241,6 +245,10 @@ async fn serve(
                 if last_heard.elapsed() > heartbeat * 3 {
                     return Ended::Lost(format!("the edge was silent for three heartbeat intervals ({heartbeat:?} each)"));
                 }
+                if last_sent.elapsed() < heartbeat {
+                    continue;
+                }
+                last_sent = Instant::now();
                 let revision = shared.store().revision().unwrap_or(0);
                 let beat = pb::Heartbeat { revision, stale: false };
                 if tx.send(message(pb::client_message::Kind::Heartbeat(beat))).await.is_err() {

@@ -126,6 +126,9 @@ pub struct SnapshotHolder {
     /// The revision of the last batch that changed an environment definition (or of the last
     /// snapshot swapped in): open watches in an environment check their chain again after it.
     definitions_changed: AtomicI64,
+    /// The revision of the last batch that changed an account record (or of the last snapshot
+    /// swapped in): open watches check their caller's key and grants again after it.
+    accounts_changed: AtomicI64,
     /// The upstream the subscriber is following now, for `/healthz`.
     upstream: Mutex<Option<Upstream>>,
     /// The upstream (a relay) said it is itself cut off from the writer: its heartbeats no
@@ -186,6 +189,7 @@ impl SnapshotHolder {
             started: Instant::now(),
             last_contact_micros: AtomicI64::new(0),
             definitions_changed: AtomicI64::new(revision),
+            accounts_changed: AtomicI64::new(revision),
             upstream: Mutex::new(None),
             upstream_stale: AtomicBool::new(false),
             upstream_standby: AtomicBool::new(false),
@@ -197,6 +201,12 @@ impl SnapshotHolder {
     /// snapshot at or after it is still current.
     pub fn definitions_changed_at(&self) -> Revision {
         self.definitions_changed.load(Ordering::Acquire)
+    }
+
+    /// The revision of the last batch that changed an account record, or of the last snapshot
+    /// swapped in.
+    pub fn accounts_changed_at(&self) -> Revision {
+        self.accounts_changed.load(Ordering::Acquire)
     }
 
     /// The current snapshot (cheap: one atomic load + Arc clone).
@@ -231,6 +241,12 @@ impl SnapshotHolder {
             self.definitions_changed
                 .store(applied.revision, Ordering::Release);
         }
+        if let Some(accounts) = setpoint_core::auth::accounts_root()
+            && applied.events.iter().any(|e| e.path.starts_with(&accounts))
+        {
+            self.accounts_changed
+                .store(applied.revision, Ordering::Release);
+        }
         ring.push(applied.clone());
         // No receiver (no hub yet) is fine: the ring still holds the batch.
         let _ = self.hub.send(HubMessage::Batch {
@@ -250,6 +266,7 @@ impl SnapshotHolder {
         let mut ring = self.lock_ring();
         self.current.store(Arc::new(snapshot));
         self.definitions_changed.store(revision, Ordering::Release);
+        self.accounts_changed.store(revision, Ordering::Release);
         ring.clear(revision);
         let _ = self.hub.send(HubMessage::Reset { revision });
         drop(ring);

@@ -9,8 +9,6 @@
 #[path = "support/harness.rs"]
 mod harness;
 
-use std::time::Duration;
-
 use harness::{Op, SseReader, TestEdge};
 use serde_json::{Value, json};
 use setpoint_core::auth::{Account, Action, Grant, NewKey, new_key};
@@ -381,10 +379,8 @@ async fn revocation_refuses_the_next_request_and_ends_open_watches() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
 
-    // Open watches get nothing more: the next message ends them. A watch re-checks its key at
-    // most once per WATCH_RECHECK, and nothing outside shows when its last check was: waiting
-    // one interval out is the only way to be sure the next message triggers a check.
-    tokio::time::sleep(setpoint_edge_node::auth::WATCH_RECHECK + Duration::from_millis(100)).await;
+    // Open watches get nothing more: the next message ends them (the account changed, so the
+    // next message is checked, whenever the last check was).
     edge.commit(vec![Op::Put("/a/x/k", json!("after revocation"))]);
     let last = sse.next().await;
     assert_eq!(last.event.as_deref(), Some("error"));
@@ -393,6 +389,34 @@ async fn revocation_refuses_the_next_request_and_ends_open_watches() {
     assert!(sse.wait_for_end().await, "the SSE stream ends");
     let ended = harness::next_result(&mut stream).await.unwrap_err();
     assert_eq!(ended.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_watch_ends_when_its_key_expires_though_no_account_changed() {
+    let (edge, _keys) = edge().await;
+    let expires_at = setpoint_edge_node::auth::unix_now() + 2;
+    let short = new_key(&[7; 32], &[7; 9], 0, Some(expires_at));
+    edge.commit(vec![Op::Put(
+        "/_setpoint/accounts/short",
+        account("short", &short, &[("/a/x", &[Action::Read])], false),
+    )]);
+    let mut sse = SseReader::open_with_key(
+        &edge.url("/api/config/a/x?watch=true"),
+        None,
+        Some(&short.token),
+    )
+    .await;
+    edge.wait_for_watchers(1).await;
+    let revision = edge.commit(vec![Op::Put("/a/x/k", json!("before"))]);
+    assert_eq!(sse.next().await.id, Some(revision.to_string()));
+    while setpoint_edge_node::auth::unix_now() < expires_at {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    edge.commit(vec![Op::Put("/a/x/k", json!("after expiry"))]);
+    let last = sse.next().await;
+    assert_eq!(last.event.as_deref(), Some("error"));
+    assert_eq!(last.json()["error"]["code"], "unauthenticated");
+    assert!(sse.wait_for_end().await, "the SSE stream ends");
 }
 
 /// Issue 14: a watch refused on the raw event-stream path (`setpoint_serving::server`) gets the

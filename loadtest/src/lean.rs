@@ -10,8 +10,8 @@
 //!
 //! Like `fanout`'s simulated edges: real connections and the real frames, decoded and answered.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -24,7 +24,7 @@ use setpoint_proto::edge::v1::server_message::Kind as ServerKind;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::sessions::Write;
+use crate::sessions::Current;
 
 /// What every lean session shares.
 pub struct Fleet {
@@ -32,7 +32,7 @@ pub struct Fleet {
     pub authorization: String,
     pub prefix: String,
     /// The write being timed, whose value each session looks for in its updates.
-    pub current: Arc<Mutex<Option<Arc<Write>>>>,
+    pub current: Current,
     /// Sessions synced (their reset applied) so far.
     pub ready: Arc<AtomicUsize>,
     /// Sessions that ended (refused, or the edge closed them).
@@ -175,25 +175,12 @@ fn next_message(buffer: &mut BytesMut) -> anyhow::Result<Option<pb::ServerMessag
 
 /// Notes the arrival of the timed write, if `update` carries it.
 fn arrived(fleet: &Fleet, update: &pb::WatchResponse) {
-    let write = fleet
-        .current
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let Some(write) = write else { return };
-    let carries = update.events.iter().any(|event| {
-        event
-            .new_value
-            .as_deref()
-            .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
-            .is_some_and(|v| v.as_str() == Some(&write.value))
-    });
-    if carries {
-        let elapsed = write.sent.elapsed();
-        write
-            .arrivals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(elapsed);
+    if let Some(write) = fleet.current.load().as_ref()
+        && update
+            .events
+            .iter()
+            .any(|event| event.new_value.as_deref() == Some(write.json.as_str()))
+    {
+        write.arrive();
     }
 }

@@ -364,6 +364,11 @@ impl Fleet {
         self.clients.get(id)
     }
 
+    /// Every client, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &ClientRecord> {
+        self.clients.values()
+    }
+
     /// The clients matching `filter`, by id.
     pub fn list(&self, filter: &ClientFilter) -> Vec<&ClientRecord> {
         let mut listed: Vec<&ClientRecord> = self

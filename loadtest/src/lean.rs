@@ -120,6 +120,7 @@ async fn run(fleet: &Fleet, sender: SendRequest<Bytes>, index: usize) -> anyhow:
     let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut synced = false;
+    let mut sent_at = Instant::now();
     loop {
         tokio::select! {
             data = body.data() => {
@@ -142,14 +143,18 @@ async fn run(fleet: &Fleet, sender: SendRequest<Bytes>, index: usize) -> anyhow:
                             }
                             let receipt = pb::Receipt { revision: update.revision, failures: Vec::new() };
                             send.send_data(message(ClientKind::Receipt(receipt)), false)?;
-                            // Something went out: the heartbeat can wait a whole interval.
-                            ticks.reset();
+                            // Something went out: no heartbeat for this interval.
+                            sent_at = Instant::now();
                         }
                         _ => {}
                     }
                 }
             }
             _ = ticks.tick() => {
+                if sent_at.elapsed() < heartbeat {
+                    continue;
+                }
+                sent_at = Instant::now();
                 let beat = pb::Heartbeat { revision: 0, stale: false };
                 send.send_data(message(ClientKind::Heartbeat(beat)), false)?;
             }

@@ -70,6 +70,13 @@ pub struct Limits {
     /// long-lived stream: sized so one connection carries thousands of them (hyper's default of
     /// 200 made 100,000 watchers need 500 connections, each with its own buffers).
     pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 connection-level receive window. h2 also derives from it how many small DATA
+    /// frames a connection may have buffered unread (half the window, 256 bytes each, less
+    /// their size) before it sends GOAWAY `ENHANCE_YOUR_CALM` ("too_many_data_frames"): with
+    /// hyper's 1 MiB that is about 2,100 — and thousands of sessions on one connection, each
+    /// with a small receipt waiting while the edge is busy, passed it and lost the whole
+    /// connection (issue 14, 100,000 sessions on 16 connections). 8 MiB allows about 17,000.
+    pub http2_connection_window: u32,
 }
 
 impl Default for Limits {
@@ -80,6 +87,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(15),
             http2_keep_alive: Duration::from_secs(30),
             http2_max_concurrent_streams: 10_000,
+            http2_connection_window: 8 << 20,
         }
     }
 }
@@ -133,7 +141,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(limits.http2_keep_alive))
         .keep_alive_timeout(limits.http2_keep_alive)
-        .max_concurrent_streams(limits.http2_max_concurrent_streams);
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .initial_connection_window_size(limits.http2_connection_window);
     let shared = Arc::new(Shared {
         router,
         builder,

@@ -14,7 +14,7 @@
 pub mod feed;
 pub use setpoint_replication::server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,26 +111,26 @@ fn fleet_counts(
     BTreeMap<(&str, &str, &'static str), usize>,
     Vec<(&str, usize)>,
 ) {
-    let mut by_edge = BTreeMap::new();
-    let mut by_prefix: BTreeMap<&str, usize> = BTreeMap::new();
-    for record in fleet.list(&setpoint_core::clients::ClientFilter::default()) {
-        let status = if record.is_connected() {
-            "connected"
-        } else {
-            "disconnected"
-        };
+    // Walked once a second over every client (100,000 and more): no sorting, no allocation per
+    // record.
+    let mut counts: HashMap<(&str, &str), [usize; 2]> = HashMap::new();
+    let mut by_prefix: HashMap<&str, usize> = HashMap::new();
+    for record in fleet.iter() {
+        let connected = record.is_connected();
         let (edge, env) = (record.edge.as_str(), record.env.as_deref().unwrap_or(""));
-        // Both statuses of every (edge, env) held: a count that fell to 0 must read 0, not
-        // vanish (a rule comparing it with its past would then see nothing).
-        for other in ["connected", "disconnected"] {
-            by_edge.entry((edge, env, other)).or_insert(0);
+        counts.entry((edge, env)).or_default()[usize::from(!connected)] += 1;
+        for (i, prefix) in record.prefixes.iter().enumerate() {
+            if !record.prefixes[..i].contains(prefix) {
+                *by_prefix.entry(prefix).or_insert(0) += usize::from(connected);
+            }
         }
-        *by_edge.entry((edge, env, status)).or_insert(0) += 1;
-        let distinct: std::collections::BTreeSet<&str> =
-            record.prefixes.iter().map(String::as_str).collect();
-        for prefix in distinct {
-            *by_prefix.entry(prefix).or_insert(0) += usize::from(record.is_connected());
-        }
+    }
+    // Both statuses of every (edge, env) held: a count that fell to 0 must read 0, not vanish
+    // (a rule comparing it with its past would then see nothing).
+    let mut by_edge = BTreeMap::new();
+    for ((edge, env), [connected, disconnected]) in counts {
+        by_edge.insert((edge, env, "connected"), connected);
+        by_edge.insert((edge, env, "disconnected"), disconnected);
     }
     let mut by_prefix: Vec<(&str, usize)> = by_prefix.into_iter().collect();
     by_prefix.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));

@@ -120,7 +120,6 @@ async fn run(fleet: &Fleet, sender: SendRequest<Bytes>, index: usize) -> anyhow:
     let mut ticks = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut synced = false;
-    let mut sent_at = Instant::now();
     loop {
         tokio::select! {
             data = body.data() => {
@@ -143,18 +142,15 @@ async fn run(fleet: &Fleet, sender: SendRequest<Bytes>, index: usize) -> anyhow:
                             }
                             let receipt = pb::Receipt { revision: update.revision, failures: Vec::new() };
                             send.send_data(message(ClientKind::Receipt(receipt)), false)?;
-                            // Something went out: no heartbeat for this interval.
-                            sent_at = Instant::now();
+                            // Something went out: the heartbeat can wait a whole interval
+                            // (pushing a timer's deadline out is one atomic operation).
+                            ticks.reset();
                         }
                         _ => {}
                     }
                 }
             }
             _ = ticks.tick() => {
-                if sent_at.elapsed() < heartbeat {
-                    continue;
-                }
-                sent_at = Instant::now();
                 let beat = pb::Heartbeat { revision: 0, stale: false };
                 send.send_data(message(ClientKind::Heartbeat(beat)), false)?;
             }

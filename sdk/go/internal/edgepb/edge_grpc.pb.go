@@ -53,7 +53,9 @@ type EdgeClient interface {
 	// (one per commit batch, in revision order, or a reset), and heartbeats — the first one right
 	// after the catch-up (reset or replay), so the client knows it is in sync. The client sends a
 	// Receipt after applying each update (the revision, and per failed callback a NACK) and
-	// heartbeats; a session silent for three heartbeat intervals is closed. The edge keeps a
+	// heartbeats; a session silent for three heartbeat intervals is closed. Any message proves
+	// its sender alive: either side may skip a heartbeat in an interval in which it sent
+	// something else (the edge does, and the Rust SDK). The edge keeps a
 	// registry of its sessions and reports it to the writer (GET /api/clients).
 	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ClientMessage, ServerMessage], error)
 }
@@ -162,7 +164,9 @@ type EdgeServer interface {
 	// (one per commit batch, in revision order, or a reset), and heartbeats — the first one right
 	// after the catch-up (reset or replay), so the client knows it is in sync. The client sends a
 	// Receipt after applying each update (the revision, and per failed callback a NACK) and
-	// heartbeats; a session silent for three heartbeat intervals is closed. The edge keeps a
+	// heartbeats; a session silent for three heartbeat intervals is closed. Any message proves
+	// its sender alive: either side may skip a heartbeat in an interval in which it sent
+	// something else (the edge does, and the Rust SDK). The edge keeps a
 	// registry of its sessions and reports it to the writer (GET /api/clients).
 	Session(grpc.BidiStreamingServer[ClientMessage, ServerMessage]) error
 	mustEmbedUnimplementedEdgeServer()

@@ -369,6 +369,31 @@ where
     }
 }
 
+/// The caller of a plain read, when it has a valid key (or may be anonymous): for the read fast
+/// path ([`crate::http::fast`]), which leaves every refusal to the full path (`None`). Carries no
+/// token: a plain read never re-checks it.
+pub(crate) fn plain_reader(edge: &Edge, request: &Request) -> Option<Caller> {
+    let auth = edge.auth();
+    let peer = setpoint_serving::auth::peer(request);
+    let principal = match auth.credentials(request.headers(), peer.map(|p| p.ip())) {
+        Credentials::Key(token) => {
+            if !edge.holder().is_ready() {
+                return None;
+            }
+            auth.accounts
+                .authenticate_shared(&edge.holder().load(), token, unix_now())
+                .ok()?
+        }
+        Credentials::Anonymous => Arc::new(Principal::anonymous()),
+        Credentials::Missing | Credentials::Malformed => return None,
+    };
+    Some(Caller {
+        principal,
+        token: None,
+        peer,
+    })
+}
+
 /// Attaches the [`Caller`] to `request`; the refusal when it has none.
 fn admit(edge: &Edge, request: &mut Request) -> Option<Response> {
     let auth = edge.auth();

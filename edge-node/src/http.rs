@@ -65,6 +65,7 @@ use crate::error::ApiError;
 use crate::watch::WatchSpec;
 
 mod clients;
+pub mod fast;
 pub mod sse;
 
 const REVISION_HEADER: HeaderName = HeaderName::from_static("x-setpoint-revision");

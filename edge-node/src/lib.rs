@@ -229,11 +229,11 @@ impl Edge {
                 .merge(self.grpc_routes().into_axum_router())
                 .fallback(fallback),
         );
-        // `LIST` (as on the writer) becomes `GET …?list=true` before routing.
-        Router::new().fallback_service(tower::util::MapRequest::new(
-            inner,
-            setpoint_serving::listing::rewrite_list_method,
-        ))
+        // `LIST` (as on the writer) becomes `GET …?list=true` before routing; a plain read of
+        // an entry is answered before all that (`http::fast`).
+        let listed =
+            tower::util::MapRequest::new(inner, setpoint_serving::listing::rewrite_list_method);
+        Router::new().fallback_service(http::fast::FastRead::new(self.clone(), listed))
     }
 
     fn authenticated(&self, router: Router) -> Router {

@@ -375,6 +375,86 @@ async fn resuming_ahead_of_the_edge_waits_for_it_and_never_goes_backwards() {
     edge.stop().await;
 }
 
+/// Issue 14: a plain read is answered before the router (`http::fast`); it must answer and be
+/// counted exactly as the full path, which a query forces.
+#[tokio::test]
+async fn the_read_fast_path_answers_and_counts_like_the_full_path() {
+    let edge = TestEdge::start().await;
+    edge.commit(vec![Op::Put("/fast/a", json!({"x": 1}))]);
+    let revision = edge.commit(vec![Op::Put("/fast/a", json!({"x": 2}))]);
+    let client = reqwest::Client::new();
+    let fetch = |url: String, etag: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut request = client.get(url);
+            if let Some(etag) = etag {
+                request = request.header("if-none-match", etag);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let mut headers: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != "date")
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            headers.sort();
+            (status, headers, response.bytes().await.unwrap())
+        }
+    };
+    // The same read, fast and (with a query that changes nothing) full.
+    let fast = fetch(edge.url("/api/config/fast/a"), None).await;
+    let full = fetch(edge.url("/api/config/fast/a?version=2"), None).await;
+    assert_eq!(fast.0, 200);
+    assert_eq!(fast, full, "the fast path answers as the full path");
+    assert!(
+        fast.1
+            .contains(&("x-setpoint-revision".to_owned(), revision.to_string()))
+    );
+    let fast = fetch(edge.url("/api/config/fast/a"), Some("\"2\"")).await;
+    let full = fetch(edge.url("/api/config/fast/a?watch=false"), Some("\"2\"")).await;
+    assert_eq!(fast.0, 304);
+    assert_eq!(fast, full);
+    // What the fast path leaves to the full path still gets its answer there.
+    assert_eq!(
+        fetch(edge.url("/api/config/fast"), None).await.0,
+        200,
+        "a listing"
+    );
+    assert_eq!(fetch(edge.url("/api/config/fast/none"), None).await.0, 404);
+    assert_eq!(
+        fetch(edge.url("/api/config/fast/%61"), None).await.0,
+        200,
+        "decoded"
+    );
+
+    let metrics = client
+        .get(edge.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |status: u16| {
+        let series = format!(
+            "setpoint_edge_http_requests_total{{method=\"GET\",route=\"/api/config/{{*path}}\",status=\"{status}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    assert_eq!(
+        count(200),
+        Some(4),
+        "two plain reads, a listing and a percent-encoded read\n{metrics}"
+    );
+    assert_eq!(count(304), Some(2), "{metrics}");
+    assert_eq!(count(404), Some(1), "{metrics}");
+    edge.stop().await;
+}
+
 #[tokio::test]
 async fn list_is_answered_like_on_the_writer() {
     // Issue 11, finding 9: the edge answered `LIST` with 405.

@@ -42,14 +42,16 @@ pub struct RequestMetrics {
 /// The series of one route, by method and status.
 type RouteSeries = HashMap<(Method, u16), Series>;
 
+/// The counter and histogram of one (route, method, status).
 #[derive(Clone)]
-struct Series {
+pub struct Series {
     requests: IntCounter,
     duration: Histogram,
 }
 
 impl Series {
-    fn record(&self, seconds: f64) {
+    /// Counts one request that took `seconds`.
+    pub fn record(&self, seconds: f64) {
         self.requests.inc();
         self.duration.observe(seconds);
     }
@@ -96,6 +98,12 @@ impl RequestMetrics {
             return;
         }
         self.resolve(route, method, status).record(seconds);
+    }
+
+    /// The series of `route`, `method` and `status`, for a caller that keeps it (a fast path
+    /// that counts its requests as the route would, without looking the series up each time).
+    pub fn series(&self, route: &str, method: &Method, status: u16) -> Series {
+        self.resolve(route, method, status)
     }
 
     /// The series of a label set seen for the first time, kept for the next requests.

@@ -58,6 +58,10 @@ pub struct SessionsArgs {
     /// timed from the call to every client's callback.
     #[arg(long, default_value_t = 0)]
     pub rollbacks: usize,
+    /// Pad each written value to this many bytes (a text value: `v7xxxx…`), to weigh what a
+    /// larger config costs the fan-out.
+    #[arg(long, default_value_t = 0)]
+    pub value_bytes: usize,
 }
 
 /// Arrival times of one write's callbacks: recorded by every client without a lock (a shared
@@ -299,7 +303,9 @@ pub async fn run(args: SessionsArgs, key: &ApiKey) -> anyhow::Result<()> {
     let writer_before = CpuMark::now(args.writer_pid);
     for w in 0..args.writes {
         stable = format!("v{w}");
-        let write = Arc::new(Write::new(format!("v{w}"), clients.len()));
+        let padding = args.value_bytes.saturating_sub(stable.len());
+        stable.extend(std::iter::repeat_n('x', padding));
+        let write = Arc::new(Write::new(stable.clone(), clients.len()));
         current.store(Some(write.clone()));
         put(&http, &url, &write.value).await?;
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -235,8 +235,7 @@ pub async fn open(
     let started = Instant::now();
     let heard = Arc::new(AtomicU64::new(0));
     let (ended, inbound_ended) = oneshot::channel();
-    let (stop, stopped) = oneshot::channel();
-    tokio::spawn(read_inbound(
+    let reader = tokio::spawn(read_inbound(
         Inbound {
             edge: edge.clone(),
             ticket: ticket.clone(),
@@ -245,7 +244,6 @@ pub async fn open(
         },
         inbound,
         ended,
-        stopped,
     ));
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -268,25 +266,24 @@ pub async fn open(
         _session: Registered {
             registry,
             ticket,
-            stop: Some(stop),
+            reader: reader.abort_handle(),
         },
     };
     Ok(Box::pin(outbound))
 }
 
 /// The session's registration; dropping it (the response stream ended or was dropped with its
-/// connection) marks the client disconnected and stops the inbound reader.
+/// connection) marks the client disconnected and stops the inbound reader (aborted: a reader
+/// watching for a stop signal paid for that on every receipt).
 struct Registered {
     registry: Arc<ClientRegistry>,
     ticket: Ticket,
-    stop: Option<oneshot::Sender<()>>,
+    reader: tokio::task::AbortHandle,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.reader.abort();
         self.registry.disconnected(&self.ticket);
     }
 }
@@ -472,20 +469,15 @@ struct Inbound {
 }
 
 /// Reads the client's receipts and heartbeats into the registry until the client's side ends,
-/// breaks the protocol, or the session is over (`stopped`).
+/// breaks the protocol, or the session is over (then [`Registered`] aborts it).
 async fn read_inbound(
     session: Inbound,
     mut inbound: Streaming<pb::ClientMessage>,
     ended: oneshot::Sender<Option<Status>>,
-    mut stopped: oneshot::Receiver<()>,
 ) {
     let registry = session.edge.clients();
     let status = loop {
-        let received = tokio::select! {
-            received = inbound.message() => received,
-            _ = &mut stopped => return,
-        };
-        let message = match received {
+        let message = match inbound.message().await {
             Ok(Some(message)) => message,
             Ok(None) | Err(_) => break None,
         };

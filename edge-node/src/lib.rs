@@ -111,12 +111,37 @@ struct Inner {
     clients: Arc<clients::ClientRegistry>,
     /// Flips to true when [`run`] starts shutting down: watch streams end so connections drain.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Moves when the staleness or the closing flag changed ([`Edge::signals`]).
+    signals: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One edge: its holder, watch hub and metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Edge {
     inner: Arc<Inner>,
+}
+
+/// Moves [`Edge::signals`] and wakes every watcher when the staleness or the closing flag
+/// changed; ends with the edge.
+async fn nudge_on_signals(
+    mut staleness: tokio::sync::watch::Receiver<bool>,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    signals: Arc<std::sync::atomic::AtomicU64>,
+    hub: watch::Nudger,
+) {
+    loop {
+        let changed = tokio::select! {
+            changed = staleness.changed() => changed,
+            changed = closing.changed() => changed,
+        };
+        if changed.is_err() {
+            return;
+        }
+        signals.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if !hub.nudge_all() {
+            return;
+        }
+    }
 }
 
 impl Edge {
@@ -149,6 +174,14 @@ impl Edge {
         ));
         let hub = WatchHub::start(holder.clone(), config.watcher_queue, counters);
         let auth = auth::AuthState::new(config.auth, config.metrics_public);
+        let closing = tokio::sync::watch::channel(false).0;
+        let signals = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(nudge_on_signals(
+            holder.staleness(),
+            closing.subscribe(),
+            signals.clone(),
+            hub.nudger(),
+        ));
         Ok(Edge {
             inner: Arc::new(Inner {
                 config,
@@ -157,7 +190,8 @@ impl Edge {
                 holder,
                 hub,
                 metrics,
-                closing: tokio::sync::watch::channel(false).0,
+                closing,
+                signals,
             }),
         })
     }
@@ -199,6 +233,20 @@ impl Edge {
         async move {
             let _ = closing.wait_for(|closing| *closing).await;
         }
+    }
+
+    /// True once the edge started shutting down.
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
+    }
+
+    /// A number that moves whenever the staleness or the closing flag changed, with every
+    /// watcher woken after it moved: a session checks both flags only when it did, instead of
+    /// polling two futures of its own on every wake-up.
+    pub fn signals(&self) -> u64 {
+        self.inner
+            .signals
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Ends every watch stream (what [`run`] does when its shutdown signal completes).

@@ -22,11 +22,10 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use std::future::Future;
 use std::task::{Context, Poll};
 
 use futures::{FutureExt, Stream};
@@ -35,8 +34,6 @@ use setpoint_core::{ConfigPath, Revision};
 use setpoint_proto::edge::v1 as pb;
 use setpoint_proto::edge::v1::client_message::Kind as ClientKindMsg;
 use setpoint_proto::edge::v1::server_message::Kind as ServerKind;
-use tokio::sync::oneshot;
-use tokio_stream::wrappers::WatchStream;
 use tonic::{Status, Streaming};
 
 use crate::Edge;
@@ -45,7 +42,7 @@ use crate::clients::{ClientRegistry, Hello, RegisterError, Ticket};
 use crate::error::ApiError;
 use crate::grpc::watch_response;
 use crate::rollouts::SessionRollouts;
-use crate::watch::{WatchMessage, WatchSpec, Watcher};
+use crate::watch::{Ender, WatchMessage, WatchSpec, Watcher};
 
 /// How long a client may take to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,13 +194,16 @@ pub async fn open(
         })?;
     let heartbeat = edge.config().session.heartbeat;
     let registry = registry.clone();
+    // Before the start's staleness: a change after it moves the signals.
+    let signals = edge.signals();
+    let stale = edge.holder().is_stale();
     let mut pending = VecDeque::new();
     pending.push_back(pb::ServerMessage {
         kind: Some(ServerKind::Started(pb::SessionStarted {
             edge_id: registry.edge_id().to_owned(),
             heartbeat_interval_ms: u32::try_from(heartbeat.as_millis()).unwrap_or(u32::MAX),
             revision: edge.holder().revision(),
-            stale: edge.holder().is_stale(),
+            stale,
         })),
     });
     // Catch-up: the reset or replay the hub has ready right now, then a heartbeat that marks its
@@ -234,22 +234,23 @@ pub async fn open(
 
     let started = Instant::now();
     let heard = Arc::new(AtomicU64::new(0));
-    let (ended, inbound_ended) = oneshot::channel();
+    let inbound_status = Arc::new(Mutex::new(None));
     let reader = tokio::spawn(read_inbound(
         Inbound {
             edge: edge.clone(),
             ticket: ticket.clone(),
             started,
             heard: heard.clone(),
+            status: inbound_status.clone(),
+            ender: watcher.ender(),
         },
         inbound,
-        ended,
     ));
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outbound = Outbound {
-        staleness: WatchStream::from_changes(edge.holder().staleness()),
-        closing: Box::pin(edge.closing()),
+        signals,
+        stale,
         guard,
         edge,
         watcher,
@@ -260,7 +261,7 @@ pub async fn open(
         silence: crate::clients::ClientRegistry::silence_limit(heartbeat),
         started,
         heard,
-        inbound_ended,
+        inbound_status,
         pending,
         done: false,
         _session: Registered {
@@ -301,15 +302,17 @@ struct Outbound {
     peeked: Peeked,
     guard: WatchGuard,
     ticks: tokio::time::Interval,
-    staleness: WatchStream<bool>,
-    closing: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// [`Edge::signals`] when the staleness and closing flags were last looked at.
+    signals: u64,
+    /// The staleness the client was last told.
+    stale: bool,
     silence: Duration,
     started: Instant,
     /// Milliseconds after `started` the client was last heard from.
     heard: Arc<AtomicU64>,
-    /// The inbound reader ended: `Some` status to end the session with, `None` for a client that
-    /// simply left.
-    inbound_ended: oneshot::Receiver<Option<Status>>,
+    /// Why the inbound reader ended, once it did: the status to end the session with (`None`
+    /// for a client that simply left). It then ends the watcher, which ends the session.
+    inbound_status: Arc<Mutex<Option<Status>>>,
     /// Sent before anything else: the start, the catch-up and its heartbeat.
     pending: VecDeque<pb::ServerMessage>,
     done: bool,
@@ -358,7 +361,14 @@ impl Stream for Outbound {
                     out.peeked.watch = Some(message);
                     continue;
                 }
-                Poll::Ready(None) => return ended(out, None),
+                Poll::Ready(None) => {
+                    let status = out
+                        .inbound_status
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
+                    return ended(out, status);
+                }
                 Poll::Pending => {}
             }
             match out.records.poll_next(cx) {
@@ -371,9 +381,6 @@ impl Stream for Outbound {
             }
             break;
         }
-        if let Poll::Ready(status) = Pin::new(&mut out.inbound_ended).poll(cx) {
-            return ended(out, status.ok().flatten());
-        }
         if out.ticks.poll_tick(cx).is_ready() {
             let heard = Duration::from_millis(out.heard.load(Ordering::Relaxed));
             if out.started.elapsed().saturating_sub(heard) > out.silence {
@@ -385,12 +392,19 @@ impl Stream for Outbound {
             }
             return Poll::Ready(Some(Ok(beat(&out.edge))));
         }
-        // The client hears at once when this edge loses or regains its writer.
-        if let Poll::Ready(Some(_)) = Pin::new(&mut out.staleness).poll_next(cx) {
-            return Poll::Ready(Some(Ok(beat(&out.edge))));
-        }
-        if out.closing.as_mut().poll(cx).is_ready() {
-            return ended(out, Some(Status::unavailable("the edge is shutting down")));
+        // The client hears at once when this edge loses or regains its writer; every watcher is
+        // woken after the signals move.
+        let signals = out.edge.signals();
+        if signals != out.signals {
+            out.signals = signals;
+            if out.edge.is_closing() {
+                return ended(out, Some(Status::unavailable("the edge is shutting down")));
+            }
+            let stale = out.edge.holder().is_stale();
+            if stale != out.stale {
+                out.stale = stale;
+                return Poll::Ready(Some(Ok(beat(&out.edge))));
+            }
         }
         Poll::Pending
     }
@@ -466,15 +480,14 @@ struct Inbound {
     ticket: Ticket,
     started: Instant,
     heard: Arc<AtomicU64>,
+    /// Where the reader leaves why it ended, before it ends the session's watcher.
+    status: Arc<Mutex<Option<Status>>>,
+    ender: Ender,
 }
 
 /// Reads the client's receipts and heartbeats into the registry until the client's side ends,
 /// breaks the protocol, or the session is over (then [`Registered`] aborts it).
-async fn read_inbound(
-    session: Inbound,
-    mut inbound: Streaming<pb::ClientMessage>,
-    ended: oneshot::Sender<Option<Status>>,
-) {
+async fn read_inbound(session: Inbound, mut inbound: Streaming<pb::ClientMessage>) {
     let registry = session.edge.clients();
     let status = loop {
         let message = match inbound.message().await {
@@ -500,7 +513,11 @@ async fn read_inbound(
             None => {}
         }
     };
-    let _ = ended.send(status);
+    *session
+        .status
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = status;
+    session.ender.end();
 }
 
 fn beat(edge: &Edge) -> pb::ServerMessage {

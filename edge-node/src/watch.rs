@@ -224,6 +224,46 @@ struct Shared {
     behind: AtomicBool,
     /// Bytes of the messages in its queue.
     queued: AtomicUsize,
+    /// Ended from outside ([`Ender`]): the stream ends at its next poll.
+    ended: AtomicBool,
+}
+
+/// Ends a watcher from elsewhere — its stream ends (`None`) at its next poll, woken now — for
+/// a consumer that must stop for a reason of its own (a session whose client left): the flag
+/// sits beside the ones every poll reads anyway, so watching for it costs nothing.
+pub struct Ender {
+    shared: Arc<Shared>,
+    queue: mpsc::WeakSender<Delivery>,
+}
+
+impl Ender {
+    pub fn end(&self) {
+        self.shared.ended.store(true, Ordering::Release);
+        if let Some(queue) = self.queue.upgrade() {
+            // A full queue wakes its consumer anyway.
+            let _ = queue.try_send(Delivery::Wake);
+        }
+    }
+}
+
+/// Wakes every watcher with nothing to deliver ([`Nudger::nudge_all`]); does not keep the hub
+/// alive.
+#[derive(Clone)]
+pub struct Nudger(std::sync::Weak<Inner>);
+
+impl Nudger {
+    /// Wakes every watcher's consumer once (for state they check when woken, such as the
+    /// edge's staleness); false once the hub is gone.
+    pub fn nudge_all(&self) -> bool {
+        let Some(inner) = self.0.upgrade() else {
+            return false;
+        };
+        let registry = inner.lock();
+        for slot in registry.watchers.values() {
+            let _ = slot.tx.try_send(Delivery::Wake);
+        }
+        true
+    }
 }
 
 struct Slot {
@@ -320,6 +360,10 @@ impl WatchHub {
         &self.inner.counters
     }
 
+    pub fn nudger(&self) -> Nudger {
+        Nudger(Arc::downgrade(&self.inner))
+    }
+
     /// Number of registered watchers.
     pub fn watcher_count(&self) -> usize {
         self.inner.lock().watchers.len()
@@ -386,6 +430,7 @@ impl WatchHub {
         let prefixes: Arc<[ConfigPath]> = normalize(prefixes).into();
         let (tx, rx) = mpsc::channel(self.inner.queue_capacity);
         let shared = Arc::new(Shared::default());
+        let queue = tx.downgrade();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.inner.lock();
         let (replay, snapshot) = match from_revision {
@@ -427,6 +472,7 @@ impl WatchHub {
             prefixes,
             view,
             rx,
+            queue,
             shared,
             replay: replay.into(),
             replay_before,
@@ -702,6 +748,8 @@ pub struct Watcher {
     prefixes: Arc<[ConfigPath]>,
     view: Option<Arc<EnvView>>,
     rx: mpsc::Receiver<Delivery>,
+    /// Its own queue, for an [`Ender`].
+    queue: mpsc::WeakSender<Delivery>,
     shared: Arc<Shared>,
     replay: std::collections::VecDeque<Arc<AppliedBatch>>,
     /// For an environment-aware replay: the snapshot before the next batch of `replay`.
@@ -712,6 +760,14 @@ impl Watcher {
     /// The normalized prefixes watched.
     pub fn prefixes(&self) -> &[ConfigPath] {
         &self.prefixes
+    }
+
+    /// A handle that ends this watcher's stream from elsewhere.
+    pub fn ender(&self) -> Ender {
+        Ender {
+            shared: self.shared.clone(),
+            queue: self.queue.clone(),
+        }
     }
 
     /// The environment view watched; `None` for stored entries.
@@ -728,6 +784,9 @@ impl Watcher {
     /// sources, with no future built and dropped per message).
     pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<WatchMessage>> {
         loop {
+            if self.shared.ended.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
             if self.shared.lagged.load(Ordering::Acquire) {
                 return Poll::Ready(Some(self.reset()));
             }

@@ -1,5 +1,6 @@
 //! Client sessions (`Session` RPC) against a real edge on a loopback socket: hello, reset,
-//! updates, receipts and NACKs in the registry, resumption, bad hellos, silent clients.
+//! updates, receipts and NACKs in the registry, resumption, bad hellos, silent clients, and how
+//! a session ends or hears of the edge's state (staleness, shutdown, a second hello).
 
 #![allow(clippy::unwrap_used)]
 
@@ -356,4 +357,90 @@ async fn a_message_of_another_type_ends_that_call_and_the_edge_keeps_serving() {
         .await
         .unwrap();
     assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
+}
+
+/// The next heartbeat, skipping anything else.
+async fn heartbeat(client: &mut Client) -> pb::Heartbeat {
+    loop {
+        if let Down::Heartbeat(beat) = client.next().await.unwrap() {
+            return beat;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_hears_at_once_when_the_edge_loses_and_regains_its_writer() {
+    // Heartbeats a minute apart: any heartbeat within the test comes from the change itself.
+    let edge = TestEdge::start_with(EdgeConfig {
+        session: SessionConfig {
+            heartbeat: Duration::from_secs(60),
+        },
+        ..harness::anonymous()
+    })
+    .await;
+    edge.commit(vec![Op::Put("/a", json!(1))]);
+    let holder = edge.edge.holder().clone();
+    holder.set_connected(true);
+    let mut client = open(&edge, hello("watching", &["/"], None)).await.unwrap();
+    let Down::Started(started) = client.next().await.unwrap() else {
+        panic!("SessionStarted first");
+    };
+    assert!(!started.stale);
+    client.update().await;
+    // The catch-up's closing heartbeat.
+    assert!(!heartbeat(&mut client).await.stale);
+
+    holder.set_connected(false);
+    let lost = tokio::time::timeout(Duration::from_secs(2), heartbeat(&mut client))
+        .await
+        .expect("a heartbeat as soon as the writer is lost");
+    assert!(lost.stale);
+    holder.set_connected(true);
+    let back = tokio::time::timeout(Duration::from_secs(2), heartbeat(&mut client))
+        .await
+        .expect("a heartbeat as soon as the writer is back");
+    assert!(!back.stale);
+}
+
+#[tokio::test]
+async fn sessions_end_unavailable_when_the_edge_shuts_down() {
+    let edge = TestEdge::start().await;
+    edge.commit(vec![Op::Put("/a", json!(1))]);
+    let mut clients = Vec::new();
+    for n in 0..3 {
+        let mut client = open(&edge, hello(&format!("c{n}"), &["/"], None))
+            .await
+            .unwrap();
+        assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
+        client.update().await;
+        clients.push(client);
+    }
+    edge.edge.close();
+    for mut client in clients {
+        let ended = loop {
+            match client.next().await {
+                Ok(_) => {}
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_hello_ends_the_session_with_invalid_argument() {
+    let edge = TestEdge::start().await;
+    edge.commit(vec![Op::Put("/a", json!(1))]);
+    let mut client = open(&edge, hello("twice", &["/"], None)).await.unwrap();
+    assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
+    client.update().await;
+    client.up.send(hello("twice", &["/"], None)).await.unwrap();
+    let ended = loop {
+        match client.next().await {
+            Ok(_) => {}
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::InvalidArgument, "{ended:?}");
+    assert!(ended.message().contains("one hello"), "{ended:?}");
 }

@@ -246,9 +246,9 @@ impl WatchGuard {
 
     /// `Ok` while the watch may go on; the error to end it with otherwise.
     pub fn check(&mut self) -> Result<(), ApiError> {
-        if self.caller.token.is_none() {
+        let Some(token) = self.caller.token.as_deref() else {
             return Ok(());
-        }
+        };
         let holder = self.edge.holder();
         let changed = holder.accounts_changed_at() > self.checked_at
             || (self.env.is_some() && holder.definitions_changed_at() > self.checked_at);
@@ -256,16 +256,13 @@ impl WatchGuard {
         if !changed && !expired {
             return Ok(());
         }
-        let Some(token) = self.caller.token.clone() else {
-            return Ok(());
-        };
-        let snapshot = self.edge.holder().current();
+        let snapshot = holder.current();
         self.checked_at = snapshot.revision();
         let principal = self
             .edge
             .auth()
             .accounts
-            .authenticate_shared(&snapshot, &token, unix_now())
+            .authenticate_shared(&snapshot, token, unix_now())
             .map_err(|reason| {
                 tracing::info!(
                     account = %self.caller.principal.account,
@@ -369,24 +366,43 @@ where
     }
 }
 
+/// Why a request has no caller.
+enum Unidentified {
+    /// It carries a key, but this edge has no snapshot yet to check it against.
+    NotReady,
+    Refused(AuthError),
+}
+
+/// Who sends `request`: its key's principal and the key, or anonymous (no key, where the auth
+/// mode allows that).
+fn identify<'r>(
+    edge: &Edge,
+    request: &'r Request,
+    source: Option<IpAddr>,
+) -> Result<(Arc<Principal>, Option<&'r str>), Unidentified> {
+    let auth = edge.auth();
+    match auth.credentials(request.headers(), source) {
+        Credentials::Key(token) => {
+            if !edge.holder().is_ready() {
+                return Err(Unidentified::NotReady);
+            }
+            auth.accounts
+                .authenticate_shared(&edge.holder().load(), token, unix_now())
+                .map(|principal| (principal, Some(token)))
+                .map_err(Unidentified::Refused)
+        }
+        Credentials::Anonymous => Ok((Arc::new(Principal::anonymous()), None)),
+        Credentials::Missing => Err(Unidentified::Refused(AuthError::Missing)),
+        Credentials::Malformed => Err(Unidentified::Refused(AuthError::Malformed)),
+    }
+}
+
 /// The caller of a plain read, when it has a valid key (or may be anonymous): for the read fast
 /// path ([`crate::http::fast`]), which leaves every refusal to the full path (`None`). Carries no
 /// token: a plain read never re-checks it.
 pub(crate) fn plain_reader(edge: &Edge, request: &Request) -> Option<Caller> {
-    let auth = edge.auth();
     let peer = setpoint_serving::auth::peer(request);
-    let principal = match auth.credentials(request.headers(), peer.map(|p| p.ip())) {
-        Credentials::Key(token) => {
-            if !edge.holder().is_ready() {
-                return None;
-            }
-            auth.accounts
-                .authenticate_shared(&edge.holder().load(), token, unix_now())
-                .ok()?
-        }
-        Credentials::Anonymous => Arc::new(Principal::anonymous()),
-        Credentials::Missing | Credentials::Malformed => return None,
-    };
+    let (principal, _) = identify(edge, request, peer.map(|p| p.ip())).ok()?;
     Some(Caller {
         principal,
         token: None,
@@ -403,39 +419,24 @@ fn admit(edge: &Edge, request: &mut Request) -> Option<Response> {
     let grpc = is_grpc(request.headers());
     let peer = setpoint_serving::auth::peer(request);
     let source = peer.map(|p| p.ip());
-    let now = unix_now();
     // The key first: only a failed authentication is counted against the source or refused
     // for its failures (see `setpoint_serving::auth`).
-    let caller = match auth.credentials(request.headers(), source) {
-        Credentials::Key(token) => {
-            if !edge.holder().is_ready() {
-                return Some(answer(
-                    grpc,
-                    ApiError::new(
-                        ErrorCode::StoreUnavailable,
-                        "this edge has no snapshot yet, so it cannot check API keys; retry shortly",
-                    ),
-                ));
-            }
-            match auth
-                .accounts
-                .authenticate_shared(&edge.holder().load(), token, now)
-            {
-                Ok(principal) => Caller {
-                    principal,
-                    token: Some(token.into()),
-                    peer,
-                },
-                Err(reason) => return Some(refuse(edge, source, reason, grpc)),
-            }
-        }
-        Credentials::Anonymous => Caller {
-            principal: Arc::new(Principal::anonymous()),
-            token: None,
+    let caller = match identify(edge, request, source) {
+        Ok((principal, token)) => Caller {
+            principal,
+            token: token.map(Into::into),
             peer,
         },
-        Credentials::Missing => return Some(refuse(edge, source, AuthError::Missing, grpc)),
-        Credentials::Malformed => return Some(refuse(edge, source, AuthError::Malformed, grpc)),
+        Err(Unidentified::NotReady) => {
+            return Some(answer(
+                grpc,
+                ApiError::new(
+                    ErrorCode::StoreUnavailable,
+                    "this edge has no snapshot yet, so it cannot check API keys; retry shortly",
+                ),
+            ));
+        }
+        Err(Unidentified::Refused(reason)) => return Some(refuse(edge, source, reason, grpc)),
     };
     request.extensions_mut().insert(caller);
     None

@@ -250,6 +250,16 @@ struct State {
     dirty: Vec<Arc<Cell>>,
 }
 
+/// `items` in frames of at most [`MAX_REPORT_RECORDS`].
+fn in_frames<T>(items: Vec<T>) -> Vec<Vec<T>> {
+    let mut items = items.into_iter().peekable();
+    let mut frames = Vec::new();
+    while items.peek().is_some() {
+        frames.push(items.by_ref().take(MAX_REPORT_RECORDS).collect());
+    }
+    frames
+}
+
 /// A report for the upstream: whole records (new clients, or everything after a reconnect),
 /// then the progress of clients announced before.
 #[derive(Debug, Default)]
@@ -596,26 +606,25 @@ impl ClientRegistry {
         }
         self.measured(&state);
         drop(state);
-        let mut report = Report::default();
-        if !whole.is_empty() || full {
-            let mut whole = whole.into_iter().peekable();
-            loop {
-                let records: Vec<ClientRecord> = whole.by_ref().take(MAX_REPORT_RECORDS).collect();
-                report.whole.push(ClientReport {
-                    full: full && report.whole.is_empty(),
-                    records,
-                });
-                if whole.peek().is_none() {
-                    break;
-                }
-            }
+        let mut whole = in_frames(whole);
+        if full && whole.is_empty() {
+            // A new link's first report says `full` even with nothing in it.
+            whole.push(Vec::new());
         }
-        let mut progress = progress.into_iter().peekable();
-        while progress.peek().is_some() {
-            let chunk = progress.by_ref().take(MAX_REPORT_RECORDS).collect();
-            report.progress.push(ProgressReport { progress: chunk });
+        let whole = whole
+            .into_iter()
+            .enumerate()
+            .map(|(i, records)| ClientReport {
+                full: full && i == 0,
+                records,
+            });
+        let progress = in_frames(progress)
+            .into_iter()
+            .map(|progress| ProgressReport { progress });
+        Report {
+            whole: whole.collect(),
+            progress: progress.collect(),
         }
-        report
     }
 
     /// A copy of every record (connected and not yet reported disconnected), by id.

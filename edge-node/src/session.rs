@@ -233,15 +233,13 @@ pub async fn open(
     pending.push_back(beat(&edge));
 
     let started = Instant::now();
-    let heard = Arc::new(AtomicU64::new(0));
-    let inbound_status = Arc::new(Mutex::new(None));
+    let heard = Arc::new(Heard::default());
     let reader = tokio::spawn(read_inbound(
         Inbound {
             edge: edge.clone(),
             ticket: ticket.clone(),
             started,
             heard: heard.clone(),
-            status: inbound_status.clone(),
             ender: watcher.ender(),
         },
         inbound,
@@ -261,7 +259,6 @@ pub async fn open(
         silence: crate::clients::ClientRegistry::silence_limit(heartbeat),
         started,
         heard,
-        inbound_status,
         pending,
         done: false,
         _session: Registered {
@@ -308,11 +305,7 @@ struct Outbound {
     stale: bool,
     silence: Duration,
     started: Instant,
-    /// Milliseconds after `started` the client was last heard from.
-    heard: Arc<AtomicU64>,
-    /// Why the inbound reader ended, once it did: the status to end the session with (`None`
-    /// for a client that simply left). It then ends the watcher, which ends the session.
-    inbound_status: Arc<Mutex<Option<Status>>>,
+    heard: Arc<Heard>,
     /// Sent before anything else: the start, the catch-up and its heartbeat.
     pending: VecDeque<pb::ServerMessage>,
     done: bool,
@@ -363,7 +356,8 @@ impl Stream for Outbound {
                 }
                 Poll::Ready(None) => {
                     let status = out
-                        .inbound_status
+                        .heard
+                        .ended
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .take();
@@ -382,7 +376,7 @@ impl Stream for Outbound {
             break;
         }
         if out.ticks.poll_tick(cx).is_ready() {
-            let heard = Duration::from_millis(out.heard.load(Ordering::Relaxed));
+            let heard = Duration::from_millis(out.heard.at_ms.load(Ordering::Relaxed));
             if out.started.elapsed().saturating_sub(heard) > out.silence {
                 let status = Status::deadline_exceeded(format!(
                     "no message from the client for {} ms (three heartbeat intervals)",
@@ -475,13 +469,22 @@ impl Peeked {
     }
 }
 
+/// What the receipt reader tells the session's stream.
+#[derive(Default)]
+struct Heard {
+    /// Milliseconds after the session started the client was last heard from.
+    at_ms: AtomicU64,
+    /// Why the reader ended, once it did: the status to end the session with (`None` for a
+    /// client that simply left). The reader then ends the session's watcher, which ends the
+    /// session.
+    ended: Mutex<Option<Status>>,
+}
+
 struct Inbound {
     edge: Edge,
     ticket: Ticket,
     started: Instant,
-    heard: Arc<AtomicU64>,
-    /// Where the reader leaves why it ended, before it ends the session's watcher.
-    status: Arc<Mutex<Option<Status>>>,
+    heard: Arc<Heard>,
     ender: Ender,
 }
 
@@ -495,7 +498,7 @@ async fn read_inbound(session: Inbound, mut inbound: Streaming<pb::ClientMessage
             Ok(None) | Err(_) => break None,
         };
         let at = u64::try_from(session.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        session.heard.store(at, Ordering::Relaxed);
+        session.heard.at_ms.store(at, Ordering::Relaxed);
         match message.kind {
             Some(ClientKindMsg::Receipt(receipt)) => {
                 let failures: Vec<(String, String)> = receipt
@@ -514,7 +517,8 @@ async fn read_inbound(session: Inbound, mut inbound: Streaming<pb::ClientMessage
         }
     };
     *session
-        .status
+        .heard
+        .ended
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = status;
     session.ender.end();

@@ -167,12 +167,7 @@ async fn reads_match_the_writer_shapes() {
         (json!(false), json!(0.0))
     );
 
-    let metrics = reqwest::get(edge.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     for name in [
         &format!("setpoint_edge_applied_revision {revision}"),
         "setpoint_edge_staleness_seconds 0",
@@ -428,14 +423,7 @@ async fn the_read_fast_path_answers_and_counts_like_the_full_path() {
         "decoded"
     );
 
-    let metrics = client
-        .get(edge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     let count = |status: u16| {
         let series = format!(
             "setpoint_edge_http_requests_total{{method=\"GET\",route=\"/api/config/{{*path}}\",status=\"{status}\"}} "

@@ -152,12 +152,7 @@ async fn a_session_starts_with_a_reset_then_streams_updates_and_records_receipts
         (error.path.as_str(), error.error.as_str()),
         ("/app/db/port", "injected failure")
     );
-    let metrics = reqwest::get(edge.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = edge.metrics().await;
     assert!(
         metrics.contains("setpoint_edge_clients_connected 1"),
         "{metrics}"

@@ -114,3 +114,92 @@ fn answer(edge: &Edge, counted: &Counted, request: &Request) -> Option<Response>
     series.record(started.elapsed().as_secs_f64());
     Some(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use setpoint_core::snapshot::{Batch, Change, ChangeKind};
+    use setpoint_core::{Format, ParsedValue};
+
+    use super::*;
+    use crate::EdgeConfig;
+    use crate::auth::AuthMode;
+
+    fn request(method: Method, uri: &str, headers: &[(&str, &str)]) -> Request {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        let loopback: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(loopback));
+        request
+    }
+
+    /// Which requests the fast path answers itself; the rest must reach the full path, which
+    /// `tests/http.rs` checks answers them alike.
+    #[tokio::test]
+    async fn answers_plain_reads_and_leaves_the_rest() {
+        let edge = Edge::new(EdgeConfig {
+            auth: AuthMode::AnonymousLoopback,
+            ..EdgeConfig::default()
+        })
+        .unwrap();
+        edge.holder()
+            .apply(&Batch {
+                revision: 1,
+                committed_at_micros: 0,
+                changes: vec![Change {
+                    path: ConfigPath::parse("/app/a").unwrap(),
+                    version: 1,
+                    updated_at: "2026-11-01T00:00:00Z".into(),
+                    kind: ChangeKind::Put {
+                        value: ParsedValue::from_stored(Format::Text, "x").unwrap(),
+                    },
+                }],
+            })
+            .unwrap();
+        let counted = Counted {
+            ok: edge.metrics().http.series(ROUTE, &Method::GET, 200),
+            not_modified: edge.metrics().http.series(ROUTE, &Method::GET, 304),
+        };
+        let answered = |request: Request| answer(&edge, &counted, &request).map(|r| r.status());
+
+        assert_eq!(
+            answered(request(Method::GET, "/api/config/app/a", &[])),
+            Some(StatusCode::OK)
+        );
+        assert_eq!(
+            answered(request(
+                Method::GET,
+                "/api/config/app/a",
+                &[("if-none-match", "\"1\"")]
+            )),
+            Some(StatusCode::NOT_MODIFIED)
+        );
+        for (method, uri, headers) in [
+            (Method::GET, "/api/config/app/a?env=prod", &[][..]),
+            (Method::GET, "/api/config/app/%61", &[]),
+            (Method::GET, "/api/config/app", &[]),
+            (Method::GET, "/api/config/app/missing", &[]),
+            (Method::GET, "/api/config/", &[]),
+            (Method::GET, "/api/other/app/a", &[]),
+            (Method::PUT, "/api/config/app/a", &[]),
+            (
+                Method::GET,
+                "/api/config/app/a",
+                &[(crate::rollouts::INSTANCE_HEADER, "i-1")][..],
+            ),
+            (
+                Method::GET,
+                "/api/config/app/a",
+                &[("authorization", "Bearer spk_nope")][..],
+            ),
+        ] {
+            assert_eq!(answered(request(method, uri, headers)), None, "{uri}");
+        }
+    }
+}

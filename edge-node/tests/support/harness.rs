@@ -115,6 +115,16 @@ impl TestEdge {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The `/metrics` text (anonymous: the harness's default configuration).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Applies one commit batch; returns its revision.
     pub fn commit(&self, ops: Vec<Op>) -> Revision {
         let mut guard = self.versions.lock().unwrap();

@@ -21,6 +21,7 @@ use prost::Message;
 use setpoint_proto::edge::v1 as pb;
 use setpoint_proto::edge::v1::client_message::Kind as ClientKind;
 use setpoint_proto::edge::v1::server_message::Kind as ServerKind;
+use setpoint_serving::server::Coalesce;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -50,7 +51,7 @@ pub async fn connect(edge: &str, count: usize) -> anyhow::Result<Vec<SendRequest
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(1 << 20)
             .initial_connection_window_size(16 << 20)
-            .handshake::<_, Bytes>(tcp)
+            .handshake::<_, Bytes>(Coalesce::new(tcp))
             .await
             .context("the HTTP/2 handshake")?;
         tokio::spawn(async move {

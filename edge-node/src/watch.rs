@@ -36,12 +36,14 @@
 //!
 //! This module knows nothing of HTTP, SSE or gRPC; those map [`WatchMessage`]s to their wire.
 
+use std::collections::VecDeque;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Poll, ready};
+use std::task::Poll;
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use prometheus::{IntCounter, IntGauge};
 use setpoint_core::auth::is_system;
 use setpoint_core::effective_watch::{EnvView, covers};
@@ -49,8 +51,7 @@ use setpoint_core::env::{self, EnvError};
 use setpoint_core::snapshot::{AppliedBatch, Entry, Event, Snapshot};
 use setpoint_core::{ConfigPath, Revision};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::holder::{HubMessage, SnapshotHolder};
 
@@ -208,16 +209,17 @@ impl HubCounters {
     }
 }
 
-enum Delivery {
-    Batch(Arc<WatchBatch>),
-    /// Nothing to deliver; wakes the stream so it notices its lagged flag.
-    Wake,
-}
-
-/// The flags and the byte count the hub and one watcher share, in one allocation: a delivery
-/// reads them all, and at 100,000 watchers an allocation each was a cache miss each.
+/// Everything the hub and one watcher share, in one allocation: its queue, its consumer's waker,
+/// its flags and byte count. A delivery touches them all, and at 100,000 watchers each separate
+/// allocation was a cache miss of its own per commit (a tokio channel was several: its
+/// cache-padded halves, its semaphore, its slot blocks).
 #[derive(Default)]
 struct Shared {
+    /// Batches the consumer has not taken yet, oldest first; bounded by the hub (in messages and
+    /// in bytes).
+    queue: Mutex<VecDeque<Arc<WatchBatch>>>,
+    /// The consumer's task, woken by whatever it must look at: a batch queued, a flag set.
+    waker: AtomicWaker,
     /// Must reset (snapshot replaced, hub lagged): nothing after its position can be proven.
     lagged: AtomicBool,
     /// Its queue filled up: it catches up from the ring after `after` once drained.
@@ -233,16 +235,12 @@ struct Shared {
 /// sits beside the ones every poll reads anyway, so watching for it costs nothing.
 pub struct Ender {
     shared: Arc<Shared>,
-    queue: mpsc::WeakSender<Delivery>,
 }
 
 impl Ender {
     pub fn end(&self) {
         self.shared.ended.store(true, Ordering::Release);
-        if let Some(queue) = self.queue.upgrade() {
-            // A full queue wakes its consumer anyway.
-            let _ = queue.try_send(Delivery::Wake);
-        }
+        self.shared.waker.wake();
     }
 }
 
@@ -260,7 +258,7 @@ impl Nudger {
         };
         let registry = inner.lock();
         for slot in registry.watchers.values() {
-            let _ = slot.tx.try_send(Delivery::Wake);
+            slot.shared.waker.wake();
         }
         true
     }
@@ -270,7 +268,6 @@ struct Slot {
     prefixes: Arc<[ConfigPath]>,
     /// `None` for a base watcher.
     view: Option<Arc<EnvView>>,
-    tx: mpsc::Sender<Delivery>,
     shared: Arc<Shared>,
     /// The watcher already has (or has queued) everything up to this revision.
     after: Revision,
@@ -428,9 +425,7 @@ impl WatchHub {
         from_revision: Option<Revision>,
     ) -> Watcher {
         let prefixes: Arc<[ConfigPath]> = normalize(prefixes).into();
-        let (tx, rx) = mpsc::channel(self.inner.queue_capacity);
         let shared = Arc::new(Shared::default());
-        let queue = tx.downgrade();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.inner.lock();
         let (replay, snapshot) = match from_revision {
@@ -452,7 +447,6 @@ impl WatchHub {
             Slot {
                 prefixes: prefixes.clone(),
                 view: view.clone(),
-                tx,
                 shared: shared.clone(),
                 after: snapshot.revision(),
             },
@@ -471,8 +465,6 @@ impl WatchHub {
             hub: self.inner.clone(),
             prefixes,
             view,
-            rx,
-            queue,
             shared,
             replay: replay.into(),
             replay_before,
@@ -553,7 +545,7 @@ fn reset_all(inner: &Inner) {
     let registry = inner.lock();
     for slot in registry.watchers.values() {
         if !slot.shared.lagged.swap(true, Ordering::AcqRel) {
-            let _ = slot.tx.try_send(Delivery::Wake);
+            slot.shared.waker.wake();
         }
     }
 }
@@ -568,13 +560,12 @@ fn deliver(inner: &Inner, batch: &AppliedBatch, before: &Snapshot, after: &Snaps
     if watchers.is_empty() {
         return;
     }
-    let mut closed = Vec::new();
     let mut fan = Fan {
         watchers,
         revision: batch.revision,
         counters: &inner.counters,
+        queue_capacity: inner.queue_capacity,
         queue_bytes: inner.queue_bytes,
-        closed: &mut closed,
     };
     fan.out(by_prefix, &batch.events);
     for (view, index) in views.iter() {
@@ -583,11 +574,6 @@ fn deliver(inner: &Inner, batch: &AppliedBatch, before: &Snapshot, after: &Snaps
         let events = view.events(before, after, batch, &scope);
         fan.out(index, &events);
     }
-    for id in closed {
-        if unregister(&mut guard, id) {
-            inner.counters.watchers.dec();
-        }
-    }
 }
 
 /// Hands one batch's events to the watchers of an index.
@@ -595,9 +581,8 @@ struct Fan<'a> {
     watchers: &'a mut HashMap<u64, Slot>,
     revision: Revision,
     counters: &'a HubCounters,
+    queue_capacity: usize,
     queue_bytes: usize,
-    /// Watchers whose stream is gone, to unregister.
-    closed: &'a mut Vec<u64>,
 }
 
 impl Fan<'_> {
@@ -640,8 +625,8 @@ impl Fan<'_> {
                     continue;
                 };
                 if slot.prefixes.len() == 1 {
-                    let offer = slot.offer(shared.clone(), self.queue_bytes);
-                    added += self.settle(*id, offer);
+                    let offer = slot.offer(shared.clone(), self.queue_capacity, self.queue_bytes);
+                    added += self.settle(offer);
                 } else {
                     merged.entry(*id).or_default().extend(indices);
                 }
@@ -653,20 +638,19 @@ impl Fan<'_> {
             let Some(slot) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            let offer = slot.offer(select(&indices), self.queue_bytes);
-            added += self.settle(id, offer);
+            let offer = slot.offer(select(&indices), self.queue_capacity, self.queue_bytes);
+            added += self.settle(offer);
         }
         // Once per batch: every watcher adding to one gauge was a contended cache line each.
         self.counters.queued_bytes.add(gauge(added));
     }
 
     /// Counts what became of an offer; the bytes it queued.
-    fn settle(&mut self, id: u64, offer: Offer) -> usize {
+    fn settle(&mut self, offer: Offer) -> usize {
         match offer {
             Offer::Queued(bytes) => return bytes,
             Offer::Skipped => {}
             Offer::Full => self.counters.caught_up.inc(),
-            Offer::Closed => self.closed.push(id),
         }
         0
     }
@@ -680,12 +664,15 @@ enum Offer {
     Skipped,
     /// Its queue is full: it is behind now.
     Full,
-    /// Its stream is gone.
-    Closed,
 }
 
 impl Slot {
-    fn offer(&mut self, message: Arc<WatchBatch>, queue_bytes: usize) -> Offer {
+    fn offer(
+        &mut self,
+        message: Arc<WatchBatch>,
+        queue_capacity: usize,
+        queue_bytes: usize,
+    ) -> Offer {
         let shared = &self.shared;
         if shared.lagged.load(Ordering::Acquire)
             || shared.behind.load(Ordering::Acquire)
@@ -695,24 +682,31 @@ impl Slot {
         }
         let (size, revision) = (message.bytes, message.revision);
         let queued = shared.queued.load(Ordering::Acquire);
-        let sent = if queued > 0 && queued + size > queue_bytes {
-            Err(mpsc::error::TrySendError::Full(Delivery::Wake))
-        } else {
-            self.tx.try_send(Delivery::Batch(message))
+        let sent = !(queued > 0 && queued + size > queue_bytes) && {
+            let mut queue = shared.lock_queue();
+            queue.len() < queue_capacity && {
+                queue.push_back(message);
+                true
+            }
         };
-        match sent {
-            Ok(()) => {
-                self.after = revision;
-                shared.queued.fetch_add(size, Ordering::AcqRel);
-                Offer::Queued(size)
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // The ring holds what follows; the watcher fetches it once it has drained.
-                shared.behind.store(true, Ordering::Release);
-                Offer::Full
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,
+        if !sent {
+            // The ring holds what follows; the watcher fetches it once it has drained.
+            shared.behind.store(true, Ordering::Release);
+            shared.waker.wake();
+            return Offer::Full;
         }
+        self.after = revision;
+        shared.queued.fetch_add(size, Ordering::AcqRel);
+        shared.waker.wake();
+        Offer::Queued(size)
+    }
+}
+
+impl Shared {
+    fn lock_queue(&self) -> MutexGuard<'_, VecDeque<Arc<WatchBatch>>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -747,9 +741,6 @@ pub struct Watcher {
     hub: Arc<Inner>,
     prefixes: Arc<[ConfigPath]>,
     view: Option<Arc<EnvView>>,
-    rx: mpsc::Receiver<Delivery>,
-    /// Its own queue, for an [`Ender`].
-    queue: mpsc::WeakSender<Delivery>,
     shared: Arc<Shared>,
     replay: std::collections::VecDeque<Arc<AppliedBatch>>,
     /// For an environment-aware replay: the snapshot before the next batch of `replay`.
@@ -766,7 +757,6 @@ impl Watcher {
     pub fn ender(&self) -> Ender {
         Ender {
             shared: self.shared.clone(),
-            queue: self.queue.clone(),
         }
     }
 
@@ -775,7 +765,7 @@ impl Watcher {
         self.view.as_deref()
     }
 
-    /// The next message; `None` only when the hub is gone.
+    /// The next message; `None` once its [`Ender`] has ended it.
     pub async fn next(&mut self) -> Option<WatchMessage> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
@@ -783,6 +773,9 @@ impl Watcher {
     /// [`Watcher::next`] for hand-written futures and streams (a session polls it among other
     /// sources, with no future built and dropped per message).
     pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<WatchMessage>> {
+        // Everything is looked at once more after the waker is registered, so a batch or flag
+        // that arrived in between is not left to a wake-up that already happened.
+        let mut registered = false;
         loop {
             if self.shared.ended.load(Ordering::Acquire) {
                 return Poll::Ready(None);
@@ -796,31 +789,27 @@ impl Watcher {
                 }
                 continue;
             }
-            let delivery = match self.rx.try_recv() {
-                Ok(delivery) => Some(delivery),
-                Err(TryRecvError::Disconnected) => None,
-                Err(TryRecvError::Empty) => {
-                    // The hub sends nothing more while the watcher is behind, so an empty queue
-                    // here is the point to fetch the rest from the ring.
-                    if self.shared.behind.load(Ordering::Acquire) {
-                        if let Some(reset) = self.catch_up() {
-                            return Poll::Ready(Some(reset));
-                        }
-                        continue;
-                    }
-                    ready!(self.rx.poll_recv(cx))
+            let next = self.shared.lock_queue().pop_front();
+            if let Some(batch) = next {
+                self.dequeued(batch.bytes);
+                if !self.shared.lagged.load(Ordering::Acquire) {
+                    return Poll::Ready(Some(self.sent(batch)));
                 }
-            };
-            match delivery {
-                Some(Delivery::Batch(batch)) => {
-                    self.dequeued(batch.bytes);
-                    if !self.shared.lagged.load(Ordering::Acquire) {
-                        return Poll::Ready(Some(self.sent(batch)));
-                    }
-                }
-                Some(Delivery::Wake) => {}
-                None => return Poll::Ready(None),
+                continue;
             }
+            // The hub sends nothing more while the watcher is behind, so an empty queue here is
+            // the point to fetch the rest from the ring.
+            if self.shared.behind.load(Ordering::Acquire) {
+                if let Some(reset) = self.catch_up() {
+                    return Poll::Ready(Some(reset));
+                }
+                continue;
+            }
+            if registered {
+                return Poll::Pending;
+            }
+            self.shared.waker.register(cx.waker());
+            registered = true;
         }
     }
 
@@ -892,10 +881,9 @@ impl Watcher {
     fn reset(&mut self) -> WatchMessage {
         let snapshot = {
             let mut registry = self.hub.lock();
-            while let Ok(delivery) = self.rx.try_recv() {
-                if let Delivery::Batch(batch) = delivery {
-                    self.dequeued(batch.bytes);
-                }
+            let pending: VecDeque<_> = std::mem::take(&mut *self.shared.lock_queue());
+            for batch in pending {
+                self.dequeued(batch.bytes);
             }
             let snapshot = self.hub.holder.current();
             if let Some(slot) = registry.watchers.get_mut(&self.id) {

@@ -1046,6 +1046,59 @@ mod tests {
         assert_eq!(hub.watcher_count(), 1);
     }
 
+    /// Counts the wake-ups of a hand-polled watcher.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for Wakes {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Wakes {
+        async fn after(&self, count: usize) {
+            tokio::time::timeout(Duration::from_secs(5), async {
+                while self.0.load(Ordering::SeqCst) < count {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_watcher_is_woken_by_a_batch_a_nudge_and_its_ender() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), false);
+        let hub = WatchHub::start(holder.clone(), 16, HubCounters::new().unwrap());
+        let mut watcher = hub.subscribe(vec![path("/a")], None);
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = futures::task::waker(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(watcher.poll_next(&mut cx).is_pending());
+
+        apply(&holder, 2, vec![put("/a", "2")]);
+        wakes.after(1).await;
+        match watcher.poll_next(&mut cx) {
+            Poll::Ready(Some(message)) => assert_eq!(message.revision(), 2),
+            other => panic!(
+                "expected the batch, got {:?}",
+                other.map(|m| m.map(|m| m.revision()))
+            ),
+        }
+        assert!(watcher.poll_next(&mut cx).is_pending());
+
+        // A nudge wakes it with nothing to deliver.
+        assert!(hub.nudger().nudge_all());
+        wakes.after(2).await;
+        assert!(watcher.poll_next(&mut cx).is_pending());
+
+        // Ended from elsewhere while waiting: woken, and the stream ends.
+        watcher.ender().end();
+        wakes.after(3).await;
+        assert!(matches!(watcher.poll_next(&mut cx), Poll::Ready(None)));
+    }
+
     #[tokio::test]
     async fn resume_replays_then_goes_live_and_resets_when_not_covered() {
         let holder = SnapshotHolder::with_options(

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use setpoint_core::snapshot::{AppliedBatch, ApplyError, Batch, Snapshot};
 use setpoint_core::{Revision, env};
 use tokio::sync::{broadcast, watch};
@@ -112,6 +112,10 @@ impl Ring {
 pub struct SnapshotHolder {
     current: ArcSwap<Snapshot>,
     ring: Mutex<Ring>,
+    /// The last batch applied (none after a snapshot swap): the revision nearly every receipt
+    /// names, answered by [`SnapshotHolder::committed_at`] without the ring's lock, which the
+    /// receipts of 100,000 sessions contended on.
+    latest: ArcSwapOption<AppliedBatch>,
     hub: broadcast::Sender<HubMessage>,
     changes: watch::Sender<Revision>,
     /// The stale flag's changes, for sessions that tell their clients at once.
@@ -173,6 +177,7 @@ impl SnapshotHolder {
         let (changes, _) = watch::channel(revision);
         Arc::new(SnapshotHolder {
             current: ArcSwap::from_pointee(initial),
+            latest: ArcSwapOption::empty(),
             ring: Mutex::new(Ring {
                 floor: revision,
                 batches: VecDeque::new(),
@@ -248,6 +253,7 @@ impl SnapshotHolder {
                 .store(applied.revision, Ordering::Release);
         }
         ring.push(applied.clone());
+        self.latest.store(Some(applied.clone()));
         // No receiver (no hub yet) is fine: the ring still holds the batch.
         let _ = self.hub.send(HubMessage::Batch {
             batch: applied.clone(),
@@ -265,6 +271,7 @@ impl SnapshotHolder {
         let revision = snapshot.revision();
         let mut ring = self.lock_ring();
         self.current.store(Arc::new(snapshot));
+        self.latest.store(None);
         self.definitions_changed.store(revision, Ordering::Release);
         self.accounts_changed.store(revision, Ordering::Release);
         ring.clear(revision);
@@ -397,8 +404,13 @@ impl SnapshotHolder {
     }
 
     /// When the writer committed `revision` (its clock, unix microseconds), while the ring still
-    /// holds that batch.
+    /// holds that batch or it is the last one applied.
     pub fn committed_at(&self, revision: Revision) -> Option<i64> {
+        if let Some(latest) = &*self.latest.load()
+            && latest.revision == revision
+        {
+            return Some(latest.committed_at_micros);
+        }
         let ring = self.lock_ring();
         let index = ring
             .batches

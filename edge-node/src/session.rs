@@ -174,9 +174,13 @@ pub async fn open(
         from.or(Some(RESET_FIRST)),
     )?;
     // After the session's own watch, so the records it starts from are at least as new.
-    let mut records = edge
-        .hub()
-        .subscribe(vec![SessionRollouts::records_prefix()], Some(RESET_FIRST));
+    // Beside it: the records' watch wakes the session through the session's watch, and is polled
+    // only when it rang.
+    let mut records = edge.hub().subscribe_beside(
+        &watcher,
+        vec![SessionRollouts::records_prefix()],
+        Some(RESET_FIRST),
+    );
     let mut rollouts = SessionRollouts::new(
         hello.instance_id,
         labels,
@@ -254,7 +258,7 @@ pub async fn open(
         watcher,
         records,
         rollouts,
-        peeked: Peeked::default(),
+        peeked: Peeked::new(),
         ticks,
         silence: crate::clients::ClientRegistry::silence_limit(heartbeat),
         started,
@@ -365,13 +369,16 @@ impl Stream for Outbound {
                 }
                 Poll::Pending => {}
             }
-            match out.records.poll_next(cx) {
-                Poll::Ready(Some(message)) => {
-                    out.peeked.records = Some(message);
-                    continue;
+            // After the session's watch answered `Pending`, so a bell rung from now on wakes it.
+            if out.peeked.records_due(&out.watcher) {
+                match out.records.poll_next(cx) {
+                    Poll::Ready(Some(message)) => {
+                        out.peeked.records = Some(message);
+                        continue;
+                    }
+                    Poll::Ready(None) => return ended(out, None),
+                    Poll::Pending => out.peeked.records_due = false,
                 }
-                Poll::Ready(None) => return ended(out, None),
-                Poll::Pending => {}
             }
             break;
         }
@@ -428,27 +435,45 @@ enum Merged {
 }
 
 /// A message taken from each watch but not yet handled.
-#[derive(Default)]
 struct Peeked {
     watch: Option<WatchMessage>,
     records: Option<WatchMessage>,
+    /// The records' watch may have something: it rang (it was subscribed beside the session's
+    /// watch) since it last answered `Pending`.
+    records_due: bool,
 }
 
 impl Peeked {
-    /// The older of the messages at hand. With one at hand, the other watch is polled once: the
-    /// hub queues a batch for every watcher it touches in one step, so an older message of the
-    /// other watch is already there.
+    fn new() -> Peeked {
+        Peeked {
+            watch: None,
+            records: None,
+            records_due: true,
+        }
+    }
+
+    fn records_due(&mut self, watch: &Watcher) -> bool {
+        if watch.rung() {
+            self.records_due = true;
+        }
+        self.records_due
+    }
+
+    /// The older of the messages at hand. With one at hand, the other watch is polled once (the
+    /// records' only when due): the hub queues a batch for every watcher it touches in one step,
+    /// so an older message of the other watch is already there.
     fn take(
         &mut self,
         cx: &mut Context<'_>,
         watch: &mut Watcher,
         records: &mut Watcher,
     ) -> Option<Merged> {
-        if self.watch.is_some()
-            && self.records.is_none()
-            && let Poll::Ready(Some(message)) = records.poll_next(cx)
-        {
-            self.records = Some(message);
+        if self.watch.is_some() && self.records.is_none() && self.records_due(watch) {
+            match records.poll_next(cx) {
+                Poll::Ready(Some(message)) => self.records = Some(message),
+                Poll::Ready(None) => {}
+                Poll::Pending => self.records_due = false,
+            }
         }
         if self.records.is_some()
             && self.watch.is_none()

@@ -220,6 +220,11 @@ struct Shared {
     queue: Mutex<VecDeque<Arc<WatchBatch>>>,
     /// The consumer's task, woken by whatever it must look at: a batch queued, a flag set.
     waker: AtomicWaker,
+    /// For a watcher subscribed beside another ([`WatchHub::subscribe_beside`]): that one's,
+    /// rung instead of this one's waker.
+    doorbell: Option<Arc<Shared>>,
+    /// A watcher beside this one has something to look at ([`Watcher::rung`]).
+    rung: AtomicBool,
     /// Must reset (snapshot replaced, hub lagged): nothing after its position can be proven.
     lagged: AtomicBool,
     /// Its queue filled up: it catches up from the ring after `after` once drained.
@@ -240,7 +245,7 @@ pub struct Ender {
 impl Ender {
     pub fn end(&self) {
         self.shared.ended.store(true, Ordering::Release);
-        self.shared.waker.wake();
+        self.shared.ring();
     }
 }
 
@@ -258,7 +263,7 @@ impl Nudger {
         };
         let registry = inner.lock();
         for slot in registry.watchers.values() {
-            slot.shared.waker.wake();
+            slot.shared.ring();
         }
         true
     }
@@ -370,7 +375,21 @@ impl WatchHub {
     /// holder still has after it, or starts with a reset when it cannot prove nothing is missing.
     /// Without, starts live at the current revision. Dropping the [`Watcher`] unregisters it.
     pub fn subscribe(&self, prefixes: Vec<ConfigPath>, from_revision: Option<Revision>) -> Watcher {
-        self.register(prefixes, None, from_revision)
+        self.register(prefixes, None, from_revision, None)
+    }
+
+    /// [`WatchHub::subscribe`] for a second watch of the consumer of `main`, which it wakes
+    /// instead of waking its own: whatever it gets to look at (a batch, a reset, its end) sets
+    /// `main`'s [`Watcher::rung`] and wakes `main`'s consumer. That consumer polls this watcher
+    /// only when rung — a watch that rarely has anything (a session's rollout records) then
+    /// costs nothing per message of the busy one.
+    pub fn subscribe_beside(
+        &self,
+        main: &Watcher,
+        prefixes: Vec<ConfigPath>,
+        from_revision: Option<Revision>,
+    ) -> Watcher {
+        self.register(prefixes, None, from_revision, Some(main.shared.clone()))
     }
 
     /// [`WatchHub::subscribe_spec`] that never moves the caller backwards: resuming from a
@@ -415,7 +434,7 @@ impl WatchHub {
         if let Some(name) = &view.env {
             env::chain_of(&self.inner.holder.current(), name)?;
         }
-        Ok(self.register(spec.prefixes, Some(Arc::new(view)), from_revision))
+        Ok(self.register(spec.prefixes, Some(Arc::new(view)), from_revision, None))
     }
 
     fn register(
@@ -423,9 +442,13 @@ impl WatchHub {
         prefixes: Vec<ConfigPath>,
         view: Option<Arc<EnvView>>,
         from_revision: Option<Revision>,
+        doorbell: Option<Arc<Shared>>,
     ) -> Watcher {
         let prefixes: Arc<[ConfigPath]> = normalize(prefixes).into();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            doorbell,
+            ..Shared::default()
+        });
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut registry = self.inner.lock();
         let (replay, snapshot) = match from_revision {
@@ -545,7 +568,7 @@ fn reset_all(inner: &Inner) {
     let registry = inner.lock();
     for slot in registry.watchers.values() {
         if !slot.shared.lagged.swap(true, Ordering::AcqRel) {
-            slot.shared.waker.wake();
+            slot.shared.ring();
         }
     }
 }
@@ -692,17 +715,29 @@ impl Slot {
         if !sent {
             // The ring holds what follows; the watcher fetches it once it has drained.
             shared.behind.store(true, Ordering::Release);
-            shared.waker.wake();
+            shared.ring();
             return Offer::Full;
         }
         self.after = revision;
         shared.queued.fetch_add(size, Ordering::AcqRel);
-        shared.waker.wake();
+        shared.ring();
         Offer::Queued(size)
     }
 }
 
 impl Shared {
+    /// Wakes the consumer: through the watcher it was subscribed beside, if any, after the
+    /// flag that one's consumer checks.
+    fn ring(&self) {
+        match &self.doorbell {
+            Some(beside) => {
+                beside.rung.store(true, Ordering::Release);
+                beside.waker.wake();
+            }
+            None => self.waker.wake(),
+        }
+    }
+
     fn lock_queue(&self) -> MutexGuard<'_, VecDeque<Arc<WatchBatch>>> {
         self.queue
             .lock()
@@ -758,6 +793,14 @@ impl Watcher {
         Ender {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Whether a watcher subscribed beside this one ([`WatchHub::subscribe_beside`]) has had
+    /// something to look at since the last call. Checked after this watcher's
+    /// [`Watcher::poll_next`] answered `Pending`, a rung bell is never missed: it wakes the waker
+    /// that poll registered.
+    pub fn rung(&self) -> bool {
+        self.shared.rung.load(Ordering::Acquire) && self.shared.rung.swap(false, Ordering::AcqRel)
     }
 
     /// The environment view watched; `None` for stored entries.
@@ -1097,6 +1140,44 @@ mod tests {
         watcher.ender().end();
         wakes.after(3).await;
         assert!(matches!(watcher.poll_next(&mut cx), Poll::Ready(None)));
+    }
+
+    #[tokio::test]
+    async fn a_watcher_beside_another_rings_it_instead_of_waking_its_own_consumer() {
+        let holder = SnapshotHolder::new(Snapshot::empty(), false);
+        let hub = WatchHub::start(holder.clone(), 16, HubCounters::new().unwrap());
+        let mut main = hub.subscribe(vec![path("/a")], None);
+        let mut beside = hub.subscribe_beside(&main, vec![path("/b")], None);
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = futures::task::waker(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(main.poll_next(&mut cx).is_pending());
+        assert!(!main.rung());
+
+        // A batch of the main watch wakes its consumer and rings nothing.
+        apply(&holder, 2, vec![put("/a", "2")]);
+        wakes.after(1).await;
+        assert!(!main.rung());
+        assert!(matches!(main.poll_next(&mut cx), Poll::Ready(Some(m)) if m.revision() == 2));
+        assert!(main.poll_next(&mut cx).is_pending());
+
+        // One of the watch beside it wakes the main watch's consumer, once, and rings.
+        apply(&holder, 3, vec![put("/b", "3")]);
+        wakes.after(2).await;
+        assert!(main.rung());
+        assert!(!main.rung(), "a bell is answered once");
+        assert!(main.poll_next(&mut cx).is_pending());
+        assert!(matches!(beside.poll_next(&mut cx), Poll::Ready(Some(m)) if m.revision() == 3));
+        assert!(beside.poll_next(&mut cx).is_pending());
+
+        // So does a reset of every watcher.
+        holder.replace(Snapshot::empty());
+        wakes.after(3).await;
+        assert!(main.rung());
+        assert!(matches!(
+            beside.poll_next(&mut cx),
+            Poll::Ready(Some(WatchMessage::Reset(_)))
+        ));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! maximum per edge and per tracked prefix ([`MAX_PREFIXES`]), one entry per firing alert, at
 //! most [`MAX_LISTED`] client ids per alert.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A client disconnected for longer than [`AlertRules::client_gone_ms`]; one alert per edge.
 pub const CLIENT_DISCONNECTED: &str = "ClientDisconnected";
@@ -262,16 +262,23 @@ impl Evaluator {
     }
 
     fn drops(&mut self, clients: &[ClientState], now: i64, found: &mut Vec<Alert>) {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        // Counted by borrowed names, keyed once per edge: no allocation per client (100,000 and
+        // more, at every evaluation).
+        let mut edges: HashMap<&str, usize> = HashMap::new();
         let mut prefixes: HashMap<&str, usize> = HashMap::new();
         for client in clients {
             let connected = usize::from(client.disconnected_at_ms.is_none());
-            *counts.entry(format!("edge:{}", client.edge)).or_default() += connected;
-            let distinct: BTreeSet<&str> = client.prefixes.iter().map(String::as_str).collect();
-            for prefix in distinct {
-                *prefixes.entry(prefix).or_default() += connected;
+            *edges.entry(&client.edge).or_default() += connected;
+            for (i, prefix) in client.prefixes.iter().enumerate() {
+                if !client.prefixes[..i].contains(prefix) {
+                    *prefixes.entry(prefix).or_default() += connected;
+                }
             }
         }
+        let mut counts: BTreeMap<String, usize> = edges
+            .into_iter()
+            .map(|(edge, count)| (format!("edge:{edge}"), count))
+            .collect();
         // The most watched prefixes (by connected count, then name), bounded — plus those
         // already tracked, so a prefix whose clients all left still shows its drop.
         let mut ranked: Vec<(&str, usize)> = prefixes.into_iter().collect();

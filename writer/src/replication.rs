@@ -417,10 +417,11 @@ impl Replication {
         }
         drop(down_since);
         let edges = edges.into_values().collect();
+        // In the fleet's own order: the rules need no sorting (sorting 100,000 records by id
+        // every evaluation was a fifth of the writer's work at that scale).
         let clients = self.clients(|fleet| {
             fleet
-                .list(&setpoint_core::clients::ClientFilter::default())
-                .into_iter()
+                .iter()
                 .map(|r| ClientState {
                     id: r.id.clone(),
                     edge: r.edge.clone(),

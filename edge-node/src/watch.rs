@@ -36,8 +36,7 @@
 //!
 //! This module knows nothing of HTTP, SSE or gRPC; those map [`WatchMessage`]s to their wire.
 
-use std::collections::VecDeque;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Poll;
@@ -252,7 +251,7 @@ impl Ender {
 /// Wakes every watcher with nothing to deliver ([`Nudger::nudge_all`]); does not keep the hub
 /// alive.
 #[derive(Clone)]
-pub struct Nudger(std::sync::Weak<Inner>);
+pub struct Nudger(Weak<Inner>);
 
 impl Nudger {
     /// Wakes every watcher's consumer once (for state they check when woken, such as the
@@ -705,14 +704,8 @@ impl Slot {
         }
         let (size, revision) = (message.bytes, message.revision);
         let queued = shared.queued.load(Ordering::Acquire);
-        let sent = !(queued > 0 && queued + size > queue_bytes) && {
-            let mut queue = shared.lock_queue();
-            queue.len() < queue_capacity && {
-                queue.push_back(message);
-                true
-            }
-        };
-        if !sent {
+        let too_many_bytes = queued > 0 && queued + size > queue_bytes;
+        if too_many_bytes || !shared.push(message, queue_capacity) {
             // The ring holds what follows; the watcher fetches it once it has drained.
             shared.behind.store(true, Ordering::Release);
             shared.ring();
@@ -736,6 +729,16 @@ impl Shared {
             }
             None => self.waker.wake(),
         }
+    }
+
+    /// Queues `batch` unless the queue holds `capacity` batches already.
+    fn push(&self, batch: Arc<WatchBatch>, capacity: usize) -> bool {
+        let mut queue = self.lock_queue();
+        if queue.len() >= capacity {
+            return false;
+        }
+        queue.push_back(batch);
+        true
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, VecDeque<Arc<WatchBatch>>> {
@@ -777,7 +780,7 @@ pub struct Watcher {
     prefixes: Arc<[ConfigPath]>,
     view: Option<Arc<EnvView>>,
     shared: Arc<Shared>,
-    replay: std::collections::VecDeque<Arc<AppliedBatch>>,
+    replay: VecDeque<Arc<AppliedBatch>>,
     /// For an environment-aware replay: the snapshot before the next batch of `replay`.
     replay_before: Option<Snapshot>,
 }
@@ -1170,10 +1173,16 @@ mod tests {
         assert!(matches!(beside.poll_next(&mut cx), Poll::Ready(Some(m)) if m.revision() == 3));
         assert!(beside.poll_next(&mut cx).is_pending());
 
-        // So does a reset of every watcher.
+        // So does a reset of every watcher (which wakes the main watch's consumer for its own
+        // reset too, perhaps first: wait for the bell itself).
         holder.replace(Snapshot::empty());
-        wakes.after(3).await;
-        assert!(main.rung());
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !main.rung() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the watch beside it rang");
         assert!(matches!(
             beside.poll_next(&mut cx),
             Poll::Ready(Some(WatchMessage::Reset(_)))

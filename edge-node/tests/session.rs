@@ -61,6 +61,24 @@ impl Client {
             .expect("a message, not the end"))
     }
 
+    /// The status the session ends with, skipping every message before it.
+    async fn ended(&mut self) -> tonic::Status {
+        loop {
+            if let Err(status) = self.next().await {
+                return status;
+            }
+        }
+    }
+
+    /// The next heartbeat, skipping anything else.
+    async fn heartbeat(&mut self) -> pb::Heartbeat {
+        loop {
+            if let Down::Heartbeat(beat) = self.next().await.unwrap() {
+                return beat;
+            }
+        }
+    }
+
     /// The next update, skipping heartbeats.
     async fn update(&mut self) -> pb::WatchResponse {
         loop {
@@ -249,12 +267,7 @@ async fn a_silent_client_is_closed_after_three_heartbeats() {
     .await;
     edge.commit(vec![Op::Put("/a", json!(1))]);
     let mut client = open(&edge, hello("quiet", &["/"], None)).await.unwrap();
-    let ended = loop {
-        match client.next().await {
-            Ok(_) => {}
-            Err(status) => break status,
-        }
-    };
+    let ended = client.ended().await;
     assert_eq!(ended.code(), Code::DeadlineExceeded);
     let registry = edge.edge.clients().clone();
     assert!(
@@ -354,15 +367,6 @@ async fn a_message_of_another_type_ends_that_call_and_the_edge_keeps_serving() {
     assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
 }
 
-/// The next heartbeat, skipping anything else.
-async fn heartbeat(client: &mut Client) -> pb::Heartbeat {
-    loop {
-        if let Down::Heartbeat(beat) = client.next().await.unwrap() {
-            return beat;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_session_hears_at_once_when_the_edge_loses_and_regains_its_writer() {
     // Heartbeats a minute apart: any heartbeat within the test comes from the change itself.
@@ -383,15 +387,15 @@ async fn a_session_hears_at_once_when_the_edge_loses_and_regains_its_writer() {
     assert!(!started.stale);
     client.update().await;
     // The catch-up's closing heartbeat.
-    assert!(!heartbeat(&mut client).await.stale);
+    assert!(!client.heartbeat().await.stale);
 
     holder.set_connected(false);
-    let lost = tokio::time::timeout(Duration::from_secs(2), heartbeat(&mut client))
+    let lost = tokio::time::timeout(Duration::from_secs(2), client.heartbeat())
         .await
         .expect("a heartbeat as soon as the writer is lost");
     assert!(lost.stale);
     holder.set_connected(true);
-    let back = tokio::time::timeout(Duration::from_secs(2), heartbeat(&mut client))
+    let back = tokio::time::timeout(Duration::from_secs(2), client.heartbeat())
         .await
         .expect("a heartbeat as soon as the writer is back");
     assert!(!back.stale);
@@ -412,12 +416,7 @@ async fn sessions_end_unavailable_when_the_edge_shuts_down() {
     }
     edge.edge.close();
     for mut client in clients {
-        let ended = loop {
-            match client.next().await {
-                Ok(_) => {}
-                Err(status) => break status,
-            }
-        };
+        let ended = client.ended().await;
         assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
     }
 }
@@ -430,12 +429,7 @@ async fn a_second_hello_ends_the_session_with_invalid_argument() {
     assert!(matches!(client.next().await.unwrap(), Down::Started(_)));
     client.update().await;
     client.up.send(hello("twice", &["/"], None)).await.unwrap();
-    let ended = loop {
-        match client.next().await {
-            Ok(_) => {}
-            Err(status) => break status,
-        }
-    };
+    let ended = client.ended().await;
     assert_eq!(ended.code(), Code::InvalidArgument, "{ended:?}");
     assert!(ended.message().contains("one hello"), "{ended:?}");
 }

@@ -19,6 +19,7 @@ mod drive;
 mod edge;
 mod etcd;
 mod fanout;
+mod h2wire;
 mod lean;
 mod process;
 mod report;

@@ -45,8 +45,8 @@ pub struct SessionsArgs {
     #[arg(long, default_value = "/bench/sessions")]
     pub prefix: String,
     /// Share this many HTTP/2 connections between the clients (`Client::with_channel`; the
-    /// edge allows 200 streams per connection); 0: every client its own connection, as separate
-    /// app processes have.
+    /// edge allows 10,000 streams per connection); 0: every client its own connection, as
+    /// separate app processes have.
     #[arg(long, default_value_t = 0)]
     pub connections: usize,
     /// Lean protocol clients instead of the SDK (`loadtest/src/lean.rs`): hello, a receipt per
@@ -117,15 +117,18 @@ pub(crate) type Current = Arc<arc_swap::ArcSwapOption<Write>>;
 /// The clients under measurement.
 enum Clients {
     Sdk(Vec<Client>),
-    /// Lean protocol clients ([`crate::lean`]): their tasks.
-    Lean(Vec<tokio::task::JoinHandle<()>>),
+    /// Lean protocol clients ([`crate::lean`]): how many, and a task per connection.
+    Lean {
+        sessions: usize,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    },
 }
 
 impl Clients {
     fn len(&self) -> usize {
         match self {
             Clients::Sdk(clients) => clients.len(),
-            Clients::Lean(tasks) => tasks.len(),
+            Clients::Lean { sessions, .. } => *sessions,
         }
     }
 
@@ -134,7 +137,7 @@ impl Clients {
             Clients::Sdk(clients) => {
                 futures::future::join_all(clients.iter().map(Client::close)).await;
             }
-            Clients::Lean(tasks) => tasks.iter().for_each(|t| t.abort()),
+            Clients::Lean { tasks, .. } => tasks.iter().for_each(|t| t.abort()),
         }
     }
 }
@@ -154,27 +157,21 @@ async fn open_lean(
         authorization: format!("Bearer {}", token.unwrap_or_default()),
         prefix: args.prefix.clone(),
         current: current.clone(),
+        opening: args.connect_concurrency.div_ceil(args.connections),
         ready: Arc::new(AtomicUsize::new(0)),
         ended: Arc::new(AtomicUsize::new(0)),
     });
-    let senders = crate::lean::connect(&args.edge, args.connections).await?;
-    let mut tasks = Vec::with_capacity(args.sessions);
-    let settled = |fleet: &crate::lean::Fleet| {
-        fleet.ready.load(Ordering::Relaxed) + fleet.ended.load(Ordering::Relaxed)
-    };
-    for i in 0..args.sessions {
-        while i - settled(&fleet).min(i) >= args.connect_concurrency.max(1) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let (fleet, sender) = (fleet.clone(), senders[i % senders.len()].clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = crate::lean::session(fleet.clone(), sender, i).await
-                && fleet.ended.load(Ordering::Relaxed) <= 5
-            {
-                eprintln!("lean session {i}: {error:#}");
-            }
-        }));
-    }
+    let tasks = (0..args.connections)
+        .map(|c| {
+            let indices: Vec<usize> = (c..args.sessions).step_by(args.connections).collect();
+            let fleet = fleet.clone();
+            tokio::spawn(async move {
+                if let Err(error) = crate::lean::connection(fleet, indices).await {
+                    eprintln!("lean connection {c}: {error:#}");
+                }
+            })
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     while fleet.ready.load(Ordering::Relaxed) < args.sessions {
         if fleet.ended.load(Ordering::Relaxed) > 0 {
@@ -192,7 +189,10 @@ async fn open_lean(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(Clients::Lean(tasks))
+    Ok(Clients::Lean {
+        sessions: args.sessions,
+        tasks,
+    })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

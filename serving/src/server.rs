@@ -45,7 +45,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
-pub use coalesce::Coalesce;
+use coalesce::Coalesce;
 use head::{Rewind, Sniffed};
 
 mod coalesce;

@@ -36,7 +36,6 @@ pub const PADDED: u8 = 0x8;
 pub const SETTINGS_ENABLE_PUSH: u16 = 0x2;
 pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 pub const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-pub const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
 const HEADER_LEN: usize = 9;
 

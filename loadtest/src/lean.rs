@@ -89,7 +89,6 @@ struct Connection<'a> {
     /// The edge's SETTINGS.
     initial_window: i64,
     max_streams: usize,
-    max_frame: usize,
     /// Bytes received since the connection's window was last opened.
     received: u32,
     heartbeat: Duration,
@@ -109,7 +108,6 @@ impl<'a> Connection<'a> {
             window: h2wire::DEFAULT_WINDOW,
             initial_window: h2wire::DEFAULT_WINDOW,
             max_streams: usize::MAX,
-            max_frame: h2wire::DEFAULT_MAX_FRAME,
             received: 0,
             heartbeat: Duration::from_secs(5),
             now: Instant::now(),
@@ -134,7 +132,8 @@ impl<'a> Connection<'a> {
         h2wire::put_window_update(&mut self.out, 0, h2wire::MAX_WINDOW - 65_535);
         self.open_more()?;
         let mut input = BytesMut::with_capacity(256 << 10);
-        let mut ticks = tokio::time::interval(Duration::from_millis(250));
+        // Heartbeats are due an interval after a session last sent; checked every second.
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 // Writing first: what the edge waits for goes out before more is read.
@@ -147,7 +146,8 @@ impl<'a> Connection<'a> {
                         return Ok(());
                     }
                     self.now = Instant::now();
-                    while let Some(frame) = h2wire::next_frame(&mut input, self.max_frame_in())? {
+                    // Our SETTINGS leave the frames we accept at the default size.
+                    while let Some(frame) = h2wire::next_frame(&mut input, h2wire::DEFAULT_MAX_FRAME)? {
                         if !self.on_frame(frame)? {
                             return Ok(());
                         }
@@ -161,11 +161,6 @@ impl<'a> Connection<'a> {
                 }
             }
         }
-    }
-
-    /// The largest frame the edge may send: ours is the default, as our SETTINGS left it.
-    fn max_frame_in(&self) -> usize {
-        h2wire::DEFAULT_MAX_FRAME
     }
 
     /// Opens sessions while fewer than [`Fleet::opening`] are opening and the edge allows more
@@ -266,9 +261,6 @@ impl<'a> Connection<'a> {
                     );
                 }
             }
-            h2wire::SETTINGS_MAX_FRAME_SIZE => {
-                self.max_frame = usize::try_from(value).unwrap_or(h2wire::DEFAULT_MAX_FRAME);
-            }
             _ => {}
         }
         Ok(())
@@ -357,14 +349,16 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Sends `kind` on session `k`'s stream as one gRPC message in one DATA frame, or queues it
-    /// until the edge's windows allow it.
+    /// Sends `kind` on session `k`'s stream as one gRPC message in one DATA frame (a hello,
+    /// receipt or heartbeat is far below the 16,384 bytes every HTTP/2 peer accepts), or queues
+    /// it until the edge's windows allow it.
     fn send(&mut self, k: usize, kind: ClientKind) {
         let message = pb::ClientMessage { kind: Some(kind) };
         let len = 5 + message.encoded_len();
+        debug_assert!(len <= h2wire::DEFAULT_MAX_FRAME);
         let session = &mut self.sessions[k];
         session.sent_at = self.now;
-        let fits = len as i64 <= self.window.min(session.window) && len <= self.max_frame;
+        let fits = len as i64 <= self.window.min(session.window);
         if self.blocked.is_empty() && fits {
             self.window -= len as i64;
             session.window -= len as i64;

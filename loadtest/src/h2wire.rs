@@ -86,6 +86,15 @@ impl Frame {
     }
 }
 
+/// A GOAWAY payload's error code and debug data.
+pub fn goaway(payload: &[u8]) -> anyhow::Result<(u32, String)> {
+    if payload.len() < 8 {
+        bail!("a GOAWAY payload of {} bytes", payload.len());
+    }
+    let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+    Ok((code, String::from_utf8_lossy(&payload[8..]).into_owned()))
+}
+
 /// Takes the next whole frame off `buffer`, if one has arrived; a frame longer than `max` is an
 /// error (the peer ignored our SETTINGS_MAX_FRAME_SIZE).
 pub fn next_frame(buffer: &mut BytesMut, max: usize) -> anyhow::Result<Option<Frame>> {
@@ -291,6 +300,13 @@ mod tests {
         assert_eq!(parts.headers["te"], "trailers");
         assert_eq!(parts.headers["authorization"], token.as_str());
         assert_eq!(&data[..], b"abc");
+    }
+
+    #[test]
+    fn goaway_gives_its_code_and_debug_data() {
+        let payload = [0, 0, 0, 7, 0, 0, 0, 0xb, b'c', b'a', b'l', b'm'];
+        assert_eq!(goaway(&payload).unwrap(), (0xb, "calm".to_owned()));
+        assert!(goaway(&payload[..7]).is_err());
     }
 
     #[test]

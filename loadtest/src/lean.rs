@@ -129,6 +129,7 @@ impl<'a> Connection<'a> {
                 (h2wire::SETTINGS_INITIAL_WINDOW_SIZE, h2wire::MAX_WINDOW),
             ],
         );
+        // The connection window starts at 65,535 bytes too: open it to the maximum.
         h2wire::put_window_update(&mut self.out, 0, h2wire::MAX_WINDOW - 65_535);
         self.open_more()?;
         let mut input = BytesMut::with_capacity(256 << 10);
@@ -221,7 +222,13 @@ impl<'a> Connection<'a> {
             h2wire::PING if frame.flags & h2wire::ACK == 0 => {
                 h2wire::put_ping_ack(&mut self.out, &frame.payload);
             }
-            h2wire::GOAWAY => return Ok(false),
+            h2wire::GOAWAY => {
+                let (code, debug) = h2wire::goaway(&frame.payload)?;
+                if code != 0 {
+                    bail!("the edge closed the connection: GOAWAY error {code:#x} {debug:?}");
+                }
+                return Ok(false);
+            }
             h2wire::WINDOW_UPDATE => {
                 let increment = i64::from(frame.increment()?);
                 match frame.stream {

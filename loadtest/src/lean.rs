@@ -42,12 +42,15 @@ pub struct Fleet {
     /// Sessions opening at once on each connection (opened, not yet synced).
     pub opening: usize,
     /// Sessions synced (their reset applied) so far.
-    pub ready: Arc<AtomicUsize>,
+    pub ready: AtomicUsize,
     /// Sessions that ended (refused, or the edge closed them).
-    pub ended: Arc<AtomicUsize>,
+    pub ended: AtomicUsize,
 }
 
 const SESSION_PATH: &str = "/setpoint.edge.v1.Edge/Session";
+/// The largest server message accepted, as the Rust SDK's (the rest of a longer one would
+/// wait in a session's buffer).
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// Bytes received on a stream or the connection before the window is opened again: the windows
 /// start at the maximum, so this is rarely reached.
 const REFILL: u32 = 1 << 30;
@@ -295,21 +298,17 @@ impl<'a> Connection<'a> {
             session.received = 0;
         }
         // Whole messages straight from the frame; what a frame splits waits in `partial`.
-        let mut messages = Vec::new();
-        if session.partial.is_empty() {
-            let mut data = data;
-            while let Some(message) = next_message(&mut data)? {
-                messages.push(message);
-            }
-            session.partial.extend_from_slice(&data);
+        let mut data = if session.partial.is_empty() {
+            data
         } else {
             session.partial.extend_from_slice(&data);
-            let mut data = session.partial.split().freeze();
-            while let Some(message) = next_message(&mut data)? {
-                messages.push(message);
-            }
-            session.partial.extend_from_slice(&data);
+            session.partial.split().freeze()
+        };
+        let mut messages = Vec::new();
+        while let Some(message) = next_message(&mut data)? {
+            messages.push(message);
         }
+        session.partial.extend_from_slice(&data);
         for message in messages {
             self.on_message(k, message);
         }
@@ -451,6 +450,9 @@ fn next_message(data: &mut Bytes) -> anyhow::Result<Option<pb::ServerMessage>> {
         bail!("a compressed message, which the session never asked for");
     }
     let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+    if len > MAX_MESSAGE_BYTES {
+        bail!("a message of {len} bytes announced (at most {MAX_MESSAGE_BYTES})");
+    }
     if data.len() < 5 + len {
         return Ok(None);
     }

@@ -158,8 +158,8 @@ async fn open_lean(
         prefix: args.prefix.clone(),
         current: current.clone(),
         opening: args.connect_concurrency.div_ceil(args.connections),
-        ready: Arc::new(AtomicUsize::new(0)),
-        ended: Arc::new(AtomicUsize::new(0)),
+        ready: AtomicUsize::new(0),
+        ended: AtomicUsize::new(0),
     });
     let tasks = (0..args.connections)
         .map(|c| {

@@ -48,7 +48,7 @@ fn give_back(mut buffer: Vec<u8>) {
     }
 }
 
-pub struct Coalesce<T> {
+pub(super) struct Coalesce<T> {
     inner: T,
     pending: Vec<u8>,
     /// Bytes of `pending` already written to `inner`.
@@ -58,7 +58,7 @@ pub struct Coalesce<T> {
 }
 
 impl<T> Coalesce<T> {
-    pub fn new(inner: T) -> Coalesce<T> {
+    pub(super) fn new(inner: T) -> Coalesce<T> {
         Coalesce {
             inner,
             pending: Vec::new(),
